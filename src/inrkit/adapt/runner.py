@@ -1,0 +1,213 @@
+"""Run an AIRe schedule inside ONE :func:`inrkit.train.fit` call.
+
+Training stages (fit, finetune, twd) are consecutive step ranges of a single Adam
+run; structural stages (densify, prune) happen between them through
+``FitState.replace_model`` with a ``state_map``, so Adam's moments of every
+surviving weight carry over (as in AIRe). A progress bar on stderr names the stage.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from inrkit.adapt.config import AdaptConfig, Stage
+from inrkit.adapt.surgery import StateMap, densify, prune_neurons
+from inrkit.adapt.twd import TargetedWeightDecay, outgoing_l1
+from inrkit.errors import InvalidInputError
+from inrkit.metrics import psnr_from_mse
+from inrkit.models.mlp import MLP, build_model
+from inrkit.signals.base import Signal
+from inrkit.train import FitConfig, FitState, fit
+
+TRAIN_KINDS = ("fit", "finetune", "twd")
+
+
+@dataclass
+class AdaptResult:
+    """Outcome of :func:`run_schedule`: the adapted model, per-stage log and final metrics."""
+
+    model: MLP
+    stages: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    metrics: dict[str, float]
+    steps: int
+    seconds: float
+    params_start: int
+    widths_start: list[int] = field(default_factory=list)
+
+
+@torch.no_grad()
+def train_psnr(model: MLP, signal: Signal, batch_size: int | None, device: torch.device) -> float | None:
+    """PSNR on a fixed training batch (the full set for grid signals with batch None)."""
+    coords, targets = signal.train_batch(batch_size, torch.Generator().manual_seed(1234), device)
+    _, mse = signal.loss(model, coords, targets)
+    return None if mse is None else psnr_from_mse(float(mse))
+
+
+def prune_stage_indices(model: MLP, layer: int, stage: Stage) -> torch.Tensor:
+    """Neurons of ``layer`` a prune stage keeps: all but the ``count`` smallest outgoing-L1
+    ones, or (``count`` unset) those with outgoing L1 norm > ``eps``."""
+    scores = outgoing_l1(model, layer)
+    n = scores.numel()
+    if stage.count is not None:
+        if stage.count >= n:
+            raise InvalidInputError(f"cannot prune {stage.count} of {n} neurons of layer {layer}")
+        idx = torch.topk(scores, n - stage.count).indices
+    else:
+        idx = torch.nonzero(scores > stage.eps).reshape(-1)
+        if idx.numel() == 0:
+            idx = scores.argmax().reshape(1)
+    return torch.sort(idx).values.cpu()
+
+
+def apply_structural(model: MLP, stage: Stage, generator: torch.Generator) -> tuple[MLP, StateMap, dict]:
+    """Apply a ``densify`` or ``prune`` stage; return the model, its state map and a log entry."""
+    state_map: StateMap = {}
+    info: dict[str, Any] = {}
+    if stage.kind == "densify":
+        model, state_map = densify(model, stage.n, generator)
+        info["added"] = stage.n
+    else:
+        removed = []
+        for layer in stage.layers:
+            if not 0 <= layer < model.num_layers - 1:
+                raise InvalidInputError(f"prune stage: layer {layer} is not a hidden layer")
+            scores = outgoing_l1(model, layer)
+            idx = prune_stage_indices(model, layer, stage)
+            removed.append(int(scores.numel() - idx.numel()))
+            info.setdefault("below_eps", []).append(int((scores <= stage.eps).sum()))
+            model, part = prune_neurons(model, layer, idx)
+            state_map.update(_compose(state_map, part))
+            live = set(model.parameters())
+            state_map = {k: v for k, v in state_map.items() if k in live}
+        info["removed"] = removed
+    return model, state_map, info
+
+
+def _compose(prev: StateMap, new: StateMap) -> StateMap:
+    """Chain two state maps (pruning two adjacent layers replaces a parameter twice)."""
+    out = {}
+    for param, (src, fn) in new.items():
+        if src in prev:
+            src0, fn0 = prev[src]
+            out[param] = (src0, lambda t, f=fn, g=fn0, s=src0.shape: f(g(t)) if t.shape == s else t)
+        else:
+            out[param] = (src, fn)
+    return out
+
+
+class ScheduleCallback:
+    """Drives the stages during :func:`fit`: surgery at stage boundaries, TWD, progress."""
+
+    def __init__(self, config: AdaptConfig, signal: Signal, progress: bool, generator: torch.Generator) -> None:
+        self.config, self.signal, self.generator = config, signal, generator
+        self.segments: list[tuple[int, int, int]] = []   # (start, end, stage index)
+        self.events: dict[int, list[int]] = {}          # step -> structural stage indices
+        self.twd: list[TargetedWeightDecay] = []
+        step = 0
+        for i, stage in enumerate(config.stages):
+            if stage.kind in TRAIN_KINDS:
+                self.segments.append((step, step + stage.steps, i))
+                if stage.kind == "twd":
+                    self.twd.append(TargetedWeightDecay(stage.layers, stage.k, step, stage.steps, stage.alpha))
+                step += stage.steps
+            else:
+                self.events.setdefault(step, []).append(i)
+        self.total = step
+        self.log: list[dict[str, Any]] = []
+        self.bar = self._bar(progress)
+        self._stage = -1
+
+    def _bar(self, progress: bool):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.total, disable=not progress, file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def describe(self, step: int) -> None:
+        for start, end, i in self.segments:
+            if start <= step < end and i != self._stage:
+                self._stage = i
+                n = len(self.config.stages)
+                self.bar.set_description(f"aire {i + 1}/{n} {self.config.stages[i].kind}")
+
+    def structural(self, model: MLP, step: int, state: FitState | None) -> MLP:
+        """Apply the structural stages scheduled at ``step``; returns the (new) model."""
+        for i in self.events.get(step, []):
+            stage = self.config.stages[i]
+            device = next(model.parameters()).device
+            before = train_psnr(model, self.signal, self.config.batch_size, device)
+            model, state_map, info = apply_structural(model, stage, self.generator)
+            if state is not None:
+                state.replace_model(model, state_map)
+            model.to(device)
+            after = train_psnr(model, self.signal, self.config.batch_size, device)
+            self.log.append({"stage": i, "kind": stage.kind, "step": step, "widths": model.widths,
+                             "params": model.num_params(), "psnr_before": before, "psnr_after": after, **info})
+        return model
+
+    def extra_loss(self, state: FitState) -> torch.Tensor | None:
+        self.describe(state.step)
+        total = None
+        for cb in self.twd:
+            extra = cb.extra_loss(state)
+            if extra is not None:
+                total = extra if total is None else total + extra
+        return total
+
+    def on_step_end(self, state: FitState) -> None:
+        self.bar.update(1)
+        if state.psnr is not None:
+            self.bar.set_postfix(psnr=f"{state.psnr:.2f}", refresh=False)
+        for start, end, i in self.segments:
+            if end == state.step:
+                self.log.append({"stage": i, "kind": self.config.stages[i].kind, "step": end,
+                                 "widths": state.model.widths, "params": state.model.num_params(),
+                                 "psnr_train": train_psnr(state.model, self.signal, self.config.batch_size,
+                                                          state.device)})
+        if state.step in self.events and state.step < self.total:
+            self.structural(state.model, state.step, state)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_schedule(model: MLP, signal: Signal, config: AdaptConfig, device: str | None = None,
+                 progress: bool = True, log_every: int = 50) -> AdaptResult:
+    """Adapt ``model`` to ``signal`` with the stages of ``config`` (one continuous Adam run)."""
+    if not config.stages:
+        raise InvalidInputError("the schedule has no stages")
+    t0 = time.perf_counter()
+    params_start, widths_start = model.num_params(), model.widths
+    generator = torch.Generator().manual_seed(config.seed)
+    cb = ScheduleCallback(config, signal, progress, generator)
+    try:
+        model = cb.structural(model, 0, None)  # structural stages before any training
+        fit_cfg = FitConfig(steps=cb.total, lr=config.lr, schedule=config.lr_schedule, batch_size=config.batch_size,
+                            seed=config.seed, progress=False, device=device, log_every=log_every)
+        result = fit(model, signal, fit_cfg, callbacks=[cb]) if cb.total else None
+        if result is not None:
+            model = cb.structural(result.model, cb.total, None)  # trailing structural stages
+    finally:
+        cb.close()
+    model.eval()
+    metrics = signal.evaluate(model)
+    return AdaptResult(model, cb.log, result.history if result else [], metrics, cb.total,
+                       time.perf_counter() - t0, params_start, widths_start)
+
+
+def model_for(config: AdaptConfig, signal: Signal) -> MLP:
+    """The starting network described by ``config`` for ``signal``'s dimensions."""
+    generator = torch.Generator().manual_seed(config.seed)
+    kwargs: dict[str, Any] = {"generator": generator}
+    if config.arch in ("siren", "finer"):
+        kwargs.update(omega0=config.omega0, omega_hidden=config.omega_hidden)
+    return build_model(config.arch, signal.dim, signal.out_dim, config.hidden, **kwargs)
+
+
+def adapt(signal: Signal, config: AdaptConfig, device: str | None = None, progress: bool = True) -> AdaptResult:
+    """Build the network of ``config`` and run its AIRe schedule on ``signal``."""
+    return run_schedule(model_for(config, signal), signal, config, device, progress)

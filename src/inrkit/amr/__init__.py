@@ -1,0 +1,16 @@
+"""PruningAMR: adaptive 2^d-tree meshes that show an INR in ParaView without its training data."""
+
+from .api import mesh_field, mesh_model
+from .baselines import element_interp_error, error_amr, mesh_rmse, uniform_mesh, vertex_values
+from .export import preview_png, slice_4d, write_mesh, write_pvd, write_vtu
+from .field import InrField, load_field
+from .mesh import BoxMesh, corner_offsets, parse_domain
+from .pruning import (AMRResult, PruningAMRConfig, batched_id, element_pruning_stats, mark,
+                      mesh_pruning_stats, pruning_amr, scipy_id)
+
+__all__ = [
+    "AMRResult", "BoxMesh", "InrField", "PruningAMRConfig", "batched_id", "corner_offsets",
+    "element_interp_error", "element_pruning_stats", "error_amr", "load_field", "mark", "mesh_field",
+    "mesh_model", "mesh_pruning_stats", "mesh_rmse", "parse_domain", "preview_png", "pruning_amr",
+    "scipy_id", "slice_4d", "uniform_mesh", "vertex_values", "write_mesh", "write_pvd", "write_vtu",
+]

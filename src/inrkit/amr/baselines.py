@@ -1,0 +1,98 @@
+"""Baselines for PruningAMR: uniform refinement and plain error-driven AMR; the RMSE of a mesh."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import InvalidInputError
+from .field import InrField
+from .mesh import BoxMesh, corner_offsets
+from .pruning import AMRResult
+
+Func = Callable[[np.ndarray], np.ndarray]
+
+
+def vertex_values(field: Func, mesh: BoxMesh) -> np.ndarray:
+    """The field at every mesh vertex: ``[V, C]``."""
+    return np.asarray(field(mesh.vertices), dtype=np.float64).reshape(mesh.num_vertices, -1)
+
+
+def mesh_rmse(mesh: BoxMesh, values: np.ndarray, reference: Func, n: int = 16384, seed: int = 1234) -> float:
+    """RMSE of the mesh interpolant of ``values`` against ``reference`` on ``n`` random domain points."""
+    pts = mesh.sample_domain(n, np.random.default_rng(seed))
+    ref = np.asarray(reference(pts), dtype=np.float64).reshape(n, -1)
+    return float(np.sqrt(np.mean((mesh.interpolate(values, pts).reshape(n, -1) - ref) ** 2)))
+
+
+def uniform_mesh(domain: np.ndarray, level: int, base: int = 4) -> BoxMesh:
+    """The uniform mesh of ``base * 2**level`` cells per axis (the uniform-refinement baseline)."""
+    return BoxMesh.uniform(domain, base, level)
+
+
+def element_interp_error(field: Func, mesh: BoxMesh, values: np.ndarray, elements: np.ndarray, n: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Max abs difference between each element's multilinear interpolant and the field on ``n`` random points."""
+    lo, hi = mesh.element_bounds()
+    t = rng.random((len(elements), n, mesh.dim))
+    pts = lo[elements][:, None] + t * (hi - lo)[elements][:, None]
+    offs = corner_offsets(mesh.dim)
+    w = np.prod(np.where(offs[None, None] == 1, t[:, :, None, :], 1.0 - t[:, :, None, :]), axis=-1)  # [e, n, 2^d]
+    interp = np.einsum("enk,ekc->enc", w, values[mesh.cells[elements]])
+    exact = np.asarray(field(pts.reshape(-1, mesh.dim)), np.float64).reshape(interp.shape)
+    return np.abs(interp - exact).max(axis=(1, 2))
+
+
+def error_amr(field: Func, domain: np.ndarray, dof_budget: int, base: int = 4, fraction: float = 0.1,
+              n_err: int = 128, max_level: int = 12, seed: int = 0, progress: bool = True,
+              keep_meshes: bool = False) -> AMRResult:
+    """Plain error-driven AMR: refine the ``fraction`` of elements with the largest interpolation error.
+
+    Each iteration evaluates only new elements (an element's interpolant depends on its own corners only),
+    refines the worst ``fraction`` of all elements (at least one) and stops once ``dof_budget`` is reached.
+    ``history`` rows record ``dofs`` and ``elements`` after each iteration.
+    """
+    if not 0 < fraction <= 1 or dof_budget < 1:
+        raise InvalidInputError("need 0 < fraction <= 1 and a positive DOF budget")
+    mesh = BoxMesh.uniform(domain, base, 0)
+    rng = np.random.default_rng(seed)
+    err = np.zeros(0)
+    new = np.arange(mesh.num_elements)
+    result = AMRResult(mesh, meshes=[mesh] if keep_meshes else [])
+    start = time.perf_counter()
+    it = 0
+    with tqdm(desc="error AMR", unit="dof", total=dof_budget, file=sys.stderr, disable=not progress,
+              leave=False) as bar:
+        while mesh.dofs < dof_budget:
+            it += 1
+            t0 = time.perf_counter()
+            vals = vertex_values(field, mesh)
+            err = np.concatenate([err, element_interp_error(field, mesh, vals, new, n_err, rng)])
+            order = np.argsort(-np.where(mesh.levels < max_level, err, -np.inf))
+            k = max(1, int(round(fraction * mesh.num_elements)))
+            marked = order[:k][mesh.levels[order[:k]] < max_level]
+            if len(marked) == 0:
+                break
+            keep = np.ones(mesh.num_elements, bool)
+            keep[marked] = False
+            err = err[keep]
+            n_kept = int(keep.sum())
+            mesh = mesh.refine(marked)
+            new = np.arange(n_kept, mesh.num_elements)
+            bar.update(min(mesh.dofs, dof_budget) - bar.n)
+            result.history.append({"iteration": it, "elements": mesh.num_elements, "dofs": mesh.dofs,
+                                   "refined": int(len(marked)), "seconds": time.perf_counter() - t0})
+            if keep_meshes:
+                result.meshes.append(mesh)
+    result.mesh = mesh
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def field_or_raw(field: InrField) -> Func:
+    """The raw-unit evaluator of an :class:`InrField` (what the mesh stores)."""
+    return field.__call__

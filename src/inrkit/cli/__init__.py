@@ -1,0 +1,71 @@
+"""The ``inrkit`` command: flat subcommands, each a thin wrapper over one library function.
+
+Every module in this package may define ``register(subparsers)`` (top-level commands) and
+``register_synth(subparsers)`` (kinds of ``inrkit synth``); modules are discovered at start.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from typing import Sequence
+
+from ..errors import InrkitError
+
+
+def _command_modules() -> list:
+    modules = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name not in ("common",) and not info.name.startswith("_"):
+            modules.append(importlib.import_module(f"{__name__}.{info.name}"))
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every discovered command."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="inrkit", description="Efficient implicit neural representations.")
+    parser.add_argument("--version", action="version", version=f"inrkit {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    modules = _command_modules()
+    for module in modules:
+        if hasattr(module, "register"):
+            module.register(commands)
+    synth = commands.add_parser("synth", help="generate synthetic and simulated signals")
+    kinds = synth.add_subparsers(dest="kind", metavar="KIND")
+    kinds.required = True
+    for module in modules:
+        if hasattr(module, "register_synth"):
+            module.register_synth(kinds)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run one command; user errors print one line on stderr and exit 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.handler(args)
+    except InrkitError as exc:
+        print(f"inrkit: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"inrkit: error: {exc.filename or exc}: no such file", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("inrkit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure: one line unless INRKIT_DEBUG is set
+        if os.environ.get("INRKIT_DEBUG"):
+            raise
+        print(f"inrkit: internal error: {type(exc).__name__}: {exc} (set INRKIT_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

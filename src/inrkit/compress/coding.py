@@ -1,0 +1,133 @@
+"""Quantisation, support-index coding and bounded Brotli, all in NumPy.
+
+Everything a decoder computes here is exact integer or IEEE float64 arithmetic, so
+it gives the same bits on every machine.
+"""
+from __future__ import annotations
+
+import math
+
+import brotli
+import numpy as np
+
+from ..errors import InvalidFileError
+
+MAX_BITS = 16
+
+
+# ------------------------------------------------------------------ quantisation
+def quantize(x: np.ndarray, bits: int) -> tuple[np.ndarray, float, float]:
+    """Uniform quantisation of ``x`` to ``bits`` bits over ``[min, max]``.
+
+    Returns ``(codes, lo, step)`` with ``codes`` uint8 (``bits <= 8``) or uint16, and
+    ``x ~= lo + codes * step``.
+    """
+    if not 1 <= bits <= MAX_BITS:
+        raise ValueError(f"bits must be in [1, {MAX_BITS}], got {bits}")
+    x = np.asarray(x, dtype=np.float64).ravel()
+    if x.size == 0:
+        return np.zeros(0, np.uint8 if bits <= 8 else np.uint16), 0.0, 0.0
+    lo, hi = float(x.min()), float(x.max())
+    levels = (1 << bits) - 1
+    step = (hi - lo) / levels if hi > lo else 0.0
+    codes = np.zeros(x.shape, np.int64) if step == 0.0 else np.rint((x - lo) / step).astype(np.int64)
+    return np.clip(codes, 0, levels).astype(np.uint8 if bits <= 8 else np.uint16), lo, step
+
+
+def dequantize(codes: np.ndarray, lo: float, step: float) -> np.ndarray:
+    """float64 values ``lo + codes * step`` (exact IEEE operations)."""
+    return codes.astype(np.float64) * step + lo
+
+
+def code_dtype(bits: int) -> np.dtype:
+    """Storage type of ``bits``-bit codes (little-endian)."""
+    return np.dtype(np.uint8) if bits <= 8 else np.dtype("<u2")
+
+
+# --------------------------------------------------------------- support coding
+def encode_gaps(idx: np.ndarray) -> bytes:
+    """Sorted support rows ``[n, s]`` as gap varints (1 byte below 128, else 2 bytes; < 2**14)."""
+    idx = np.sort(np.asarray(idx, dtype=np.int64), axis=1)
+    gaps = np.diff(idx, axis=1, prepend=-1) - 1  # >= 0 since indices are distinct
+    gaps = gaps.ravel()
+    if gaps.size and (gaps.min() < 0 or gaps.max() >= 1 << 14):
+        raise ValueError("support indices must be distinct and below 2**14")
+    two = gaps >= 128
+    out = np.empty(gaps.size + int(two.sum()), np.uint8)
+    pos = np.arange(gaps.size) + np.concatenate([[0], np.cumsum(two)[:-1]]) if gaps.size else gaps
+    out[pos] = np.where(two, (gaps & 127) | 128, gaps).astype(np.uint8)
+    out[pos[two] + 1] = (gaps[two] >> 7).astype(np.uint8)
+    return out.tobytes()
+
+
+def decode_gaps(data: bytes, n: int, s: int, k2: int) -> np.ndarray:
+    """Inverse of :func:`encode_gaps`; validates counts and ranges. Returns ``[n, s]`` int64."""
+    raw = np.frombuffer(data, np.uint8)
+    cont = raw >= 128
+    if raw.size and cont[-1]:
+        raise InvalidFileError("corrupt support stream (dangling continuation byte)")
+    # a value starts at every byte that does not follow a continuation byte
+    starts = np.ones(raw.size, bool)
+    starts[1:] = ~cont[:-1]
+    if int(starts.sum()) != n * s:
+        raise InvalidFileError(f"corrupt support stream: {int(starts.sum())} indices, expected {n * s}")
+    first = np.flatnonzero(starts)
+    vals = raw[first].astype(np.int64) & 127
+    two = cont[first]
+    vals[two] += raw[first[two] + 1].astype(np.int64) << 7
+    idx = np.cumsum(vals.reshape(n, s) + 1, axis=1) - 1
+    if idx.size and idx[:, -1].max() >= k2:
+        raise InvalidFileError("corrupt support stream: atom index out of range")
+    return idx
+
+
+def encode_bitmask(idx: np.ndarray, k2: int) -> bytes:
+    """Support rows ``[n, s]`` as an ``n x k2`` bitmask (packed, little bit order)."""
+    mask = np.zeros((idx.shape[0], k2), bool)
+    np.put_along_axis(mask, np.asarray(idx, np.int64), True, axis=1)
+    return np.packbits(mask, axis=None, bitorder="little").tobytes()
+
+
+def decode_bitmask(data: bytes, n: int, s: int, k2: int) -> np.ndarray:
+    """Inverse of :func:`encode_bitmask`; every row must hold exactly ``s`` bits."""
+    if len(data) != bitmask_size(n, k2):
+        raise InvalidFileError("corrupt support bitmask size")
+    bits = np.unpackbits(np.frombuffer(data, np.uint8), count=n * k2, bitorder="little").reshape(n, k2)
+    if n and not np.all(bits.sum(axis=1) == s):
+        raise InvalidFileError("corrupt support bitmask: wrong number of atoms in a row")
+    return np.nonzero(bits)[1].reshape(n, s).astype(np.int64)
+
+
+def bitmask_size(n: int, k2: int) -> int:
+    return (n * k2 + 7) // 8
+
+
+# ----------------------------------------------------------------------- brotli
+def brotli_compress(data: bytes) -> bytes:
+    return brotli.compress(data, quality=11)
+
+
+def brotli_decompress(data: bytes, size: int) -> bytes:
+    """Decompress a Brotli stream that must expand to exactly ``size`` bytes.
+
+    Never allocates more than ``size + 1`` output bytes, whatever the input.
+    """
+    dec = brotli.Decompressor()
+    try:
+        out = dec.process(data, output_buffer_limit=size + 1)
+        finished = dec.is_finished()
+    except brotli.error as exc:
+        raise InvalidFileError(f"corrupt compressed stream ({exc})") from None
+    if len(out) != size or not finished:
+        raise InvalidFileError(f"compressed stream does not expand to the declared {size} bytes")
+    return out
+
+
+def max_expansion(compressed: int) -> int:
+    """Largest raw size accepted for a Brotli stream of ``compressed`` bytes (bomb guard)."""
+    return 4096 * compressed + 4096
+
+
+def bits_for(n: int) -> int:
+    """Bits to address ``n`` items."""
+    return max(1, math.ceil(math.log2(max(n, 2))))

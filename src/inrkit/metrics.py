@@ -1,0 +1,75 @@
+"""Quality metrics: PSNR, SSIM (images), Chamfer distance, normal consistency, IoU (shapes)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from .errors import InvalidInputError
+
+
+def psnr_from_mse(mse: float, data_range: float = 2.0) -> float:
+    """PSNR in dB for a mean squared error at the given data range (2 for values in [-1, 1])."""
+    return 10.0 * math.log10(data_range**2 / max(float(mse), 1e-20))
+
+
+def psnr(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, data_range: float = 2.0) -> float:
+    """PSNR in dB between two arrays of equal shape."""
+    a, b = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if a.shape != b.shape:
+        raise InvalidInputError(f"PSNR needs equal shapes, got {a.shape} and {b.shape}")
+    return psnr_from_mse(float(np.mean((a - b) ** 2)), data_range)
+
+
+def ssim(pred: np.ndarray, target: np.ndarray, data_range: float = 255.0) -> float:
+    """Structural similarity of two images ``[H, W]`` or ``[H, W, C]`` (scikit-image, Gaussian window)."""
+    from skimage.metrics import structural_similarity
+
+    a, b = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if a.shape != b.shape:
+        raise InvalidInputError(f"SSIM needs equal shapes, got {a.shape} and {b.shape}")
+    a, b = (a[..., 0], b[..., 0]) if a.ndim == 3 and a.shape[-1] == 1 else (a, b)
+    channel_axis = -1 if a.ndim == 3 else None
+    side = min(a.shape[:2])
+    if side < 3:
+        return float("nan")
+    if side >= 11:  # the standard Gaussian window (sigma 1.5, 11 taps), as Wang et al.
+        kwargs = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
+    else:  # tiny images: the largest odd uniform window that fits
+        kwargs = {"win_size": side if side % 2 else side - 1}
+    return float(structural_similarity(a, b, data_range=data_range, channel_axis=channel_axis, **kwargs))
+
+
+def chamfer_distance(points_a: np.ndarray, points_b: np.ndarray) -> float:
+    """Symmetric Chamfer distance: mean nearest-neighbour L2 distance, averaged both ways."""
+    a, b = np.asarray(points_a, dtype=np.float64), np.asarray(points_b, dtype=np.float64)
+    if len(a) == 0 or len(b) == 0:
+        return float("inf")
+    d_ab, _ = cKDTree(b).query(a)
+    d_ba, _ = cKDTree(a).query(b)
+    return float(0.5 * (d_ab.mean() + d_ba.mean()))
+
+
+def normal_consistency(points_a: np.ndarray, normals_a: np.ndarray, points_b: np.ndarray, normals_b: np.ndarray) -> float:
+    """Mean |cos| between each point's normal and its nearest neighbour's, averaged both ways."""
+    if len(points_a) == 0 or len(points_b) == 0:
+        return 0.0
+    _, j = cKDTree(points_b).query(points_a)
+    _, i = cKDTree(points_a).query(points_b)
+    ab = np.abs(np.sum(_unit(normals_a) * _unit(normals_b)[j], axis=1)).mean()
+    ba = np.abs(np.sum(_unit(normals_b) * _unit(normals_a)[i], axis=1)).mean()
+    return float(0.5 * (ab + ba))
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def iou(occupancy_a: np.ndarray, occupancy_b: np.ndarray) -> float:
+    """Intersection over union of two boolean occupancy arrays."""
+    a, b = np.asarray(occupancy_a, dtype=bool), np.asarray(occupancy_b, dtype=bool)
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0

@@ -1,0 +1,276 @@
+"""The editable MLP that every inrkit method shares.
+
+A model is a list of dense layers ``(W_i, b_i, activation_i, omega_i)``. Widths may
+change per layer; pruning and densification replace a layer's parameters with
+smaller or larger ones (see :mod:`inrkit.models.surgery`).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InvalidInputError
+
+ACTIVATIONS = ("sine", "finer", "relu", "tanh", "sigmoid", "identity")
+PERIODIC = ("sine", "finer")
+
+
+def _sine_layer(h: Tensor, weight: Tensor, bias: Tensor, omega: float) -> Tensor:
+    # One fused GEMM computes omega * (h W^T + b); no separate scaling pass.
+    return torch.sin(torch.addmm(bias, h, weight.t(), beta=omega, alpha=omega))
+
+
+def _finer_layer(h: Tensor, weight: Tensor, bias: Tensor, omega: float) -> Tensor:
+    z = torch.addmm(bias, h, weight.t())
+    return torch.sin(omega * (z.abs() + 1.0) * z)
+
+
+def _plain_layer(h: Tensor, weight: Tensor, bias: Tensor, activation: str) -> Tensor:
+    z = torch.addmm(bias, h, weight.t())
+    if activation == "relu":
+        return torch.relu(z)
+    if activation == "tanh":
+        return torch.tanh(z)
+    if activation == "sigmoid":
+        return torch.sigmoid(z)
+    return z
+
+
+class MLP(nn.Module):
+    """A coordinate MLP with per-layer widths, activations and frequencies.
+
+    Args:
+        widths: ``[n_in, h_1, ..., n_out]``; ``n_in`` is the input width of the first
+            dense layer (coordinate dimension, or ``2*m`` with ``m`` Fourier features).
+        activations: one of :data:`ACTIVATIONS` per layer (``len(widths) - 1`` entries).
+        omegas: frequency factor per layer for ``sine``/``finer`` (1.0 elsewhere).
+        fourier: optional Fourier-feature matrix ``B`` of shape ``[m, coord_dim]``.
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int],
+        activations: Sequence[str],
+        omegas: Sequence[float] | None = None,
+        fourier: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        widths = [int(w) for w in widths]
+        n_layers = len(widths) - 1
+        if n_layers < 1 or any(w < 1 for w in widths):
+            raise InvalidInputError(f"widths must hold at least two positive sizes, got {widths}")
+        if len(activations) != n_layers:
+            raise InvalidInputError(f"need {n_layers} activations for widths {widths}, got {len(activations)}")
+        unknown = sorted(set(activations) - set(ACTIVATIONS))
+        if unknown:
+            raise InvalidInputError(f"unknown activation(s) {unknown}; choose from {list(ACTIVATIONS)}")
+        omegas = [1.0] * n_layers if omegas is None else [float(o) for o in omegas]
+        if len(omegas) != n_layers:
+            raise InvalidInputError(f"need {n_layers} omegas, got {len(omegas)}")
+        self.activations = list(activations)
+        self.omegas = [o if a in PERIODIC else 1.0 for o, a in zip(omegas, self.activations)]
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(widths[i + 1], widths[i])) for i in range(n_layers)
+        )
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(widths[i + 1])) for i in range(n_layers))
+        self.register_buffer("fourier", None if fourier is None else fourier.detach().clone().float())
+        if fourier is not None and 2 * fourier.shape[0] != widths[0]:
+            raise InvalidInputError(f"{fourier.shape[0]} Fourier features need widths[0] = {2 * fourier.shape[0]}")
+
+    # ----------------------------------------------------------------- shape
+    @property
+    def num_layers(self) -> int:
+        return len(self.weights)
+
+    @property
+    def widths(self) -> list[int]:
+        return [int(self.weights[0].shape[1])] + [int(w.shape[0]) for w in self.weights]
+
+    @property
+    def hidden_widths(self) -> list[int]:
+        return self.widths[1:-1]
+
+    @property
+    def coord_dim(self) -> int:
+        return int(self.fourier.shape[1]) if self.fourier is not None else self.widths[0]
+
+    @property
+    def out_dim(self) -> int:
+        return self.widths[-1]
+
+    def num_params(self) -> int:
+        """Number of trainable scalars (weights and biases)."""
+        return sum(int(p.numel()) for p in self.parameters())
+
+    def flops_per_point(self) -> int:
+        """FLOPs to evaluate one point: 2 per multiply-add, 1 per activation or encoding output."""
+        flops = 0
+        if self.fourier is not None:
+            flops += 2 * self.fourier.numel() + 2 * self.fourier.shape[0]
+        for weight, activation in zip(self.weights, self.activations):
+            out, inp = weight.shape
+            flops += 2 * out * inp + out  # GEMM and bias
+            flops += 0 if activation == "identity" else (3 * out if activation == "finer" else out)
+        return int(flops)
+
+    def validate(self) -> None:
+        """Check that consecutive layers fit together; raise InvalidInputError otherwise."""
+        for i in range(1, self.num_layers):
+            if self.weights[i].shape[1] != self.weights[i - 1].shape[0]:
+                raise InvalidInputError(
+                    f"layer {i} takes {self.weights[i].shape[1]} inputs but layer {i - 1} "
+                    f"gives {self.weights[i - 1].shape[0]}"
+                )
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if b.shape != (w.shape[0],):
+                raise InvalidInputError(f"bias {i} has shape {tuple(b.shape)}, expected ({w.shape[0]},)")
+
+    # --------------------------------------------------------------- compute
+    def encode(self, x: Tensor) -> Tensor:
+        """Input features of the first dense layer (identity, or Fourier features)."""
+        if self.fourier is None:
+            return x
+        proj = (2.0 * math.pi) * (x @ self.fourier.t())
+        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
+
+    def layer_forward(self, i: int, h: Tensor) -> Tensor:
+        """Output of layer ``i`` for its input ``h``."""
+        weight, bias, activation = self.weights[i], self.biases[i], self.activations[i]
+        if activation == "sine":
+            return _sine_layer(h, weight, bias, self.omegas[i])
+        if activation == "finer":
+            return _finer_layer(h, weight, bias, self.omegas[i])
+        return _plain_layer(h, weight, bias, activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.encode(x)
+        for i in range(self.num_layers):
+            h = self.layer_forward(i, h)
+        return h
+
+    def forward_with_hidden(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Return the output and the post-activation output of every hidden layer."""
+        h = self.encode(x)
+        hidden = []
+        for i in range(self.num_layers):
+            h = self.layer_forward(i, h)
+            if i < self.num_layers - 1:
+                hidden.append(h)
+        return h, hidden
+
+    # ------------------------------------------------------------------ edit
+    def set_layer(self, i: int, weight: Tensor, bias: Tensor) -> None:
+        """Replace layer ``i``'s parameters by new Parameter objects (shapes may change)."""
+        if weight.ndim != 2 or bias.shape != (weight.shape[0],):
+            raise InvalidInputError(f"layer {i}: weight {tuple(weight.shape)} and bias {tuple(bias.shape)} do not fit")
+        self.weights[i] = nn.Parameter(weight.detach().clone())
+        self.biases[i] = nn.Parameter(bias.detach().clone())
+
+    def copy(self) -> "MLP":
+        """A deep copy with new parameter objects."""
+        return copy.deepcopy(self)
+
+    def extra_repr(self) -> str:
+        acts = ",".join(self.activations)
+        return f"widths={self.widths}, activations=[{acts}], omegas={self.omegas}"
+
+
+# -------------------------------------------------------------- constructors
+def _uniform_(t: Tensor, bound: float, generator: torch.Generator | None) -> None:
+    with torch.no_grad():
+        t.uniform_(-bound, bound, generator=generator)
+
+
+def siren(
+    in_dim: int,
+    out_dim: int,
+    hidden: Sequence[int] = (256, 256, 256),
+    omega0: float = 30.0,
+    omega_hidden: float = 30.0,
+    generator: torch.Generator | None = None,
+) -> MLP:
+    """SIREN (Sitzmann et al. 2020) with its initialisation.
+
+    First layer ``W ~ U(-1/n, 1/n)``; later layers ``W ~ U(-sqrt(6/n)/omega, sqrt(6/n)/omega)``;
+    biases as PyTorch's ``nn.Linear`` (``U(-1/sqrt(n), 1/sqrt(n))``); the last layer is linear.
+    """
+    widths = [in_dim, *hidden, out_dim]
+    n = len(widths) - 1
+    acts = ["sine"] * (n - 1) + ["identity"]
+    model = MLP(widths, acts, [omega0] + [omega_hidden] * (n - 1))
+    for i, (w, b) in enumerate(zip(model.weights, model.biases)):
+        fan_in = w.shape[1]
+        bound = 1.0 / fan_in if i == 0 else math.sqrt(6.0 / fan_in) / omega_hidden
+        _uniform_(w, bound, generator)
+        _uniform_(b, 1.0 / math.sqrt(fan_in), generator)
+    return model
+
+
+def finer(
+    in_dim: int,
+    out_dim: int,
+    hidden: Sequence[int] = (256, 256, 256),
+    omega0: float = 30.0,
+    omega_hidden: float = 30.0,
+    first_bias_scale: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> MLP:
+    """FINER (Liu et al. 2024): ``sin(omega (|z|+1) z)`` with SIREN weights and a wide first bias.
+
+    The first layer's bias is drawn from ``U(-k, k)`` with ``k = first_bias_scale`` (FINER's
+    key initialisation, which selects a wider range of frequencies); others as SIREN.
+    """
+    model = siren(in_dim, out_dim, hidden, omega0, omega_hidden, generator)
+    model.activations = ["finer"] * (model.num_layers - 1) + ["identity"]
+    _uniform_(model.biases[0], first_bias_scale, generator)
+    return model
+
+
+def ffn(
+    in_dim: int,
+    out_dim: int,
+    hidden: Sequence[int] = (256, 256, 256),
+    num_frequencies: int = 256,
+    sigma: float = 10.0,
+    generator: torch.Generator | None = None,
+) -> MLP:
+    """Fourier-feature ReLU MLP (Tancik et al. 2020): Gaussian ``B ~ N(0, sigma^2)``."""
+    fourier = torch.randn(num_frequencies, in_dim, generator=generator) * sigma
+    widths = [2 * num_frequencies, *hidden, out_dim]
+    n = len(widths) - 1
+    model = MLP(widths, ["relu"] * (n - 1) + ["identity"], fourier=fourier)
+    for w, b in zip(model.weights, model.biases):
+        bound = 1.0 / math.sqrt(w.shape[1])
+        _uniform_(w, bound, generator)  # nn.Linear's default (kaiming_uniform with a=sqrt(5))
+        _uniform_(b, bound, generator)
+    return model
+
+
+ARCHITECTURES = ("siren", "finer", "ffn")
+
+
+def build_model(arch: str, in_dim: int, out_dim: int, hidden: Sequence[int], **kwargs) -> MLP:
+    """Build ``arch`` (one of :data:`ARCHITECTURES`) with the given hidden widths."""
+    builders = {"siren": siren, "finer": finer, "ffn": ffn}
+    if arch not in builders:
+        raise InvalidInputError(f"unknown architecture {arch!r}; choose from {list(ARCHITECTURES)}")
+    return builders[arch](in_dim, out_dim, list(hidden), **kwargs)
+
+
+def parse_hidden(spec: str) -> list[int]:
+    """Parse ``"256x3"`` or ``"256,128,64"`` into hidden widths."""
+    try:
+        if "x" in spec:
+            width, depth = spec.lower().split("x")
+            widths = [int(width)] * int(depth)
+        else:
+            widths = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError as exc:
+        raise InvalidInputError(f"cannot parse hidden widths {spec!r}; use e.g. 256x3 or 256,128,64") from exc
+    if not widths or any(w < 1 for w in widths):
+        raise InvalidInputError(f"hidden widths must be positive, got {spec!r}")
+    return widths

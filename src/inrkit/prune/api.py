@@ -1,0 +1,71 @@
+"""``prune_file``: the library function behind ``inrkit prune``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from inrkit.errors import InvalidInputError
+from inrkit.models.io import load_model, save_model
+from inrkit.prune.model import ALL_METHODS, domain_points, prune_model
+
+
+def _psnr(model, signal) -> float | None:
+    return None if signal is None else float(signal.evaluate(model)["psnr"])
+
+
+def prune_file(model_path: str | Path, output: str | Path, method: str = "l1",
+               layers: Sequence[int] | None = None, keep: float | None = None, eps: float | None = None,
+               signal_path: str | Path | None = None, finetune: int = 0, lr: float = 1e-4,
+               points: int = 4096, seed: int = 0, device: str | None = None,
+               progress: bool = True) -> dict[str, Any]:
+    """Prune a saved model with ``method`` and save it to ``output``.
+
+    ``keep`` (fraction or count per layer) or ``eps`` (score threshold; ID tolerance for
+    ``id``) chooses how much to keep. With ``signal_path`` the PSNR is measured before
+    and after, and ``finetune`` steps of Adam (``lr``) follow the pruning.
+    ID samples activations at ``points`` uniform points of [-1, 1]^d.
+    """
+    if method not in ALL_METHODS:
+        raise InvalidInputError(f"unknown pruning method {method!r}; expected one of {', '.join(ALL_METHODS)}")
+    if keep is None and eps is None:
+        keep = 0.5
+    if finetune and signal_path is None:
+        raise InvalidInputError("--finetune needs --signal")
+    if finetune < 0 or points < 1:
+        raise InvalidInputError("finetune must be >= 0 and points >= 1")
+    model, header = load_model(model_path, device=device or "cpu")
+    signal = None
+    if signal_path is not None:
+        from inrkit.signals import load_signal
+
+        signal = load_signal(signal_path, seed=seed)
+        if (signal.dim, signal.out_dim) != (model.coord_dim, model.out_dim):
+            raise InvalidInputError(f"model maps {model.coord_dim}->{model.out_dim} but the signal is "
+                                    f"{signal.dim}->{signal.out_dim}")
+    generator = torch.Generator().manual_seed(seed)
+    before = {"params": model.num_params(), "widths": model.widths, "flops": model.flops_per_point(),
+              "psnr": _psnr(model, signal)}
+    pts = domain_points(model, points, generator) if method == "id" else None
+    model, _ = prune_model(model, method, layers, keep, eps, pts, generator)
+    psnr_pruned = _psnr(model, signal)
+    if finetune:
+        from inrkit.train import FitConfig, fit
+
+        model = fit(model, signal, FitConfig(steps=finetune, lr=lr, schedule="constant", seed=seed,
+                                             progress=progress, device=device)).model
+    psnr_after = _psnr(model, signal) if finetune else psnr_pruned
+    prune_info = {"method": method, "layers": list(layers) if layers is not None else None, "keep": keep,
+                  "eps": eps, "finetune": finetune, "seed": seed}
+    extra = dict(header.get("extra") or {})
+    extra["prune"] = extra.get("prune", []) + [prune_info]
+    save_model(model.cpu(), output, signal=header.get("signal") or None, extra=extra)
+    return {
+        "output": str(output), **prune_info,
+        "params_before": before["params"], "params_after": model.num_params(),
+        "widths_before": before["widths"], "widths_after": model.widths,
+        "flops_before": before["flops"], "flops_after": model.flops_per_point(),
+        "psnr_before": before["psnr"], "psnr_pruned": psnr_pruned, "psnr_after": psnr_after,
+        "bytes_before": Path(model_path).stat().st_size, "bytes_after": Path(output).stat().st_size,
+    }

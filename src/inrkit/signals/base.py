@@ -1,0 +1,182 @@
+"""The signal interface, and grid signals (images, volumes, 2D scalar fields)."""
+from __future__ import annotations
+
+import abc
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import InvalidInputError
+from ..metrics import psnr_from_mse
+
+
+class Signal(abc.ABC):
+    """Something an INR can fit: a coordinate domain in [-1, 1]^d and values on it."""
+
+    kind: str = "signal"
+    dim: int = 2
+    out_dim: int = 1
+
+    @abc.abstractmethod
+    def metadata(self) -> dict[str, Any]:
+        """Signal description stored in model files (kind, shape, domain, normalisation)."""
+
+    def num_samples(self) -> int:
+        """Number of training samples (0 when samples are drawn fresh every step)."""
+        return 0
+
+    @abc.abstractmethod
+    def train_batch(self, batch_size: int | None, generator: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Coordinates ``[B, dim]`` and targets for one step; ``None`` means the full set."""
+
+    def loss(self, model: torch.nn.Module, coords: Tensor, targets: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Training loss and the plain MSE (for PSNR), by default both the MSE."""
+        mse = torch.mean((model(coords) - targets) ** 2)
+        return mse, mse
+
+    @abc.abstractmethod
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Quality metrics of ``model`` against this signal (held-out samples where split)."""
+
+    @abc.abstractmethod
+    def render(self, model: torch.nn.Module, path: str | Path, size: Sequence[int] | None = None) -> Path:
+        """Write the model's reconstruction to ``path``."""
+
+
+def grid_coords(shape: Sequence[int], device: torch.device | str = "cpu") -> Tensor:
+    """Coordinates of a grid in [-1, 1]^d (``linspace`` per axis, axis k is coordinate k)."""
+    axes = [torch.linspace(-1.0, 1.0, n, device=device) if n > 1 else torch.zeros(1, device=device) for n in shape]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(shape))
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a parameterless module)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, coords: Tensor, batch: int = 65536) -> Tensor:
+    """Evaluate ``model`` on ``coords`` in chunks, without gradients."""
+    device = model_device(model)
+    outs = [model(coords[i: i + batch].to(device)) for i in range(0, coords.shape[0], batch)]
+    return torch.cat(outs).float()
+
+
+class GridSignal(Signal):
+    """Values on a regular grid, ``values`` shaped ``[*shape, C]``.
+
+    Values are normalised to [-1, 1] with ``offset`` and ``scale`` (raw = v * scale + offset);
+    by default from the data's min and max. ``test_fraction`` holds out a random share of
+    the samples (seeded) for evaluation, as AIRe does with 10% of the pixels.
+
+    Args:
+        values: grid values ``[*shape, C]`` (a trailing channel axis is required).
+        kind: ``"image"``, ``"volume"`` or ``"field"``.
+        value_range: ``(lo, hi)`` mapped to [-1, 1]; the data range if ``None``.
+        test_fraction: share of samples held out for evaluation.
+        seed: seed of the split.
+        domain: physical extent ``[[lo, hi], ...]`` of the grid (metadata only).
+    """
+
+    def __init__(
+        self,
+        values: np.ndarray,
+        kind: str = "field",
+        value_range: tuple[float, float] | None = None,
+        test_fraction: float = 0.0,
+        seed: int = 0,
+        domain: Sequence[Sequence[float]] | None = None,
+        name: str = "",
+    ) -> None:
+        values = np.asarray(values, dtype=np.float32)
+        if values.ndim < 2 or values.size == 0:
+            raise InvalidInputError(f"a grid signal needs values shaped [*grid, channels], got {values.shape}")
+        if not np.isfinite(values).all():
+            raise InvalidInputError(f"{name or 'signal'}: values contain NaN or infinity")
+        if not 0.0 <= test_fraction < 1.0:
+            raise InvalidInputError(f"test fraction must be in [0, 1), got {test_fraction}")
+        self.kind, self.name = kind, name
+        self.shape = tuple(int(s) for s in values.shape[:-1])
+        self.dim, self.out_dim = len(self.shape), int(values.shape[-1])
+        lo, hi = (float(values.min()), float(values.max())) if value_range is None else value_range
+        self.offset = (hi + lo) / 2.0
+        self.scale = (hi - lo) / 2.0 if hi > lo else 1.0
+        self.domain = [list(map(float, d)) for d in domain] if domain else [[-1.0, 1.0]] * self.dim
+        self.coords = grid_coords(self.shape)
+        self.values = torch.from_numpy((values.reshape(-1, self.out_dim) - self.offset) / self.scale)
+        n = self.coords.shape[0]
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        n_test = int(round(test_fraction * n))
+        self.test_idx = torch.sort(perm[:n_test]).values if n_test else None
+        self.train_idx = torch.sort(perm[n_test:]).values if n_test else None
+        self._cache: dict[Any, tuple[Tensor, Tensor]] = {}
+
+    # ------------------------------------------------------------- training
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "name": self.name, "shape": list(self.shape), "channels": self.out_dim,
+            "domain": self.domain, "value_offset": [self.offset] * self.out_dim,
+            "value_scale": [self.scale] * self.out_dim,
+        }
+
+    def num_samples(self) -> int:
+        return int(self.coords.shape[0] if self.train_idx is None else self.train_idx.numel())
+
+    def _train_set(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        key = str(device)
+        if key not in self._cache:
+            coords, values = self.coords, self.values
+            if self.train_idx is not None:
+                coords, values = coords[self.train_idx], values[self.train_idx]
+            self._cache = {key: (coords.to(device), values.to(device))}
+        return self._cache[key]
+
+    def train_batch(self, batch_size: int | None, generator: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor]:
+        coords, values = self._train_set(device)
+        if batch_size is None or batch_size >= coords.shape[0]:
+            return coords, values
+        idx = torch.randint(coords.shape[0], (batch_size,), generator=generator).to(device)
+        return coords[idx], values[idx]
+
+    # ----------------------------------------------------------- evaluation
+    def denormalize(self, values: Tensor | np.ndarray) -> np.ndarray:
+        """Normalised values back to raw units."""
+        arr = values.detach().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values)
+        return arr * self.scale + self.offset
+
+    def predict_grid(self, model: torch.nn.Module, shape: Sequence[int] | None = None) -> np.ndarray:
+        """The model sampled on a grid (default: the signal's own), in raw units ``[*shape, C]``."""
+        shape = tuple(shape or self.shape)
+        if len(shape) != self.dim:
+            raise InvalidInputError(f"render size needs {self.dim} numbers, got {list(shape)}")
+        pred = predict(model, grid_coords(shape))
+        return self.denormalize(pred).reshape(*shape, self.out_dim)
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        pred = predict(model, self.coords)
+        err = (pred - self.values) ** 2
+        metrics = {"psnr": psnr_from_mse(float(err.mean()))}
+        if self.test_idx is not None:
+            metrics["psnr_train"] = psnr_from_mse(float(err[self.train_idx].mean()))
+            metrics["psnr"] = psnr_from_mse(float(err[self.test_idx].mean()))
+            metrics["psnr_all"] = psnr_from_mse(float(err.mean()))
+        metrics.update(self._extra_metrics(pred))
+        return metrics
+
+    def _extra_metrics(self, pred: Tensor) -> dict[str, float]:
+        return {}
+
+    def render(self, model: torch.nn.Module, path: str | Path, size: Sequence[int] | None = None) -> Path:
+        from .render import render_model
+
+        return render_model(model, self.metadata(), path, size)
+
+
+def psnr_of(pred: Tensor, target: Tensor) -> float:
+    """PSNR of normalised values (data range 2)."""
+    mse = float(torch.mean((pred - target) ** 2))
+    return psnr_from_mse(mse) if mse > 0 else math.inf

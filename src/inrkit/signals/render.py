@@ -1,0 +1,100 @@
+"""Rendering a model back to data from its signal metadata alone (no training data needed).
+
+PNG for images and 2D fields, ``.npy``/``.vti`` for volumes, a mesh for SDFs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InvalidInputError
+from ..utils import atomic_path, atomic_write
+from .base import grid_coords, predict
+from .readers import write_vti
+
+
+def save_png(path: Path, pixels: np.ndarray) -> Path:
+    """Write uint8 ``[H, W]`` or ``[H, W, C]`` pixels as PNG, atomically."""
+    from PIL import Image
+
+    arr = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")
+    return path
+
+
+def save_field_png(path: Path, field: np.ndarray, cmap: str = "viridis") -> Path:
+    """Write a 2D scalar field ``[X, Y]`` as a colour-mapped PNG (x to the right, y up)."""
+    import matplotlib
+
+    lo, hi = float(field.min()), float(field.max())
+    norm = (field - lo) / (hi - lo) if hi > lo else np.zeros_like(field)
+    rgba = matplotlib.colormaps[cmap](norm.T[::-1])
+    return save_png(path, (rgba[..., :3] * 255).astype(np.uint8))
+
+
+def save_npy(path: Path, array: np.ndarray) -> Path:
+    """Write an array as ``.npy``, atomically (no pickles)."""
+    with atomic_write(path) as handle:
+        np.save(handle, np.asarray(array), allow_pickle=False)
+    return path
+
+
+def _grid_values(model: torch.nn.Module, meta: dict[str, Any], shape: Sequence[int]) -> np.ndarray:
+    channels = int(meta.get("channels", 1))
+    offset = np.asarray(meta.get("value_offset", [0.0] * channels), dtype=np.float64)
+    scale = np.asarray(meta.get("value_scale", [1.0] * channels), dtype=np.float64)
+    pred = predict(model, grid_coords(shape)).numpy().astype(np.float64)
+    return (pred * scale + offset).reshape(*shape, pred.shape[-1])
+
+
+def extract_sdf_mesh(model: torch.nn.Module, resolution: int):
+    """Zero level set of an SDF model on a ``resolution^3`` grid in [-1, 1]^3 (a trimesh)."""
+    import trimesh
+    from skimage.measure import marching_cubes
+
+    sdf = predict(model, grid_coords([resolution] * 3)).reshape([resolution] * 3).numpy()
+    if not (sdf.min() < 0.0 < sdf.max()):
+        return trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
+    verts, faces, _, _ = marching_cubes(sdf, level=0.0, spacing=(2.0 / (resolution - 1),) * 3)
+    return trimesh.Trimesh(verts - 1.0, faces[:, ::-1], process=False)
+
+
+def _render_sdf(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: Sequence[int] | None) -> Path:
+    if path.suffix.lower() not in (".ply", ".obj", ".stl"):
+        raise InvalidInputError(f"an SDF renders to a mesh (.ply/.obj/.stl), not {path.suffix!r}")
+    mesh = extract_sdf_mesh(model, int(size[0]) if size else int(meta.get("shape", [128])[0]))
+    domain = np.asarray(meta.get("domain", [[-1.0, 1.0]] * 3), dtype=np.float64)
+    mesh.apply_transform(np.diag([*((domain[:, 1] - domain[:, 0]) / 2.0), 1.0]))
+    mesh.apply_translation(domain.mean(axis=1))
+    with atomic_path(path) as tmp:
+        mesh.export(tmp)
+    return path
+
+
+def render_model(model: torch.nn.Module, meta: dict[str, Any], path: str | Path, size: Sequence[int] | None = None) -> Path:
+    """Render ``model`` to ``path`` using its signal metadata; the suffix picks the format."""
+    path = Path(path)
+    kind, suffix = meta.get("kind") or "", path.suffix.lower()
+    dim = getattr(model, "coord_dim", len(meta.get("shape", [])))
+    if kind == "sdf":
+        return _render_sdf(model, meta, path, size)
+    shape = tuple(int(s) for s in (size or meta.get("shape") or [256] * dim))
+    if len(shape) != dim:
+        raise InvalidInputError(f"render size needs {dim} numbers, got {list(shape)}")
+    if kind == "image":
+        if suffix != ".png":
+            raise InvalidInputError(f"images render to .png, not {suffix!r}")
+        return save_png(path, np.clip(np.rint(_grid_values(model, meta, shape)), 0, 255).astype(np.uint8))
+    values = _grid_values(model, meta, shape)
+    values = values[..., 0] if values.shape[-1] == 1 else values
+    if suffix == ".npy":
+        return save_npy(path, values.astype(np.float32))
+    if dim == 2 and suffix == ".png" and values.ndim == 2:
+        return save_field_png(path, values)
+    if dim == 3 and suffix == ".vti" and values.ndim == 3:
+        return write_vti(path, values)
+    raise InvalidInputError(f"a {dim}D {kind or 'model'} renders to .npy{' or .png' if dim == 2 else ' or .vti'}, not {suffix!r}")

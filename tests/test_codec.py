@@ -1,0 +1,258 @@
+"""SINR / quant / coin codecs, the .inrz container, target search, fine-tuning and the CLI."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inrkit.compress import (SinrOptions, SparseLayer, SparseModel, compress_model, compress_to_target,
+                             decode_model, encode_sinr, finetune_codes, pack, sensing_matrix, sparse_code, unpack)
+from inrkit.compress import coding
+from inrkit.compress.codecs import reconstruct
+from inrkit.errors import InvalidFileError
+from inrkit.models import MLP, siren
+from inrkit.signals import ImageSignal
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread is much faster than several on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small_model(hidden=(24, 64, 64), seed=0) -> MLP:
+    return siren(2, 3, list(hidden), generator=torch.Generator().manual_seed(seed))
+
+
+def image_signal(size=16) -> ImageSignal:
+    y, x = np.mgrid[0:size, 0:size] / size
+    img = np.stack([np.sin(6 * x) * 100 + 128, np.cos(5 * y) * 100 + 128, (x + y) * 120], -1)
+    return ImageSignal(img.astype(np.float32))
+
+
+# ---------------------------------------------------------------- coding
+def test_quantize_error_is_half_a_step():
+    x = np.random.default_rng(0).standard_normal(1000)
+    for bits in (3, 8, 12):
+        codes, lo, step = coding.quantize(x, bits)
+        assert codes.max() <= 2**bits - 1
+        assert np.abs(coding.dequantize(codes, lo, step) - x).max() <= step / 2 + 1e-12
+    codes, lo, step = coding.quantize(np.full(5, 0.3), 8)
+    assert step == 0 and np.all(coding.dequantize(codes, lo, step) == 0.3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 6), st.integers(16, 400), st.integers(0, 2**32 - 1))
+def test_support_codes_round_trip(n, s, k2, seed):
+    rng = np.random.default_rng(seed)
+    idx = np.stack([np.sort(rng.choice(k2, s, replace=False)) for _ in range(n)])
+    gaps = coding.encode_gaps(idx)
+    assert n * s <= len(gaps) <= 2 * n * s
+    assert np.array_equal(coding.decode_gaps(gaps, n, s, k2), idx)
+    assert np.array_equal(coding.decode_bitmask(coding.encode_bitmask(idx, k2), n, s, k2), idx)
+
+
+def test_brotli_decompress_is_bounded():
+    import brotli
+
+    bomb = brotli.compress(bytes(50_000_000), quality=5)
+    assert len(bomb) < 100
+    with pytest.raises(InvalidFileError):
+        coding.brotli_decompress(bomb, 1000)
+    assert coding.brotli_decompress(coding.brotli_compress(b"abc"), 3) == b"abc"
+    with pytest.raises(InvalidFileError):
+        coding.brotli_decompress(b"\xff\x00garbage", 10)
+
+
+def test_container_round_trip_and_rejections():
+    data = pack({"format": "x", "a": [1, 2.5]}, [b"abc", b"", b"defg"])
+    header, sections = unpack(data)
+    assert header["a"] == [1, 2.5] and sections == [b"abc", b"", b"defg"]
+    assert data[:4] == b"INRZ"
+    for bad in (data[:-1], data[:10], b"NOPE" + data[4:], data[:4] + b"\x09" + data[5:]):
+        with pytest.raises(InvalidFileError):
+            unpack(bad)
+
+
+# ---------------------------------------------------------------- codecs
+def test_coin_and_quant_round_trip():
+    model = small_model()
+    coin = compress_model(model, "coin")
+    assert len(coin) > 2 * model.num_params()  # 16 bits per parameter, no entropy coding
+    dec, header = decode_model(coin)
+    assert header["codec"] == "coin" and dec.widths == model.widths
+    for a, b in zip(model.weights, dec.weights):
+        assert torch.equal(a.detach().half().float(), b)
+    quant = compress_model(model, "quant", bits=6)
+    dec, _ = decode_model(quant)
+    assert len(quant) < len(coin)
+    for a, b in zip(model.weights, dec.weights):
+        step = (a.max() - a.min()).item() / 63
+        assert (a - b).abs().max().item() <= step / 2 + 1e-6
+
+
+def test_sinr_round_trip_matches_sparse_code():
+    model = small_model()
+    code = sparse_code(model, SinrOptions(sparsity=0.3, bits=16, overcomplete=4))
+    assert code.layers[0] is None  # first layer kept as quantised values by default
+    assert code.layers[1].mode == "blocks" and code.layers[2].mode == "rows"  # 24 < 50 inputs, 64 >= 50
+    data = encode_sinr(code)
+    dec, header = decode_model(data)
+    assert header["codec"] == "sinr" and header["params"]["generator"] == "pcg64-boxmuller-v1"
+    for i in (1, 2):
+        layer = code.layers[i]
+        assert 2 * layer.idx.shape[1] < layer.k1 and layer.k2 == 4 * layer.k1
+        exact = reconstruct(layer, layer.coef, 0, tuple(model.weights[i].shape))
+        assert np.abs(dec.weights[i].detach().numpy() - exact).max() < 1e-4  # 16-bit coefficients
+    # the paper's mode: code the first layer too (as flattened blocks)
+    first = sparse_code(model, SinrOptions(sparsity=0.3, code_first=True)).layers[0]
+    assert first is not None and first.mode == "blocks"
+
+
+def test_sinr_is_smaller_with_fewer_atoms_or_bits():
+    model = small_model()
+    sizes = [len(compress_model(model, "sinr", sparsity=sp, bits=b)) for sp, b in [(0.4, 8), (0.2, 8), (0.2, 5)]]
+    assert sizes[0] > sizes[1] > sizes[2]
+
+
+def test_decoding_is_deterministic_and_bit_exact():
+    """A hand-made sparse code decodes to the same bits everywhere (golden digest)."""
+    model = MLP([2, 64, 64, 3], ["sine", "sine", "identity"], [30.0, 30.0, 1.0])
+    rng = np.random.default_rng(2024)
+    with torch.no_grad():
+        for w in model.weights:
+            w.copy_(torch.from_numpy(rng.uniform(-0.1, 0.1, tuple(w.shape)).astype(np.float32)))
+    idx = np.sort(np.stack([rng.choice(256, 10, replace=False) for _ in range(64)]), axis=1)
+    coef = rng.standard_normal((64, 10)) * 0.1
+    code = SparseModel(model, [None, SparseLayer("rows", 64, 256, idx, coef)], SinrOptions(bits=12, overcomplete=4))
+    data = encode_sinr(code)
+    w1 = decode_model(data)[0].weights[1].detach().numpy()
+    assert np.array_equal(w1, decode_model(data)[0].weights[1].detach().numpy())
+    # independent computation: dequantised coefficients times dictionary columns (BLAS order may differ)
+    q, lo, step = coding.quantize(coef, 12)
+    ref = np.einsum("ns,nsk->nk", coding.dequantize(q, lo, step).reshape(64, 10), sensing_matrix(64, 256, 0).T[idx])
+    assert np.abs(w1 - ref).max() < 1e-6
+    assert hashlib.sha256(w1.tobytes()).hexdigest() == GOLDEN_DECODE, hashlib.sha256(w1.tobytes()).hexdigest()
+    if torch.cuda.is_available():  # decoding never touches the device; moving it is exact
+        assert np.array_equal(decode_model(data)[0].cuda().weights[1].cpu().detach().numpy(), w1)
+
+
+GOLDEN_DECODE = "9ec7f8131591db1254dcf488e643fc444eabeeb218af1138d59597ff64c93314"
+
+
+def test_fourier_model_round_trip():
+    from inrkit.models import ffn
+
+    model = ffn(2, 1, [32, 32], num_frequencies=8, generator=torch.Generator().manual_seed(1))
+    dec, _ = decode_model(compress_model(model, "sinr"))
+    assert torch.equal(dec.fourier, model.fourier)
+    x = torch.rand(20, 2)
+    assert dec(x).shape == (20, 1)
+
+
+# ---------------------------------------------------------------- search and fine-tuning
+@pytest.fixture(scope="module")
+def fitted():
+    from inrkit.train import FitConfig, fit
+
+    signal = image_signal()
+    model = siren(2, 3, [32, 64], generator=torch.Generator().manual_seed(0))
+    return fit(model, signal, FitConfig(steps=150, lr=1e-3, progress=False)).model.cpu(), signal
+
+
+def test_target_psnr_and_size_search(fitted):
+    model, signal = fitted
+    grid = dict(bits_grid=(6, 8), sparsity_grid=(0.1, 0.2, 0.3, 0.4))
+    ref = compress_to_target(model, signal, "sinr", sparsity=0.3, bits=8)
+    target = ref.psnr - 0.01
+    res = compress_to_target(model, signal, "sinr", target_psnr=target, **grid)
+    assert res.target_met and res.psnr >= target and len(res.data) <= len(ref.data)
+    assert res.psnr == pytest.approx(signal.evaluate(decode_model(res.data)[0])["psnr"])
+    budget = len(ref.data) - 1
+    small = compress_to_target(model, signal, "sinr", target_bytes=budget, **grid)
+    assert len(small.data) <= budget and small.target_met
+    q = compress_to_target(model, signal, "quant", target_psnr=target - 5)
+    assert q.target_met and q.params["bits"] in (6, 7, 8, 10)
+    none = compress_to_target(model, signal, "quant", target_psnr=200.0, bits_grid=(4, 6))
+    assert none.target_met is False and none.params["bits"] == 6
+
+
+def test_finetune_keeps_support_and_improves_psnr(fitted):
+    model, signal = fitted
+    code = sparse_code(model, SinrOptions(sparsity=0.2, bits=16))
+    before = signal.evaluate(decode_model(encode_sinr(code))[0])["psnr"]
+    tuned = finetune_codes(code, signal, steps=40, lr=1e-3)
+    after = signal.evaluate(decode_model(encode_sinr(tuned))[0])["psnr"]
+    assert after > before
+    for a, b in zip(code.layers, tuned.layers):
+        if a is not None:
+            assert np.array_equal(a.idx, b.idx) and not np.array_equal(a.coef, b.coef)
+
+
+# ---------------------------------------------------------------- CLI
+class Run:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.returncode, self.stdout, self.stderr = code, out, err
+
+
+@pytest.fixture
+def run_cli(capsys):
+    from inrkit.cli import main
+
+    def run(*args: str) -> Run:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return Run(code, out, err)
+
+    return run
+
+
+def test_cli_round_trip(tmp_path: Path, fitted, run_cli):
+    from PIL import Image
+
+    from inrkit.models import save_model
+
+    model, signal = fitted
+    img = np.clip(np.rint(signal.denormalize(signal.values).reshape(16, 16, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "img.png")
+    save_model(model, tmp_path / "m.safetensors", signal=signal.metadata())
+    r = run_cli("compress", str(tmp_path / "m.safetensors"), "-o", str(tmp_path / "m.inrz"), "--codec", "sinr",
+                "--signal", str(tmp_path / "img.png"), "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["bytes"] == (tmp_path / "m.inrz").stat().st_size and "psnr" in rep and "bpp" in rep
+    r = run_cli("decompress", str(tmp_path / "m.inrz"), "-o", str(tmp_path / "d.safetensors"), "--json")
+    assert r.returncode == 0, r.stderr
+    from inrkit.models import load_model
+
+    dec, header = load_model(tmp_path / "d.safetensors")
+    assert header["signal"]["kind"] == "image"
+    from inrkit.signals import load_signal
+
+    assert load_signal(tmp_path / "img.png").evaluate(dec)["psnr"] == pytest.approx(rep["psnr"], abs=1e-6)
+    r = run_cli("encode", str(tmp_path / "img.png"), "-o", str(tmp_path / "e.inrz"), "--bpp", "12",
+                "--hidden", "16x2", "--steps", "30", "--json")
+    assert r.returncode == 0, r.stderr
+    enc = json.loads(r.stdout)
+    assert enc["bytes"] == (tmp_path / "e.inrz").stat().st_size and enc["bpp"] <= 12.0 + 1e-9
+    r = run_cli("decode", str(tmp_path / "e.inrz"), "-o", str(tmp_path / "out.png"),
+                "--reference", str(tmp_path / "img.png"), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["psnr"] == pytest.approx(enc["psnr"], abs=1e-4)
+    assert np.asarray(Image.open(tmp_path / "out.png")).shape == (16, 16, 3)
+    # a damaged file: one line on stderr, exit code 2
+    data = bytearray((tmp_path / "m.inrz").read_bytes())
+    data[20] ^= 0xFF
+    (tmp_path / "bad.inrz").write_bytes(bytes(data))
+    r = run_cli("decompress", str(tmp_path / "bad.inrz"), "-o", str(tmp_path / "x.safetensors"))
+    assert r.returncode == 2 and "checksum" in r.stderr and len(r.stderr.strip().splitlines()) == 1
