@@ -143,8 +143,8 @@ def test_twd_drives_targeted_columns_to_zero() -> None:
     model, signal = _net(), _signal()
     idx = smallest_neurons(model, 0, 8)
     before = model.weights[1].detach().abs().sum(0)[idx].sum()
-    twd = TargetedWeightDecay([0], 8, start=0, steps=150)
-    fit(model, signal, FitConfig(steps=150, lr=1e-3, progress=False), callbacks=[twd])
+    twd = TargetedWeightDecay([0], 8, start=0, steps=60)
+    fit(model, signal, FitConfig(steps=60, lr=2e-3, progress=False), callbacks=[twd])
     after = model.weights[1].detach().abs().sum(0)
     assert float(after[idx].sum()) < 0.2 * float(before)
     others = torch.ones(16, dtype=torch.bool)
@@ -200,15 +200,15 @@ def test_prune_stage_eps_and_count() -> None:
 
 def test_run_schedule_changes_widths_and_learns() -> None:
     signal = _signal()
-    cfg = AdaptConfig(hidden=[16, 12], lr=1e-3, stages=[
-        Stage("fit", steps=30), Stage("densify", n=6), Stage("finetune", steps=20),
-        Stage("twd", steps=30, layers=[0], k=10), Stage("prune", layers=[0], count=10),
-        Stage("finetune", steps=20)])
+    cfg = AdaptConfig(hidden=[16, 12], lr=3e-3, stages=[
+        Stage("fit", steps=15), Stage("densify", n=6), Stage("finetune", steps=10),
+        Stage("twd", steps=20, layers=[0], k=10), Stage("prune", layers=[0], count=10),
+        Stage("finetune", steps=10)])
     model = _net((16, 12))
     start = signal.evaluate(model)["psnr"]
     result = run_schedule(model, signal, cfg, progress=False)
     assert result.model.widths == [2, 12, 12, 1]
-    assert result.steps == 100
+    assert result.steps == 55
     assert result.metrics["psnr"] > start + 5
     kinds = [s["kind"] for s in result.stages]
     assert kinds == ["fit", "densify", "finetune", "twd", "prune", "finetune"]

@@ -45,7 +45,8 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
                                                       ("eps", "T", "P", "n_id", "n_err", "max_iters", "base")},
               "history": history}
     if preview is not None:
-        report["preview"] = preview_png(mesh, values, preview)["path"]
+        shown = preview_png(mesh, values, preview)
+        report["preview"], report["preview_renderer"] = shown["path"], shown["renderer"]
     return report
 
 

@@ -42,4 +42,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sample points (0)")
     add_device_flag(p)
     add_json_flag(p)
-    p.set_defaults(func=_mesh)
+    p.set_defaults(handler=_mesh)

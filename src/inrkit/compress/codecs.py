@@ -187,15 +187,14 @@ def encode_sinr(code: SparseModel, signal: dict | None = None, extra: dict | Non
                                 coding.bitmask_size(layer.idx.shape[0], layer.k2))}
             kind = min(cand, key=lambda k: len(cand[k][0]))
             coef_sec, rec["coef"] = _quant_section(layer.coef, bits)
-            rec.update(mode=layer.mode, k1=layer.k1, k2=layer.k2, s=int(layer.idx.shape[1]),
-                       support=kind, support_bytes=cand[kind][1])
+            rec.update(mode=layer.mode, k1=layer.k1, k2=layer.k2, s=int(layer.idx.shape[1]), support=kind)
+            if kind == "gaps":
+                rec["support_bytes"] = cand[kind][1]
             sections += [cand[kind][0], coef_sec]
         sec, rec["b"] = _quant_section(_tensor(model.biases[i]), dbits)
         sections.append(sec)
         records.append(rec)
-    params = {"bits": bits, "dense_bits": dbits, "seed": int(opts.seed), "generator": GENERATOR_NAME,
-              "sparsity": opts.sparsity, "overcomplete": opts.overcomplete, "block": opts.block,
-              "code_first": opts.code_first}
+    params = {"bits": bits, "dense_bits": dbits, "seed": int(opts.seed), "generator": GENERATOR_NAME}
     return pack(_header("sinr", model, params, records, signal, extra), sections + _fourier_section(model))
 
 

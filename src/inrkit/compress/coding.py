@@ -16,20 +16,25 @@ MAX_BITS = 16
 
 
 # ------------------------------------------------------------------ quantisation
+def short_float(x: float) -> float:
+    """``x`` rounded to float32, as the float64 with the shortest decimal form (compact JSON)."""
+    return float(repr(np.float32(x)).removeprefix("np.float32(").removesuffix(")"))
+
+
 def quantize(x: np.ndarray, bits: int) -> tuple[np.ndarray, float, float]:
     """Uniform quantisation of ``x`` to ``bits`` bits over ``[min, max]``.
 
     Returns ``(codes, lo, step)`` with ``codes`` uint8 (``bits <= 8``) or uint16, and
-    ``x ~= lo + codes * step``.
+    ``x ~= lo + codes * step``; ``lo`` and ``step`` are float32 values (short in JSON).
     """
     if not 1 <= bits <= MAX_BITS:
         raise ValueError(f"bits must be in [1, {MAX_BITS}], got {bits}")
     x = np.asarray(x, dtype=np.float64).ravel()
     if x.size == 0:
         return np.zeros(0, np.uint8 if bits <= 8 else np.uint16), 0.0, 0.0
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = short_float(x.min()), float(x.max())
     levels = (1 << bits) - 1
-    step = (hi - lo) / levels if hi > lo else 0.0
+    step = short_float((hi - lo) / levels) if hi > lo else 0.0
     codes = np.zeros(x.shape, np.int64) if step == 0.0 else np.rint((x - lo) / step).astype(np.int64)
     return np.clip(codes, 0, levels).astype(np.uint8 if bits <= 8 else np.uint16), lo, step
 

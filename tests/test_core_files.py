@@ -1,0 +1,111 @@
+"""Model files: safetensors round trip, validation, tampering, .npz import."""
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from inrkit.errors import InvalidFileError
+from inrkit.models import ffn, load_model, save_model, siren
+
+
+def test_round_trip_identical_outputs(tmp_path):
+    m = siren(2, 3, [16, 16])
+    path = save_model(m, tmp_path / "m.safetensors", signal={"kind": "image", "shape": [4, 4]})
+    loaded, header = load_model(path)
+    x = torch.rand(50, 2)
+    assert torch.equal(loaded(x), m(x))
+    assert header["signal"]["kind"] == "image" and loaded.widths == m.widths
+
+
+def test_fourier_round_trip(tmp_path):
+    m = ffn(2, 1, [8], num_frequencies=4)
+    loaded, _ = load_model(save_model(m, tmp_path / "f.safetensors"))
+    x = torch.rand(9, 2)
+    assert torch.equal(loaded(x), m(x))
+
+
+def test_no_pickle_in_file(tmp_path):
+    data = save_model(siren(2, 1, [4]), tmp_path / "m.safetensors").read_bytes()
+    header_len = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8: 8 + header_len])
+    assert json.loads(header["__metadata__"]["inrkit"])["format"] == "inrkit-model"
+
+
+@pytest.mark.parametrize("cut", [0, 5, 30, -10])
+def test_truncated_file_rejected(tmp_path, cut):
+    data = save_model(siren(2, 1, [8]), tmp_path / "m.safetensors").read_bytes()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(data[:cut])
+    with pytest.raises(InvalidFileError):
+        load_model(bad)
+
+
+def test_altered_weights_rejected(tmp_path):
+    path = save_model(siren(2, 1, [8]), tmp_path / "m.safetensors")
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(InvalidFileError, match="checksum"):
+        load_model(path)
+
+
+def test_header_shape_mismatch_rejected(tmp_path):
+    path = save_model(siren(2, 1, [8]), tmp_path / "m.safetensors")
+    data = path.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8: 8 + n])
+    meta = json.loads(header["__metadata__"]["inrkit"])
+    meta["widths"] = [2, 9, 1]
+    header["__metadata__"]["inrkit"] = json.dumps(meta)
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + data[8 + n:])
+    with pytest.raises(InvalidFileError, match="shape"):
+        load_model(path)
+
+
+def test_missing_and_foreign_files(tmp_path):
+    with pytest.raises(InvalidFileError, match="no such"):
+        load_model(tmp_path / "nope.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a model at all")
+    with pytest.raises(InvalidFileError):
+        load_model(tmp_path / "junk.safetensors")
+
+
+def test_npz_import_matches_manual_forward(tmp_path):
+    rng = np.random.default_rng(0)
+    W0, b0 = rng.normal(size=(5, 2)), rng.normal(size=5)
+    W1, b1 = rng.normal(size=(4, 5)), rng.normal(size=4)
+    W2, b2 = rng.normal(size=(1, 4)), rng.normal(size=1)
+    np.savez(tmp_path / "w.npz", W0=W0, b0=b0, W1=W1, b1=b1, W2=W2, b2=b2,
+             activations=np.array(["relu", "tanh", "identity"]))
+    model, header = load_model(tmp_path / "w.npz")
+    x = rng.uniform(-1, 1, size=(6, 2))
+    ref = np.tanh(np.maximum(x @ W0.T + b0, 0) @ W1.T + b1) @ W2.T + b2
+    assert np.allclose(model(torch.tensor(x, dtype=torch.float32)).detach().numpy(), ref, atol=1e-4)
+    assert header["extra"]["source"] == "npz"
+
+
+def test_npz_sine_with_omega(tmp_path):
+    rng = np.random.default_rng(1)
+    W0, b0, W1, b1 = rng.normal(size=(3, 2)), rng.normal(size=3), rng.normal(size=(1, 3)), rng.normal(size=1)
+    np.savez(tmp_path / "s.npz", W0=W0, b0=b0, W1=W1, b1=b1, activations=np.array(["sine", "identity"]),
+             omega0=np.array([30.0]))
+    model, _ = load_model(tmp_path / "s.npz")
+    x = rng.uniform(-1, 1, size=(4, 2))
+    ref = np.sin(30 * (x @ W0.T + b0)) @ W1.T + b1
+    assert np.allclose(model(torch.tensor(x, dtype=torch.float32)).detach().numpy(), ref, atol=1e-3)
+
+
+def test_bad_npz_rejected(tmp_path):
+    np.savez(tmp_path / "a.npz", W0=np.ones((3, 2)), b0=np.ones(3), activations=np.array(["relu", "relu"]))
+    with pytest.raises(InvalidFileError, match="activations"):
+        load_model(tmp_path / "a.npz")
+    np.savez(tmp_path / "b.npz", W0=np.ones((3, 2)), b0=np.ones(4), activations=np.array(["relu"]))
+    with pytest.raises(InvalidFileError):
+        load_model(tmp_path / "b.npz")
+    np.save(tmp_path / "c.npz", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InvalidFileError):
+        load_model(tmp_path / "c.npz")
