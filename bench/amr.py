@@ -40,8 +40,11 @@ def true_sin_radial(x: np.ndarray) -> np.ndarray:
 
 def relu_mlp(seed: int) -> MLP:
     """2 -> 32x4 -> 1 ReLU MLP (the paper's 2D example network), nn.Linear initialisation."""
+    return _linear_init(MLP([2, 32, 32, 32, 32, 1], ["relu"] * 4 + ["identity"]), seed)
+
+
+def _linear_init(m: MLP, seed: int) -> MLP:
     g = torch.Generator().manual_seed(seed)
-    m = MLP([2, 32, 32, 32, 32, 1], ["relu"] * 4 + ["identity"])
     with torch.no_grad():
         for w, b in zip(m.weights, m.biases):
             bound = 1.0 / math.sqrt(w.shape[1])
@@ -91,14 +94,20 @@ def error_at_dofs(ref: dict, dofs: float, key: str = "rmse_inr") -> float | None
 
 
 def compare(amr: dict, uniform: dict, err_amr: dict, key: str = "rmse_inr") -> dict:
-    """DOF reduction of the final PruningAMR mesh vs uniform at equal error, and error-AMR at equal DOFs."""
-    d, e = amr["dofs"][-1], amr[key][-1]
-    need = dofs_at_error(uniform, e, key)
-    return {"dofs": d, key: e, "uniform_dofs_at_equal_error": need,
-            "dof_reduction_vs_uniform": None if need is None else 1.0 - d / need,
-            "uniform_rmse_at_equal_dofs": error_at_dofs(uniform, d, key),
-            "error_amr_rmse_at_equal_dofs": error_at_dofs(err_amr, d, key),
-            "error_amr_dofs_at_equal_error": dofs_at_error(err_amr, e, key)}
+    """DOF reduction vs uniform refinement at equal error, for the final PruningAMR mesh and after each
+    iteration (log-log interpolation of the uniform curve), and error-driven AMR at equal DOFs."""
+    per_iter = []
+    for d, e in zip(amr["dofs"], amr[key]):
+        need = dofs_at_error(uniform, e, key)
+        per_iter.append({"dofs": d, key: e, "uniform_dofs_at_equal_error": need,
+                         "dof_reduction_vs_uniform": None if need is None else 1.0 - d / need})
+    final = per_iter[-1]
+    reds = [p["dof_reduction_vs_uniform"] for p in per_iter[2:] if p["dof_reduction_vs_uniform"] is not None]
+    return {**final, "best_dof_reduction_vs_uniform_over_iterations": max(reds) if reds else None,
+            "per_iteration": per_iter,
+            "uniform_rmse_at_equal_dofs": error_at_dofs(uniform, final["dofs"], key),
+            "error_amr_rmse_at_equal_dofs": error_at_dofs(err_amr, final["dofs"], key),
+            "error_amr_dofs_at_equal_error": dofs_at_error(err_amr, final[key], key)}
 
 
 def run_amr_suite(name: str, field: InrField, domain: np.ndarray, truth, configs: dict, uniform_levels: range,
@@ -172,16 +181,19 @@ def main() -> None:
     sig = AnalyticSignal("sin-radial", 2, params={"alpha": ALPHA})
     steps = 20000 if full else 3000
     iters = 12 if full else 8
-    configs = {"default": PruningAMRConfig(max_iters=iters, seed=args.seed, progress=True),
-               "eps1e-4": PruningAMRConfig(eps=1e-4, max_iters=iters, seed=args.seed, progress=True)}
+    cap = 2_000_000 if full else 20_000  # max elements: keeps the CPU default within minutes
+    relu_cfgs = {"default": PruningAMRConfig(max_iters=iters, max_elements=cap, seed=args.seed),
+                 "eps1e-4": PruningAMRConfig(eps=1e-4, max_iters=iters, max_elements=cap, seed=args.seed)}
+    siren_cfgs = {"default": PruningAMRConfig(max_iters=iters, max_elements=cap, seed=args.seed)}
+    width = 64 if full else 32
     nets = {
-        "relu": (relu_mlp(args.seed), 3e-3, 4096),
-        "siren": (siren(2, 1, hidden=(64, 64, 64), omega0=30.0, generator=torch.Generator().manual_seed(args.seed)),
-                  1e-4 * 3, 4096),
+        "relu": (relu_mlp(args.seed), 3e-3, 4096, steps, relu_cfgs),
+        "siren": (siren(2, 1, hidden=(width,) * 3, omega0=30.0, generator=torch.Generator().manual_seed(args.seed)),
+                  3e-4, 4096, steps if full else 2000, siren_cfgs),
     }
-    for name, (model, lr, batch) in nets.items():
-        print(f"[2d-{name}] training {steps} steps", file=sys.stderr)
-        model, train_info = train(model, sig, steps, lr, batch, args.seed)
+    for name, (model, lr, batch, n_steps, configs) in nets.items():
+        print(f"[2d-{name}] training {n_steps} steps", file=sys.stderr)
+        model, train_info = train(model, sig, n_steps, lr, batch, args.seed)
         field = InrField.from_model(model, {"signal": sig.metadata()})
         res = run_amr_suite(f"2d-{name}", field, domain2, true_sin_radial, configs,
                             range(0, 8 if full else 7), base=4, preview=True, n_rmse=32768 if full else 16384)
@@ -200,16 +212,16 @@ def main() -> None:
         from inrkit.signals import load_signal
 
         vol = load_signal(vti)
-        model = siren(3, 1, hidden=(64, 64, 64) if full else (32, 32, 32), omega0=30.0,
-                      generator=torch.Generator().manual_seed(args.seed))
-        print("[3d-hydrogen] training", file=sys.stderr)
-        model, train_info = train(model, vol, 5000 if full else 800, 1e-3, 16384 if full else 8192, args.seed)
+        model = MLP([3] + [64 if full else 32] * 4 + [1], ["relu"] * 4 + ["identity"])
+        _linear_init(model, args.seed)
+        print("[3d-hydrogen] training a 3->32x4->1 ReLU MLP", file=sys.stderr)
+        model, train_info = train(model, vol, 5000 if full else 800, 3e-3, 16384 if full else 8192, args.seed)
         field = InrField.from_model(model, {"signal": vol.metadata()})
         coords = vol.coords.double().numpy()  # voxel positions in [-1, 1]^3 (= the physical domain here)
         voxels = np.asarray(vol.denormalize(vol.values), dtype=np.float64).reshape(len(coords), -1)
         truth3 = _voxel_truth(coords, voxels)
-        cfg3 = {"default": PruningAMRConfig(max_iters=6 if full else 4, base=4, seed=args.seed,
-                                            n_id=256, n_err=128, progress=True)}
+        cfg3 = {"default": PruningAMRConfig(max_iters=8 if full else 5, max_elements=cap * (4 if full else 2),
+                                            seed=args.seed)}
         res = run_amr_suite("3d-hydrogen", field, field.model_domain, truth3, cfg3, range(0, 5 if full else 4),
                             base=4, preview=True, n_rmse=16384)
         res["training"] = train_info
@@ -241,10 +253,13 @@ def _summary(report: dict) -> None:
             continue
         for cname, comp in res["comparison"].items():
             c = comp["rmse_inr"]
-            red = c["dof_reduction_vs_uniform"]
-            print(f"{case:14s} {cname:8s} dofs={c['dofs']:7d} rmse_inr={c['rmse_inr']:.3e} "
-                  f"uniform dofs at equal error={c['uniform_dofs_at_equal_error']} "
-                  f"reduction={'n/a' if red is None else f'{100 * red:.1f}%'}")
+            red, best = c["dof_reduction_vs_uniform"], c["best_dof_reduction_vs_uniform_over_iterations"]
+            ms = [h["ms_per_element"] for h in res["pruning_amr"][cname]["history"]]
+            pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+            print(f"{case:14s} {cname:8s} final dofs={c['dofs']:7d} rmse_inr={c['rmse_inr']:.3e} "
+                  f"reduction vs uniform: final {pct(red)}, best iteration {pct(best)}; "
+                  f"error-AMR rmse at equal dofs {c['error_amr_rmse_at_equal_dofs']}; "
+                  f"ms/element {min(ms):.2f}-{max(ms):.2f}")
     print(f"total {report['seconds']:.0f} s -> {RESULTS / 'amr.json'}")
 
 

@@ -267,6 +267,9 @@ def test_pruning_amr_marking_follows_P_and_T():
     strict = pruning_amr(field, dom, PruningAMRConfig(P=1e-6, T=1e9, max_iters=2, base=2, n_id=64,
                                                       n_err=16, progress=False))
     assert strict.mesh.num_elements == 4 * 16 and strict.iterations == 2  # every element, every time
+    capped = pruning_amr(field, dom, PruningAMRConfig(P=1e-6, max_iters=3, base=2, n_id=32, n_err=8,
+                                                      max_elements=40, progress=False))
+    assert capped.mesh.num_elements == 16 and "max_elements" in capped.history[-1]["stopped"]
     by_t = pruning_amr(field, dom, PruningAMRConfig(P=1.0, T=1e-12, eps=1e-2, max_iters=1, base=2,
                                                     progress=False))
     assert by_t.history[0]["marked_by_T"] == by_t.history[0]["refined"] == 4

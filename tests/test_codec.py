@@ -146,7 +146,7 @@ def test_decoding_is_deterministic_and_bit_exact():
         assert np.array_equal(decode_model(data)[0].cuda().weights[1].cpu().detach().numpy(), w1)
 
 
-GOLDEN_DECODE = "9ec7f8131591db1254dcf488e643fc444eabeeb218af1138d59597ff64c93314"
+GOLDEN_DECODE = "e2f8a3854aff3f6a8c40517ddb1e3f366a8b61a5ff81205362cf3c725547e315"
 
 
 def test_fourier_model_round_trip():

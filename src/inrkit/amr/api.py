@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+import numpy as np
+
 from ..errors import InvalidInputError
 from .baselines import mesh_rmse, uniform_mesh, vertex_values
 from .export import preview_png, write_mesh
@@ -35,6 +37,8 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
         res = pruning_amr(field, dom, cfg)
         mesh, history, iterations = res.mesh, res.history, res.iterations
     values = vertex_values(field, mesh)
+    if not np.all(np.isfinite(values)):
+        raise InvalidInputError("the model gives non-finite values (NaN/inf) on the domain: corrupted weights?")
     seconds = time.perf_counter() - t0
     path = write_mesh(mesh, values, out)
     report = {"output": str(path), "method": "uniform" if uniform is not None else "pruning-amr",

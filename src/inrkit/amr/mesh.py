@@ -98,8 +98,14 @@ class BoxMesh:
 
     def refine(self, marked: np.ndarray) -> "BoxMesh":
         """Return a new mesh where each marked element (bool ``[E]`` or indices) is split into 2^d children."""
-        mask = np.zeros(self.num_elements, bool)
-        mask[np.asarray(marked)] = True
+        sel = np.asarray(marked)
+        if sel.dtype == bool:
+            if sel.shape != (self.num_elements,):
+                raise InvalidInputError(f"refine mask needs {self.num_elements} entries, got {sel.shape}")
+            mask = sel.copy()
+        else:
+            mask = np.zeros(self.num_elements, bool)
+            mask[sel.astype(np.int64).ravel()] = True
         if not mask.any():
             return self
         if self.levels[mask].max() >= MAX_LEVEL:
@@ -201,6 +207,8 @@ class BoxMesh:
 
     def _element_key(self, levels: np.ndarray, index: np.ndarray) -> np.ndarray:
         n = self._lattice_n(self.max_level)
+        if float(np.prod(n.astype(np.float64))) * (MAX_LEVEL + 1) >= 2.0**62:
+            raise InvalidInputError("mesh too deep to index its elements with 64-bit keys")
         mult = np.cumprod(np.concatenate([[1], n[:-1]])).astype(np.int64)
         return (index * mult).sum(-1) * (MAX_LEVEL + 1) + levels
 

@@ -43,6 +43,7 @@ class PruningAMRConfig:
         base: level-0 cells per axis of the starting uniform mesh.
         init_level: uniform refinements of the starting mesh.
         max_level: never refine an element beyond this level.
+        max_elements: stop (without refining) when a refinement would exceed this many elements.
         method: ``"batched"`` (vectorised torch ID) or ``"scipy"`` (per-element
             :func:`inrkit.prune.interpolative.id_select`, the reference).
         seed: seed of the sample points.
@@ -59,6 +60,7 @@ class PruningAMRConfig:
     base: int = 4
     init_level: int = 0
     max_level: int = 12
+    max_elements: int = 500_000
     method: str = "batched"
     seed: int = 0
     chunk_values: int = 4_000_000
@@ -236,6 +238,10 @@ def pruning_amr(field_: InrField, domain: np.ndarray, config: PruningAMRConfig |
                        f"({row['ms_per_element']:.2f} ms/element), {row['refined']} refined, "
                        f"{mesh.dofs} DOFs", file=sys.stderr)
         if not marked_new.any():
+            break
+        if mesh.num_elements + int(marked_new.sum()) * (2**mesh.dim - 1) > cfg.max_elements:
+            row["stopped"] = f"refining would exceed max_elements={cfg.max_elements}"
+            row["refined"] = 0
             break
         n_old = mesh.num_elements
         marked = np.zeros(n_old, bool)

@@ -11,7 +11,7 @@ def _mesh(args: argparse.Namespace) -> None:
 
     cfg = PruningAMRConfig(eps=args.eps, T=args.T, P=args.P, n_id=args.n_id, n_err=args.n_err,
                            max_iters=args.max_iters, base=args.base, max_level=args.max_level,
-                           seed=args.seed, progress=True)
+                           max_elements=args.max_elements, seed=args.seed, progress=True)
     cfg.validate()
     report = mesh_model(args.model, args.output, domain=args.domain, config=cfg, uniform=args.uniform,
                         preview=args.preview, device=args.device)
@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-err", type=int, default=128, help="points per element for the error check (128)")
     p.add_argument("--base", type=int, default=4, help="cells per axis of the starting mesh (4)")
     p.add_argument("--max-level", type=int, default=12, help="never refine beyond this level (12)")
+    p.add_argument("--max-elements", type=int, default=500_000, help="stop before exceeding this many elements")
     p.add_argument("--uniform", type=int, default=None, metavar="LEVEL",
                    help="instead of PruningAMR, refine uniformly to LEVEL (base * 2^LEVEL cells per axis)")
     p.add_argument("--preview", default=None, metavar="PNG", help="also write a PNG of the mesh and the field")

@@ -309,5 +309,5 @@ def pretrain_plain(series: VolumeSeries, config: MetaConfig | None = None, steps
         loss.backward()
         optimizer.step()
         if config.log_every and (step + 1) % (config.log_every * config.inner_steps) == 0:
-            history.append({"step": step + 1, "loss": float(loss), "seconds": time.perf_counter() - t0})
+            history.append({"step": step + 1, "loss": float(loss.detach()), "seconds": time.perf_counter() - t0})
     return MetaResult(model.cpu(), history, time.perf_counter() - t0, steps, members, fraction)

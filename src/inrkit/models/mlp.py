@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
+from . import fast as _fast
 
 ACTIVATIONS = ("sine", "finer", "relu", "tanh", "sigmoid", "identity")
 PERIODIC = ("sine", "finer")
@@ -139,6 +140,9 @@ class MLP(nn.Module):
 
     def layer_forward(self, i: int, h: Tensor) -> Tensor:
         """Output of layer ``i`` for its input ``h``."""
+        dtype = _fast.active_dtype()
+        if dtype is not None:  # inside fast.compute_precision("bf16"): reduced-precision GEMMs
+            return _fast.layer_forward(self, i, h, dtype)
         weight, bias, activation = self.weights[i], self.biases[i], self.activations[i]
         if activation == "sine":
             return _sine_layer(h, weight, bias, self.omegas[i])
@@ -150,7 +154,7 @@ class MLP(nn.Module):
         h = self.encode(x)
         for i in range(self.num_layers):
             h = self.layer_forward(i, h)
-        return h
+        return h if _fast.active_dtype() is None else h.float()
 
     def forward_with_hidden(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Return the output and the post-activation output of every hidden layer."""

@@ -27,6 +27,7 @@ from ..utils import atomic_write, resolve_device
 FORMAT = "inrkit-nerf"
 VERSION = 1
 MAX_WIDTH = 1 << 16
+DENSITY_ACTIVATIONS = ("softplus", "relu")
 
 
 def positional_encoding(x: Tensor, num_freqs: int) -> Tensor:
@@ -49,6 +50,8 @@ class NeRFConfig:
         skips: trunk layer indices whose output is concatenated with the encoded point.
         feature_width: width of the linear feature layer (paper: 256).
         view_widths: widths of the view-dependent ReLU layers (paper: [128]).
+        density_activation: ``"softplus"`` (default: ``softplus(z - 1)`` as in mip-NeRF; small
+            CPU-sized models with the paper's ``"relu"`` often start with a dead, all-zero density).
     """
 
     pos_freqs: int = 10
@@ -57,6 +60,7 @@ class NeRFConfig:
     skips: list[int] = field(default_factory=lambda: [4])
     feature_width: int = 256
     view_widths: list[int] = field(default_factory=lambda: [128])
+    density_activation: str = "softplus"
 
     @classmethod
     def sized(cls, width: int = 256, depth: int = 8, **kw: Any) -> "NeRFConfig":
@@ -73,6 +77,8 @@ class NeRFConfig:
             raise InvalidInputError("a NeRF needs at least one trunk layer and one view layer")
         if not all(isinstance(w, int) and 0 < w <= MAX_WIDTH for w in widths):
             raise InvalidInputError(f"invalid NeRF widths {widths}")
+        if self.density_activation not in DENSITY_ACTIVATIONS:
+            raise InvalidInputError(f"density_activation must be one of {DENSITY_ACTIVATIONS}")
         if not all(isinstance(f, int) and 0 <= f <= 32 for f in (self.pos_freqs, self.dir_freqs)):
             raise InvalidInputError("pos_freqs and dir_freqs must be integers in [0, 32]")
         if not all(isinstance(s, int) and 0 <= s < len(self.trunk_widths) - 1 for s in self.skips):
@@ -118,14 +124,17 @@ class NeRFMLP(nn.Module):
         return ins
 
     def density(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Density ``sigma [N]`` (ReLU) and the trunk's last hidden output ``[N, W]``."""
+        """Density ``sigma [N]`` (>= 0) and the trunk's last hidden output ``[N, W]``."""
         x_enc = positional_encoding(x, self.config.pos_freqs)
         h = x_enc
         for i, layer in enumerate(self.trunk):
             h = torch.relu(layer(h))
             if i in self.config.skips:
                 h = torch.cat([x_enc, h], -1)
-        return torch.relu(self.sigma(h)).squeeze(-1), h
+        raw = self.sigma(h).squeeze(-1)
+        if self.config.density_activation == "relu":
+            return torch.relu(raw), h
+        return torch.nn.functional.softplus(raw - 1.0), h
 
     def forward(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
         """Points ``x [N, 3]`` and unit view directions ``d [N, 3]`` -> ``(sigma [N], rgb [N, 3])``."""

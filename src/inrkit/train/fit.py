@@ -17,6 +17,7 @@ from torch import Tensor
 from ..errors import InvalidFileError, InvalidInputError
 from ..metrics import psnr_from_mse
 from ..models.io import model_from_tensors, model_header, model_tensors, _check_header, _expected_shapes
+from ..models.fast import PRECISIONS, compute_precision, resolve_precision
 from ..models.mlp import MLP
 from ..signals.base import Signal
 from ..utils import atomic_write, resolve_device, write_json
@@ -44,6 +45,10 @@ class FitConfig:
         checkpoint_path: write a resumable checkpoint here every ``checkpoint_every`` steps.
         resume: continue from ``checkpoint_path`` when it exists.
         device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"``...
+        precision: GEMM precision of the training forward/backward passes: ``"fp32"``,
+            ``"bf16"`` (bfloat16 GEMMs, float32 first layer, master weights and loss; plain
+            MSE losses only) or ``"auto"`` (``bf16`` where the device has native bfloat16
+            and the loss is plain MSE, else ``fp32``). See :mod:`inrkit.models.fast`.
     """
 
     steps: int = 1000
@@ -62,6 +67,7 @@ class FitConfig:
     checkpoint_every: int = 0
     resume: bool = False
     device: str | None = None
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or self.log_every < 1:
@@ -70,6 +76,8 @@ class FitConfig:
             raise InvalidInputError(f"unknown schedule {self.schedule!r}; choose from {list(SCHEDULES)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise InvalidInputError("batch size must be positive")
+        if self.precision not in PRECISIONS:
+            raise InvalidInputError(f"unknown precision {self.precision!r}; choose from {list(PRECISIONS)}")
 
 
 def lr_factor(schedule: str, step: int, total: int, min_factor: float) -> float:
@@ -208,6 +216,14 @@ def _stop_reason(state: FitState, elapsed: float) -> str | None:
     return None
 
 
+def _training_precision(config: FitConfig, signal: Signal, device: torch.device) -> str:
+    """``config.precision`` resolved for this device and signal (bf16 needs a plain MSE loss)."""
+    plain_mse = type(signal).loss is Signal.loss
+    if config.precision == "bf16" and not plain_mse:
+        raise InvalidInputError(f"precision bf16 needs a plain MSE loss; {signal.kind} signals need fp32 (or auto)")
+    return resolve_precision(config.precision, device, plain_mse)
+
+
 def fit(model: MLP, signal: Signal, config: FitConfig | None = None, callbacks: Iterable[Callback] = ()) -> FitResult:
     """Fit ``model`` to ``signal`` with Adam; returns the (possibly replaced) model and its history."""
     config = config or FitConfig()
@@ -224,6 +240,7 @@ def fit(model: MLP, signal: Signal, config: FitConfig | None = None, callbacks: 
     n = signal.num_samples()
     batch = config.batch_size or (None if 0 < n <= config.max_full_batch or n == 0 else config.max_full_batch)
     watch = config.target_psnr is not None or config.time_budget is not None
+    precision = _training_precision(config, signal, device)
     stopped_by, t0 = "steps", time.perf_counter() - elapsed
     with _progress(config, state.step) as bar:
         while state.step < config.steps:
@@ -231,7 +248,8 @@ def fit(model: MLP, signal: Signal, config: FitConfig | None = None, callbacks: 
             for group in state.optimizer.param_groups:
                 group["lr"] = config.lr * state.lr_factor
             coords, targets = signal.train_batch(batch, generator, device)
-            loss, mse = signal.loss(state.model, coords, targets)
+            with compute_precision(precision):
+                loss, mse = signal.loss(state.model, coords, targets)
             for cb in callbacks:
                 extra = cb.extra_loss(state) if hasattr(cb, "extra_loss") else None
                 loss = loss if extra is None else loss + extra

@@ -1,0 +1,367 @@
+"""AIRe and neuron-pruning benchmark on Kodak images (CPU default; ``--full`` for a GPU).
+
+Four measurements, all on the same images, seeds and step budgets within one run:
+
+1. ``table4``: Small vs Prune vs Densify+Prune (AIRe) at the same final size and the
+   same total number of steps (the AIRe paper's Table 4: SIREN 36.44 / 37.58 / 39.47 dB).
+2. ``twd``: prune p% of every hidden layer with and without TWD; PSNR right after
+   pruning (no fine-tuning) and after fine-tuning (paper's Figure 5: TWD keeps 92% of
+   the accuracy at 28% of the weights).
+3. ``criteria``: every criterion at equal size with equal fine-tuning, plus
+   Torch-Pruning's magnitude pruner as a peer.
+4. ``speed``: inference time of the pruned vs the large model on the same points.
+
+Writes ``bench/results/aire.json`` (``aire_full.json`` with ``--full``) and PNG plots.
+Run: ``.venv/bin/python bench/aire.py [--images 4] [--full]``.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from inrkit.adapt import AdaptConfig, Stage, run_schedule
+from inrkit.models import MLP, save_model, siren
+from inrkit.prune.model import domain_points, prune_model
+from inrkit.signals import ImageSignal, grid_coords, read_image
+from inrkit.train import FitConfig, fit
+from inrkit.utils import resolve_device, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+KODAK = ROOT.parent / "shared" / "data" / "kodak"
+RESULTS = ROOT / "bench" / "results"
+IMAGES = ["kodim03", "kodim05", "kodim08", "kodim15", "kodim19", "kodim23", "kodim01", "kodim13"]
+PAPER = {"table4_siren_db": {"small": 36.44, "prune": 37.58, "densify_prune": 39.47},
+         "fig5_twd": {"weights_fraction": 0.28, "accuracy_kept": 0.92}}
+
+
+@dataclass
+class Settings:
+    """Sizes and schedules; CPU default is the paper's schedule scaled down."""
+
+    size: int = 64                 # image side after downsampling (0 = full image)
+    crop: int = 256                # centre crop side before downsampling (0 = none)
+    start_hidden: list[int] = field(default_factory=lambda: [64, 32, 32])
+    densify: int = 16
+    prune_aire: int = 48           # first-layer neurons pruned by AIRe: 64 + 16 - 48 = 32
+    steps: list[int] = field(default_factory=lambda: [25, 200, 225, 50])  # fit, finetune, twd, finetune
+    lr: float = 5e-4
+    base_hidden: list[int] = field(default_factory=lambda: [64, 64, 64])
+    base_steps: int = 300
+    twd_steps: int = 150
+    finetune_steps: int = 100
+    percents: list[int] = field(default_factory=lambda: [20, 40, 60, 80])
+    criteria_keep: float = 0.5
+    speed_points: int = 65536
+    speed_reps: int = 7
+    threads: int = 1
+
+
+def full_settings() -> Settings:
+    return Settings(size=0, crop=0, start_hidden=[512, 256, 256], densify=128, prune_aire=384,
+                    steps=[250, 2000, 2250, 500], lr=1e-4, base_hidden=[256, 256, 256], base_steps=2000,
+                    twd_steps=1000, finetune_steps=500, speed_points=512 * 768, speed_reps=20, threads=0)
+
+
+def load_image(name: str, s: Settings) -> ImageSignal:
+    """Kodak image: centre crop ``s.crop`` then box-downsample to ``s.size`` (both optional)."""
+    img = read_image(KODAK / f"{name}.png")
+    if s.crop:
+        h, w = img.shape[:2]
+        r0, c0 = (h - s.crop) // 2, (w - s.crop) // 2
+        img = img[r0:r0 + s.crop, c0:c0 + s.crop]
+    if s.size and s.crop:
+        f = s.crop // s.size
+        img = img[: s.size * f, : s.size * f].reshape(s.size, f, s.size, f, -1).mean(axis=(1, 3))
+    return ImageSignal(img.astype(np.float32))
+
+
+def new_siren(hidden: list[int], seed: int) -> MLP:
+    return siren(2, 3, hidden, generator=torch.Generator().manual_seed(seed))
+
+
+def psnr(model: MLP, signal: ImageSignal) -> float:
+    return float(signal.evaluate(model)["psnr"])
+
+
+def train(model: MLP, signal: ImageSignal, steps: int, s: Settings, device: str) -> MLP:
+    cfg = FitConfig(steps=steps, lr=s.lr, schedule="constant", progress=False, device=device, log_every=50)
+    return fit(model, signal, cfg).model
+
+
+def run(model: MLP, signal: ImageSignal, stages: list[Stage], s: Settings, device: str, seed: int):
+    cfg = AdaptConfig(hidden=model.hidden_widths, lr=s.lr, lr_schedule="constant", seed=seed, stages=stages)
+    return run_schedule(model, signal, cfg, device=device, progress=False)
+
+
+# ----------------------------------------------------------------- 1. table 4
+def bench_table4(signal: ImageSignal, s: Settings, device: str, seed: int) -> dict:
+    fit_s, ft_s, twd_s, ft2_s = s.steps
+    total = sum(s.steps)
+    final = [s.start_hidden[0] + s.densify - s.prune_aire] + s.start_hidden[1:]
+    small = train(new_siren(final, seed), signal, total, s, device)
+    k_prune = s.start_hidden[0] - final[0]
+    prune = run(new_siren(s.start_hidden, seed), signal, [
+        Stage("fit", steps=fit_s + ft_s), Stage("twd", steps=twd_s, layers=[0], k=k_prune),
+        Stage("prune", layers=[0], count=k_prune), Stage("finetune", steps=ft2_s)], s, device, seed)
+    aire = run(new_siren(s.start_hidden, seed), signal, [
+        Stage("fit", steps=fit_s), Stage("densify", n=s.densify), Stage("finetune", steps=ft_s),
+        Stage("twd", steps=twd_s, layers=[0], k=s.prune_aire), Stage("prune", layers=[0], count=s.prune_aire),
+        Stage("finetune", steps=ft2_s)], s, device, seed)
+    assert small.widths == prune.model.widths == aire.model.widths, (small.widths, aire.model.widths)
+    large = [st for st in aire.stages if st["kind"] == "prune"][0]
+    return {"final_widths": small.widths, "params": small.num_params(), "steps": total,
+            "small": psnr(small, signal), "prune": prune.metrics["psnr"], "densify_prune": aire.metrics["psnr"],
+            "aire_max_widths": [2, s.start_hidden[0] + s.densify, *s.start_hidden[1:], 3],
+            "aire_prune_psnr_before": large["psnr_before"], "aire_prune_psnr_after": large["psnr_after"],
+            "_aire_model": aire.model}
+
+
+# ------------------------------------------------------------------- 2. TWD
+def bench_twd(base: MLP, signal: ImageSignal, s: Settings, device: str, seed: int) -> list[dict]:
+    layers = list(range(base.num_layers - 1))
+    base_psnr, base_params = psnr(base, signal), base.num_params()
+    rows = []
+    for p in s.percents:
+        k = int(round(base.hidden_widths[0] * p / 100))
+        for twd in (False, True):
+            first = Stage("twd", steps=s.twd_steps, layers=layers, k=k) if twd else Stage("fit", steps=s.twd_steps)
+            res = run(base.copy(), signal, [first, Stage("prune", layers=layers, count=k),
+                                            Stage("finetune", steps=s.finetune_steps)], s, device, seed)
+            pr = [st for st in res.stages if st["kind"] == "prune"][0]
+            rows.append({"percent": p, "twd": twd, "psnr_base": base_psnr, "psnr_before_prune": pr["psnr_before"],
+                         "psnr_pruned": pr["psnr_after"], "psnr_finetuned": res.metrics["psnr"],
+                         "weights_fraction": res.model.num_params() / base_params,
+                         "accuracy_kept": pr["psnr_after"] / base_psnr,
+                         "accuracy_kept_finetuned": res.metrics["psnr"] / base_psnr})
+    return rows
+
+
+# -------------------------------------------------------------- 3. criteria
+class _Sine(nn.Module):
+    def __init__(self, omega: float) -> None:
+        super().__init__()
+        self.omega = omega
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.omega * x)
+
+
+def torch_pruning_magnitude(model: MLP, keep: float) -> MLP:
+    """Peer: Torch-Pruning's MagnitudePruner (L1 group magnitude) on an equivalent nn.Sequential."""
+    import torch_pruning as tp
+
+    mods: list[nn.Module] = []
+    for i in range(model.num_layers):
+        out, inp = model.weights[i].shape
+        lin = nn.Linear(inp, out)
+        with torch.no_grad():
+            lin.weight.copy_(model.weights[i])
+            lin.bias.copy_(model.biases[i])
+        mods.append(lin)
+        if model.activations[i] == "sine":
+            mods.append(_Sine(model.omegas[i]))
+    seq = nn.Sequential(*mods).to(model.weights[0].device)
+    pruner = tp.pruner.MagnitudePruner(seq, torch.zeros(4, model.coord_dim, device=model.weights[0].device),
+                                       importance=tp.importance.MagnitudeImportance(p=1),
+                                       pruning_ratio=1.0 - keep, ignored_layers=[mods[-1]])
+    pruner.step()
+    out = model.copy()
+    for i, lin in enumerate(m for m in seq if isinstance(m, nn.Linear)):
+        out.set_layer(i, lin.weight.detach(), lin.bias.detach())
+    out.validate()
+    return out
+
+
+def bench_criteria(base: MLP, signal: ImageSignal, s: Settings, device: str, seed: int) -> dict:
+    from inrkit.prune.model import ALL_METHODS
+
+    rows = {}
+    points = domain_points(base, 4096, torch.Generator().manual_seed(seed))
+    for method in (*ALL_METHODS, "torch_pruning"):
+        model = base.copy()
+        t0 = time.perf_counter()
+        if method == "torch_pruning":
+            model = torch_pruning_magnitude(model, s.criteria_keep)
+        else:
+            model, _ = prune_model(model, method, keep=s.criteria_keep, points=points.to(base.weights[0].device),
+                                   generator=torch.Generator().manual_seed(seed))
+        seconds = time.perf_counter() - t0
+        pruned = psnr(model, signal)
+        model = train(model, signal, s.finetune_steps, s, device)
+        rows[method] = {"widths": model.widths, "params": model.num_params(), "psnr_pruned": pruned,
+                        "psnr_finetuned": psnr(model, signal), "prune_seconds": seconds}
+    return rows
+
+
+# ----------------------------------------------------------------- 4. speed
+@torch.no_grad()
+def time_forward(model: MLP, points: torch.Tensor, reps: int) -> float:
+    model.eval()
+    sync = torch.cuda.synchronize if points.is_cuda else (lambda: None)
+    model(points)
+    sync()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        model(points)
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_speed(pairs: dict[str, tuple[MLP, MLP]], s: Settings, device: str, tmp: Path) -> dict:
+    side = int(round(s.speed_points ** 0.5))
+    points = grid_coords((side, side)).to(device)
+    out = {}
+    for name, (large, small) in pairs.items():
+        large, small = large.to(device), small.to(device)
+        t_large, t_small = time_forward(large, points, s.speed_reps), time_forward(small, points, s.speed_reps)
+        sizes = []
+        for tag, m in (("large", large), ("small", small)):
+            save_model(m.cpu(), tmp / f"{name}_{tag}.safetensors")
+            sizes.append((tmp / f"{name}_{tag}.safetensors").stat().st_size)
+            m.to(device)
+        out[name] = {"widths_large": large.widths, "widths_pruned": small.widths,
+                     "params_large": large.num_params(), "params_pruned": small.num_params(),
+                     "bytes_large": sizes[0], "bytes_pruned": sizes[1], "points": int(points.shape[0]),
+                     "seconds_large": t_large, "seconds_pruned": t_small, "speedup": t_large / t_small}
+    return out
+
+
+# ------------------------------------------------------------------ driver
+def summarise(per_image: list[dict]) -> dict:
+    t4 = {k: float(np.mean([r["table4"][k] for r in per_image])) for k in ("small", "prune", "densify_prune")}
+    wins = sum(r["table4"]["densify_prune"] > r["table4"]["small"] for r in per_image)
+    twd = {}
+    for p in per_image[0]["twd"]:
+        key = f"{p['percent']}%_{'twd' if p['twd'] else 'plain'}"
+        rows = [q for r in per_image for q in r["twd"] if q["percent"] == p["percent"] and q["twd"] == p["twd"]]
+        twd[key] = {k: float(np.mean([q[k] for q in rows])) for k in
+                    ("psnr_base", "psnr_pruned", "psnr_finetuned", "weights_fraction", "accuracy_kept",
+                     "accuracy_kept_finetuned")}
+    crit = {m: {k: float(np.mean([r["criteria"][m][k] for r in per_image])) for k in ("psnr_pruned", "psnr_finetuned")}
+            for m in per_image[0]["criteria"]}
+    speed = {name: float(np.mean([r["speed"][name]["speedup"] for r in per_image])) for name in per_image[0]["speed"]}
+    return {"table4_mean_psnr": t4, "table4_densify_prune_beats_small": f"{wins}/{len(per_image)}",
+            "table4_gain_over_small_db": t4["densify_prune"] - t4["small"],
+            "table4_gain_over_prune_db": t4["densify_prune"] - t4["prune"],
+            "twd": twd, "criteria_mean": crit, "speedup_mean": speed}
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summ = result["summary"]
+    fig, ax = plt.subplots(2, 2, figsize=(12, 9))
+    names = [r["image"] for r in result["images"]]
+    x = np.arange(len(names))
+    for j, key in enumerate(("small", "prune", "densify_prune")):
+        ax[0, 0].bar(x + (j - 1) * 0.27, [r["table4"][key] for r in result["images"]], 0.27, label=key)
+    ax[0, 0].set_xticks(x, names)
+    ax[0, 0].set_ylabel("PSNR (dB)")
+    ax[0, 0].set_title("Equal final size, equal steps (Table 4)")
+    ax[0, 0].legend()
+    ax[0, 0].set_ylim(bottom=min(r["table4"]["small"] for r in result["images"]) - 3)
+    pct = result["settings"]["percents"]
+    for mode, style in (("plain", "--"), ("twd", "-")):
+        for key, marker in (("psnr_pruned", "o"), ("psnr_finetuned", "s")):
+            ax[0, 1].plot(pct, [summ["twd"][f"{p}%_{mode}"][key] for p in pct], style, marker=marker,
+                          label=f"{mode}: {key.split('_')[1]}")
+    ax[0, 1].axhline(summ["twd"][f"{pct[0]}%_plain"]["psnr_base"], color="gray", lw=0.8, label="unpruned")
+    ax[0, 1].set_xlabel("neurons pruned per hidden layer (%)")
+    ax[0, 1].set_ylabel("PSNR (dB)")
+    ax[0, 1].set_title("Pruning with / without TWD (Fig. 5)")
+    ax[0, 1].legend(fontsize=8)
+    crit = summ["criteria_mean"]
+    m = list(crit)
+    xm = np.arange(len(m))
+    ax[1, 0].bar(xm - 0.2, [crit[k]["psnr_pruned"] for k in m], 0.4, label="right after pruning")
+    ax[1, 0].bar(xm + 0.2, [crit[k]["psnr_finetuned"] for k in m], 0.4, label="after fine-tuning")
+    ax[1, 0].set_xticks(xm, m, rotation=30)
+    ax[1, 0].set_ylabel("PSNR (dB)")
+    ax[1, 0].set_title(f"Criteria at {int(result['settings']['criteria_keep'] * 100)}% kept neurons")
+    ax[1, 0].legend()
+    sp = summ["speedup_mean"]
+    ax[1, 1].bar(list(sp), list(sp.values()))
+    ax[1, 1].axhline(1.0, color="gray", lw=0.8)
+    ax[1, 1].set_ylabel("forward-time speed-up (large / pruned)")
+    ax[1, 1].set_title(f"Inference on {result['images'][0]['speed'][list(sp)[0]]['points']} points")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def strip_private(d: dict) -> dict:
+    return {k: v for k, v in d.items() if not k.startswith("_")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--full", action="store_true", help="full-size images and the paper's schedule (GPU)")
+    ap.add_argument("--images", type=int, default=None, help="number of Kodak images (default 4; full 8)")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="output JSON (default bench/results/aire[_full].json)")
+    args = ap.parse_args()
+    if not KODAK.is_dir():
+        sys.exit(f"bench/aire.py: Kodak images not found at {KODAK}")
+    s = full_settings() if args.full else Settings()
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    device = str(resolve_device(args.device))
+    names = IMAGES[: args.images or (8 if args.full else 4)]
+    out_json = Path(args.out) if args.out else RESULTS / ("aire_full.json" if args.full else "aire.json")
+    tmp = out_json.parent / ".aire_tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    per_image = []
+    for i, name in enumerate(names):
+        signal = load_image(name, s)
+        seed = args.seed + i
+        t0 = time.perf_counter()
+        t4 = bench_table4(signal, s, device, seed)
+        print(f"[aire] {name} table4 {t4['small']:.2f}/{t4['prune']:.2f}/{t4['densify_prune']:.2f} dB "
+              f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+        base = train(new_siren(s.base_hidden, seed), signal, s.base_steps, s, device)
+        twd = bench_twd(base, signal, s, device, seed)
+        print(f"[aire] {name} twd done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+        crit = bench_criteria(base, signal, s, device, seed)
+        print(f"[aire] {name} criteria done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+        base_pruned, _ = prune_model(base.copy(), "l1", keep=s.criteria_keep)
+        aire_large = new_siren([s.start_hidden[0] + s.densify, *s.start_hidden[1:]], seed)
+        speed = bench_speed({"base_vs_l1_50": (base, base_pruned), "aire_max_vs_final": (aire_large, t4["_aire_model"])},
+                            s, device, tmp)
+        per_image.append({"image": name, "shape": list(signal.shape), "seed": seed,
+                          "table4": strip_private(t4), "twd": twd, "criteria": crit, "speed": speed})
+    for f in tmp.glob("*.safetensors"):
+        f.unlink()
+    tmp.rmdir()
+    result = {"benchmark": "aire", "full": args.full, "device": device, "torch": torch.__version__,
+              "platform": platform.platform(), "threads": torch.get_num_threads(), "settings": asdict(s),
+              "images": per_image, "summary": summarise(per_image), "paper": PAPER,
+              "seconds": round(time.perf_counter() - t_start, 1)}
+    write_json(out_json, result)
+    plot(result, out_json.with_suffix(".png"))
+    print(json_summary(result), file=sys.stderr)
+
+
+def json_summary(result: dict) -> str:
+    import json
+
+    return json.dumps(result["summary"], indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,443 @@
+"""Fitting speed: inrkit against ``siren-pytorch`` and a textbook PyTorch SIREN loop.
+
+All methods fit the same image with the same architecture (SIREN, 3 hidden layers of
+256, omega_0 = 30, full batch, Adam, MSE) for the same number of steps, in ONE process.
+The machine this runs on may be shared, so the methods are interleaved: each runs in its
+own thread, but only one thread runs at a time, ``--chunk`` steps per turn, round robin.
+Contention therefore hits all methods alike; per-step times are medians over chunks.
+PSNR is measured after every chunk on the full image in float32 (untimed).
+
+Methods (``same settings`` = the SIREN paper's Adam lr 1e-4, constant, for everyone):
+  textbook          nn.Linear + torch.sin(30 x), Sitzmann init, float32
+  siren-pytorch     siren_pytorch.SirenNet(w0 = w0_initial = 30), float32
+  inrkit-fp32       inrkit.train.fit, precision="fp32"
+  inrkit            inrkit.train.fit, precision="auto" (bf16 GEMMs where the CPU/GPU has them)
+  inrkit-defaults   inrkit.train.fit with its CLI defaults: lr 1e-3 cosine, precision="auto"
+  autocast-bf16     (reference) the textbook loop under torch.autocast(bfloat16)
+
+A second part checks the issue's "must show": ``inrkit fit`` of the 256x256 kodim23 crop with
+SIREN 64x3, omega 30, 300 steps (CLI defaults: lr 1e-3 cosine), interleaved in the same way
+with a plain PyTorch SIREN loop using the same schedule; plus one real ``inrkit fit --json`` run.
+
+    .venv/bin/python bench/fit_speed.py           # CPU default: 128x128 crop, 1 thread, ~10 min
+    .venv/bin/python bench/fit_speed.py --full    # GPU scale: 512x512 image, 1000 steps
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from inrkit.models.fast import bf16_supported, resolve_precision
+from inrkit.models.mlp import siren
+from inrkit.signals.grid import ImageSignal
+from inrkit.train import FitConfig, fit
+from inrkit.train.fit import lr_factor
+from inrkit.utils import resolve_device, write_json
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+KODIM23 = ROOT.parents[1] / "shared" / "data" / "kodak" / "kodim23.png"
+CROP = (128, 384, 256, 512)  # rows 128-383, columns 256-511 of kodim23
+
+
+# ---------------------------------------------------------------------- data
+def load_pixels(size: int) -> tuple[np.ndarray, str]:
+    """The kodim23 256x256 crop (its centred ``size`` window when smaller; tiled up when larger)."""
+    if KODIM23.is_file():
+        from PIL import Image
+
+        full = np.asarray(Image.open(KODIM23).convert("RGB"), dtype=np.float32)
+        r0, r1, c0, c1 = CROP
+        if size > 256:  # --full: a larger window of the same picture, centred on the crop
+            rc, cc = (r0 + r1) // 2, (c0 + c1) // 2
+            r0, c0 = max(0, min(rc - size // 2, full.shape[0] - size)), max(0, min(cc - size // 2, full.shape[1] - size))
+            return full[r0:r0 + size, c0:c0 + size], f"kodim23.png rows {r0}-{r0 + size - 1}, cols {c0}-{c0 + size - 1}"
+        off = (256 - size) // 2
+        r0, c0 = r0 + off, c0 + off
+        return full[r0:r0 + size, c0:c0 + size], f"kodim23.png rows {r0}-{r0 + size - 1}, cols {c0}-{c0 + size - 1}"
+    print(f"fit_speed: {KODIM23} is absent; using skimage.data.astronaut() instead", file=sys.stderr)
+    from skimage import data
+
+    img = data.astronaut().astype(np.float32)
+    return img[:size, 128:128 + size], f"skimage astronaut rows 0-{size - 1}, cols 128-{127 + size}"
+
+
+# --------------------------------------------------------------------- peers
+class TextbookSine(nn.Module):
+    """The SIREN paper's sine layer: ``sin(omega_0 * Linear(x))`` with Sitzmann's init."""
+
+    def __init__(self, n_in: int, n_out: int, first: bool, omega: float = 30.0) -> None:
+        super().__init__()
+        self.omega, self.linear = omega, nn.Linear(n_in, n_out)
+        bound = 1.0 / n_in if first else math.sqrt(6.0 / n_in) / omega
+        with torch.no_grad():
+            self.linear.weight.uniform_(-bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sin(self.omega * self.linear(x))
+
+
+def textbook_siren(hidden: list[int], omega: float = 30.0) -> nn.Module:
+    """A plain PyTorch SIREN as in the paper's reference code (linear last layer)."""
+    widths = [2, *hidden]
+    layers: list[nn.Module] = [TextbookSine(a, b, i == 0, omega) for i, (a, b) in enumerate(zip(widths, widths[1:]))]
+    last = nn.Linear(widths[-1], 3)
+    with torch.no_grad():
+        bound = math.sqrt(6.0 / widths[-1]) / omega
+        last.weight.uniform_(-bound, bound)
+    return nn.Sequential(*layers, last)
+
+
+def siren_pytorch_net(hidden: list[int], omega: float = 30.0) -> nn.Module:
+    from siren_pytorch import SirenNet
+
+    return SirenNet(dim_in=2, dim_hidden=hidden[0], dim_out=3, num_layers=len(hidden), w0=omega, w0_initial=omega)
+
+
+# ------------------------------------------------------------ interleaving
+class Turn:
+    """One method in its own thread; it runs only while it holds the baton."""
+
+    def __init__(self, name: str, body: Callable[["Turn"], None], evaluate: Callable[[nn.Module], float],
+                 threads: int) -> None:
+        self.name, self.body, self.evaluate, self.threads = name, body, evaluate, threads
+        self.go, self.done = threading.Event(), threading.Event()
+        self.chunks: list[dict[str, float]] = []
+        self.train_psnr: list[float] = []
+        self.finished, self.error = False, None
+        self.extra: dict[str, Any] = {}
+        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def _main(self) -> None:
+        torch.set_num_threads(self.threads)
+        self._wait()
+        try:
+            self.body(self)
+        except BaseException as exc:  # reported by the scheduler
+            self.error = exc
+        finally:
+            self.finished = True
+            self.done.set()
+
+    def _wait(self) -> None:
+        self.go.wait()
+        self.go.clear()
+
+    def pause(self, step: int, seconds: float, model: nn.Module) -> None:
+        """Record a chunk (its step time and the float32 PSNR), then hand the baton back."""
+        self.chunks.append({"step": step, "seconds": seconds, "psnr": self.evaluate(model)})
+        self.done.set()
+        self._wait()
+
+
+def run_interleaved(turns: list[Turn], total_chunks: int) -> None:
+    """Round robin: each unfinished method runs one chunk per round."""
+    from tqdm.auto import tqdm
+
+    for turn in turns:
+        turn.thread.start()
+    with tqdm(total=total_chunks * len(turns), file=sys.stderr, desc="chunks", leave=False) as bar:
+        while not all(t.finished for t in turns):
+            for turn in turns:
+                if turn.finished:
+                    continue
+                turn.done.clear()
+                turn.go.set()
+                turn.done.wait()
+                if turn.error is not None:
+                    raise RuntimeError(f"{turn.name} failed: {turn.error!r}") from turn.error
+                bar.update(1)
+    for turn in turns:
+        turn.thread.join()
+
+
+def peer_body(make: Callable[[], nn.Module], coords: Tensor, targets: Tensor, steps: int, chunk: int, lr: float,
+              schedule: str, autocast: bool = False) -> Callable[[Turn], None]:
+    """The plain training loop every peer uses: Adam, MSE, full batch."""
+
+    def body(turn: Turn) -> None:
+        t0 = time.perf_counter()
+        model = make()
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        for step in range(steps):
+            for group in opt.param_groups:
+                group["lr"] = lr * lr_factor(schedule, step, steps, 0.1)
+            with torch.autocast(coords.device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = ((model(coords) - targets) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            turn.train_psnr.append(10.0 * math.log10(4.0 / max(float(loss), 1e-20)))
+            if (step + 1) % chunk == 0 or step + 1 == steps:
+                _sync(coords.device)
+                turn.pause(step + 1, time.perf_counter() - t0, model)
+                t0 = time.perf_counter()
+
+    return body
+
+
+class _ChunkCallback:
+    """Hands the baton back every ``chunk`` steps of :func:`inrkit.train.fit`."""
+
+    def __init__(self, turn: Turn, chunk: int, steps: int, device: torch.device) -> None:
+        self.turn, self.chunk, self.steps, self.device = turn, chunk, steps, device
+        self.t0 = time.perf_counter()
+
+    def on_step_end(self, state) -> None:
+        if state.psnr is not None:
+            self.turn.train_psnr.append(state.psnr)
+        if state.step % self.chunk == 0 or state.step == self.steps:
+            _sync(self.device)
+            self.turn.pause(state.step, time.perf_counter() - self.t0, state.model)
+            self.t0 = time.perf_counter()
+
+
+def inrkit_body(signal: ImageSignal, hidden: list[int], steps: int, chunk: int, lr: float, schedule: str,
+                precision: str, device: torch.device, seed: int) -> Callable[[Turn], None]:
+    def body(turn: Turn) -> None:
+        callback = _ChunkCallback(turn, chunk, steps, device)  # the clock starts here: setup is counted
+        model = siren(2, 3, hidden, 30.0, 30.0, generator=torch.Generator().manual_seed(seed))
+        config = FitConfig(steps=steps, lr=lr, schedule=schedule, seed=seed, log_every=1, progress=False,
+                           device=str(device), precision=precision)
+        fit(model, signal, config, callbacks=[callback])
+
+    return body
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ------------------------------------------------------------------ summary
+def summarize(turn: Turn, target: float) -> dict[str, Any]:
+    steps = [c["step"] for c in turn.chunks]
+    sizes = np.diff([0, *steps])
+    per_step = [c["seconds"] / n for c, n in zip(turn.chunks, sizes)]
+    cumulative = np.cumsum([c["seconds"] for c in turn.chunks]).tolist()
+    hit = next((i for i, c in enumerate(turn.chunks) if c["psnr"] >= target), None)
+    median = statistics.median(per_step[1:] if len(per_step) > 2 else per_step)  # first chunk = warm-up
+    return {
+        "median_seconds_per_step": median, "steps_per_second": 1.0 / median,
+        "psnr_final": turn.chunks[-1]["psnr"], "steps": steps[-1],
+        "seconds_total": cumulative[-1],
+        "seconds_to_target": None if hit is None else cumulative[hit],
+        "steps_to_target": None if hit is None else steps[hit],
+        "curve": {"step": steps, "psnr": [c["psnr"] for c in turn.chunks], "seconds": cumulative,
+                  "chunk_seconds_per_step": per_step},
+        "train_psnr_per_step": [round(p, 4) for p in turn.train_psnr],
+        **turn.extra,
+    }
+
+
+def ratios(results: dict[str, dict], ours: str, peers: list[str]) -> dict[str, Any]:
+    """Speed and time-to-target ratios of ``ours`` against each peer and the best peer."""
+    best = max(peers, key=lambda p: results[p]["steps_per_second"])
+    out: dict[str, Any] = {"best_peer": best}
+    for peer in peers:
+        a, b = results[ours], results[peer]
+        out[f"steps_per_second_vs_{peer}"] = a["steps_per_second"] / b["steps_per_second"]
+        out[f"psnr_final_minus_{peer}"] = a["psnr_final"] - b["psnr_final"]
+        if a["seconds_to_target"] and b["seconds_to_target"]:
+            out[f"time_to_target_speedup_vs_{peer}"] = b["seconds_to_target"] / a["seconds_to_target"]
+    return out
+
+
+def psnr_per_step_gap(a: dict, b: dict) -> dict[str, float]:
+    """PSNR of ``a`` minus PSNR of ``b`` at the same chunk boundaries (min, mean, last)."""
+    diffs = np.array(a["curve"]["psnr"]) - np.array(b["curve"]["psnr"])
+    return {"min": float(diffs.min()), "mean": float(diffs.mean()), "last": float(diffs[-1])}
+
+
+# ---------------------------------------------------------------- part one
+def speed_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    pixels, source = load_pixels(args.size)
+    signal = ImageSignal(pixels, name="kodim23")
+    coords, targets = signal.coords.to(device), signal.values.to(device)
+
+    def evaluate(model: nn.Module) -> float:
+        with torch.no_grad():
+            mse = float(((model(coords).float() - targets) ** 2).mean())
+        return 10.0 * math.log10(4.0 / mse)
+
+    hidden, steps, chunk, lr = [256, 256, 256], args.steps, args.chunk, args.lr
+
+    def seeded(make: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+        def build() -> nn.Module:
+            torch.manual_seed(args.seed)
+            return make().to(device)
+        return build
+
+    methods = {
+        "textbook": peer_body(seeded(lambda: textbook_siren(hidden)), coords, targets, steps, chunk, lr, "constant"),
+        "siren-pytorch": peer_body(seeded(lambda: siren_pytorch_net(hidden)), coords, targets, steps, chunk, lr,
+                                   "constant"),
+        "inrkit-fp32": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "fp32", device, args.seed),
+        "inrkit": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "auto", device, args.seed),
+        "inrkit-defaults": inrkit_body(signal, hidden, steps, chunk, 1e-3, "cosine", "auto", device, args.seed),
+        "autocast-bf16": peer_body(seeded(lambda: textbook_siren(hidden)), coords, targets, steps, chunk, lr,
+                                   "constant", autocast=True),
+    }
+    turns = [Turn(name, body, evaluate, args.threads) for name, body in methods.items()]
+    run_interleaved(turns, math.ceil(steps / chunk))
+    results = {t.name: summarize(t, args.target_psnr) for t in turns}
+    peers = ["textbook", "siren-pytorch"]
+    return {
+        "image": source, "points": int(coords.shape[0]), "hidden": hidden, "omega0": 30.0, "steps": steps,
+        "chunk": chunk, "target_psnr": args.target_psnr, "seed": args.seed,
+        "same_settings": {"optimizer": "Adam", "lr": lr, "schedule": "constant", "batch": "full", "loss": "MSE"},
+        "inrkit_precision": resolve_precision("auto", device),
+        "inrkit_defaults_settings": {"lr": 1e-3, "schedule": "cosine to 0.1x", "precision": "auto"},
+        "methods": results,
+        "ratios": {name: ratios(results, name, peers) for name in ("inrkit", "inrkit-fp32", "inrkit-defaults")},
+        "psnr_gap_inrkit_minus_inrkit_fp32": psnr_per_step_gap(results["inrkit"], results["inrkit-fp32"]),
+        "psnr_gap_inrkit_minus_textbook": psnr_per_step_gap(results["inrkit"], results["textbook"]),
+        "psnr_gap_autocast_minus_textbook": psnr_per_step_gap(results["autocast-bf16"], results["textbook"]),
+    }
+
+
+# ---------------------------------------------------------------- part two
+def cli_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """SIREN 64x3 on the 256x256 crop, 300 steps, CLI defaults, against a plain loop; plus the real CLI."""
+    pixels, source = load_pixels(256)
+    signal = ImageSignal(pixels, name="kodim23")
+    coords, targets = signal.coords.to(device), signal.values.to(device)
+
+    def evaluate(model: nn.Module) -> float:
+        with torch.no_grad():
+            mse = float(((model(coords).float() - targets) ** 2).mean())
+        return 10.0 * math.log10(4.0 / mse)
+
+    hidden, steps, chunk = [64, 64, 64], args.cli_steps, args.cli_chunk
+
+    def plain() -> nn.Module:
+        torch.manual_seed(args.seed)
+        return textbook_siren(hidden).to(device)
+
+    methods = {
+        "plain-loop": peer_body(plain, coords, targets, steps, chunk, 1e-3, "cosine"),
+        "inrkit-fit-fp32": inrkit_body(signal, hidden, steps, chunk, 1e-3, "cosine", "fp32", device, args.seed),
+        "inrkit-fit-auto": inrkit_body(signal, hidden, steps, chunk, 1e-3, "cosine", "auto", device, args.seed),
+    }
+    turns = [Turn(name, body, evaluate, args.threads) for name, body in methods.items()]
+    run_interleaved(turns, math.ceil(steps / chunk))
+    results = {t.name: summarize(t, 27.0) for t in turns}
+    for r in results.values():
+        r.pop("train_psnr_per_step")
+    out: dict[str, Any] = {
+        "image": source, "points": int(coords.shape[0]), "hidden": hidden, "steps": steps,
+        "settings": {"lr": 1e-3, "schedule": "cosine to 0.1x", "batch": "full"}, "methods": results,
+        "speedup_fp32_vs_plain": results["inrkit-fit-fp32"]["steps_per_second"] / results["plain-loop"]["steps_per_second"],
+        "speedup_auto_vs_plain": results["inrkit-fit-auto"]["steps_per_second"] / results["plain-loop"]["steps_per_second"],
+    }
+    if args.cli and KODIM23.is_file():
+        out["cli"] = run_cli(args, steps)
+    return out
+
+
+def run_cli(args: argparse.Namespace, steps: int) -> dict[str, Any]:
+    """One real ``inrkit fit --json`` run (its own timing; not interleaved)."""
+    exe = Path(sys.executable).with_name("inrkit")
+    out = RESULTS / "fit_speed_cli_model.safetensors"
+    cmd = [str(exe), "fit", str(KODIM23), "--crop", "128:384,256:512", "-o", str(out), "--arch", "siren",
+           "--hidden", "64x3", "--omega0", "30", "--steps", str(steps), "--no-progress", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    out.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        return {"command": " ".join(cmd[1:]), "error": proc.stderr.strip()[-500:]}
+    summary = json.loads(proc.stdout)
+    return {"command": "inrkit " + " ".join(cmd[2:]), "psnr": summary["psnr"], "seconds": summary["seconds"],
+            "steps": summary["steps"], "params": summary["params"], "reaches_27db": summary["psnr"] >= 27.0}
+
+
+# ------------------------------------------------------------------- plots
+def plot(part: dict[str, Any], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, res in part["methods"].items():
+        curve = res["curve"]
+        axes[0].plot(curve["step"], curve["psnr"], marker=".", label=name)
+        axes[1].plot(curve["seconds"], curve["psnr"], marker=".", label=f"{name} ({res['steps_per_second']:.2f} steps/s)")
+    axes[0].set_xlabel("step")
+    axes[1].set_xlabel("seconds (timed steps only)")
+    for ax in axes:
+        ax.set_ylabel("PSNR (dB, float32 eval)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="GPU scale: 512x512 image, 1000 steps, all threads")
+    parser.add_argument("--size", type=int, help="image side (default 128; 512 with --full)")
+    parser.add_argument("--steps", type=int, help="steps per method (default 150; 1000 with --full)")
+    parser.add_argument("--chunk", type=int, default=10, help="steps per turn in the round robin")
+    parser.add_argument("--lr", type=float, default=1e-4, help="the shared learning rate (SIREN paper: 1e-4)")
+    parser.add_argument("--target-psnr", type=float, help="PSNR target for time-to-target (default 30; 35 --full)")
+    parser.add_argument("--threads", type=int, help="torch threads (default 1 on CPU: the machine is shared)")
+    parser.add_argument("--cli-steps", type=int, default=300)
+    parser.add_argument("--cli-chunk", type=int, default=25)
+    parser.add_argument("--skip-cli-part", action="store_true", help="only the 256x3 comparison")
+    parser.add_argument("--no-cli", dest="cli", action="store_false", help="skip the real `inrkit fit` run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default=str(RESULTS / "fit_speed.json"))
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    args.size = args.size or (512 if args.full else 128)
+    args.steps = args.steps or (1000 if args.full else 150)
+    args.target_psnr = args.target_psnr or (35.0 if args.full else 30.0)
+    args.threads = args.threads or ((os.cpu_count() or 1) if args.full or device.type != "cpu" else 1)
+    torch.set_num_threads(args.threads)
+
+    t0 = time.perf_counter()
+    report: dict[str, Any] = {
+        "benchmark": "fit_speed", "device": str(device), "threads": args.threads, "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(), "bf16_native": bf16_supported(device),
+        "full": args.full, "command": " ".join(["bench/fit_speed.py", *(argv if argv is not None else sys.argv[1:])]),
+        "timing": "methods interleaved round robin in one process (one at a time, --chunk steps per turn); "
+                  "seconds/step = median over chunks after the first; PSNR = float32 full-image eval per chunk",
+    }
+    report["siren_256x3"] = speed_part(args, device)
+    if not args.skip_cli_part:
+        report["cli_fit_64x3"] = cli_part(args, device)
+    report["wall_seconds"] = time.perf_counter() - t0
+    out = Path(args.out)
+    write_json(out, report)
+    plot(report["siren_256x3"], out.with_suffix(".png"),
+         f"SIREN 256x3, {report['siren_256x3']['image']}, {report['device']} x{args.threads} threads")
+    if "cli_fit_64x3" in report:
+        plot(report["cli_fit_64x3"], out.with_name(out.stem + "_64x3.png"), "SIREN 64x3, kodim23 256x256 crop, 1e-3 cosine")
+    brief = {k: {m: round(r["steps_per_second"], 3) for m, r in report[k]["methods"].items()}
+             for k in ("siren_256x3", "cli_fit_64x3") if k in report}
+    print(json.dumps({"steps_per_second": brief, "ratios": report["siren_256x3"]["ratios"]["inrkit"],
+                      "json": str(out)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

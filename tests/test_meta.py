@@ -1,0 +1,165 @@
+"""Meta-INR: sub-sampling, meta steps (first and second order), checkpoints, adaptation, CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.func import functional_call
+
+from inrkit.cli import main
+from inrkit.meta import (AdaptConfig, MetaConfig, adapt, encode_series, first_reaching, meta_step, meta_train,
+                         post_adaptation_loss, pretrain_members, pretrain_plain, subsample, tsne_plot)
+from inrkit.meta.functional import maml_grad, param_dict
+from inrkit.meta.simulate import write_series
+from inrkit.models.io import load_model
+from inrkit.models.mlp import siren
+from inrkit.signals.series import VolumeSeries
+
+
+def _series(t=4, n=16) -> VolumeSeries:
+    """Smooth travelling blobs: related volumes, like time steps of a simulation."""
+    x = np.linspace(-1, 1, n)
+    X, Y, Z = np.meshgrid(x, x, x, indexing="ij")
+    vols = [np.exp(-((X - 0.3 * np.cos(k)) ** 2 + (Y - 0.3 * np.sin(k)) ** 2 + Z ** 2) / 0.2) for k in range(t)]
+    return VolumeSeries.from_arrays(np.stack(vols).astype(np.float32), name="blobs")
+
+
+def _config(**kw) -> MetaConfig:
+    base = dict(hidden=(16, 16), inner_steps=3, outer_steps=4, meta_batch=2, inner_lr=1e-3, outer_lr=1e-3,
+                progress=False, log_every=1)
+    return MetaConfig(**{**base, **kw})
+
+
+def test_subsampling_ratio_is_space4_time2():
+    series = _series(t=4, n=16)
+    members, coords, targets, fraction = subsample(series, 4, 2)
+    assert members == [0, 2]
+    assert coords.shape == (64, 3) and targets.shape == (2, 64, 1)
+    assert fraction == pytest.approx(1 / 128)  # (1/4)^3 space x 1/2 time = 0.78%
+    assert pretrain_members(10, 2, train_members=[1, 2, 3, 4, 5]) == [1, 3, 5]
+    with pytest.raises(Exception, match="training members"):
+        pretrain_members(4, 2, train_members=[7])
+
+
+@pytest.mark.parametrize("order, inner_lr", [("first", 1e-3), ("second", 1e-2)])
+def test_meta_steps_reduce_post_adaptation_loss(order, inner_lr):
+    series = _series()
+    _, coords, targets, _ = subsample(series, 4, 2)
+    cfg = _config(order=order, inner_lr=inner_lr)
+    model = siren(3, 1, cfg.hidden, generator=torch.Generator().manual_seed(0))
+    before = post_adaptation_loss(model, coords, targets, cfg).mean()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.outer_lr)
+    for _ in range(5):
+        info = meta_step(model, opt, coords, targets, cfg)
+    after = post_adaptation_loss(model, coords, targets, cfg).mean()
+    assert torch.isfinite(after) and after < 0.9 * before
+    if order == "second":
+        assert "loss_after" in info
+
+
+def test_second_order_gradient_matches_unrolled_autograd():
+    torch.manual_seed(0)
+    model = siren(3, 1, (8,), generator=torch.Generator().manual_seed(1))
+    x, y = torch.rand(20, 3) * 2 - 1, torch.rand(2, 20, 1)
+    theta = param_dict(model)
+    grads, _ = maml_grad(model, theta, x, y, steps=2, lr=0.05)
+    leaves = {k: v.clone().requires_grad_(True) for k, v in theta.items()}
+    total = 0.0
+    for t in range(2):
+        phi = dict(leaves)
+        for _ in range(2):
+            loss = torch.mean((functional_call(model, phi, (x,)) - y[t]) ** 2)
+            g = torch.autograd.grad(loss, list(phi.values()), create_graph=True)
+            phi = {k: p - 0.05 * gi for (k, p), gi in zip(phi.items(), g)}
+        total = total + torch.mean((functional_call(model, phi, (x,)) - y[t]) ** 2) / 2
+    ref = torch.autograd.grad(total, list(leaves.values()))
+    for (k, _), r in zip(leaves.items(), ref):
+        torch.testing.assert_close(grads[k], r, rtol=1e-4, atol=1e-6)
+
+
+def test_meta_train_both_orders_and_plain_pretraining():
+    series = _series()
+    for order in ("first", "second"):
+        res = meta_train(series, _config(order=order, inner_lr=1e-3 if order == "first" else 1e-2))
+        assert res.steps == 4 and len(res.history) == 4 and res.seconds > 0
+        assert all(torch.isfinite(p).all() for p in res.model.parameters())
+        assert res.subsample_fraction == pytest.approx(1 / 128)
+    plain = pretrain_plain(series, _config(), steps=30)
+    assert plain.steps == 30 and len(plain.history) == 10
+    assert plain.history[-1]["loss"] < plain.history[0]["loss"]
+
+
+def test_checkpoint_resume_reproduces_an_uninterrupted_run(tmp_path):
+    series = _series()
+    straight = meta_train(series, _config(outer_steps=4))
+    ckpt = tmp_path / "meta.ckpt"
+    meta_train(series, _config(outer_steps=2, checkpoint_path=str(ckpt), checkpoint_every=1))
+    resumed = meta_train(series, _config(outer_steps=4, checkpoint_path=str(ckpt), resume=True))
+    assert resumed.steps == 4 and [h["step"] for h in resumed.history] == [1, 2, 3, 4]
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(Exception, match="inner_steps"):
+        meta_train(series, _config(outer_steps=5, inner_steps=2, checkpoint_path=str(ckpt), resume=True))
+    ckpt.write_bytes(b"garbage")
+    with pytest.raises(Exception, match="not a readable meta checkpoint"):
+        meta_train(series, _config(checkpoint_path=str(ckpt), resume=True))
+
+
+def test_adapt_history_and_meta_init_beats_scratch_on_a_held_out_volume():
+    series = _series(t=6)
+    res = meta_train(series, _config(outer_steps=15, inner_steps=5, train_members=[0, 1, 2, 3, 4]))
+    assert 5 not in res.train_members
+    coords, target = series.coords(2), series.targets([5], stride=2)[0]
+    cfg = AdaptConfig(steps=10, lr=1e-3, progress=False)
+    meta = adapt(res.model, coords, target, cfg)
+    scratch = adapt(siren(3, 1, (16, 16), generator=torch.Generator().manual_seed(0)), coords, target, cfg)
+    assert [h["step"] for h in meta.history] == list(range(11))
+    assert all(b["seconds"] >= a["seconds"] for a, b in zip(meta.history, meta.history[1:]))
+    assert meta.psnr > meta.history[0]["psnr"]
+    assert meta.psnr > scratch.psnr
+    assert first_reaching(meta.history, scratch.psnr)["step"] <= 10
+    early = adapt(res.model, coords, target, AdaptConfig(steps=50, lr=1e-3, target_psnr=meta.history[3]["psnr"],
+                                                        progress=False))
+    assert early.steps <= 4
+    mini = adapt(res.model, coords, target, AdaptConfig(steps=6, lr=1e-3, batch_size=64, eval_every=3, progress=False))
+    assert [h["step"] for h in mini.history] == [3, 6]
+
+
+def test_encode_series_and_tsne(tmp_path):
+    series = _series(t=5, n=8)
+    init = siren(3, 1, (8, 8), generator=torch.Generator().manual_seed(0))
+    summary = encode_series(series, init, tmp_path / "enc", AdaptConfig(steps=3, lr=1e-3, progress=False))
+    assert [m["member"] for m in summary["members"]] == list(range(5))
+    saved = json.loads((tmp_path / "enc" / "summary.json").read_text())
+    assert saved["mean_psnr"] == pytest.approx(summary["mean_psnr"])
+    model, header = load_model(tmp_path / "enc" / "blobs_0002.safetensors")
+    assert header["signal"]["label"] == 2.0 and header["signal"]["shape"] == [8, 8, 8]
+    assert header["extra"]["meta_encode"]["psnr"] == pytest.approx(summary["members"][2]["psnr"])
+    out = tsne_plot(tmp_path / "enc", tmp_path / "tsne.png")
+    assert (tmp_path / "tsne.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(out["points"]) == 5 and out["labels"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_cli_meta_commands(tmp_path, capsys):
+    raw = _series(t=4, n=8)
+    write_series(tmp_path / "s", raw.denormalize(raw.values), name="v", labels=[0, 1, 2, 3], label_name="time")
+    meta = tmp_path / "meta.safetensors"
+    assert main(["meta-train", str(tmp_path / "s"), "-o", str(meta), "--hidden", "8x2", "--outer-steps", "2",
+                 "--inner-steps", "2", "--no-progress", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["outer_steps"] == 2 and res["subsample_fraction"] == pytest.approx(1 / 128)
+    _, header = load_model(meta)
+    assert header["extra"]["meta"]["inner_steps"] == 2 and header["extra"]["meta"]["order"] == "first"
+    assert main(["meta-encode", str(tmp_path / "s"), "--init", str(meta), "-o", str(tmp_path / "enc"),
+                 "--steps", "2", "--no-progress", "--json"]) == 0
+    enc = json.loads(capsys.readouterr().out)
+    assert len(enc["members"]) == 4
+    assert main(["meta-tsne", str(tmp_path / "enc"), "-o", str(tmp_path / "t.png"), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["points"]) == 4
+    assert main(["meta-train", str(tmp_path / "missing"), "-o", str(meta), "--json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such series folder" in err[0]
+    assert main(["meta-tsne", str(tmp_path / "s"), "-o", str(tmp_path / "t.png")]) == 2
+    assert "summary.json" in capsys.readouterr().err
