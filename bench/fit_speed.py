@@ -10,16 +10,17 @@ PSNR is measured after every chunk on the full image in float32 (untimed).
 Methods (``same settings`` = the SIREN paper's Adam lr 1e-4, constant, for everyone):
   textbook          nn.Linear + torch.sin(30 x), Sitzmann init, float32
   siren-pytorch     siren_pytorch.SirenNet(w0 = w0_initial = 30), float32
-  inrkit-fp32       inrkit.train.fit, precision="fp32"
   inrkit            inrkit.train.fit, precision="auto" (bf16 GEMMs where the CPU/GPU has them)
+  inrkit-compiled   the same with FitConfig(compile=True); compile time is counted in its time
   inrkit-defaults   inrkit.train.fit with its CLI defaults: lr 1e-3 cosine, precision="auto"
   autocast-bf16     (reference) the textbook loop under torch.autocast(bfloat16)
 
 A second part checks the issue's "must show": ``inrkit fit`` of the 256x256 kodim23 crop with
-SIREN 64x3, omega 30, 300 steps (CLI defaults: lr 1e-3 cosine), interleaved in the same way
-with a plain PyTorch SIREN loop using the same schedule; plus one real ``inrkit fit --json`` run.
+SIREN 64x3, omega 30, 300 steps (CLI defaults: lr 1e-3 cosine): ``inrkit.train.fit`` with the
+FitConfig the CLI builds (precision fp32, and precision auto), interleaved in the same way with a
+plain PyTorch SIREN loop using the same schedule; ``--cli`` adds one real ``inrkit fit --json`` run.
 
-    .venv/bin/python bench/fit_speed.py           # CPU default: 128x128 crop, 1 thread, ~10 min
+    .venv/bin/python bench/fit_speed.py           # CPU default: 128x128 crop, 1 thread, ~15-20 min shared
     .venv/bin/python bench/fit_speed.py --full    # GPU scale: 512x512 image, 1000 steps
 """
 from __future__ import annotations
@@ -160,7 +161,8 @@ def run_interleaved(turns: list[Turn], total_chunks: int) -> None:
                 turn.done.wait()
                 if turn.error is not None:
                     raise RuntimeError(f"{turn.name} failed: {turn.error!r}") from turn.error
-                bar.update(1)
+                if not turn.finished:
+                    bar.update(1)
     for turn in turns:
         turn.thread.join()
 
@@ -181,7 +183,7 @@ def peer_body(make: Callable[[], nn.Module], coords: Tensor, targets: Tensor, st
             opt.zero_grad()
             loss.backward()
             opt.step()
-            turn.train_psnr.append(10.0 * math.log10(4.0 / max(float(loss), 1e-20)))
+            turn.train_psnr.append(10.0 * math.log10(4.0 / max(loss.item(), 1e-20)))
             if (step + 1) % chunk == 0 or step + 1 == steps:
                 _sync(coords.device)
                 turn.pause(step + 1, time.perf_counter() - t0, model)
@@ -207,12 +209,12 @@ class _ChunkCallback:
 
 
 def inrkit_body(signal: ImageSignal, hidden: list[int], steps: int, chunk: int, lr: float, schedule: str,
-                precision: str, device: torch.device, seed: int) -> Callable[[Turn], None]:
+                precision: str, device: torch.device, seed: int, compile: bool = False) -> Callable[[Turn], None]:
     def body(turn: Turn) -> None:
         callback = _ChunkCallback(turn, chunk, steps, device)  # the clock starts here: setup is counted
         model = siren(2, 3, hidden, 30.0, 30.0, generator=torch.Generator().manual_seed(seed))
         config = FitConfig(steps=steps, lr=lr, schedule=schedule, seed=seed, log_every=1, progress=False,
-                           device=str(device), precision=precision)
+                           device=str(device), precision=precision, compile=compile)
         fit(model, signal, config, callbacks=[callback])
 
     return body
@@ -286,8 +288,8 @@ def speed_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
         "textbook": peer_body(seeded(lambda: textbook_siren(hidden)), coords, targets, steps, chunk, lr, "constant"),
         "siren-pytorch": peer_body(seeded(lambda: siren_pytorch_net(hidden)), coords, targets, steps, chunk, lr,
                                    "constant"),
-        "inrkit-fp32": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "fp32", device, args.seed),
         "inrkit": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "auto", device, args.seed),
+        "inrkit-compiled": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "auto", device, args.seed, True),
         "inrkit-defaults": inrkit_body(signal, hidden, steps, chunk, 1e-3, "cosine", "auto", device, args.seed),
         "autocast-bf16": peer_body(seeded(lambda: textbook_siren(hidden)), coords, targets, steps, chunk, lr,
                                    "constant", autocast=True),
@@ -303,9 +305,10 @@ def speed_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
         "inrkit_precision": resolve_precision("auto", device),
         "inrkit_defaults_settings": {"lr": 1e-3, "schedule": "cosine to 0.1x", "precision": "auto"},
         "methods": results,
-        "ratios": {name: ratios(results, name, peers) for name in ("inrkit", "inrkit-fp32", "inrkit-defaults")},
-        "psnr_gap_inrkit_minus_inrkit_fp32": psnr_per_step_gap(results["inrkit"], results["inrkit-fp32"]),
+        "ratios": {name: ratios(results, name, peers) for name in ("inrkit", "inrkit-compiled", "inrkit-defaults")},
         "psnr_gap_inrkit_minus_textbook": psnr_per_step_gap(results["inrkit"], results["textbook"]),
+        "psnr_gap_inrkit_minus_siren_pytorch": psnr_per_step_gap(results["inrkit"], results["siren-pytorch"]),
+        "psnr_gap_compiled_minus_inrkit": psnr_per_step_gap(results["inrkit-compiled"], results["inrkit"]),
         "psnr_gap_autocast_minus_textbook": psnr_per_step_gap(results["autocast-bf16"], results["textbook"]),
     }
 
@@ -343,6 +346,8 @@ def cli_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         "settings": {"lr": 1e-3, "schedule": "cosine to 0.1x", "batch": "full"}, "methods": results,
         "speedup_fp32_vs_plain": results["inrkit-fit-fp32"]["steps_per_second"] / results["plain-loop"]["steps_per_second"],
         "speedup_auto_vs_plain": results["inrkit-fit-auto"]["steps_per_second"] / results["plain-loop"]["steps_per_second"],
+        "psnr_gap_auto_minus_fp32": psnr_per_step_gap(results["inrkit-fit-auto"], results["inrkit-fit-fp32"]),
+        "reaches_27db": {name: r["psnr_final"] >= 27.0 for name, r in results.items()},
     }
     if args.cli and KODIM23.is_file():
         out["cli"] = run_cli(args, steps)
@@ -394,23 +399,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="GPU scale: 512x512 image, 1000 steps, all threads")
     parser.add_argument("--size", type=int, help="image side (default 128; 512 with --full)")
-    parser.add_argument("--steps", type=int, help="steps per method (default 150; 1000 with --full)")
+    parser.add_argument("--steps", type=int, help="steps per method (default 100; 1000 with --full)")
     parser.add_argument("--chunk", type=int, default=10, help="steps per turn in the round robin")
     parser.add_argument("--lr", type=float, default=1e-4, help="the shared learning rate (SIREN paper: 1e-4)")
-    parser.add_argument("--target-psnr", type=float, help="PSNR target for time-to-target (default 30; 35 --full)")
+    parser.add_argument("--target-psnr", type=float, help="PSNR target for time-to-target (default 28; 35 --full)")
     parser.add_argument("--threads", type=int, help="torch threads (default 1 on CPU: the machine is shared)")
     parser.add_argument("--cli-steps", type=int, default=300)
     parser.add_argument("--cli-chunk", type=int, default=25)
     parser.add_argument("--skip-cli-part", action="store_true", help="only the 256x3 comparison")
-    parser.add_argument("--no-cli", dest="cli", action="store_false", help="skip the real `inrkit fit` run")
+    parser.add_argument("--cli", action="store_true", help="also time one real `inrkit fit --json` run (not interleaved)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=str(RESULTS / "fit_speed.json"))
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     args.size = args.size or (512 if args.full else 128)
-    args.steps = args.steps or (1000 if args.full else 150)
-    args.target_psnr = args.target_psnr or (35.0 if args.full else 30.0)
+    args.steps = args.steps or (1000 if args.full else 100)
+    args.target_psnr = args.target_psnr or (35.0 if args.full else 28.0)
     args.threads = args.threads or ((os.cpu_count() or 1) if args.full or device.type != "cpu" else 1)
     torch.set_num_threads(args.threads)
 

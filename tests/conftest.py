@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+# The tests use tiny tensors: one thread avoids OpenMP overhead (and contention on shared machines).
+torch.set_num_threads(1)
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

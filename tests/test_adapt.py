@@ -226,3 +226,22 @@ def test_structural_stage_before_and_after_training() -> None:
     result = run_schedule(_net((16, 12)), signal, cfg, progress=False)
     assert result.model.widths == [2, 18, 10, 1]
     assert "psnr" in result.metrics
+
+
+class _EikonalSignal(FieldSignal):
+    """A signal whose loss differentiates w.r.t. the coordinates and has no MSE (like SDFs)."""
+
+    def loss(self, model, coords, targets):
+        coords = coords.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model(coords).sum(), coords, create_graph=True)
+        return (grad.norm(dim=-1) - 1.0).abs().mean(), None
+
+
+def test_schedule_with_gradient_loss_and_no_mse() -> None:
+    y, x = np.meshgrid(np.linspace(-1, 1, 8), np.linspace(-1, 1, 8), indexing="ij")
+    signal = _EikonalSignal((x + y).astype(np.float32))
+    cfg = AdaptConfig(hidden=[12, 8], lr=1e-3, stages=[
+        Stage("fit", steps=3), Stage("prune", layers=[0], count=4), Stage("finetune", steps=2)])
+    result = run_schedule(_net((12, 8)), signal, cfg, progress=False)
+    assert result.model.widths == [2, 8, 8, 1]
+    assert result.stages[1]["psnr_before"] is None and result.stages[1]["removed"] == [4]

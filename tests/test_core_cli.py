@@ -74,3 +74,21 @@ def test_truncated_model_via_cli(tmp_path, capsys):
     path.write_bytes(path.read_bytes()[:-7])
     code, _, err = run(["info", path], capsys)
     assert code == 2 and "inrkit: error:" in err
+
+
+def test_demo_writes_its_outputs(tmp_path, capsys):
+    code, out, _ = run(["demo", "-o", tmp_path / "demo", "--size", "16", "--steps", "5", "--json"], capsys)
+    metrics = json.loads(out)
+    assert code == 0 and metrics["steps"] == 5 and metrics["psnr"] > 0
+    for name in ["model.safetensors", "reconstruction.png", "upsampled.png", "comparison.png", "metrics.json", "history.json"]:
+        assert (tmp_path / "demo" / name).is_file(), name
+    assert np.asarray(Image.open(tmp_path / "demo" / "upsampled.png")).shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("arch", ["finer", "ffn"])
+def test_fit_other_architectures(arch, png, tmp_path, capsys):
+    code, out, _ = run(["fit", png, "-o", tmp_path / "m.safetensors", "--arch", arch, "--hidden", "16x2",
+                        "--steps", "10", "--json"], capsys)
+    assert code == 0 and json.loads(out)["steps"] == 10
+    code, out, _ = run(["info", tmp_path / "m.safetensors", "--json"], capsys)
+    assert json.loads(out)["activations"][0] == ("finer" if arch == "finer" else "relu")

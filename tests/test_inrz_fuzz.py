@@ -28,7 +28,6 @@ META = {"kind": "image", "shape": [8, 8], "channels": 3, "domain": [[-1, 1], [-1
 
 
 def _samples() -> dict[str, bytes]:
-    torch.set_num_threads(1)
     model = siren(2, 3, [12, 56, 8], generator=torch.Generator().manual_seed(0))  # blocks and rows layers
     return {
         "sinr": compress_model(model, "sinr", sparsity=0.3, bits=6, code_first=True, signal=META),

@@ -117,3 +117,17 @@ def test_mesh_bad_files_exit_2(model_2d, tmp_path, capsys):
     rc, _, err = _run(capsys, "mesh", str(model_2d), "-o", str(tmp_path / "x.txt"), "--uniform", "0")
     assert rc == 2 and ".vtu" in err
     assert not (tmp_path / "x.vtu").exists()
+
+
+def test_mesh_nan_weights_exit_2(tmp_path, capsys):
+    path = tmp_path / "nan.npz"
+    w0 = np.ones((4, 2))
+    w0[0, 0] = np.nan
+    np.savez(path, W0=w0, b0=np.zeros(4), W1=np.ones((1, 4)), b1=np.zeros(1), activations=np.array(["tanh", "identity"]))
+    rc, _, err = _run(capsys, "mesh", str(path), "-o", str(tmp_path / "n.vtu"), "--domain=-1,1,-1,1")
+    assert rc == 2 and "NaN" in err and not (tmp_path / "n.vtu").exists()
+    # finite weights whose output overflows: caught by the mesher itself
+    np.savez(path, W0=np.full((4, 2), 3e38), b0=np.zeros(4), W1=np.full((1, 4), 3e38), b1=np.zeros(1),
+             activations=np.array(["identity", "identity"]))
+    rc, _, err = _run(capsys, "mesh", str(path), "-o", str(tmp_path / "n.vtu"), "--domain=0.5,1,0.5,1")
+    assert rc == 2 and "non-finite" in err and not (tmp_path / "n.vtu").exists()

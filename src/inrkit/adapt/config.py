@@ -115,8 +115,8 @@ def config_from_dict(data: dict[str, Any]) -> AdaptConfig:
 def _parse_toml(text: str, path: Path) -> dict[str, Any]:
     try:
         import tomllib
-    except ModuleNotFoundError as exc:  # Python 3.10
-        raise InvalidFileError(f"{path}: reading TOML needs Python >= 3.11; use a .json config instead") from exc
+    except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
+        import tomli as tomllib
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

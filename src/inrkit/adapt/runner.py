@@ -40,12 +40,14 @@ class AdaptResult:
     widths_start: list[int] = field(default_factory=list)
 
 
-@torch.no_grad()
 def train_psnr(model: MLP, signal: Signal, batch_size: int | None, device: torch.device) -> float | None:
-    """PSNR on a fixed training batch (the full set for grid signals with batch None)."""
+    """PSNR on a fixed training batch (the full set for grid signals with batch None);
+    None for signals whose loss has no MSE (SDF)."""
     coords, targets = signal.train_batch(batch_size, torch.Generator().manual_seed(1234), device)
-    _, mse = signal.loss(model, coords, targets)
-    return None if mse is None else psnr_from_mse(float(mse))
+    plain_mse = type(signal).loss is Signal.loss
+    with torch.set_grad_enabled(not plain_mse):  # e.g. the SDF loss differentiates w.r.t. coords
+        _, mse = signal.loss(model, coords, targets)
+    return None if mse is None else psnr_from_mse(float(mse.detach()))
 
 
 def prune_stage_indices(model: MLP, layer: int, stage: Stage) -> torch.Tensor:

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-import numpy as np
-
 from ..errors import InvalidInputError
 from .baselines import mesh_rmse, uniform_mesh, vertex_values
 from .export import preview_png, write_mesh
@@ -28,6 +26,7 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
     dom = field.model_domain.copy() if domain is None else parse_domain(domain, field.dim)
     if field.dim not in (2, 3, 4):
         raise InvalidInputError(f"meshing needs a 2D, 3D or 4D model, this one takes {field.dim} coordinates")
+    _check_finite(vertex_values(field, uniform_mesh(dom, 1, cfg.base)))
     t0 = time.perf_counter()
     if uniform is not None:
         if uniform < 0:
@@ -37,8 +36,7 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
         res = pruning_amr(field, dom, cfg)
         mesh, history, iterations = res.mesh, res.history, res.iterations
     values = vertex_values(field, mesh)
-    if not np.all(np.isfinite(values)):
-        raise InvalidInputError("the model gives non-finite values (NaN/inf) on the domain: corrupted weights?")
+    _check_finite(values)
     seconds = time.perf_counter() - t0
     path = write_mesh(mesh, values, out)
     report = {"output": str(path), "method": "uniform" if uniform is not None else "pruning-amr",
@@ -52,6 +50,11 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
         shown = preview_png(mesh, values, preview)
         report["preview"], report["preview_renderer"] = shown["path"], shown["renderer"]
     return report
+
+
+def _check_finite(values: np.ndarray) -> None:
+    if not np.all(np.isfinite(values)):
+        raise InvalidInputError("the model gives non-finite values (NaN/inf) on the domain: corrupted weights?")
 
 
 def mesh_model(model_path: str | Path, out: str | Path, domain=None, config: PruningAMRConfig | None = None,

@@ -49,6 +49,9 @@ class FitConfig:
             ``"bf16"`` (bfloat16 GEMMs, float32 first layer, master weights and loss; plain
             MSE losses only) or ``"auto"`` (``bf16`` where the device has native bfloat16
             and the loss is plain MSE, else ``fp32``). See :mod:`inrkit.models.fast`.
+        compile: run the training forward pass through ``torch.compile`` (recompiled when
+            the model is replaced). Compiling costs tens of seconds once; it pays off on
+            long runs only (numbers in docs/speed.md).
     """
 
     steps: int = 1000
@@ -68,6 +71,7 @@ class FitConfig:
     resume: bool = False
     device: str | None = None
     precision: str = "fp32"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or self.log_every < 1:
@@ -224,6 +228,19 @@ def _training_precision(config: FitConfig, signal: Signal, device: torch.device)
     return resolve_precision(config.precision, device, plain_mse)
 
 
+class _Compiled:
+    """``torch.compile`` of the current model, redone when the model object changes."""
+
+    def __init__(self) -> None:
+        self.source: MLP | None = None
+        self.module: torch.nn.Module | None = None
+
+    def __call__(self, model: MLP) -> torch.nn.Module:
+        if model is not self.source:
+            self.source, self.module = model, torch.compile(model)
+        return self.module
+
+
 def fit(model: MLP, signal: Signal, config: FitConfig | None = None, callbacks: Iterable[Callback] = ()) -> FitResult:
     """Fit ``model`` to ``signal`` with Adam; returns the (possibly replaced) model and its history."""
     config = config or FitConfig()
@@ -241,6 +258,7 @@ def fit(model: MLP, signal: Signal, config: FitConfig | None = None, callbacks: 
     batch = config.batch_size or (None if 0 < n <= config.max_full_batch or n == 0 else config.max_full_batch)
     watch = config.target_psnr is not None or config.time_budget is not None
     precision = _training_precision(config, signal, device)
+    compiled = _Compiled()
     stopped_by, t0 = "steps", time.perf_counter() - elapsed
     with _progress(config, state.step) as bar:
         while state.step < config.steps:
@@ -249,7 +267,7 @@ def fit(model: MLP, signal: Signal, config: FitConfig | None = None, callbacks: 
                 group["lr"] = config.lr * state.lr_factor
             coords, targets = signal.train_batch(batch, generator, device)
             with compute_precision(precision):
-                loss, mse = signal.loss(state.model, coords, targets)
+                loss, mse = signal.loss(compiled(state.model) if config.compile else state.model, coords, targets)
             for cb in callbacks:
                 extra = cb.extra_loss(state) if hasattr(cb, "extra_loss") else None
                 loss = loss if extra is None else loss + extra

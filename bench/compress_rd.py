@@ -1,0 +1,297 @@
+"""Rate-distortion on Kodak: SINR against the COIN and quantisation baselines, JPEG and WebP.
+
+For every image and network size a SIREN is fitted once; each INR codec then encodes
+that same network at several settings (sinr: sparsity x bits; quant: bits; coin: one).
+Every point is a real ``.inrz`` file (bpp counts the whole file: header, payload,
+checksum) decoded and measured. Settings are averaged over images (CompressAI style)
+and each codec's curve is its Pareto front. JPEG and WebP (Pillow) run on the same images.
+Reported: BD-rate of sinr against coin and quant, and the storage saving of sinr at
+equal PSNR (the paper claims 42-49 %).
+
+    .venv/bin/python bench/compress_rd.py          # CPU: 3 images at 1/4 size, 500 steps (~15 min)
+    .venv/bin/python bench/compress_rd.py --full   # GPU: 24 images, full size, long fits
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from inrkit.compress import SinrOptions, compress_model, decode_model, encode_sinr, finetune_codes, sparse_code
+from inrkit.models import siren
+from inrkit.signals import ImageSignal
+from inrkit.train import FitConfig, fit
+from inrkit.utils import resolve_device, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results"
+PAPER_SAVING = (42.0, 49.0)  # SINR paper: storage reduction at equal quality, in %
+
+
+# ------------------------------------------------------------------ metrics
+def bd_rate(rate_a: list[float], psnr_a: list[float], rate_b: list[float], psnr_b: list[float]) -> float | None:
+    """Bjontegaard delta rate of curve B against A, in % (negative: B needs fewer bits).
+
+    Fits log-rate as a polynomial of PSNR (cubic with 4+ points) on each curve and compares
+    the integrals over the overlapping PSNR interval (Bjontegaard, VCEG-M33).
+    """
+    if min(len(rate_a), len(rate_b)) < 2:
+        return None
+    lo, hi = max(min(psnr_a), min(psnr_b)), min(max(psnr_a), max(psnr_b))
+    if hi <= lo:
+        return None
+    ints = []
+    for rate, psnr in ((rate_a, psnr_a), (rate_b, psnr_b)):
+        deg = min(3, len(rate) - 1)
+        poly = np.polyint(np.polyfit(psnr, np.log(rate), deg))
+        ints.append((np.polyval(poly, hi) - np.polyval(poly, lo)) / (hi - lo))
+    return float((np.exp(ints[1] - ints[0]) - 1.0) * 100.0)
+
+
+def bd_psnr(rate_a: list[float], psnr_a: list[float], rate_b: list[float], psnr_b: list[float]) -> float | None:
+    """Bjontegaard delta PSNR of curve B against A, in dB (positive: B is better)."""
+    if min(len(rate_a), len(rate_b)) < 2:
+        return None
+    la, lb = np.log(rate_a), np.log(rate_b)
+    lo, hi = max(la.min(), lb.min()), min(la.max(), lb.max())
+    if hi <= lo:
+        return None
+    ints = []
+    for lr, psnr in ((la, psnr_a), (lb, psnr_b)):
+        poly = np.polyint(np.polyfit(lr, psnr, min(3, len(lr) - 1)))
+        ints.append((np.polyval(poly, hi) - np.polyval(poly, lo)) / (hi - lo))
+    return float(ints[1] - ints[0])
+
+
+def pareto(points: list[dict]) -> list[dict]:
+    """Points not beaten by another with lower bpp and higher PSNR, sorted by bpp."""
+    front, best = [], -np.inf
+    for p in sorted(points, key=lambda p: (p["bpp"], -p["psnr"])):
+        if p["psnr"] > best:
+            front.append(p)
+            best = p["psnr"]
+    return front
+
+
+def saving_at_equal_psnr(ours: list[dict], base: list[dict], n: int = 9) -> list[dict]:
+    """1 - bpp_ours / bpp_base at PSNRs both curves reach (log-bpp interpolated along PSNR)."""
+    lo = max(ours[0]["psnr"], base[0]["psnr"])
+    hi = min(ours[-1]["psnr"], base[-1]["psnr"])
+    if hi <= lo:
+        return []
+    rows = []
+    for q in np.linspace(lo, hi, n):
+        b_ours = np.exp(np.interp(q, [p["psnr"] for p in ours], np.log([p["bpp"] for p in ours])))
+        b_base = np.exp(np.interp(q, [p["psnr"] for p in base], np.log([p["bpp"] for p in base])))
+        rows.append({"psnr": float(q), "bpp": float(b_ours), "bpp_base": float(b_base),
+                     "saving_percent": float(100 * (1 - b_ours / b_base))})
+    return rows
+
+
+# ------------------------------------------------------------------ codecs
+def load_image(path: Path, scale: int) -> np.ndarray:
+    img = Image.open(path).convert("RGB")
+    if scale > 1:
+        img = img.resize((img.width // scale, img.height // scale), Image.LANCZOS)
+    return np.asarray(img)
+
+
+def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def classic(img: np.ndarray, fmt: str, quality: int) -> tuple[int, float, float, float]:
+    buf = io.BytesIO()
+    t0 = time.perf_counter()
+    Image.fromarray(img).save(buf, format=fmt, quality=quality)
+    enc = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    return len(buf.getvalue()), psnr_uint8(img, dec), enc, time.perf_counter() - t0
+
+
+def inr_points(model, signal: ImageSignal, pixels: int, args) -> list[dict]:
+    """Encode one fitted network with every codec setting; each point is a decoded real file."""
+    meta = signal.metadata()
+    out = []
+
+    def add(codec: str, setting: str, data: bytes, enc_s: float) -> None:
+        t0 = time.perf_counter()
+        dec, header = decode_model(data)
+        dec_s = time.perf_counter() - t0
+        payload = sum(header["sizes"])
+        out.append({"codec": codec, "setting": setting, "bytes": len(data), "bpp": 8 * len(data) / pixels,
+                    "bpp_payload": 8 * payload / pixels, "psnr": float(signal.evaluate(dec)["psnr"]),
+                    "encoding_time": enc_s, "decoding_time": dec_s})
+
+    t0 = time.perf_counter()
+    add("coin", "fp16", compress_model(model, "coin", signal=meta), time.perf_counter() - t0)
+    for bits in args.quant_bits:
+        t0 = time.perf_counter()
+        add("quant", f"b{bits}", compress_model(model, "quant", bits=bits, signal=meta), time.perf_counter() - t0)
+    for sp in args.sparsities:
+        t0 = time.perf_counter()
+        code = sparse_code(model, SinrOptions(sparsity=sp, overcomplete=args.overcomplete))
+        code_s = time.perf_counter() - t0
+        tuned, tune_s = None, 0.0
+        if args.finetune:
+            t0 = time.perf_counter()
+            tuned = finetune_codes(code, signal, steps=args.finetune, lr=args.finetune_lr, device=args.device)
+            tune_s = time.perf_counter() - t0
+        for bits in args.sinr_bits:
+            opts = replace(code.options, bits=bits)
+            t0 = time.perf_counter()
+            add("sinr", f"s{sp}-b{bits}", encode_sinr(replace(code, options=opts), meta), code_s + time.perf_counter() - t0)
+            if tuned is not None:
+                t0 = time.perf_counter()
+                add("sinr-ft", f"s{sp}-b{bits}", encode_sinr(replace(tuned, options=opts), meta),
+                    code_s + tune_s + time.perf_counter() - t0)
+    return out
+
+
+# ------------------------------------------------------------------ main
+def average(points: list[dict], n_images: int) -> dict[str, list[dict]]:
+    """Average bpp/PSNR over images for each (codec, setting); keep settings present for every image."""
+    groups: dict[tuple, list[dict]] = {}
+    for p in points:
+        groups.setdefault((p["codec"], p["setting"]), []).append(p)
+    curves: dict[str, list[dict]] = {}
+    for (codec, setting), ps in groups.items():
+        if len(ps) != n_images:
+            continue
+        row = {"setting": setting, **{k: float(np.mean([p[k] for p in ps]))
+                                      for k in ("bpp", "bpp_payload", "psnr", "encoding_time", "decoding_time")}}
+        curves.setdefault(codec, []).append(row)
+    return curves
+
+
+def compressai_json(name: str, desc: str, front: list[dict]) -> dict:
+    return {"name": name, "description": desc,
+            "results": {k: [p[src] for p in front] for k, src in
+                        (("bpp", "bpp"), ("psnr-rgb", "psnr"), ("encoding_time", "encoding_time"),
+                         ("decoding_time", "decoding_time"))}}
+
+
+def plot(fronts: dict[str, list[dict]], refs: dict[str, dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for name, ref in sorted(refs.items()):
+        r = ref["results"]
+        ax.plot(r["bpp"], r["psnr-rgb"], "--", lw=1, alpha=0.6, label=f"{ref.get('name', name)} (published)")
+    for name, front in fronts.items():
+        ax.plot([p["bpp"] for p in front], [p["psnr"] for p in front], "o-", lw=2, label=f"{name} (this run)")
+    ax.set_xlabel("bits per pixel (whole file)")
+    ax.set_ylabel("PSNR RGB (dB)")
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--full", action="store_true", help="24 images at full size, long fits (GPU)")
+    p.add_argument("--images", type=int, default=None, help="number of Kodak images")
+    p.add_argument("--scale", type=int, default=None, help="downsampling factor")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--widths", default=None, help="hidden widths to try (depth 3), e.g. 20,28,40")
+    p.add_argument("--finetune", type=int, default=None, help="coefficient fine-tuning steps (sinr-ft curve)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default=str(RESULTS / "compress_rd.json"))
+    args = p.parse_args()
+    full = args.full
+    args.images = args.images or (24 if full else 3)
+    args.scale = args.scale or (1 if full else 4)
+    args.steps = args.steps or (20000 if full else 500)
+    args.lr = args.lr or (2e-4 if full else 1e-3)
+    args.finetune = (1000 if full else 100) if args.finetune is None else args.finetune
+    args.finetune_lr = 1e-4
+    widths = [int(w) for w in (args.widths or ("16,24,32,48,64,96" if full else "20,28,40")).split(",")]
+    args.sparsities = [0.2, 0.3, 0.4, 0.48]
+    args.sinr_bits = [6, 8]
+    args.quant_bits = [5, 6, 7, 8]
+    args.overcomplete = 8.0
+    if not full:
+        torch.set_num_threads(1)
+    kodak = DATA / "kodak"
+    if not kodak.is_dir():
+        raise SystemExit(f"Kodak images not found at {kodak}")
+    paths = sorted(kodak.glob("kodim*.png"))[: args.images]
+    device = resolve_device(args.device)
+    points, t_start = [], time.perf_counter()
+    for path in paths:
+        img = load_image(path, args.scale)
+        pixels = img.shape[0] * img.shape[1]
+        signal = ImageSignal(img, name=path.name)
+        for q in range(5, 100, 10):
+            for fmt, name in (("JPEG", "jpeg"), ("WEBP", "webp")):
+                n, ps, enc, dec = classic(img, fmt, q)
+                points.append({"image": path.name, "codec": name, "setting": f"q{q}", "bytes": n, "bpp": 8 * n / pixels,
+                               "bpp_payload": 8 * n / pixels, "psnr": ps, "encoding_time": enc, "decoding_time": dec})
+        for w in widths:
+            model = siren(2, 3, [w] * 3, generator=torch.Generator().manual_seed(0))
+            t0 = time.perf_counter()
+            res = fit(model, signal, FitConfig(steps=args.steps, lr=args.lr, device=str(device), progress=False))
+            fit_s = time.perf_counter() - t0
+            model = res.model.cpu()
+            for pt in inr_points(model, signal, pixels, args):
+                pt.update(image=path.name, setting=f"w{w}-{pt['setting']}", width=w, fit_seconds=fit_s)
+                points.append(pt)
+            print(f"{path.name} w={w}: fit {res.metrics['psnr']:.2f} dB in {fit_s:.0f}s "
+                  f"[{time.perf_counter() - t_start:.0f}s total]", flush=True)
+    curves = average(points, len(paths))
+    fronts = {c: pareto(v) for c, v in curves.items()}
+    summary: dict = {}
+    for base in ("coin", "quant"):
+        for ours in ("sinr", "sinr-ft"):
+            if ours not in fronts or base not in fronts:
+                continue
+            a, b = fronts[base], fronts[ours]
+            rows = saving_at_equal_psnr(b, a)
+            summary[f"{ours}_vs_{base}"] = {
+                "bd_rate_percent": bd_rate([x["bpp"] for x in a], [x["psnr"] for x in a],
+                                           [x["bpp"] for x in b], [x["psnr"] for x in b]),
+                "bd_psnr_db": bd_psnr([x["bpp"] for x in a], [x["psnr"] for x in a],
+                                      [x["bpp"] for x in b], [x["psnr"] for x in b]),
+                "storage_saving_at_equal_psnr": rows,
+                "mean_saving_percent": float(np.mean([r["saving_percent"] for r in rows])) if rows else None,
+                "paper_claim_percent": PAPER_SAVING,
+            }
+    refs = {f.stem: json.loads(f.read_text()) for f in sorted((DATA / "reference" / "kodak-rd").glob("*.json"))}
+    out = Path(args.out)
+    rd_dir = out.parent / "kodak-rd"
+    for codec, front in fronts.items():
+        write_json(rd_dir / f"{codec}.json", compressai_json(
+            codec, f"inrkit {codec}, {len(paths)} Kodak images at 1/{args.scale} size, {args.steps} fitting steps", front))
+    setup = {"images": [p.name for p in paths], "scale": args.scale, "steps": args.steps, "lr": args.lr,
+             "hidden_widths": widths, "depth": 3, "arch": "siren", "sparsities": args.sparsities,
+             "sinr_bits": args.sinr_bits, "quant_bits": args.quant_bits, "overcomplete": args.overcomplete,
+             "finetune_steps": args.finetune, "device": str(device), "full": full,
+             "seconds": time.perf_counter() - t_start}
+    write_json(out, {"benchmark": "compress_rd", "setup": setup, "summary": summary,
+                     "fronts": fronts, "curves": curves, "points": points})
+    title = (f"Kodak, {len(paths)} images at 1/{args.scale} size, {args.steps} steps"
+             + ("" if args.scale == 1 else " (published curves: full size, not comparable in bpp)"))
+    plot(fronts, refs, out.with_suffix(".png"), title)
+    print(json.dumps(summary, indent=1)[:4000])
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

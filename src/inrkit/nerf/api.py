@@ -1,0 +1,125 @@
+"""File-level NeRF operations behind the CLI: one public function per command."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import InvalidFileError, InvalidInputError
+from ..utils import atomic_path
+from .model import NeRFConfig, NeRFMLP, load_nerf, save_nerf
+from .prune import prune_and_train
+from .scene import generate_scene, load_blender, sphere_pose
+from .train import TrainConfig, evaluate_nerf, mse_to_psnr, render_image, render_turntable, resized_meta, to_uint8, train_nerf
+
+RENDER_KEYS = ("n_samples", "n_importance", "batch_rays", "lr", "lr_final", "coarse_weight")
+
+
+def synth_scene(output: str | os.PathLike, size: int = 100, views: int = 25, test_views: int = 8,
+                seed: int = 0) -> dict[str, Any]:
+    """Generate the analytic Blender-format scene (see :func:`generate_scene`) and describe it."""
+    start = time.perf_counter()
+    path = generate_scene(output, size=size, views=views, test_views=test_views, seed=seed)
+    return {"output": str(path), "size": size, "views": views, "test_views": test_views, "seed": seed,
+            "seconds": time.perf_counter() - start}
+
+
+def _file_bytes(path: str | os.PathLike) -> int:
+    return Path(path).stat().st_size
+
+
+def nerf_train_file(scene_dir: str | os.PathLike, output: str | os.PathLike, width: int = 256, depth: int = 8,
+                    config: TrainConfig | None = None, downscale: int = 1) -> dict[str, Any]:
+    """Train a NeRF on a Blender-format scene folder and save it; returns psnr, params, bytes, seconds."""
+    cfg = config or TrainConfig()
+    scene = load_blender(scene_dir, downscale=downscale)
+    model = NeRFMLP(NeRFConfig.sized(width, depth), seed=cfg.seed)
+    result = train_nerf(model, scene, cfg)
+    extra = {"scene_path": str(scene_dir), "downscale": downscale, "train": asdict(cfg), "iters": result.iters,
+             "psnr": result.metrics.get("psnr"), "seconds": result.seconds}
+    save_nerf(result.model, output, scene.metadata(), extra)
+    return {"output": str(output), "psnr": result.metrics.get("psnr"), "params": model.num_params(),
+            "bytes": _file_bytes(output), "seconds": result.seconds, "iters": result.iters,
+            "seconds_per_iter": result.seconds / max(1, result.iters)}
+
+
+def _train_config(header: dict, **overrides: Any) -> TrainConfig:
+    saved = header.get("extra", {}).get("train", {})
+    known = {k: saved[k] for k in RENDER_KEYS if k in saved}
+    return TrainConfig(**{**known, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def nerf_render_file(model_path: str | os.PathLike, output: str | os.PathLike, views: int = 36,
+                     azimuth: float = 30.0, elevation: float = 30.0, size: int | None = None,
+                     scene_dir: str | os.PathLike | None = None, view: int | None = None,
+                     n_samples: int | None = None, n_importance: int | None = None) -> dict[str, Any]:
+    """Render a NeRF file: ``.png`` one view (a test view of ``scene_dir`` when ``view`` is given,
+    else the camera at ``azimuth``/``elevation``), ``.gif`` a turntable of ``views`` frames."""
+    model, header = load_nerf(model_path)
+    meta = header.get("scene") or {}
+    if not {"height", "width", "focal", "near", "far"} <= set(meta):
+        raise InvalidFileError(f"{model_path}: no camera metadata in the NeRF file")
+    cfg = _train_config(header, n_samples=n_samples, n_importance=n_importance)
+    suffix = Path(output).suffix.lower()
+    start = time.perf_counter()
+    result: dict[str, Any] = {"output": str(output)}
+    if suffix == ".gif":
+        render_turntable(model, resized_meta(meta, size), output, frames=views, elevation=elevation,
+                         n_samples=cfg.n_samples, n_importance=cfg.n_importance)
+        result["frames"] = views
+    elif suffix == ".png":
+        if view is not None:
+            if scene_dir is None:
+                raise InvalidInputError("--view needs --scene (the folder with the test views)")
+            test = load_blender(scene_dir, downscale=header.get("extra", {}).get("downscale", 1), splits=("test",)).split("test")
+            if not 0 <= view < len(test.poses):
+                raise InvalidInputError(f"--view must be in [0, {len(test.poses)})")
+            img = render_image(model, test.poses[view], meta, cfg.n_samples, cfg.n_importance)
+            result["psnr"] = mse_to_psnr(float(np.mean((img - test.images[view]) ** 2)))
+        else:
+            m = resized_meta(meta, size)
+            img = render_image(model, sphere_pose(azimuth, elevation, meta.get("radius", 4.0)), m,
+                               cfg.n_samples, cfg.n_importance)
+        with atomic_path(output) as tmp:
+            Image.fromarray(to_uint8(img)).save(tmp, format="PNG")
+        result["frames"] = 1
+    else:
+        raise InvalidInputError(f"output must end in .png or .gif, got {output!r}")
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def nerf_prune_file(model_path: str | os.PathLike, output: str | os.PathLike, method: str = "coreset",
+                    width: int = 128, retrain: int = 0, mode: str = "retrain",
+                    scene_dir: str | os.PathLike | None = None, seed: int = 0, device: str | None = None,
+                    eval_views: int | None = None) -> dict[str, Any]:
+    """Prune a NeRF file to ``width`` neurons per layer, optionally retrain/fine-tune, save it.
+
+    The scene defaults to the one recorded in the file; without a scene (or ``retrain=0``
+    and no scene) PSNR is ``None``.
+    """
+    model, header = load_nerf(model_path)
+    extra = header.get("extra", {})
+    scene_dir = scene_dir or extra.get("scene_path")
+    scene = None
+    if scene_dir is not None and Path(scene_dir).is_dir():
+        scene = load_blender(scene_dir, downscale=extra.get("downscale", 1))
+    elif retrain > 0:
+        raise InvalidInputError("retraining needs the scene: pass --scene DIR")
+    cfg = _train_config(header, seed=seed, device=device, eval_views=eval_views)
+    res = prune_and_train(model, scene, method, width, retrain, mode, cfg, seed=seed)
+    out_extra = {**extra, "pruned": {"method": method, "width": width, "mode": mode, "retrain": retrain,
+                                     "from_params": res.params_before, "seed": seed}}
+    save_nerf(res.model, output, header.get("scene"), out_extra)
+    train_s = res.train.seconds if res.train else 0.0
+    return {"output": str(output), "method": method, "width": width, "mode": mode,
+            "psnr": res.metrics.get("psnr"), "psnr_pruned": res.psnr_pruned,
+            "params": res.params, "params_before": res.params_before,
+            "bytes": _file_bytes(output), "bytes_before": _file_bytes(model_path),
+            "seconds": res.seconds, "train_seconds": train_s,
+            "seconds_per_iter": train_s / retrain if retrain else None}
