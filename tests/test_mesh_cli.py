@@ -123,7 +123,8 @@ def test_mesh_nan_weights_exit_2(tmp_path, capsys):
     path = tmp_path / "nan.npz"
     w0 = np.ones((4, 2))
     w0[0, 0] = np.nan
-    np.savez(path, W0=w0, b0=np.zeros(4), W1=np.ones((1, 4)), b1=np.zeros(1), activations=np.array(["tanh", "identity"]))
+    np.savez(path, W0=w0, b0=np.zeros(4), W1=np.ones((1, 4)), b1=np.zeros(1),
+             activations=np.array(["tanh", "identity"]))
     rc, _, err = _run(capsys, "mesh", str(path), "-o", str(tmp_path / "n.vtu"), "--domain=-1,1,-1,1")
     assert rc == 2 and "NaN" in err and not (tmp_path / "n.vtu").exists()
     # finite weights whose output overflows: caught by the mesher itself

@@ -10,7 +10,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import InvalidInputError
-from .field import InrField
 from .mesh import BoxMesh, corner_offsets
 from .pruning import AMRResult
 
@@ -91,8 +90,3 @@ def error_amr(field: Func, domain: np.ndarray, dof_budget: int, base: int = 4, f
     result.mesh = mesh
     result.seconds = time.perf_counter() - start
     return result
-
-
-def field_or_raw(field: InrField) -> Func:
-    """The raw-unit evaluator of an :class:`InrField` (what the mesh stores)."""
-    return field.__call__

@@ -70,8 +70,8 @@ class InrField:
         """Network output (normalised units) at physical points ``[N, d]`` -> ``[N, C]``."""
         xin = self.to_model_coords(x).reshape(-1, self.dim)
         dtype = next(self.model.parameters()).dtype
-        out = [self.model(torch.as_tensor(xin[i:i + self.batch], dtype=dtype, device=self.device)).double().cpu().numpy()
-               for i in range(0, len(xin), self.batch)]
+        out = [self.model(torch.as_tensor(xin[i:i + self.batch], dtype=dtype, device=self.device))
+               .double().cpu().numpy() for i in range(0, len(xin), self.batch)]
         return np.concatenate(out) if out else np.zeros((0, self.out_dim))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

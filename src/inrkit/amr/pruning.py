@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..errors import InvalidInputError
 from ..models.mlp import MLP
 from .field import InrField
-from .mesh import BoxMesh
+from .mesh import MAX_LEVEL, BoxMesh
 
 
 @dataclass
@@ -69,8 +69,10 @@ class PruningAMRConfig:
     def validate(self) -> None:
         if not (0 < self.eps < 1 and self.T > 0 and 0 < self.P <= 1):
             raise InvalidInputError("need 0 < eps < 1, T > 0 and 0 < P <= 1")
-        if self.n_id < 1 or self.n_err < 1 or self.max_iters < 0 or self.base < 1:
-            raise InvalidInputError("n_id, n_err and base must be >= 1, max_iters >= 0")
+        if self.n_id < 1 or self.n_err < 1 or self.max_iters < 0 or self.base < 1 or self.max_elements < 1:
+            raise InvalidInputError("n_id, n_err, base and max_elements must be >= 1, max_iters >= 0")
+        if not 0 <= self.max_level <= MAX_LEVEL:
+            raise InvalidInputError(f"max_level must be in [0, {MAX_LEVEL}]")
         if self.method not in ("batched", "scipy"):
             raise InvalidInputError(f"unknown ID method {self.method!r}; choose batched or scipy")
 
@@ -116,7 +118,7 @@ def batched_id(H: Tensor, eps: float) -> tuple[Tensor, Tensor]:
 
 
 def scipy_id(H: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """Reference: :func:`inrkit.prune.interpolative.id_select` element by element, same outputs as :func:`batched_id`."""
+    """Reference: :func:`inrkit.prune.interpolative.id_select` per element; same outputs as :func:`batched_id`."""
     from ..prune.interpolative import id_select
 
     B, _, n = H.shape
