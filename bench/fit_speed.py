@@ -26,6 +26,7 @@ plain PyTorch SIREN loop using the same schedule; ``--cli`` adds one real ``inrk
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from inrkit.models.fast import bf16_supported, resolve_precision
+from inrkit.models.fast import bf16_supported, compute_precision, resolve_precision
 from inrkit.models.mlp import siren
 from inrkit.signals.grid import ImageSignal
 from inrkit.train import FitConfig, fit
@@ -167,9 +168,13 @@ def run_interleaved(turns: list[Turn], total_chunks: int) -> None:
         turn.thread.join()
 
 
+def autocast_bf16(device: torch.device) -> Callable[[], Any]:
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def peer_body(make: Callable[[], nn.Module], coords: Tensor, targets: Tensor, steps: int, chunk: int, lr: float,
-              schedule: str, autocast: bool = False) -> Callable[[Turn], None]:
-    """The plain training loop every peer uses: Adam, MSE, full batch."""
+              schedule: str, context: Callable[[], Any] = contextlib.nullcontext) -> Callable[[Turn], None]:
+    """The plain training loop every peer uses: Adam, MSE, full batch (forward inside ``context()``)."""
 
     def body(turn: Turn) -> None:
         t0 = time.perf_counter()
@@ -178,7 +183,7 @@ def peer_body(make: Callable[[], nn.Module], coords: Tensor, targets: Tensor, st
         for step in range(steps):
             for group in opt.param_groups:
                 group["lr"] = lr * lr_factor(schedule, step, steps, 0.1)
-            with torch.autocast(coords.device.type, dtype=torch.bfloat16, enabled=autocast):
+            with context():
                 loss = ((model(coords) - targets) ** 2).mean()
             opt.zero_grad()
             loss.backward()
@@ -288,11 +293,12 @@ def speed_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
         "textbook": peer_body(seeded(lambda: textbook_siren(hidden)), coords, targets, steps, chunk, lr, "constant"),
         "siren-pytorch": peer_body(seeded(lambda: siren_pytorch_net(hidden)), coords, targets, steps, chunk, lr,
                                    "constant"),
+        "inrkit-fp32": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "fp32", device, args.seed),
         "inrkit": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "auto", device, args.seed),
         "inrkit-compiled": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "auto", device, args.seed, True),
         "inrkit-defaults": inrkit_body(signal, hidden, steps, chunk, 1e-3, "cosine", "auto", device, args.seed),
         "autocast-bf16": peer_body(seeded(lambda: textbook_siren(hidden)), coords, targets, steps, chunk, lr,
-                                   "constant", autocast=True),
+                                   "constant", autocast_bf16(device)),
     }
     turns = [Turn(name, body, evaluate, args.threads) for name, body in methods.items()]
     run_interleaved(turns, math.ceil(steps / chunk))
@@ -306,6 +312,7 @@ def speed_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
         "inrkit_defaults_settings": {"lr": 1e-3, "schedule": "cosine to 0.1x", "precision": "auto"},
         "methods": results,
         "ratios": {name: ratios(results, name, peers) for name in ("inrkit", "inrkit-compiled", "inrkit-defaults")},
+        "psnr_gap_inrkit_minus_inrkit_fp32": psnr_per_step_gap(results["inrkit"], results["inrkit-fp32"]),
         "psnr_gap_inrkit_minus_textbook": psnr_per_step_gap(results["inrkit"], results["textbook"]),
         "psnr_gap_inrkit_minus_siren_pytorch": psnr_per_step_gap(results["inrkit"], results["siren-pytorch"]),
         "psnr_gap_compiled_minus_inrkit": psnr_per_step_gap(results["inrkit-compiled"], results["inrkit"]),
@@ -370,6 +377,46 @@ def run_cli(args: argparse.Namespace, steps: int) -> dict[str, Any]:
             "steps": summary["steps"], "params": summary["params"], "reaches_27db": summary["psnr"] >= 27.0}
 
 
+# -------------------------------------------------------------- part three
+def precision_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Same inrkit SIREN 256x3 and init, three compute modes: where does bfloat16 cost PSNR?
+
+    The 256x256 crop subsampled 4x (64x64 pixels of the whole crop: much detail per pixel)
+    is fitted to high PSNR, where rounding shows. ``autocast`` runs every layer (the first
+    one too) in bfloat16, as ``torch.autocast`` does; ``bf16`` is inrkit's fast path.
+    """
+    pixels, source = load_pixels(256)
+    signal = ImageSignal(pixels[::4, ::4], name="kodim23")
+    coords, targets = signal.coords.to(device), signal.values.to(device)
+
+    def evaluate(model: nn.Module) -> float:
+        with torch.no_grad():
+            return 10.0 * math.log10(4.0 / float(((model(coords).float() - targets) ** 2).mean()))
+
+    def make() -> nn.Module:
+        return siren(2, 3, [256] * 3, generator=torch.Generator().manual_seed(args.seed)).to(device)
+
+    steps, chunk = args.study_steps, 20
+    methods = {
+        "fp32": peer_body(make, coords, targets, steps, chunk, args.lr, "constant"),
+        "bf16 (inrkit fast path)": peer_body(make, coords, targets, steps, chunk, args.lr, "constant",
+                                             lambda: compute_precision("bf16")),
+        "autocast bf16 (all layers)": peer_body(make, coords, targets, steps, chunk, args.lr, "constant",
+                                                autocast_bf16(device)),
+    }
+    turns = [Turn(name, body, evaluate, args.threads) for name, body in methods.items()]
+    run_interleaved(turns, math.ceil(steps / chunk))
+    results = {t.name: summarize(t, args.target_psnr) for t in turns}
+    for r in results.values():
+        r.pop("train_psnr_per_step")
+    return {
+        "image": source + ", every 4th pixel (64x64)", "points": int(coords.shape[0]), "hidden": [256] * 3,
+        "steps": steps, "lr": args.lr, "methods": results,
+        "psnr_gap_bf16_minus_fp32": psnr_per_step_gap(results["bf16 (inrkit fast path)"], results["fp32"]),
+        "psnr_gap_autocast_minus_fp32": psnr_per_step_gap(results["autocast bf16 (all layers)"], results["fp32"]),
+    }
+
+
 # ------------------------------------------------------------------- plots
 def plot(part: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib
@@ -406,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default 1 on CPU: the machine is shared)")
     parser.add_argument("--cli-steps", type=int, default=300)
     parser.add_argument("--cli-chunk", type=int, default=25)
-    parser.add_argument("--skip-cli-part", action="store_true", help="only the 256x3 comparison")
+    parser.add_argument("--skip-cli-part", action="store_true", help="skip the SIREN 64x3 / inrkit fit part")
+    parser.add_argument("--study-steps", type=int, default=300, help="steps of the precision study (0 skips it)")
     parser.add_argument("--cli", action="store_true", help="also time one real `inrkit fit --json` run (not interleaved)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
@@ -430,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     report["siren_256x3"] = speed_part(args, device)
     if not args.skip_cli_part:
         report["cli_fit_64x3"] = cli_part(args, device)
+    if args.study_steps:
+        report["precision_study"] = precision_part(args, device)
     report["wall_seconds"] = time.perf_counter() - t0
     out = Path(args.out)
     write_json(out, report)
@@ -437,8 +487,11 @@ def main(argv: list[str] | None = None) -> int:
          f"SIREN 256x3, {report['siren_256x3']['image']}, {report['device']} x{args.threads} threads")
     if "cli_fit_64x3" in report:
         plot(report["cli_fit_64x3"], out.with_name(out.stem + "_64x3.png"), "SIREN 64x3, kodim23 256x256 crop, 1e-3 cosine")
+    if "precision_study" in report:
+        plot(report["precision_study"], out.with_name(out.stem + "_precision.png"),
+             "precision study: SIREN 256x3, same init, 64x64 subsampled crop, lr 1e-4")
     brief = {k: {m: round(r["steps_per_second"], 3) for m, r in report[k]["methods"].items()}
-             for k in ("siren_256x3", "cli_fit_64x3") if k in report}
+             for k in ("siren_256x3", "cli_fit_64x3", "precision_study") if k in report}
     print(json.dumps({"steps_per_second": brief, "ratios": report["siren_256x3"]["ratios"]["inrkit"],
                       "json": str(out)}, indent=1))
     return 0

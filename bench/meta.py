@@ -53,7 +53,7 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     a = p.parse_args(argv)
     full = {"size": 64, "steps": 40, "hidden": "256x6", "outer_steps": 500, "budget": 1000, "held_out": 6}
-    cpu = {"size": 32, "steps": 20, "hidden": "32x3", "outer_steps": 150, "budget": 200, "held_out": 2}
+    cpu = {"size": 32, "steps": 20, "hidden": "64x3", "outer_steps": 300, "budget": 300, "held_out": 3}
     for key, val in (full if a.full else cpu).items():
         if getattr(a, key) is None:
             setattr(a, key, val)
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         summary["volumes_to_amortise_pretraining"] = float(meta.seconds / saved) if saved > 0 else None
     result = {
         "benchmark": "meta", "method": "Meta-INR (arXiv 2502.09669)",
-        "config": {**vars(a), "hidden": list(hidden), "device": str(device)},
+        "config": {**{k: v for k, v in vars(a).items() if k != "out"}, "hidden": list(hidden), "device": str(device)},
         "series": {"kind": a.kind, "dims": list(series.dims), "members": len(series),
                    "simulation_seconds": sim_seconds},
         "pretraining": {"members": meta.train_members, "subsample_fraction": meta.subsample_fraction,

@@ -138,9 +138,10 @@ def plot(results: dict, path: Path) -> None:
     ax.set_xticks(np.arange(len(methods)) + step * (len(widths) - 1) / 2, methods)
     ax.set_ylabel("test PSNR (dB)")
     lo = min([r["psnr"] for r in rows] + [results["full"]["psnr"]])
-    ax.set_ylim(lo - 2, None)
+    hi = max([r["psnr"] for r in rows] + [results["full_retrained"]["psnr"]])
+    ax.set_ylim(lo - 2, hi + 0.45 * (hi - lo + 2))
     ax.set_title("after retraining")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
     ax = axes[1]
     for m in methods:
         pts = sorted((r["params"], r["psnr"]) for r in rows if r["method"] == m)

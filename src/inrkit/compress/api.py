@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -147,6 +146,7 @@ def compress_to_target(
         raise InvalidInputError(f"unknown codec {codec!r}; choose from {list(CODECS)}")
     if target_psnr is not None and signal is None:
         raise InvalidInputError("a target PSNR needs the signal to measure it")
+    _check_args(bits, sparsity, target_bytes, finetune_steps, list(bits_grid), options)
     base = options or SinrOptions()
     bit_list = [int(bits)] if bits is not None else list(bits_grid)
     if target_psnr is None and target_bytes is None:
@@ -194,6 +194,19 @@ def compress_to_target(
     if target_psnr is not None or target_bytes is not None:
         best.target_met = bool(ok)
     return best
+
+
+def _check_args(bits, sparsity, target_bytes, finetune_steps, bits_grid, options) -> None:
+    if any(not 1 <= int(b) <= 16 for b in ([bits] if bits is not None else []) + bits_grid):
+        raise InvalidInputError("bit depths must be between 1 and 16")
+    if sparsity is not None and not sparsity > 0:
+        raise InvalidInputError("sparsity must be positive (a fraction of the vector length, or a count)")
+    if target_bytes is not None and target_bytes < 1:
+        raise InvalidInputError("the target size must be positive")
+    if finetune_steps < 0:
+        raise InvalidInputError("fine-tuning steps must be >= 0")
+    if options is not None and (options.overcomplete < 1 or options.block < 8 or options.seed < 0):
+        raise InvalidInputError("need overcomplete >= 1, block >= 8 and a non-negative seed")
 
 
 def _search_sparsity(build, grid: list[float], target_psnr: float | None, target_bytes: int | None) -> list[Compressed]:

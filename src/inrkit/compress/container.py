@@ -19,8 +19,10 @@ import struct
 import zlib
 from typing import Any
 
+import brotli
+
 from ..errors import InvalidFileError
-from .coding import brotli_compress, brotli_decompress
+from .coding import brotli_compress
 
 MAGIC = b"INRZ"
 VERSION = 1
@@ -82,8 +84,6 @@ def unpack(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
 
 def _bounded_brotli(data: bytes) -> bytes:
     """Expand the header stream, refusing more than MAX_HEADER bytes."""
-    import brotli
-
     dec = brotli.Decompressor()
     try:
         out = dec.process(data, output_buffer_limit=MAX_HEADER + 1)
@@ -97,4 +97,4 @@ def _bounded_brotli(data: bytes) -> bytes:
     return out
 
 
-__all__ = ["MAGIC", "VERSION", "pack", "unpack", "brotli_decompress"]
+__all__ = ["MAGIC", "VERSION", "pack", "unpack"]

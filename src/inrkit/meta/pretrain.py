@@ -13,13 +13,11 @@ runs ``inner_steps`` optimiser steps on each (batched with ``torch.func.vmap``),
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save

@@ -3,7 +3,7 @@
 Architecture (defaults = the paper's): positional encodings of the point (``L=10``)
 and of the view direction (``L=4``), each including the raw input; a ReLU density trunk
 of 8 layers of 256 with the encoded point concatenated again before layer 5 (skip
-after layer index 4); a density head ``sigma = relu(w . h)``; a linear 256-wide
+after layer index 4); a density head (ReLU in the paper, softplus(z - 1) by default here); a linear 256-wide
 feature layer; one ReLU view layer of 128 on ``[feature, encoded direction]``; and a
 sigmoid RGB head. Every hidden width can differ per layer (pruning shrinks them).
 """
