@@ -34,6 +34,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -364,16 +365,18 @@ def cli_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
 def run_cli(args: argparse.Namespace, steps: int) -> dict[str, Any]:
     """One real ``inrkit fit --json`` run (its own timing; not interleaved)."""
     exe = Path(sys.executable).with_name("inrkit")
-    out = RESULTS / "fit_speed_cli_model.safetensors"
+    tmp = tempfile.TemporaryDirectory()
+    out = Path(tmp.name) / "kodim23_64x3.safetensors"
     cmd = [str(exe), "fit", str(KODIM23), "--crop", "128:384,256:512", "-o", str(out), "--arch", "siren",
            "--hidden", "64x3", "--omega0", "30", "--steps", str(steps), "--no-progress", "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    out.unlink(missing_ok=True)
+    tmp.cleanup()
+    command = "inrkit " + " ".join(cmd[1:])
     if proc.returncode != 0:
-        return {"command": " ".join(cmd[1:]), "error": proc.stderr.strip()[-500:]}
+        return {"command": command, "error": proc.stderr.strip()[-500:]}
     summary = json.loads(proc.stdout)
-    return {"command": "inrkit " + " ".join(cmd[2:]), "psnr": summary["psnr"], "seconds": summary["seconds"],
+    return {"command": command, "psnr": summary["psnr"], "seconds": summary["seconds"],
             "steps": summary["steps"], "params": summary["params"], "reaches_27db": summary["psnr"] >= 27.0}
 
 

@@ -155,6 +155,6 @@ def test_bf16_rejected_for_losses_that_need_second_derivatives() -> None:
 
 def test_compiled_fit_matches_eager() -> None:
     pytest.importorskip("torch._inductor")
-    eager, compiled = _fit("bf16", steps=15), _fit("bf16", compile=True, steps=15)
-    assert compiled.history[-1]["loss"] < 0.5 * compiled.history[0]["loss"]
+    eager, compiled = _fit("bf16"), _fit("bf16", compile=True)
+    assert compiled.history[-1]["loss"] < 0.2 * compiled.history[0]["loss"]
     assert abs(compiled.metrics["psnr"] - eager.metrics["psnr"]) < 0.5
