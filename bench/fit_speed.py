@@ -20,7 +20,7 @@ SIREN 64x3, omega 30, 300 steps (CLI defaults: lr 1e-3 cosine): ``inrkit.train.f
 FitConfig the CLI builds (precision fp32, and precision auto), interleaved in the same way with a
 plain PyTorch SIREN loop using the same schedule; ``--cli`` adds one real ``inrkit fit --json`` run.
 
-    .venv/bin/python bench/fit_speed.py           # CPU default: 128x128 crop, 1 thread, ~15-20 min shared
+    .venv/bin/python bench/fit_speed.py           # CPU default: 128x128 crop, 1 thread, ~8 min here
     .venv/bin/python bench/fit_speed.py --full    # GPU scale: 512x512 image, 1000 steps
 """
 from __future__ import annotations

@@ -82,6 +82,21 @@ def test_omp_recovers_exact_sparse_codes_and_chunks_agree():
     assert torch.equal(idx, idx2) and torch.allclose(coef, coef2, atol=1e-12)
 
 
+def test_omp_exact_ties_take_the_first_index_like_sklearn():
+    # duplicated atoms give exact ties, which the float32 screening must hand to the exact path
+    a = np.array(sensing_matrix(16, 40, 2))
+    a[:, 30] = a[:, 7]
+    a[:, 33] = -a[:, 12]
+    rng = np.random.default_rng(3)
+    y = np.concatenate([a[:, [7]].T * 2.0, (a[:, [12]] * rng.uniform(-2, 2, (1, 20))).T,
+                        rng.standard_normal((40, 16))])
+    idx, coef = omp(a, y, 6)
+    ref = orthogonal_mp(a, y.T, n_nonzero_coefs=6).T
+    ours = to_dense(idx, coef, 40).numpy()
+    assert idx[0, 0] == 7 and torch.all(idx[1:21, 0] == 12) and np.all(np.isfinite(coef.numpy()))
+    assert np.array_equal(ours[21:] != 0, ref[21:] != 0) and np.abs(ours[21:] - ref[21:]).max() < 1e-5
+
+
 def test_omp_zero_vectors_and_float32():
     a = sensing_matrix(16, 32, 0)
     idx, coef = omp(a, np.zeros((3, 16)), 5)

@@ -84,7 +84,7 @@ class _SineLayer(torch.autograd.Function):
     """``sin(omega * (h W^T + b))`` with the GEMM in ``dtype`` and ``omega`` folded into ``W``.
 
     ``first=True`` keeps the GEMM and the phase in float32 (coordinates in, phases of
-    tens of radians) and writes ``sin`` straight to ``dtype``. The backward pass works
+    tens of radians) and rounds only ``sin``'s output to ``dtype``. The backward pass works
     in ``dtype`` (``cos(z) * grad``, two GEMMs, one reduction) and hands float32
     gradients to the float32 master weights.
     """
