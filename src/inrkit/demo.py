@@ -31,7 +31,7 @@ def _comparison_png(path: Path, truth: np.ndarray, recon: np.ndarray, upsampled:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
     err = np.abs(recon.astype(np.float32) - truth.astype(np.float32)).mean(-1)
     titles = ["ground truth", "SIREN reconstruction", f"rendered at {upsampled.shape[0]}x{upsampled.shape[1]}"]
     for ax, img, title in zip(axes, [truth, recon, upsampled], titles):
@@ -59,7 +59,7 @@ def run_demo(output_dir: str | os.PathLike = "inrkit-demo", size: int = 128, ste
     out.mkdir(parents=True, exist_ok=True)
     signal = ImageSignal(demo_image(size), name="astronaut (scikit-image)")
     model = siren(2, 3, hidden, generator=torch.Generator().manual_seed(seed))
-    config = FitConfig(steps=steps, lr=1e-3, seed=seed, progress=progress, device=device,
+    config = FitConfig(steps=steps, lr=1e-3, seed=seed, progress=progress, device=device, precision="auto",
                        history_path=str(out / "history.json"))
     t0 = time.perf_counter()
     result = fit(model, signal, config)
