@@ -112,3 +112,9 @@ def test_fold_interpolation_shape_check():
     m = siren(2, 1, [4, 4])
     with pytest.raises(InvalidInputError):
         fold_interpolation(m, 0, [0, 1], torch.zeros(3, 4))
+
+
+def test_plain_constructor_is_initialised_and_finite():
+    m = MLP([3, 5, 1], ["tanh", "identity"])
+    assert all(torch.isfinite(p).all() and p.abs().max() <= 1 / math.sqrt(3) + 1e-7 for p in m.parameters())
+    assert m.biases[0].abs().sum() > 0

@@ -74,10 +74,14 @@ class MLP(nn.Module):
             raise InvalidInputError(f"need {n_layers} omegas, got {len(omegas)}")
         self.activations = list(activations)
         self.omegas = [o if a in PERIODIC else 1.0 for o, a in zip(omegas, self.activations)]
+        # nn.Linear's default initialisation, U(-1/sqrt(n), 1/sqrt(n)); constructors refine it.
+        bounds = [1.0 / math.sqrt(widths[i]) for i in range(n_layers)]
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(widths[i + 1], widths[i])) for i in range(n_layers)
+            nn.Parameter(torch.empty(widths[i + 1], widths[i]).uniform_(-bounds[i], bounds[i])) for i in range(n_layers)
         )
-        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(widths[i + 1])) for i in range(n_layers))
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.empty(widths[i + 1]).uniform_(-bounds[i], bounds[i])) for i in range(n_layers)
+        )
         self.register_buffer("fourier", None if fourier is None else fourier.detach().clone().float())
         if fourier is not None and 2 * fourier.shape[0] != widths[0]:
             raise InvalidInputError(f"{fourier.shape[0]} Fourier features need widths[0] = {2 * fourier.shape[0]}")
