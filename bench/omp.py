@@ -81,8 +81,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="GPU scale: more vectors, all threads, CUDA if present")
     parser.add_argument("--out", default=str(RESULTS / "omp.json"))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for both torch and scikit-learn's BLAS (default 1; all with --full)")
     args = parser.parse_args()
-    threads = torch.get_num_threads() if args.full else 1
+    threads = args.threads or (torch.get_num_threads() if args.full else 1)
     cases = [(64, 16384), (128, 8192), (256, 4096)] if args.full else [(32, 4096), (64, 2048), (128, 1024)]
     devices = ["cpu"] + (["cuda"] if args.full and torch.cuda.is_available() else [])
     torch.set_num_threads(threads)
