@@ -57,7 +57,8 @@ def test_dictionary_rejects_bad_shape():
         sensing_matrix(8, 4, 0)
 
 
-@pytest.mark.parametrize("k1,k2,s", [(32, 64, 8), (24, 96, 11), (50, 50, 20)])
+# (64, 520, 28): padded 64-column blocks and the looped L^-1 products (t >= 24)
+@pytest.mark.parametrize("k1,k2,s", [(32, 64, 8), (24, 96, 11), (50, 50, 20), (64, 520, 28)])
 def test_omp_matches_sklearn(k1, k2, s):
     a = sensing_matrix(k1, k2, 0)
     y = np.random.default_rng(k1).standard_normal((300, k1))
