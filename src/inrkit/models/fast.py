@@ -115,6 +115,17 @@ class _SineLayer(torch.autograd.Function):
         return gh, gw, gb, None, None, None
 
 
+def apply_activation(z: Tensor, activation: str) -> Tensor:
+    """A non-periodic activation (``relu``, ``tanh``, ``sigmoid``; anything else is identity)."""
+    if activation == "relu":
+        return torch.relu(z)
+    if activation == "tanh":
+        return torch.tanh(z)
+    if activation == "sigmoid":
+        return torch.sigmoid(z)
+    return z
+
+
 def _dense(h: Tensor, weight: Tensor, bias: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.addmm(bias.to(dtype), h.to(dtype), weight.to(dtype).t())
 
@@ -135,10 +146,4 @@ def layer_forward(model, i: int, h: Tensor, dtype: torch.dtype) -> Tensor:
     z = _dense(h, weight, bias, dtype)
     if i == len(model.weights) - 1:
         z = z.float()
-    if activation == "relu":
-        return torch.relu(z)
-    if activation == "tanh":
-        return torch.tanh(z)
-    if activation == "sigmoid":
-        return torch.sigmoid(z)
-    return z
+    return apply_activation(z, activation)

@@ -31,14 +31,7 @@ def _finer_layer(h: Tensor, weight: Tensor, bias: Tensor, omega: float) -> Tenso
 
 
 def _plain_layer(h: Tensor, weight: Tensor, bias: Tensor, activation: str) -> Tensor:
-    z = torch.addmm(bias, h, weight.t())
-    if activation == "relu":
-        return torch.relu(z)
-    if activation == "tanh":
-        return torch.tanh(z)
-    if activation == "sigmoid":
-        return torch.sigmoid(z)
-    return z
+    return _fast.apply_activation(torch.addmm(bias, h, weight.t()), activation)
 
 
 class MLP(nn.Module):
