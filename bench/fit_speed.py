@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from inrkit.metrics import psnr_from_mse
 from inrkit.models.fast import bf16_supported, compute_precision, resolve_precision
 from inrkit.models.mlp import siren
 from inrkit.signals.grid import ImageSignal
@@ -189,7 +190,7 @@ def peer_body(make: Callable[[], nn.Module], coords: Tensor, targets: Tensor, st
             opt.zero_grad()
             loss.backward()
             opt.step()
-            turn.train_psnr.append(10.0 * math.log10(4.0 / max(loss.item(), 1e-20)))
+            turn.train_psnr.append(psnr_from_mse(loss.item()))
             if (step + 1) % chunk == 0 or step + 1 == steps:
                 _sync(coords.device)
                 turn.pause(step + 1, time.perf_counter() - t0, model)
@@ -271,16 +272,21 @@ def psnr_per_step_gap(a: dict, b: dict) -> dict[str, float]:
     return {"min": float(diffs.min()), "mean": float(diffs.mean()), "last": float(diffs[-1])}
 
 
+def psnr_evaluator(coords: torch.Tensor, targets: torch.Tensor) -> Callable[[nn.Module], float]:
+    """PSNR (float32 evaluation of the full image, values in [-1, 1]) of a model on fixed points."""
+    def evaluate(model: nn.Module) -> float:
+        with torch.no_grad():
+            return psnr_from_mse(float(((model(coords).float() - targets) ** 2).mean()))
+    return evaluate
+
+
 # ---------------------------------------------------------------- part one
 def speed_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     pixels, source = load_pixels(args.size)
     signal = ImageSignal(pixels, name="kodim23")
     coords, targets = signal.coords.to(device), signal.values.to(device)
 
-    def evaluate(model: nn.Module) -> float:
-        with torch.no_grad():
-            mse = float(((model(coords).float() - targets) ** 2).mean())
-        return 10.0 * math.log10(4.0 / mse)
+    evaluate = psnr_evaluator(coords, targets)
 
     hidden, steps, chunk, lr = [256, 256, 256], args.steps, args.chunk, args.lr
 
@@ -328,10 +334,7 @@ def cli_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     signal = ImageSignal(pixels, name="kodim23")
     coords, targets = signal.coords.to(device), signal.values.to(device)
 
-    def evaluate(model: nn.Module) -> float:
-        with torch.no_grad():
-            mse = float(((model(coords).float() - targets) ** 2).mean())
-        return 10.0 * math.log10(4.0 / mse)
+    evaluate = psnr_evaluator(coords, targets)
 
     hidden, steps, chunk = [64, 64, 64], args.cli_steps, args.cli_chunk
 

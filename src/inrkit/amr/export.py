@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -12,7 +11,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..utils import atomic_write
+from ..utils import atomic_path, atomic_write
 from .mesh import BoxMesh, corner_offsets
 
 CELL_TYPES = {1: "line", 2: "quad", 3: "hexahedron"}
@@ -44,16 +43,8 @@ def write_vtu_arrays(path: str | Path, points: np.ndarray, cells: np.ndarray, po
     mesh = meshio.Mesh(pts3, [(CELL_TYPES[dim], cells.astype(np.int64))], point_data=point_data,
                        cell_data={k: [np.asarray(v)] for k, v in (cell_data or {}).items()})
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # meshio needs a file name with the right suffix; write beside the target, then replace atomically.
-    fd, tmp = tempfile.mkstemp(suffix=".vtu", dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # meshio writes by file name: write beside the target, then replace
         meshio.write(tmp, mesh, file_format="vtu", binary=True, compression=None)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -60,10 +60,3 @@ def parse_ints(text: str, what: str) -> list[int]:
     except ValueError as exc:
         raise InvalidInputError(f"cannot parse {what} {text!r}: expected comma-separated integers") from exc
 
-
-def parse_domain(text: str) -> list[list[float]]:
-    """Parse ``"-1,1,-1,1"`` (min and max per axis) into ``[[lo, hi], ...]``."""
-    values = parse_floats(text, "domain")
-    if len(values) < 2 or len(values) % 2 or any(values[i] >= values[i + 1] for i in range(0, len(values), 2)):
-        raise InvalidInputError(f"domain {text!r} must list min,max per axis with min < max")
-    return [values[i: i + 2] for i in range(0, len(values), 2)]
