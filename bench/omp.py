@@ -19,6 +19,7 @@ from sklearn.linear_model import orthogonal_mp
 from threadpoolctl import threadpool_limits
 
 from inrkit.compress import omp, sensing_matrix, to_dense
+from inrkit.compress.omp import _make_screen
 from inrkit.utils import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,6 +44,9 @@ def run_case(k1: int, n: int, devices: list[str], repeats: int) -> dict:
     t_sk, ref = timed(lambda: orthogonal_mp(a, y.T, n_nonzero_coefs=s).T, repeats)
     t_skg, _ = timed(lambda: orthogonal_mp(a, y.T, n_nonzero_coefs=s, precompute=True).T, repeats)
     row = {"k1": k1, "k2": k2, "s": s, "vectors": n, "repeats": repeats, "sklearn_s": t_sk, "sklearn_gram_s": t_skg}
+    for dev in devices:  # the low-precision type that screens float64 correlations there (None: no screening)
+        screen = _make_screen(torch.from_numpy(np.array(a)).to(dev))
+        row[f"torch_{dev.split(':')[0]}_float64_screen"] = None if screen is None else str(screen.matrix.dtype)
     for dev in devices:
         for name, dt in (("float64", torch.float64), ("float32", torch.float32)):
             omp(a, y[:8], s, device=dev, dtype=dt)  # warm-up
@@ -87,7 +91,7 @@ def main() -> None:
                         help="threads for both torch and scikit-learn's BLAS (default 1; all with --full)")
     args = parser.parse_args()
     threads = args.threads or (torch.get_num_threads() if args.full else 1)
-    cases = [(64, 16384), (128, 8192), (256, 4096)] if args.full else [(32, 4096), (64, 2048), (128, 1024)]
+    cases = [(64, 16384), (128, 8192), (256, 4096)] if args.full else [(32, 4096), (64, 4096), (128, 4096)]
     devices = ["cpu"] + (["cuda"] if args.full and torch.cuda.is_available() else [])
     torch.set_num_threads(threads)
     rows = []

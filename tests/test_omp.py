@@ -9,7 +9,11 @@ import torch
 from sklearn.linear_model import orthogonal_mp
 
 from inrkit.compress.dictionary import _log, _sincos_quarter, gaussian, sensing_matrix
+from inrkit.compress import omp as _omp_module  # noqa: F401  (the function shadows the module)
 from inrkit.compress.omp import omp, to_dense
+
+omp_module = __import__("sys").modules["inrkit.compress.omp"]
+SCREEN_TYPES = [torch.float32] + ([torch.bfloat16] if omp_module._screen_dtype(torch.device("cpu"), 64, 512) == torch.bfloat16 else [])
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -57,13 +61,13 @@ def test_dictionary_rejects_bad_shape():
         sensing_matrix(8, 4, 0)
 
 
-# (64, 520, 28): padded 64-column blocks and the looped L^-1 products (t >= 24)
-@pytest.mark.parametrize("k1,k2,s", [(32, 64, 8), (24, 96, 11), (50, 50, 20), (64, 520, 28)])
+# (64, 520, 28): padded 64-column blocks; (64, ...) and (128, ...) screen in bfloat16 where the CPU can
+@pytest.mark.parametrize("k1,k2,s", [(32, 64, 8), (24, 96, 11), (50, 50, 20), (64, 520, 28), (128, 1024, 51)])
 def test_omp_matches_sklearn(k1, k2, s):
     a = sensing_matrix(k1, k2, 0)
-    y = np.random.default_rng(k1).standard_normal((300, k1))
+    y = np.random.default_rng(k1).standard_normal((300 if k1 < 128 else 100, k1))
     idx, coef = omp(a, y, s)
-    assert idx.shape == (300, s) and coef.shape == (300, s)
+    assert idx.shape == (len(y), s) and coef.shape == (len(y), s)
     ours = to_dense(idx, coef, k2).numpy()
     ref = orthogonal_mp(a, y.T, n_nonzero_coefs=s).T
     assert np.array_equal(ours != 0, ref != 0)  # same supports
@@ -84,7 +88,7 @@ def test_omp_recovers_exact_sparse_codes_and_chunks_agree():
 
 
 def test_omp_exact_ties_take_the_first_index_like_sklearn():
-    # duplicated atoms give exact ties, which the float32 screening must hand to the exact path
+    # duplicated atoms give exact ties: both pass the screen and the exact comparison takes the first
     a = np.array(sensing_matrix(16, 40, 2))
     a[:, 30] = a[:, 7]
     a[:, 33] = -a[:, 12]
@@ -107,6 +111,50 @@ def test_omp_zero_vectors_and_float32():
     i32, c32 = omp(a, y, 5, dtype=torch.float32)
     assert c32.dtype == torch.float32
     assert (i64 == i32).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("screen_type", SCREEN_TYPES)
+def test_screening_error_bound_holds(screen_type):
+    a = torch.from_numpy(np.array(sensing_matrix(96, 700, 4)))
+    screen = omp_module._make_screen(a, screen_type)
+    rng = np.random.default_rng(0)
+    resid = torch.from_numpy(rng.standard_normal((400, 96)) * 10.0 ** rng.uniform(-30, 30, (400, 1)))
+    resid[:50, ::2] *= 1e-6  # badly scaled entries within a row
+    rounded = resid.to(screen.matrix.dtype)
+    score = torch.mm(rounded, screen.matrix).float().abs()[:, :700].double()
+    exact = (resid @ a).abs()
+    err = omp_module._screen_error(screen, resid, rounded).double()
+    rel = screen.unit / (1 - screen.unit)
+    gap = (score - exact).abs() - (rel * score + err.unsqueeze(1))
+    assert float(gap.max()) <= 0
+    # and it is not vacuous: the bound is a small fraction of the top score
+    assert float((err / exact.amax(dim=1)).median()) < (0.02 if screen_type == torch.bfloat16 else 1e-4)
+
+
+@pytest.mark.parametrize("screen_type", SCREEN_TYPES)
+def test_screened_selection_equals_exact_scoring(screen_type, monkeypatch):
+    a = sensing_matrix(64, 512, 1)
+    y = np.random.default_rng(2).standard_normal((500, 64))
+    make = omp_module._make_screen
+    monkeypatch.setattr(omp_module, "_make_screen", lambda d: make(d, screen_type))
+    idx, coef = omp(a, y, 25)
+    monkeypatch.setattr(omp_module, "_make_screen", lambda d: None)
+    idx_exact, coef_exact = omp(a, y, 25)
+    assert torch.equal(idx, idx_exact) and torch.allclose(coef, coef_exact, rtol=0, atol=1e-12)
+
+
+def test_omp_is_exact_under_power_of_two_scaling():
+    # tiny (bound dominated by the absolute term) and huge (possible overflow) rows take the exact path
+    a = sensing_matrix(64, 512, 2)
+    y = np.random.default_rng(4).standard_normal((60, 64))
+    scaled = np.concatenate([y[:20] * 2.0**-120, y[20:40], y[40:] * 2.0**120])
+    idx, coef = omp(a, scaled, 20)
+    idx_ref, coef_ref = omp(a, y, 20)
+    assert torch.equal(idx, idx_ref)
+    back = coef.clone()
+    back[:20] *= 2.0**120
+    back[40:] *= 2.0**-120
+    assert torch.allclose(back, coef_ref, rtol=1e-12, atol=0)
 
 
 def test_omp_rejects_bad_inputs():
