@@ -82,8 +82,9 @@ def _screen_dtype(device: torch.device, k1: int, k2: int) -> torch.dtype | None:
     if device.type == "cpu":
         fast = k1 >= 64 and getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
         return torch.bfloat16 if fast and _bf16_sums_in_fp32(k1, k2) else torch.float32
-    if device.type == "cuda" and (torch.get_float32_matmul_precision() != "highest"
-                                  or torch.backends.cuda.matmul.allow_tf32):
+    matmul = torch.backends.cuda.matmul
+    if device.type == "cuda" and (torch.get_float32_matmul_precision() != "highest" or matmul.allow_tf32
+                                  or getattr(matmul, "fp32_precision", "") == "tf32"):
         return None
     return torch.float32
 
