@@ -143,6 +143,16 @@ def test_screened_selection_equals_exact_scoring(screen_type, monkeypatch):
     assert torch.equal(idx, idx_exact) and torch.allclose(coef, coef_exact, rtol=0, atol=1e-12)
 
 
+def test_float32_mode_with_a_bfloat16_screen_tracks_float64():
+    a = sensing_matrix(64, 512, 3)
+    y = np.random.default_rng(6).standard_normal((300, 64))
+    i64, c64 = omp(a, y, 25)
+    i32, c32 = omp(a, y, 25, dtype=torch.float32)
+    same = (i64 == i32).all(dim=1)
+    assert c32.dtype == torch.float32 and float(same.float().mean()) >= 0.99
+    assert float((c32[same].double() - c64[same]).abs().max()) < 1e-4
+
+
 def test_omp_is_exact_under_power_of_two_scaling():
     # tiny (bound dominated by the absolute term) and huge (possible overflow) rows take the exact path
     a = sensing_matrix(64, 512, 2)

@@ -16,10 +16,11 @@ screening error, built from the measured rounding of ``r`` and ``A``. Only atoms
 screened score comes within twice that bound of the best can hold the float64 argmax;
 a signal with one such candidate takes it, a signal with several compares them by their
 exact float64 scores, and rows where the bound says nothing (a near-zero residual) are
-scored exactly in full. Everything else (residual, Cholesky factor, coefficients) is
-float64, so supports and coefficients are those of float64 OMP. The residual update is
-one CSR x dense product; the ``L^-1`` products loop over the columns of the triangle
-instead of materialising ``[t, t, B]`` temporaries.
+scored exactly in full. Everything else (residual, ``L^-1``, coefficients) is float64,
+so supports and coefficients are those of float64 OMP. The float32 mode is screened the
+same way in bfloat16 where that is available (a float32 screen would gain nothing). The
+residual update is one CSR x dense product; the ``L^-1`` products loop over the columns
+of the triangle instead of materialising ``[t, t, B]`` temporaries.
 """
 from __future__ import annotations
 
@@ -90,13 +91,13 @@ def _screen_dtype(device: torch.device, k1: int, k2: int) -> torch.dtype | None:
 
 
 def _make_screen(dictionary: Tensor, dtype: torch.dtype | None = None) -> _Screen | None:
-    """Screening copy of a float64 dictionary (zero-padded to whole blocks) and its bound's
+    """Screening copy of the dictionary (zero-padded to whole blocks) and its bound's
     constants; ``dtype`` None picks the type for the device (or no screening)."""
     k1, k2 = dictionary.shape
     pad = -k2 % _BLOCK if k2 > _BLOCK else 0
     dtype = dtype or _screen_dtype(dictionary.device, k1, k2 + pad)
-    if dtype is None:
-        return None
+    if dtype is None or torch.finfo(dtype).eps <= torch.finfo(dictionary.dtype).eps:
+        return None  # no screening, or none that would be cheaper than the exact scores
     matrix = F.pad(dictionary, (0, pad)).to(dtype)
     rounded = matrix[:, :k2].to(dictionary.dtype)
     eps32 = torch.finfo(torch.float32).eps
@@ -124,7 +125,7 @@ def _screen_error(screen: _Screen, resid: Tensor, rounded: Tensor) -> Tensor:
     k1 = resid.shape[1]
     r_err = torch.linalg.vector_norm(resid - rounded, dim=1)
     r_norm = torch.linalg.vector_norm(resid, dim=1)
-    per_norm = screen.rounding + screen.sum_scale + 2 * k1 * 2.0**-52 * screen.col_norm
+    per_norm = screen.rounding + screen.sum_scale + 2 * k1 * torch.finfo(resid.dtype).eps * screen.col_norm
     bound = r_err.mul_(1.01 * (screen.col_norm + per_norm)).add_(r_norm, alpha=1.01 * per_norm)
     bound.add_(k1 * 2.0**-100 * screen.col_norm).masked_fill_(r_norm > 2.0**100, float("inf"))  # may overflow
     return bound.float()
@@ -316,7 +317,7 @@ def omp(
         raise ValueError("dictionary and signals must be finite")
     atoms = a.t().contiguous()
     gram = atoms @ a
-    screen = _make_screen(a) if dtype == torch.float64 else None
+    screen = _make_screen(a) if dtype in (torch.float64, torch.float32) else None
     per_row = (2 * sparsity * sparsity + 3 * k1 + 2 * sparsity) * a.element_size() + 6 * k2 * 4
     step = max(1, min(_CHUNK_ROWS, chunk_bytes // per_row))
     out_idx, out_coef = [], []
