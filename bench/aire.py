@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from inrkit.adapt import AdaptConfig, Stage, run_schedule
+from inrkit.adapt import AireConfig, Stage, run_schedule
 from inrkit.models import MLP, save_model, siren
+from inrkit.prune import CRITERIA
 from inrkit.prune.model import domain_points, prune_model
 from inrkit.signals import ImageSignal, grid_coords, read_image
 from inrkit.train import FitConfig, fit
@@ -96,12 +97,13 @@ def psnr(model: MLP, signal: ImageSignal) -> float:
 
 
 def train(model: MLP, signal: ImageSignal, steps: int, lr: float, device: str) -> MLP:
-    cfg = FitConfig(steps=steps, lr=lr, schedule="constant", progress=False, device=device, log_every=50)
+    cfg = FitConfig(steps=steps, lr=lr, schedule="constant", progress=False, device=device, log_every=50,
+                    precision="fp32")  # the committed numbers are float32 (AIRe runs fp32 too)
     return fit(model, signal, cfg).model
 
 
 def run(model: MLP, signal: ImageSignal, stages: list[Stage], lr: float, device: str, seed: int):
-    cfg = AdaptConfig(hidden=model.hidden_widths, lr=lr, lr_schedule="constant", seed=seed, stages=stages)
+    cfg = AireConfig(hidden=model.hidden_widths, lr=lr, lr_schedule="constant", seed=seed, stages=stages)
     return run_schedule(model, signal, cfg, device=device, progress=False)
 
 
@@ -185,11 +187,9 @@ def torch_pruning_magnitude(model: MLP, keep: float) -> MLP:
 
 
 def bench_criteria(base: MLP, signal: ImageSignal, s: Settings, device: str, seed: int) -> dict:
-    from inrkit.prune.model import ALL_METHODS
-
     rows = {}
     points = domain_points(base, 4096, torch.Generator().manual_seed(seed))
-    for method in (*ALL_METHODS, "torch_pruning"):
+    for method in (*CRITERIA.names(), "torch_pruning"):
         model = base.copy()
         t0 = time.perf_counter()
         if method == "torch_pruning":
@@ -345,8 +345,8 @@ def main() -> None:
         print(f"[aire] {name} criteria done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
         base_pruned, _ = prune_model(base.copy(), "l1", keep=s.criteria_keep)
         aire_large = new_siren([s.start_hidden[0] + s.densify, *s.start_hidden[1:]], seed)
-        speed = bench_speed({"base_vs_l1_50": (base, base_pruned), "aire_max_vs_final": (aire_large, t4["_aire_model"])},
-                            s, device, tmp)
+        pairs = {"base_vs_l1_50": (base, base_pruned), "aire_max_vs_final": (aire_large, t4["_aire_model"])}
+        speed = bench_speed(pairs, s, device, tmp)
         per_image.append({"image": name, "shape": list(signal.shape), "seed": seed,
                           "table4": strip_private(t4), "twd": twd, "criteria": crit, "speed": speed,
                           "seconds": {"table4": round(t_table4, 1), "total": round(time.perf_counter() - t0, 1)}})

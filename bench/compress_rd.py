@@ -24,7 +24,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inrkit.compress import SinrOptions, compress_model, decode_model, encode_sinr, finetune_codes, sparse_code
+from inrkit import metrics
+from inrkit.compress.encoder import compress_model, encode_sinr
+from inrkit.compress.finetune import finetune_codes
+from inrkit.compress.layout import SinrOptions
+from inrkit.compress.model import decode_model
+from inrkit.compress.sparse import sparse_code
 from inrkit.models import siren
 from inrkit.signals import ImageSignal
 from inrkit.train import FitConfig, fit
@@ -104,11 +109,6 @@ def load_image(path: Path, scale: int) -> np.ndarray:
     return np.asarray(img)
 
 
-def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / mse))
-
-
 def classic(img: np.ndarray, fmt: str, quality: int) -> tuple[int, float, float, float]:
     buf = io.BytesIO()
     t0 = time.perf_counter()
@@ -116,7 +116,7 @@ def classic(img: np.ndarray, fmt: str, quality: int) -> tuple[int, float, float,
     enc = time.perf_counter() - t0
     t0 = time.perf_counter()
     dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-    return len(buf.getvalue()), psnr_uint8(img, dec), enc, time.perf_counter() - t0
+    return len(buf.getvalue()), metrics.psnr(dec, img, data_range=255.0), enc, time.perf_counter() - t0
 
 
 def inr_points(model, signal: ImageSignal, pixels: int, args) -> list[dict]:
@@ -155,7 +155,8 @@ def inr_points(model, signal: ImageSignal, pixels: int, args) -> list[dict]:
         for bits in args.sinr_bits:
             opts = replace(code.options, bits=bits)
             t0 = time.perf_counter()
-            add("sinr", f"s{sp}-b{bits}", encode_sinr(replace(code, options=opts), meta), code_s + time.perf_counter() - t0)
+            add("sinr", f"s{sp}-b{bits}", encode_sinr(replace(code, options=opts), meta),
+                code_s + time.perf_counter() - t0)
             if tuned is not None:
                 t0 = time.perf_counter()
                 add("sinr-ft", f"s{sp}-b{bits}", encode_sinr(replace(tuned, options=opts), meta),
@@ -198,8 +199,8 @@ def plot(fronts: dict[str, list[dict]], refs: dict[str, dict], path: Path, title
         r = ref["results"]
         ax.plot(r["bpp"], r["psnr-rgb"], styles[j % 3], color="0.55", lw=0.9,
                 label=f"{ref.get('name', name)} (published)")
-    colors = {"sinr": "tab:red", "sinr-ft": "tab:purple", "sinr-paper": "tab:pink", "quant": "tab:blue", "coin": "tab:green",
-              "jpeg": "tab:orange", "webp": "tab:brown"}
+    colors = {"sinr": "tab:red", "sinr-ft": "tab:purple", "sinr-paper": "tab:pink", "quant": "tab:blue",
+              "coin": "tab:green", "jpeg": "tab:orange", "webp": "tab:brown"}
     for name, front in fronts.items():
         ax.plot([p["bpp"] for p in front], [p["psnr"] for p in front], "o-", lw=2, ms=4,
                 color=colors.get(name), label=f"{name} (this run)")
@@ -257,7 +258,8 @@ def main() -> None:
         for w in widths:
             model = siren(2, 3, [w] * 3, generator=torch.Generator().manual_seed(0))
             t0 = time.perf_counter()
-            res = fit(model, signal, FitConfig(steps=args.steps, lr=args.lr, device=str(device), progress=False))
+            config = FitConfig(steps=args.steps, lr=args.lr, device=str(device), progress=False, precision="fp32")
+            res = fit(model, signal, config)
             fit_s = time.perf_counter() - t0
             model = res.model.cpu()
             for pt in inr_points(model, signal, pixels, args):
@@ -297,8 +299,8 @@ def main() -> None:
     out = Path(args.out)
     rd_dir = out.parent / "kodak-rd"
     for codec, front in fronts.items():
-        write_json(rd_dir / f"{codec}.json", compressai_json(
-            codec, f"inrkit {codec}, {len(paths)} Kodak images at 1/{args.scale} size, {args.steps} fitting steps", front))
+        desc = f"inrkit {codec}, {len(paths)} Kodak images at 1/{args.scale} size, {args.steps} fitting steps"
+        write_json(rd_dir / f"{codec}.json", compressai_json(codec, desc, front))
     setup = {"images": [p.name for p in paths], "scale": args.scale, "steps": args.steps, "lr": args.lr,
              "hidden_widths": widths, "depth": 3, "arch": "siren", "sparsities": args.sparsities,
              "sinr_bits": args.sinr_bits, "quant_bits": args.quant_bits, "overcomplete": args.overcomplete,

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from inrkit.metrics import psnr_from_mse
-from inrkit.models.fast import bf16_supported, compute_precision, resolve_precision
+from inrkit.models.fast import bf16_supported, resolve_precision, with_precision
 from inrkit.models.mlp import siren
 from inrkit.signals.grid import ImageSignal
 from inrkit.train import FitConfig, fit
@@ -68,7 +68,8 @@ def load_pixels(size: int) -> tuple[np.ndarray, str]:
         r0, r1, c0, c1 = CROP
         if size > 256:  # --full: a larger window of the same picture, centred on the crop
             rc, cc = (r0 + r1) // 2, (c0 + c1) // 2
-            r0, c0 = max(0, min(rc - size // 2, full.shape[0] - size)), max(0, min(cc - size // 2, full.shape[1] - size))
+            r0 = max(0, min(rc - size // 2, full.shape[0] - size))
+            c0 = max(0, min(cc - size // 2, full.shape[1] - size))
             return full[r0:r0 + size, c0:c0 + size], f"kodim23.png rows {r0}-{r0 + size - 1}, cols {c0}-{c0 + size - 1}"
         off = (256 - size) // 2
         r0, c0 = r0 + off, c0 + off
@@ -175,18 +176,21 @@ def autocast_bf16(device: torch.device) -> Callable[[], Any]:
 
 
 def peer_body(make: Callable[[], nn.Module], coords: Tensor, targets: Tensor, steps: int, chunk: int, lr: float,
-              schedule: str, context: Callable[[], Any] = contextlib.nullcontext) -> Callable[[Turn], None]:
-    """The plain training loop every peer uses: Adam, MSE, full batch (forward inside ``context()``)."""
+              schedule: str, context: Callable[[], Any] = contextlib.nullcontext,
+              precision: str = "fp32") -> Callable[[Turn], None]:
+    """The plain training loop every peer uses: Adam, MSE, full batch (forward inside ``context()``,
+    through ``inrkit.models.fast.with_precision(model, precision)``; evaluated in float32)."""
 
     def body(turn: Turn) -> None:
         t0 = time.perf_counter()
         model = make()
+        forward = with_precision(model, precision)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         for step in range(steps):
             for group in opt.param_groups:
                 group["lr"] = lr * lr_factor(schedule, step, steps, 0.1)
             with context():
-                loss = ((model(coords) - targets) ** 2).mean()
+                loss = ((forward(coords) - targets) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -352,11 +356,12 @@ def cli_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     results = {t.name: summarize(t, 27.0) for t in turns}
     for r in results.values():
         r.pop("train_psnr_per_step")
+    plain_speed = results["plain-loop"]["steps_per_second"]
     out: dict[str, Any] = {
         "image": source, "points": int(coords.shape[0]), "hidden": hidden, "steps": steps,
         "settings": {"lr": 1e-3, "schedule": "cosine to 0.1x", "batch": "full"}, "methods": results,
-        "speedup_fp32_vs_plain": results["inrkit-fit-fp32"]["steps_per_second"] / results["plain-loop"]["steps_per_second"],
-        "speedup_auto_vs_plain": results["inrkit-fit-auto"]["steps_per_second"] / results["plain-loop"]["steps_per_second"],
+        "speedup_fp32_vs_plain": results["inrkit-fit-fp32"]["steps_per_second"] / plain_speed,
+        "speedup_auto_vs_plain": results["inrkit-fit-auto"]["steps_per_second"] / plain_speed,
         "psnr_gap_auto_minus_fp32": psnr_per_step_gap(results["inrkit-fit-auto"], results["inrkit-fit-fp32"]),
         "reaches_27db": {name: r["psnr_final"] >= 27.0 for name, r in results.items()},
     }
@@ -406,7 +411,7 @@ def precision_part(args: argparse.Namespace, device: torch.device) -> dict[str, 
     methods = {
         "fp32": peer_body(make, coords, targets, steps, chunk, args.lr, "constant"),
         "bf16 (inrkit fast path)": peer_body(make, coords, targets, steps, chunk, args.lr, "constant",
-                                             lambda: compute_precision("bf16")),
+                                             precision="bf16"),
         "autocast bf16 (all layers)": peer_body(make, coords, targets, steps, chunk, args.lr, "constant",
                                                 autocast_bf16(device)),
     }
@@ -434,7 +439,8 @@ def plot(part: dict[str, Any], path: Path, title: str) -> None:
     for name, res in part["methods"].items():
         curve = res["curve"]
         axes[0].plot(curve["step"], curve["psnr"], marker=".", label=name)
-        axes[1].plot(curve["seconds"], curve["psnr"], marker=".", label=f"{name} ({res['steps_per_second']:.2f} steps/s)")
+        label = f"{name} ({res['steps_per_second']:.2f} steps/s)"
+        axes[1].plot(curve["seconds"], curve["psnr"], marker=".", label=label)
     axes[0].set_xlabel("step")
     axes[1].set_xlabel("seconds (timed steps only)")
     for ax in axes:
@@ -461,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cli-chunk", type=int, default=25)
     parser.add_argument("--skip-cli-part", action="store_true", help="skip the SIREN 64x3 / inrkit fit part")
     parser.add_argument("--study-steps", type=int, default=300, help="steps of the precision study (0 skips it)")
-    parser.add_argument("--cli", action="store_true", help="also time one real `inrkit fit --json` run (not interleaved)")
+    parser.add_argument("--cli", action="store_true",
+                        help="also time one real `inrkit fit --json` run (not interleaved)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=str(RESULTS / "fit_speed.json"))
@@ -492,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     plot(report["siren_256x3"], out.with_suffix(".png"),
          f"SIREN 256x3, {report['siren_256x3']['image']}, {report['device']} x{args.threads} threads")
     if "cli_fit_64x3" in report:
-        plot(report["cli_fit_64x3"], out.with_name(out.stem + "_64x3.png"), "SIREN 64x3, kodim23 256x256 crop, 1e-3 cosine")
+        plot(report["cli_fit_64x3"], out.with_name(out.stem + "_64x3.png"),
+             "SIREN 64x3, kodim23 256x256 crop, 1e-3 cosine")
     if "precision_study" in report:
         plot(report["precision_study"], out.with_name(out.stem + "_precision.png"),
              "precision study: SIREN 256x3, same init, 64x64 subsampled crop, lr 1e-4")

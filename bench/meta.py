@@ -2,7 +2,8 @@
 initialisation vs SIREN from scratch vs the "pretrained SIREN" ablation.
 
 For each held-out volume (odd time steps: never seen in pretraining, which uses every 2nd
-step sub-sampled by 4 per axis) the three starts are fine-tuned with the same loop, the same
+step sub-sampled by 4 per axis) the three starts are fine-tuned with the same loop
+(``inrkit.meta.finetune``, i.e. ``inrkit.train.fit``), the same
 Adam settings and the same step budget. Reported: steps and training seconds to reach the PSNR
 that scratch SIREN reaches after its full budget, the speed-up ratios (the paper reports up to
 5.87x in encoding time), PSNR at equal encoding time, and pretraining time separately.
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inrkit.meta import (AdaptConfig, MetaConfig, adapt, first_reaching, meta_train, pretrain_plain)
+from inrkit.meta import FinetuneConfig, MetaConfig, finetune, first_reaching, meta_train, pretrain_plain
 from inrkit.meta.simulate import SIMULATORS
 from inrkit.models.mlp import parse_hidden, siren
 from inrkit.signals.series import VolumeSeries
@@ -86,14 +87,14 @@ def main(argv: list[str] | None = None) -> dict:
     odd = [i for i in range(len(series)) if i not in meta.train_members]
     held = [odd[int(round(k))] for k in np.linspace(0, len(odd) - 1, min(a.held_out, len(odd)))]
     coords = series.coords()
-    acfg = AdaptConfig(steps=a.budget, lr=a.lr, device=a.device, progress=False)
+    acfg = FinetuneConfig(steps=a.budget, lr=a.lr, device=a.device, progress=False)
     rows, curves = [], {"scratch": [], "meta": [], "pretrained": []}
     times = {"scratch": [], "meta": [], "pretrained": []}
     for i in held:
         target = series.targets([i])[0]
         init = siren(3, 1, hidden, generator=torch.Generator().manual_seed(a.seed + 1000 + i))
-        res = {"scratch": adapt(init, coords, target, acfg), "meta": adapt(meta.model, coords, target, acfg),
-               "pretrained": adapt(plain.model, coords, target, acfg)}
+        res = {"scratch": finetune(init, coords, target, acfg), "meta": finetune(meta.model, coords, target, acfg),
+               "pretrained": finetune(plain.model, coords, target, acfg)}
         goal = res["scratch"].psnr
         row = {"member": i, "label": float(series.labels[i]), "target_psnr": goal,
                "scratch_seconds": res["scratch"].seconds, "budget_steps": a.budget}

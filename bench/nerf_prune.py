@@ -30,13 +30,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inrkit.nerf import (NeRFConfig, NeRFMLP, TrainConfig, evaluate_nerf, generate_scene, load_blender,
-                         prune_and_train, save_nerf, train_nerf)
+from inrkit.models import save_model
+from inrkit.nerf import (
+    NeRFConfig,
+    NeRFMLP,
+    TrainConfig,
+    generate_scene,
+    load_blender,
+    prune_and_train,
+    train_nerf,
+)
 from inrkit.nerf.render import render_rays
 from inrkit.nerf.train import scene_rays
 from inrkit.utils import resolve_device, write_json
 
-METHODS = ("uniform", "w_in", "w_out", "product", "coreset")
+METHODS = ("uniform", "w_in", "w_out", "product", "coreset")  # the study's; any name of inrkit.prune.CRITERIA works
 STUDY = {"source": "Ding et al. 2025, neuron pruning of NeRF MLPs (Blender scenes, 100k iterations)",
          "params_full": 595_000, "params_coreset": 288_000, "min_per_100k_full": 78.75,
          "min_per_100k_coreset": 51.25, "psnr_full": 21.5, "psnr_coreset": 21.3, "psnr_uniform_64": 16.5,
@@ -78,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def file_bytes(model: NeRFMLP, meta: dict, folder: Path, name: str) -> int:
-    path = save_nerf(model, folder / f"{name}.safetensors", meta)
+    path = save_model(model, folder / f"{name}.safetensors", signal=meta)
     return path.stat().st_size
 
 
@@ -197,7 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
     for width in widths:
         for method in methods:
             r = prune_and_train(full, scene, method, width, a.retrain, "retrain", cfg, seed=a.seed)
-            row = {"method": method, "width": width, "params": r.params, "bytes": file_bytes(r.model, meta, tmp, f"{method}{width}"),
+            size = file_bytes(r.model, meta, tmp, f"{method}{width}")
+            row = {"method": method, "width": width, "params": r.params, "bytes": size,
                    "psnr_pruned": r.psnr_pruned, "psnr": r.metrics["psnr"],
                    "seconds_per_100_iters": 100 * r.train.seconds / a.retrain}
             row["psnr_delta_vs_full"] = row["psnr"] - results["full_retrained"]["psnr"]

@@ -9,13 +9,23 @@ import pytest
 import torch
 
 from inrkit.adapt import (
-    AdaptConfig, Stage, TargetedWeightDecay, config_from_dict, densify, load_config, load_preset,
-    preset_names, prune_neurons, run_schedule, smallest_neurons,
+    AireConfig,
+    Stage,
+    TargetedWeightDecay,
+    config_from_dict,
+    densify,
+    load_config,
+    load_preset,
+    preset_names,
+    run_schedule,
+    smallest_neurons,
 )
 from inrkit.adapt.runner import apply_structural, prune_stage_indices
 from inrkit.adapt.twd import twd_penalty
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.models import ffn, siren
+from inrkit.models.surgery import find_group, remove_neurons
+from inrkit.prune import CRITERIA
 from inrkit.signals import FieldSignal
 from inrkit.train import FitConfig, FitState, fit
 
@@ -44,14 +54,14 @@ def _state(model, signal) -> FitState:
 
 
 # ------------------------------------------------------------------ surgery
-def test_prune_neurons_carries_sliced_adam_state() -> None:
+def test_remove_neurons_carries_sliced_adam_state() -> None:
     model, signal = _net(), _signal()
     state = _state(model, signal)
     old_w0, old_w1, old_b2 = model.weights[0], model.weights[1], model.biases[2]
     m0 = state.optimizer.state[old_w0]["exp_avg"].clone()
     m1 = state.optimizer.state[old_w1]["exp_avg_sq"].clone()
     idx = torch.tensor([1, 4, 5, 9, 15])
-    model, state_map = prune_neurons(model, 0, idx)
+    state_map = remove_neurons(model, find_group(model, 0), idx)
     state.replace_model(model, state_map)
     new_state = state.optimizer.state
     torch.testing.assert_close(new_state[model.weights[0]]["exp_avg"], m0[idx])
@@ -198,9 +208,27 @@ def test_prune_stage_eps_and_count() -> None:
     assert keep.numel() == 11 and not set(range(3)) & set(keep.tolist())
 
 
+def test_prune_stage_uses_the_l1_criterion_object(monkeypatch) -> None:
+    """AIRe's prune stage (and TWD's targets) read ``CRITERIA["l1"]``: replacing it changes what they keep."""
+    model = _net()
+    l1 = CRITERIA.get("l1")
+    scores = l1.scores(model.weights[0], model.weights[1])
+    keep = prune_stage_indices(model, 0, Stage("prune", count=4))
+    assert set(keep.tolist()) == set(torch.topk(scores, 12).indices.tolist())
+
+    class Reversed(type(l1)):
+        def scores(self, w_in, w_out):
+            return -super().scores(w_in, w_out)
+
+    monkeypatch.setitem(CRITERIA._items, "l1", Reversed())
+    flipped = prune_stage_indices(model, 0, Stage("prune", count=4))
+    assert set(flipped.tolist()) == set(torch.topk(-scores, 12).indices.tolist())
+    assert set(smallest_neurons(model, 0, 3).tolist()) == set(torch.topk(scores, 3).indices.tolist())
+
+
 def test_run_schedule_changes_widths_and_learns() -> None:
     signal = _signal()
-    cfg = AdaptConfig(hidden=[16, 12], lr=3e-3, stages=[
+    cfg = AireConfig(hidden=[16, 12], lr=3e-3, stages=[
         Stage("fit", steps=15), Stage("densify", n=6), Stage("finetune", steps=10),
         Stage("twd", steps=20, layers=[0], k=10), Stage("prune", layers=[0], count=10),
         Stage("finetune", steps=10)])
@@ -221,7 +249,7 @@ def test_run_schedule_changes_widths_and_learns() -> None:
 
 def test_structural_stage_before_and_after_training() -> None:
     signal = _signal()
-    cfg = AdaptConfig(hidden=[16, 12], lr=1e-3, stages=[
+    cfg = AireConfig(hidden=[16, 12], lr=1e-3, stages=[
         Stage("densify", n=4), Stage("fit", steps=5), Stage("prune", layers=[0, 1], count=2)])
     result = run_schedule(_net((16, 12)), signal, cfg, progress=False)
     assert result.model.widths == [2, 18, 10, 1]
@@ -230,6 +258,8 @@ def test_structural_stage_before_and_after_training() -> None:
 
 class _EikonalSignal(FieldSignal):
     """A signal whose loss differentiates w.r.t. the coordinates and has no MSE (like SDFs)."""
+
+    supports_bf16 = False  # declared, as SDF signals do
 
     def loss(self, model, coords, targets):
         coords = coords.detach().requires_grad_(True)
@@ -240,7 +270,7 @@ class _EikonalSignal(FieldSignal):
 def test_schedule_with_gradient_loss_and_no_mse() -> None:
     y, x = np.meshgrid(np.linspace(-1, 1, 8), np.linspace(-1, 1, 8), indexing="ij")
     signal = _EikonalSignal((x + y).astype(np.float32))
-    cfg = AdaptConfig(hidden=[12, 8], lr=1e-3, stages=[
+    cfg = AireConfig(hidden=[12, 8], lr=1e-3, stages=[
         Stage("fit", steps=3), Stage("prune", layers=[0], count=4), Stage("finetune", steps=2)])
     result = run_schedule(_net((12, 8)), signal, cfg, progress=False)
     assert result.model.widths == [2, 8, 8, 1]

@@ -235,8 +235,10 @@ def test_element_pruning_matches_physical_id_pruning():
     assert p[0] == pytest.approx(sum(kept_ref) / 48)
     with torch.no_grad():
         f, g_ = model(x_err[0]), pruned(x_err[0])
-    ref_err = float((f - g_).abs().mean() / f.abs().mean())
+    ref_err = float(((f - g_).abs().mean() / (f + 5.0).abs()).mean())  # the reference code's error
     assert err[0] == pytest.approx(ref_err, rel=1e-4, abs=1e-12)
+    _, rel, _ = element_pruning_stats(model, x_id, x_err, 1e-3, error="relative", out_range=2.0)
+    assert rel[0] == pytest.approx(float((f - g_).abs().mean() / 2.0), rel=1e-4, abs=1e-12)
     assert err[0] < 0.05  # stays close to the tolerance scale
 
 
@@ -262,15 +264,17 @@ def test_mark_rule():
 def test_pruning_amr_marking_follows_P_and_T():
     field = InrField.from_model(bump_mlp())
     dom = np.array([[-1.0, 1.0], [-1.0, 1.0]])
-    lax = pruning_amr(field, dom, PruningAMRConfig(P=1.0, T=1e9, max_iters=3, base=2, progress=False))
+    lax = pruning_amr(field, dom, PruningAMRConfig(P=1.0, T=1e9, max_iters=3, init_level=0, base=2,
+                                                   progress=False))
     assert lax.mesh.num_elements == 4 and lax.iterations == 0
-    strict = pruning_amr(field, dom, PruningAMRConfig(P=1e-6, T=1e9, max_iters=2, base=2, n_id=64,
-                                                      n_err=16, progress=False))
+    strict = pruning_amr(field, dom, PruningAMRConfig(P=1e-6, T=1e9, max_iters=2, init_level=0, base=2, n_id=64,
+                                                      n_err=16, progress=False, max_dofs=10**6))
     assert strict.mesh.num_elements == 4 * 16 and strict.iterations == 2  # every element, every time
-    capped = pruning_amr(field, dom, PruningAMRConfig(P=1e-6, max_iters=3, base=2, n_id=32, n_err=8,
-                                                      max_elements=40, progress=False))
+    assert strict.p_above_P_everywhere and "stayed above P" in strict.warnings[0]
+    capped = pruning_amr(field, dom, PruningAMRConfig(P=1e-6, max_iters=3, init_level=0, base=2, n_id=32,
+                                                      n_err=8, max_elements=40, progress=False))
     assert capped.mesh.num_elements == 16 and "max_elements" in capped.history[-1]["stopped"]
-    by_t = pruning_amr(field, dom, PruningAMRConfig(P=1.0, T=1e-12, eps=1e-2, max_iters=1, base=2,
+    by_t = pruning_amr(field, dom, PruningAMRConfig(P=1.0, T=1e-12, eps=1e-2, max_iters=1, init_level=0, base=2,
                                                     progress=False))
     assert by_t.history[0]["marked_by_T"] == by_t.history[0]["refined"] == 4
 
@@ -278,7 +282,8 @@ def test_pruning_amr_marking_follows_P_and_T():
 def test_pruning_amr_refines_near_the_feature():
     field = InrField.from_model(bump_mlp(centre=(0.5, 0.5)))
     dom = np.array([[-1.0, 1.0], [-1.0, 1.0]])
-    res = pruning_amr(field, dom, PruningAMRConfig(max_iters=4, base=4, n_id=128, n_err=64, progress=False))
+    res = pruning_amr(field, dom, PruningAMRConfig(max_iters=4, init_level=0, base=4, n_id=128, n_err=64,
+                                                   error="relative", max_dofs=10**6, progress=False))
     mesh = res.mesh
     lo, hi = mesh.element_bounds()
     dist = np.linalg.norm((lo + hi) / 2 - [0.5, 0.5], axis=1)
@@ -329,6 +334,34 @@ def test_hydrogen_volume_field_meshes_in_3d(tmp_path):
     for w in m.weights:
         torch.nn.init.normal_(w, std=1.0, generator=g)
     field = InrField.from_model(m, {"signal": sig.metadata()})
-    res = pruning_amr(field, field.model_domain, PruningAMRConfig(max_iters=1, base=2, n_id=32, n_err=16,
-                                                                  progress=False))
+    res = pruning_amr(field, field.model_domain, PruningAMRConfig(max_iters=1, init_level=0, base=2, n_id=32,
+                                                                  n_err=16, progress=False))
     assert res.mesh.dim == 3 and res.mesh.num_elements >= 8
+
+
+def test_id_on_original_activations_uses_the_original_networks_ranks():
+    """id_activations="original" (the reference code): each layer's rank is the ID rank of the ORIGINAL network's
+    activations of that layer; "pruned" (default) agrees on the first layer; both prune to small errors."""
+    torch.manual_seed(0)
+    model = MLP([2, 24, 24, 24, 1], ["tanh", "tanh", "tanh", "identity"])
+    for w in model.weights:
+        torch.nn.init.normal_(w, std=1.0)
+    model = model.double()
+    g = torch.Generator().manual_seed(1)
+    x_id = torch.rand(3, 256, 2, generator=g, dtype=torch.float64) * 0.5
+    x_err = torch.rand(3, 64, 2, generator=g, dtype=torch.float64) * 0.5
+    _, err_o, kept_o = element_pruning_stats(model, x_id, x_err, 1e-3, id_activations="original")
+    _, err_p, kept_p = element_pruning_stats(model, x_id, x_err, 1e-3, id_activations="pruned")
+    h = model.encode(x_id.reshape(-1, 2))
+    ranks = []
+    with torch.no_grad():
+        for layer in range(model.num_layers - 1):
+            h = model.layer_forward(layer, h)
+            ranks.append(batched_id(h.reshape(3, 256, -1), 1e-3)[0])
+    assert kept_o.tolist() == torch.stack(ranks, 1).tolist()
+    assert kept_o[:, 0].tolist() == kept_p[:, 0].tolist()
+    assert err_o.max() < 0.05 and err_p.max() < 0.05
+    with pytest.raises(InvalidInputError):
+        element_pruning_stats(model, x_id, x_err, 1e-3, id_activations="nope")
+    with pytest.raises(InvalidInputError):
+        PruningAMRConfig(id_activations="nope").validate()

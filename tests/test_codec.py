@@ -1,8 +1,12 @@
-"""SINR / quant / coin codecs, the .inrz container, target search, fine-tuning and the CLI."""
+"""SINR / quant / coin codecs, the codec registry, the standalone decoder, the .inrz container,
+target search, fine-tuning and the CLI."""
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +15,26 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inrkit.compress import (SinrOptions, SparseLayer, SparseModel, compress_model, compress_to_target,
-                             decode_model, encode_sinr, finetune_codes, pack, sensing_matrix, sparse_code, unpack)
-from inrkit.compress import coding
-from inrkit.compress.codecs import reconstruct
+from inrkit.compress import (
+    CODECS,
+    SinrOptions,
+    SparseLayer,
+    SparseModel,
+    coding,
+    compress_file,
+    compress_model,
+    compress_to_target,
+    decode_model,
+    decompress_file,
+    encode_sinr,
+    finetune_codes,
+    pack,
+    sensing_matrix,
+    sparse_code,
+    unpack,
+)
+from inrkit.compress.codecs import Codec, DecodedLayer
+from inrkit.compress.layout import Sections, architecture, as_array, reconstruct
 from inrkit.errors import InvalidFileError
 from inrkit.models import MLP, siren
 from inrkit.signals import ImageSignal
@@ -166,7 +186,7 @@ def fitted():
 
     signal = image_signal()
     model = siren(2, 3, [32, 64], generator=torch.Generator().manual_seed(0))
-    return fit(model, signal, FitConfig(steps=150, lr=1e-3, progress=False)).model.cpu(), signal
+    return fit(model, signal, FitConfig(steps=150, lr=1e-3, progress=False, precision="fp32")).model.cpu(), signal
 
 
 def test_target_psnr_and_size_search(fitted):
@@ -256,3 +276,113 @@ def test_cli_round_trip(tmp_path: Path, fitted, run_cli):
     (tmp_path / "bad.inrz").write_bytes(bytes(data))
     r = run_cli("decompress", str(tmp_path / "bad.inrz"), "-o", str(tmp_path / "x.safetensors"))
     assert r.returncode == 2 and "checksum" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- the standalone decoder
+DECODE_WITHOUT_TORCH = """
+import hashlib, json, sys
+sys.modules["torch"] = None  # any import of torch now fails
+from inrkit.compress.decoder import decode_file
+net = decode_file(sys.argv[1])
+digest = hashlib.sha256(b"".join(a.tobytes() for a in net.weights + net.biases)).hexdigest()
+heavy = sorted(m for m in sys.modules if m.startswith("inrkit") and m.split(".")[-1] in
+               ("api", "encoder", "finetune", "model", "models", "omp", "sparse", "train", "signals"))
+print(json.dumps({"codec": net.codec, "widths": net.widths, "digest": digest, "heavy": heavy,
+                  "fourier": None if net.fourier is None else list(net.fourier.shape)}))
+"""
+
+
+@pytest.mark.parametrize("codec", ["sinr", "quant", "coin"])
+def test_decoder_runs_without_torch(tmp_path: Path, codec: str):
+    """The decoder module imports NumPy, the standard library and Brotli only, and gives decode_model's bits."""
+    from inrkit.models import ffn
+
+    model = ffn(2, 3, [24, 64], num_frequencies=8, generator=torch.Generator().manual_seed(3))
+    data = compress_model(model, codec, bits=7)
+    (tmp_path / "m.inrz").write_bytes(data)
+    proc = subprocess.run([sys.executable, "-c", DECODE_WITHOUT_TORCH, str(tmp_path / "m.inrz")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    dec, _ = decode_model(data)
+    params = [p.detach().numpy() for p in list(dec.weights) + list(dec.biases)]
+    assert got["heavy"] == [] and got["codec"] == codec and got["widths"] == dec.widths
+    assert got["fourier"] == [8, 2]
+    assert got["digest"] == hashlib.sha256(b"".join(a.tobytes() for a in params)).hexdigest()
+
+
+# ---------------------------------------------------------------- the codec registry
+@dataclass
+class Raw32Options:
+    """A trivial codec with no parameters."""
+
+
+class Raw32Codec(Codec):
+    """Every tensor as raw float32: the smallest possible codec, registered from a test."""
+
+    name = "raw32"
+    options_type = Raw32Options
+
+    def encode_prepared(self, prepared, options, signal=None, extra=None) -> bytes:
+        sections = [as_array(t).astype("<f4").tobytes() for w, b in zip(prepared.weights, prepared.biases)
+                    for t in (w, b)]
+        return self.pack(prepared, {}, [{} for _ in prepared.weights], sections, signal, extra)
+
+    def decode(self, sections: Sections, params, records, widths) -> list[DecodedLayer]:
+        shapes = [(widths[i + 1], widths[i]) for i in range(len(records))]
+        return [(sections.raw(s, "<f4").astype(np.float64), sections.raw(s[:1], "<f4").astype(np.float64))
+                for s in shapes]
+
+
+@pytest.fixture
+def raw32():
+    """Register the trivial codec for one test (the only place a new codec touches)."""
+    CODECS.register(Raw32Codec.name, Raw32Codec())
+    yield
+    CODECS.unregister(Raw32Codec.name)
+
+
+def test_registered_codec_round_trips_everywhere(tmp_path: Path, fitted, raw32, run_cli):
+    model, signal = fitted
+    data = compress_model(model, "raw32", signal=signal.metadata())
+    dec, header = decode_model(data)
+    assert header["codec"] == "raw32" and architecture(dec) == architecture(model)
+    for a, b in zip(list(model.parameters()), list(dec.parameters())):
+        assert torch.equal(a, b)  # float32 in, float32 out
+    best = compress_to_target(model, signal, "raw32", target_psnr=0.0, meta=signal.metadata())
+    assert best.target_met and best.data == data and best.psnr == pytest.approx(signal.evaluate(model)["psnr"])
+    from inrkit.models import load_model, save_model
+
+    save_model(model, tmp_path / "m.safetensors", signal=signal.metadata())
+    rep = compress_file(tmp_path / "m.safetensors", tmp_path / "m.inrz", "raw32")
+    assert rep["codec"] == "raw32" and rep["bytes"] == (tmp_path / "m.inrz").stat().st_size
+    assert decompress_file(tmp_path / "m.inrz", tmp_path / "d.safetensors")["codec"] == "raw32"
+    assert torch.equal(load_model(tmp_path / "d.safetensors")[0].weights[1], model.weights[1])
+    r = run_cli("compress", str(tmp_path / "m.safetensors"), "-o", str(tmp_path / "c.inrz"), "--codec", "raw32",
+                "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["codec"] == "raw32" and (tmp_path / "c.inrz").read_bytes() == data
+    r = run_cli("decompress", str(tmp_path / "c.inrz"), "-o", str(tmp_path / "e.safetensors"), "--json")
+    assert r.returncode == 0, r.stderr
+    assert torch.equal(load_model(tmp_path / "e.safetensors")[0].biases[0], model.biases[0])
+
+
+def test_decode_image_needs_an_image_file(tmp_path: Path):
+    from inrkit.compress import decode_image
+
+    (tmp_path / "m.inrz").write_bytes(compress_model(small_model(), "coin"))  # no signal metadata
+    with pytest.raises(InvalidFileError, match="image"):
+        decode_image(tmp_path / "m.inrz", tmp_path / "out.png")
+
+
+def test_unregistered_codec_is_refused(tmp_path: Path, fitted, run_cli):
+    model, _ = fitted
+    from inrkit.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="unknown codec"):
+        compress_model(model, "raw32")
+    with pytest.raises(InvalidInputError, match="unknown codec option"):
+        compress_model(model, "quant", sparsty=0.3)
+    header, sections = unpack(compress_model(model, "coin"))
+    with pytest.raises(InvalidFileError, match="unknown codec"):
+        decode_model(pack(dict(header, codec="raw32"), sections))

@@ -40,7 +40,8 @@ def test_fit_info_eval_render(png, tmp_path, capsys):
 
 
 def test_synth_sin_radial(tmp_path, capsys):
-    code, out, _ = run(["synth", "sin-radial", "-o", tmp_path / "f.npy", "--size", "32", "--alpha", "0.2", "--json"], capsys)
+    code, out, _ = run(["synth", "sin-radial", "-o", tmp_path / "f.npy", "--size", "32", "--alpha", "0.2", "--json"],
+                       capsys)
     field = np.load(tmp_path / "f.npy")
     assert code == 0 and field.shape == (32, 32) and json.loads(out)["alpha"] == 0.2
     assert field[16, 16] == pytest.approx(np.sin(1 / (0.2 + np.hypot(1 / 31, 1 / 31))), abs=1e-4)
@@ -80,7 +81,8 @@ def test_demo_writes_its_outputs(tmp_path, capsys):
     code, out, _ = run(["demo", "-o", tmp_path / "demo", "--size", "16", "--steps", "5", "--json"], capsys)
     metrics = json.loads(out)
     assert code == 0 and metrics["steps"] == 5 and metrics["psnr"] > 0
-    for name in ["model.safetensors", "reconstruction.png", "upsampled.png", "comparison.png", "metrics.json", "history.json"]:
+    for name in ["model.safetensors", "reconstruction.png", "upsampled.png", "comparison.png", "metrics.json",
+                 "history.json"]:
         assert (tmp_path / "demo" / name).is_file(), name
     assert np.asarray(Image.open(tmp_path / "demo" / "upsampled.png")).shape == (64, 64, 3)
 

@@ -109,3 +109,77 @@ def test_bad_npz_rejected(tmp_path):
     np.save(tmp_path / "c.npz", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InvalidFileError):
         load_model(tmp_path / "c.npz")
+
+
+# ------------------------------------------------------------ NeRF MLPs: the same format
+from safetensors.torch import save as safetensors_save  # noqa: E402
+
+from inrkit.models import NeRFConfig, NeRFMLP, expected_shapes, find_group, remove_neurons, validate_header  # noqa: E402
+from inrkit.models.io import digest, model_header  # noqa: E402
+
+TINY = NeRFConfig(pos_freqs=2, dir_freqs=1, trunk_widths=[16] * 4, skips=[1], feature_width=16, view_widths=[16])
+
+
+def _rays(n: int = 7):
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, 3, generator=g), torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
+
+
+def _write_legacy_nerf(model: NeRFMLP, path, scene: dict) -> None:
+    """The ``inrkit-nerf`` v1 writer of earlier releases (state_dict names, digest over sorted names)."""
+    import hashlib
+    from dataclasses import asdict
+
+    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    sha = hashlib.sha256()
+    for name in sorted(tensors):
+        sha.update(name.encode())
+        sha.update(tensors[name].numpy().tobytes())
+    header = {"format": "inrkit-nerf", "version": 1, "config": asdict(model.config), "scene": scene,
+              "extra": {"note": "old"}, "sha256": sha.hexdigest()}
+    path.write_bytes(safetensors_save(tensors, metadata={"inrkit": json.dumps(header)}))
+
+
+def test_nerf_round_trip_through_save_model(tmp_path):
+    model = NeRFMLP(TINY, seed=1)
+    remove_neurons(model, find_group(model, "trunk.1"), torch.arange(0, 16, 2))  # a pruned skip layer
+    path = save_model(model, tmp_path / "n.safetensors", signal={"height": 4}, extra={"k": 1})
+    loaded, header = load_model(path)
+    assert isinstance(loaded, NeRFMLP) and header["type"] == "nerf" and header["signal"] == {"height": 4}
+    assert loaded.config == model.config and loaded.config.trunk_widths == [16, 8, 16, 16]
+    x, d = _rays()
+    assert all(torch.equal(a, b) for a, b in zip(model(x, d), loaded(x, d)))
+    shapes = expected_shapes(validate_header(header))
+    assert shapes == {k: tuple(v.shape) for k, v in sorted(model.state_dict().items())}
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    (tmp_path / "bad.safetensors").write_bytes(bytes(data))
+    with pytest.raises(InvalidFileError, match="checksum"):
+        load_model(tmp_path / "bad.safetensors")
+
+
+def test_legacy_nerf_v1_file_still_loads(tmp_path):
+    model = NeRFMLP(TINY, seed=2)
+    _write_legacy_nerf(model, tmp_path / "old.safetensors", {"height": 8})
+    loaded, header = load_model(tmp_path / "old.safetensors")
+    assert isinstance(loaded, NeRFMLP) and header["format"] == "inrkit-model" and header["type"] == "nerf"
+    assert header["signal"] == {"height": 8} and header["extra"] == {"note": "old"}
+    x, d = _rays()
+    assert all(torch.equal(a, b) for a, b in zip(model(x, d), loaded(x, d)))
+    from inrkit.nerf.model import load_nerf  # the thin alias keeps the old 'scene' key
+
+    assert load_nerf(tmp_path / "old.safetensors")[1]["scene"] == {"height": 8}
+
+
+def test_one_digest_for_every_model_type():
+    mlp, nerf = siren(2, 1, [4]), NeRFMLP(TINY, seed=0)
+    for model in (mlp, nerf):
+        header = model_header(model)
+        names = list(expected_shapes(header))
+        from inrkit.models.io import model_tensors
+
+        tensors = model_tensors(model)
+        assert set(names) == set(tensors) and len(digest(tensors, names)) == 64
+    assert "type" not in model_header(mlp)  # plain MLP headers are unchanged (old files stay byte-identical)
+    with pytest.raises(InvalidFileError, match="model type"):
+        validate_header({**model_header(mlp), "type": "transformer"})

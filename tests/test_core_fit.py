@@ -1,7 +1,6 @@
 """The fitting loop: learning, stop rules, reproducibility, callbacks, resume."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -84,6 +83,109 @@ def test_checkpoint_resume_matches_uninterrupted(image_signal, tmp_path):
     cfg = FitConfig(steps=20, batch_size=300, progress=False, seed=2, schedule="constant", checkpoint_path=ck,
                     checkpoint_every=5, resume=True)
     resumed = fit(_model(7), image_signal, cfg)  # architecture and weights come from the checkpoint
-    straight = fit(_model(), image_signal, FitConfig(steps=20, batch_size=300, progress=False, seed=2, schedule="constant"))
+    straight = fit(_model(), image_signal,
+                   FitConfig(steps=20, batch_size=300, progress=False, seed=2, schedule="constant"))
     assert resumed.steps == 20
     assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(resumed.model.parameters(), straight.model.parameters()))
+
+
+def test_checkpoint_resume_is_bit_identical(image_signal, tmp_path):
+    ck = str(tmp_path / "ck.safetensors")
+    cfg = FitConfig(steps=14, batch_size=300, progress=False, seed=3, precision="fp32", checkpoint_path=ck,
+                    checkpoint_every=7)
+    straight = fit(_model(), image_signal, FitConfig(**{**cfg.__dict__, "checkpoint_path": None}))
+    first = fit(_model(), image_signal, cfg, callbacks=[_StopAt(7)])  # interrupted at step 7 of 14
+    assert first.steps == 7
+    torch.manual_seed(99)  # the global RNG is not part of the state and must not matter
+    resumed = fit(_model(5), image_signal, FitConfig(**{**cfg.__dict__, "resume": True}))
+    assert resumed.steps == 14
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
+    assert all(torch.equal(p, q) for p, q in zip(resumed.model.parameters(), straight.model.parameters()))
+
+
+class _StopAt:
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, state):
+        state.stop = state.step >= self.step
+
+
+class _Net(torch.nn.Module):
+    """Not an inrkit MLP: a ReLU network with a LayerNorm."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.LayerNorm(32), torch.nn.ReLU(),
+                                        torch.nn.Linear(32, 3))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_fit_accepts_any_module_and_resumes_it(image_signal, tmp_path):
+    torch.manual_seed(0)
+    net = _Net()
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    result = fit(net, image_signal, FitConfig(steps=30, lr=1e-2, progress=False, precision="auto"))
+    assert result.model is net and result.summary()["params"] == sum(p.numel() for p in net.parameters())
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    with pytest.raises(Exception, match="bf16 needs an inrkit MLP"):
+        fit(_Net(), image_signal, FitConfig(steps=1, progress=False, precision="bf16"))
+    ck = str(tmp_path / "net.ck")
+    cfg = FitConfig(steps=12, batch_size=100, progress=False, seed=1, checkpoint_path=ck, checkpoint_every=4)
+
+    def fresh():
+        net = _Net()
+        net.load_state_dict(start)
+        return net
+
+    straight = fit(fresh(), image_signal, FitConfig(**{**cfg.__dict__, "checkpoint_path": None}))
+    fit(fresh(), image_signal, cfg, callbacks=[_StopAt(8)])
+    other = _Net()  # same structure, other weights: the checkpoint's state_dict is loaded into it
+    resumed = fit(other, image_signal, FitConfig(**{**cfg.__dict__, "resume": True}))
+    assert resumed.steps == 12
+    assert all(torch.equal(p, q) for p, q in zip(resumed.model.parameters(), straight.model.parameters()))
+
+
+def test_sgd_exponential_schedule_and_periodic_evaluation(image_signal):
+    cfg = FitConfig(steps=6, lr=1e-3, optimizer="sgd", schedule="exponential", lr_min_factor=0.1, eval_every=3,
+                    log_every=2, progress=False)
+    seen = []
+
+    class Spy:
+        def on_step_end(self, state):
+            seen.append((type(state.optimizer), state.optimizer.param_groups[0]["lr"]))
+
+    result = fit(_model(), image_signal, cfg, callbacks=[Spy()])
+    assert [r["step"] for r in result.history] == [2, 3, 4, 6]
+    assert "psnr" in result.history[1]["eval"] and "eval" not in result.history[0]
+    assert seen[0] == (torch.optim.SGD, pytest.approx(1e-3)) and seen[-1][1] == pytest.approx(1e-3 * 0.1 ** (5 / 6))
+    assert lr_factor("exponential", 5, 10, 0.01) == pytest.approx(0.1)
+    with pytest.raises(Exception, match="optimizer"):
+        FitConfig(optimizer="lbfgs")
+
+
+def test_tasks_declare_bf16_support(image_signal):
+    class NoBf16:
+        supports_bf16 = False
+
+        def __init__(self, signal):
+            self.signal = signal
+
+        def num_samples(self):
+            return self.signal.num_samples()
+
+        def train_batch(self, batch_size, generator, device):
+            return self.signal.train_batch(batch_size, generator, device)
+
+        def loss(self, model, coords, targets):
+            return self.signal.loss(model, coords, targets)
+
+        def evaluate(self, model):
+            return {}
+
+    with pytest.raises(Exception, match="bf16"):
+        fit(_model(), NoBf16(image_signal), FitConfig(steps=1, progress=False, precision="bf16"))
+    result = fit(_model(), NoBf16(image_signal), FitConfig(steps=2, progress=False))  # auto -> fp32
+    assert result.steps == 2 and result.metrics == {}

@@ -6,7 +6,18 @@ import pytest
 import torch
 
 from inrkit.errors import InvalidInputError
-from inrkit.models import MLP, build_model, ffn, finer, fold_interpolation, keep_neurons, parse_hidden, siren
+from inrkit.models import (
+    ARCHITECTURES,
+    MLP,
+    build_model,
+    ffn,
+    find_group,
+    finer,
+    fold_interpolation,
+    parse_hidden,
+    remove_neurons,
+    siren,
+)
 from inrkit.prune.interpolative import id_prune_model, id_select
 
 
@@ -56,24 +67,49 @@ def test_bad_construction():
         MLP([2, 4, 1], ["sine"])
     with pytest.raises(InvalidInputError):
         MLP([2, 4, 1], ["sine", "wavelet"])
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError, match="siren"):  # the error lists the registered architectures
         build_model("mystery", 2, 1, [4])
     assert parse_hidden("64x3") == [64, 64, 64] and parse_hidden("8,4") == [8, 4]
     with pytest.raises(InvalidInputError):
         parse_hidden("wide")
 
 
-def test_keep_neurons_computes_the_subnetwork():
+def test_architecture_registry_builds_every_kind():
+    assert {"siren", "finer", "ffn", "relu", "tanh"} <= set(ARCHITECTURES.names())
+    for name, acts in (("relu", ["relu", "relu", "identity"]), ("tanh", ["tanh", "tanh", "identity"])):
+        m = build_model(name, 3, 2, [8, 6], generator=torch.Generator().manual_seed(0))
+        assert m.widths == [3, 8, 6, 2] and m.activations == acts
+        assert float(m.weights[0].detach().abs().max()) <= 1 / math.sqrt(3) + 1e-7  # nn.Linear bound
+        x = torch.rand(4, 3)
+        h = getattr(torch, name)(x @ m.weights[0].T + m.biases[0])
+        assert torch.allclose(m.forward_with_hidden(x)[1][0], h, atol=1e-6)
+    a = build_model("relu", 2, 1, [4], generator=torch.Generator().manual_seed(1))
+    b = build_model("relu", 2, 1, [4], generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_mlp_prunable_groups():
+    m = siren(2, 2, [12, 10])
+    groups = m.prunable_groups()
+    assert [g.name for g in groups] == ["0", "1"] and [g.width for g in groups] == [12, 10]
+    assert groups[1].producer == ("weights.1", "biases.1") and groups[1].consumers == [("weights.2", 0)]
+
+
+def test_remove_neurons_computes_the_subnetwork():
     m = siren(2, 2, [12, 10])
     x = torch.rand(20, 2)
     _, hidden = m.forward_with_hidden(x)
     keep = torch.tensor([0, 3, 4, 9])
     reference = hidden[1][:, keep] @ m.weights[2][:, keep].T + m.biases[2]
-    keep_neurons(m, 1, keep)
+    untouched = m.weights[0]
+    remove_neurons(m, find_group(m, 1), keep)
     assert m.widths == [2, 12, 4, 2]
+    assert m.weights[0] is untouched  # only the group's parameters are replaced
     assert torch.allclose(m(x), reference, atol=1e-6)
     with pytest.raises(InvalidInputError):
-        keep_neurons(m, 2, [0])  # the output layer is not hidden
+        find_group(m, 2)  # the output layer is not hidden
+    with pytest.raises(InvalidInputError):
+        remove_neurons(m, find_group(m, 1), [0, 0, 1])
 
 
 def test_dead_neurons_removed_exactly():
@@ -82,7 +118,7 @@ def test_dead_neurons_removed_exactly():
         m.weights[2][:, 4:] = 0.0  # neurons 4 and 5 of layer 1 feed nothing
     x = torch.rand(30, 2)
     before = m(x)
-    keep_neurons(m, 1, [0, 1, 2, 3])
+    remove_neurons(m, find_group(m, 1), [0, 1, 2, 3])
     assert torch.allclose(m(x), before, atol=1e-6)
 
 
@@ -111,7 +147,7 @@ def test_id_select_reconstructs():
 def test_fold_interpolation_shape_check():
     m = siren(2, 1, [4, 4])
     with pytest.raises(InvalidInputError):
-        fold_interpolation(m, 0, [0, 1], torch.zeros(3, 4))
+        fold_interpolation(m, find_group(m, 0), [0, 1], torch.zeros(3, 4))
 
 
 def test_plain_constructor_is_initialised_and_finite():

@@ -11,8 +11,18 @@ from PIL import Image
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.metrics import chamfer_distance, iou, normal_consistency, psnr, ssim
 from inrkit.models import siren
-from inrkit.signals import (AnalyticSignal, FieldSignal, ImageSignal, SDFSignal, VolumeSignal, grid_coords,
-                            load_signal, read_vti, render_model, write_vti)
+from inrkit.signals import (
+    AnalyticSignal,
+    FieldSignal,
+    ImageSignal,
+    SDFSignal,
+    VolumeSignal,
+    grid_coords,
+    load_signal,
+    read_vti,
+    render_model,
+    write_vti,
+)
 
 
 def test_grid_coords_span_and_order():

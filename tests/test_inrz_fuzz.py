@@ -155,7 +155,8 @@ def test_payload_mutations(name, pos, junk):
 
 
 @FUZZ
-@given(st.sampled_from(NAMES), st.integers(0, 2**32 - 1), st.sampled_from([b"[", b"{\"a\":", b"NaN", b"1e999", b"\xff"]))
+@given(st.sampled_from(NAMES), st.integers(0, 2**32 - 1),
+       st.sampled_from([b"[", b"{\"a\":", b"NaN", b"1e999", b"\xff"]))
 def test_absurd_lengths_and_raw_json(name, head_len, text):
     header, payload = split(SAMPLES[name])
     check(build(json.dumps(header).encode(), payload, head_len=head_len))

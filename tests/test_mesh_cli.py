@@ -29,8 +29,8 @@ def model_2d(tmp_path_factory):
 
 def test_mesh_json_report_and_vtu(model_2d, tmp_path, capsys):
     out = tmp_path / "m.vtu"
-    rc, stdout, _ = _run(capsys, "mesh", str(model_2d), "-o", str(out), "--max-iters", "2", "--n-id", "64",
-                         "--n-err", "32", "--json")
+    rc, stdout, _ = _run(capsys, "mesh", str(model_2d), "-o", str(out), "--max-iters", "2", "--init-level", "0",
+                         "--n-id", "64", "--n-err", "32", "--json")
     assert rc == 0
     report = json.loads(stdout)  # exactly one JSON object
     assert stdout.strip().count("\n") == 0
@@ -40,8 +40,14 @@ def test_mesh_json_report_and_vtu(model_2d, tmp_path, capsys):
     assert 0 < report["iterations"] <= 2 and report["elements"] > 16
     m = meshio.read(out)
     assert len(m.points) == report["dofs"] and len(m.cells[0].data) == report["elements"]
+    assert report["domain_source"] == "model" and report["config"]["error"] == "reference"
+    assert report["true_dofs"] == report["dofs"] - report["hanging"]
     assert m.cells[0].type == "quad" and m.points[:, 0].max() == pytest.approx(2.0)
     assert np.isfinite(report["rmse"]) and report["rmse"] < 1.0
+    assert report["config"]["id_activations"] == "pruned"
+    rc, stdout, _ = _run(capsys, "mesh", str(model_2d), "-o", str(tmp_path / "o.vtu"), "--max-iters", "1",
+                         "--init-level", "0", "--n-id", "64", "--n-err", "32", "--id-activations", "original", "--json")
+    assert rc == 0 and json.loads(stdout)["config"]["id_activations"] == "original"
 
 
 def test_mesh_uniform_with_domain_and_values(model_2d, tmp_path, capsys):

@@ -9,8 +9,20 @@ import torch
 from torch.func import functional_call
 
 from inrkit.cli import main
-from inrkit.meta import (AdaptConfig, MetaConfig, adapt, encode_series, first_reaching, meta_step, meta_train,
-                         post_adaptation_loss, pretrain_members, pretrain_plain, subsample, tsne_plot)
+from inrkit.meta import (
+    FinetuneConfig,
+    MetaConfig,
+    encode_series,
+    finetune,
+    first_reaching,
+    meta_step,
+    meta_train,
+    post_adaptation_loss,
+    pretrain_members,
+    pretrain_plain,
+    subsample,
+    tsne_plot,
+)
 from inrkit.meta.functional import maml_grad, param_dict
 from inrkit.meta.simulate import write_series
 from inrkit.models.io import load_model
@@ -98,12 +110,11 @@ def test_checkpoint_resume_reproduces_an_uninterrupted_run(tmp_path):
     meta_train(series, _config(outer_steps=2, checkpoint_path=str(ckpt), checkpoint_every=1))
     resumed = meta_train(series, _config(outer_steps=4, checkpoint_path=str(ckpt), resume=True))
     assert resumed.steps == 4 and [h["step"] for h in resumed.history] == [1, 2, 3, 4]
-    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(straight.model.parameters(), resumed.model.parameters()))
     with pytest.raises(Exception, match="inner_steps"):
         meta_train(series, _config(outer_steps=5, inner_steps=2, checkpoint_path=str(ckpt), resume=True))
     ckpt.write_bytes(b"garbage")
-    with pytest.raises(Exception, match="not a readable meta checkpoint"):
+    with pytest.raises(Exception, match="not a readable meta-train checkpoint"):
         meta_train(series, _config(checkpoint_path=str(ckpt), resume=True))
 
 
@@ -112,25 +123,26 @@ def test_adapt_history_and_meta_init_beats_scratch_on_a_held_out_volume():
     res = meta_train(series, _config(outer_steps=15, inner_steps=5, train_members=[0, 1, 2, 3, 4]))
     assert 5 not in res.train_members
     coords, target = series.coords(2), series.targets([5], stride=2)[0]
-    cfg = AdaptConfig(steps=10, lr=1e-3, progress=False)
-    meta = adapt(res.model, coords, target, cfg)
-    scratch = adapt(siren(3, 1, (16, 16), generator=torch.Generator().manual_seed(0)), coords, target, cfg)
+    cfg = FinetuneConfig(steps=10, lr=1e-3, progress=False)
+    meta = finetune(res.model, coords, target, cfg)
+    scratch = finetune(siren(3, 1, (16, 16), generator=torch.Generator().manual_seed(0)), coords, target, cfg)
     assert [h["step"] for h in meta.history] == list(range(11))
     assert all(b["seconds"] >= a["seconds"] for a, b in zip(meta.history, meta.history[1:]))
     assert meta.psnr > meta.history[0]["psnr"]
     assert meta.psnr > scratch.psnr
     assert first_reaching(meta.history, scratch.psnr)["step"] <= 10
-    early = adapt(res.model, coords, target, AdaptConfig(steps=50, lr=1e-3, target_psnr=meta.history[3]["psnr"],
+    early = finetune(res.model, coords, target, FinetuneConfig(steps=50, lr=1e-3, target_psnr=meta.history[3]["psnr"],
                                                         progress=False))
     assert early.steps <= 4
-    mini = adapt(res.model, coords, target, AdaptConfig(steps=6, lr=1e-3, batch_size=64, eval_every=3, progress=False))
+    mini = finetune(res.model, coords, target,
+                    FinetuneConfig(steps=6, lr=1e-3, batch_size=64, eval_every=3, progress=False))
     assert [h["step"] for h in mini.history] == [3, 6]
 
 
 def test_encode_series_and_tsne(tmp_path):
     series = _series(t=5, n=8)
     init = siren(3, 1, (8, 8), generator=torch.Generator().manual_seed(0))
-    summary = encode_series(series, init, tmp_path / "enc", AdaptConfig(steps=3, lr=1e-3, progress=False))
+    summary = encode_series(series, init, tmp_path / "enc", FinetuneConfig(steps=3, lr=1e-3, progress=False))
     assert [m["member"] for m in summary["members"]] == list(range(5))
     saved = json.loads((tmp_path / "enc" / "summary.json").read_text())
     assert saved["mean_psnr"] == pytest.approx(summary["mean_psnr"])
@@ -163,3 +175,74 @@ def test_cli_meta_commands(tmp_path, capsys):
     assert len(err) == 1 and "no such series folder" in err[0]
     assert main(["meta-tsne", str(tmp_path / "s"), "-o", str(tmp_path / "t.png")]) == 2
     assert "summary.json" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the inner loop runs through fit
+def test_batched_inner_loop_matches_per_task_fits():
+    from inrkit.meta import adapt_tasks
+    from inrkit.train import FitConfig, PointTask, fit
+
+    model = siren(3, 1, (16, 16), generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 3, generator=gen) * 2 - 1, torch.rand(3, 64, 1, generator=gen) * 2 - 1
+    for batch in (None, 20):
+        adapted, first = adapt_tasks(model, x, y, steps=5, lr=1e-3, batch=batch,
+                                     generator=torch.Generator().manual_seed(7))
+        for b in range(3):
+            cfg = FitConfig(steps=5, lr=1e-3, schedule="constant", batch_size=batch, seed=7, log_every=1,
+                            precision="fp32", evaluate=False, progress=False)
+            single = fit(model.copy(), PointTask(x, y[b]), cfg)
+            assert first[b].item() == pytest.approx(single.history[0]["loss"], rel=1e-5)
+            for name, p in single.model.named_parameters():
+                torch.testing.assert_close(adapted[name][b], p.detach(), rtol=1e-4, atol=1e-6)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), siren(
+        3, 1, (16, 16), generator=torch.Generator().manual_seed(0)).parameters()))  # the init is untouched
+
+
+# Recorded from the pre-trainer implementation (functional torch.func inner loop, own Adam loops).
+RECORDED_LOSS_BEFORE = {
+    "first": [0.821527361869812, 0.7926461696624756, 0.7649743556976318, 0.738635778427124],
+    "first_batch": [0.8757778406143188, 0.7537230253219604, 0.7687270641326904, 0.8022686243057251],
+    "first_sgd": [0.821527361869812, 0.7926681041717529, 0.765167236328125, 0.7391242980957031],
+    "second": [0.821527361869812, 0.8091146349906921, 0.7945513725280762, 0.7782546877861023],
+}
+RECORDED_PLAIN = [0.7652372717857361, 0.6922862529754639, 0.6330875158309937, 0.5819719433784485,
+                  0.5343698263168335, 0.4861728847026825, 0.4370432198047638, 0.38840025663375854,
+                  0.3420637249946594, 0.2993048429489136]
+RECORDED_FINETUNE = [6.879024058050134, 7.021597356222502, 7.161386370108715, 7.297348817690656, 7.428970679026479,
+                     7.556346705466419, 7.6797917974968355, 7.799679556861696, 7.916474923954908, 8.030703623145879,
+                     8.142882538780315]
+
+
+def test_meta_training_reproduces_the_recorded_pre_trainer_numbers():
+    series = _series()
+    variants = {"first": {}, "first_batch": {"inner_batch": 20}, "first_sgd": {"inner_optimizer": "sgd"},
+                "second": {"order": "second", "inner_lr": 1e-2}}
+    for name, kw in variants.items():
+        res = meta_train(series, _config(**kw))
+        np.testing.assert_allclose([h["loss_before"] for h in res.history], RECORDED_LOSS_BEFORE[name], rtol=1e-5)
+    plain = pretrain_plain(series, _config(), steps=30)
+    np.testing.assert_allclose([h["loss"] for h in plain.history], RECORDED_PLAIN, rtol=1e-5)
+    model = siren(3, 1, (16, 16), generator=torch.Generator().manual_seed(0))
+    coords, target = series.coords(2), series.targets([1], stride=2)[0]
+    res = finetune(model, coords, target, FinetuneConfig(steps=10, lr=1e-3, progress=False))
+    np.testing.assert_allclose([h["psnr"] for h in res.history], RECORDED_FINETUNE, rtol=1e-6)
+
+
+def test_meta_checkpoint_is_the_trainer_format_and_refuses_other_kinds(tmp_path):
+    from inrkit.train import FitConfig, fit, load_checkpoint
+
+    series = _series()
+    ckpt = tmp_path / "meta.ckpt"
+    meta_train(series, _config(outer_steps=2, checkpoint_path=str(ckpt)))
+    saved = load_checkpoint(ckpt, "meta-train")
+    assert saved.step == 2 and saved.config["inner_steps"] == 3 and saved.header is not None
+    with pytest.raises(Exception, match="meta-train checkpoint, not a fit one"):
+        fit(siren(3, 1, (16, 16)), _series_signal(series), FitConfig(steps=3, checkpoint_path=str(ckpt), resume=True,
+                                                                      progress=False))
+
+
+def _series_signal(series):
+    from inrkit.train import PointTask
+
+    return PointTask(series.coords(4), series.targets([0], stride=4)[0])

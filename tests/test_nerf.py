@@ -12,9 +12,25 @@ from PIL import Image
 
 from inrkit.cli import main
 from inrkit.errors import InvalidFileError, InvalidInputError
-from inrkit.nerf import (NeRFConfig, NeRFMLP, TrainConfig, generate_scene, load_blender, load_nerf,
-                         pixel_rays, positional_encoding, prunable_layers, prune_and_train, prune_nerf,
-                         sample_pdf, save_nerf, sphere_pose, stratified_samples, train_nerf, volume_render)
+from inrkit.nerf import (
+    NeRFConfig,
+    NeRFMLP,
+    TrainConfig,
+    generate_scene,
+    load_blender,
+    load_nerf,
+    pixel_rays,
+    positional_encoding,
+    prunable_layers,
+    prune_and_train,
+    prune_nerf,
+    sample_pdf,
+    save_nerf,
+    sphere_pose,
+    stratified_samples,
+    train_nerf,
+    volume_render,
+)
 from inrkit.nerf.prune import keep_nerf_neurons, layer_matrices
 from inrkit.nerf.render import render_rays
 
@@ -237,7 +253,8 @@ def test_training_improves_and_prune_retrain(scene_dir):
 # ------------------------------------------------------------------ CLI
 def test_cli_synth_train_prune_render(tmp_path, capsys):
     scene = tmp_path / "sc"
-    assert main(["synth", "scene", "-o", str(scene), "--size", "12", "--views", "3", "--test-views", "1", "--json"]) == 0
+    assert main(["synth", "scene", "-o", str(scene), "--size", "12", "--views", "3", "--test-views", "1",
+                 "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["views"] == 3
     nerf = tmp_path / "n.safetensors"
     assert main(["nerf-train", str(scene), "-o", str(nerf), "--iters", "5", "--width", "16", "--depth", "4",
@@ -258,3 +275,38 @@ def test_cli_synth_train_prune_render(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("inrkit: error:") and err.count("\n") == 1
     assert main(["nerf-prune", str(scene), "-o", str(tmp_path / "y.safetensors")]) == 2
+
+
+# ------------------------------------------------------------------ training through inrkit.train.fit
+# Per-step loss of the pre-trainer NeRF loop (its own Adam loop) on the module's scene, recorded before
+# the move onto inrkit.train.fit: TINY, seed 0, 30 iters, 64 rays, 8 + 8 samples, lr 5e-3 -> 5e-4, precrop 10.
+RECORDED_LOSSES = [
+    0.292782723903656, 0.26546359062194824, 0.2068357765674591, 0.2337840348482132,
+    0.23626026511192322, 0.2414746880531311, 0.2232813537120819, 0.26988184452056885,
+    0.21583779156208038, 0.22613802552223206, 0.3242596685886383, 0.32843905687332153,
+    0.357369601726532, 0.34116294980049133, 0.32824766635894775, 0.3408788740634918,
+    0.33999890089035034, 0.3029896914958954, 0.28928396105766296, 0.34869009256362915,
+    0.3100631833076477, 0.301860511302948, 0.34789562225341797, 0.3195093274116516,
+    0.29573583602905273, 0.2882797122001648, 0.3214801549911499, 0.31356608867645264,
+    0.3367007374763489, 0.34840697050094604,
+]
+RECORDED_TEST_PSNR = 8.052861304759286
+
+
+def test_training_through_fit_reproduces_the_recorded_loop(scene_dir):
+    from inrkit.nerf import RayTask
+
+    scene = load_blender(scene_dir)
+    cfg = TrainConfig(iters=30, batch_rays=64, n_samples=8, n_importance=8, lr=5e-3, lr_final=5e-4, log_every=1,
+                      precrop_iters=10, progress=False, eval_views=2)
+    result = train_nerf(NeRFMLP(TINY, seed=0), scene, cfg)
+    assert [r["step"] for r in result.history] == list(range(1, 31)) and result.iters == 30
+    np.testing.assert_allclose([r["loss"] for r in result.history], RECORDED_LOSSES, rtol=1e-5)
+    assert result.metrics["psnr"] == pytest.approx(RECORDED_TEST_PSNR, abs=1e-4)
+    fit_cfg = cfg.fit_config()
+    assert fit_cfg.schedule == "exponential" and fit_cfg.lr * fit_cfg.lr_min_factor == pytest.approx(5e-4)
+    task = RayTask(scene, TrainConfig(eval_views=0, precrop_iters=1, batch_rays=8), torch.device("cpu"))
+    assert not task.supports_bf16 and task.data_range == 1.0 and task.evaluate(NeRFMLP(TINY)) == {}
+    gen = torch.Generator().manual_seed(0)
+    o, d, near, far, target, g = task.train_batch(8, gen, torch.device("cpu"))
+    assert o.shape == (8, 3) and target.shape == (8, 3) and g is gen

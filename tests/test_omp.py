@@ -8,12 +8,12 @@ import pytest
 import torch
 from sklearn.linear_model import orthogonal_mp
 
+import inrkit.compress.omp as omp_module
 from inrkit.compress.dictionary import _log, _sincos_quarter, gaussian, sensing_matrix
-from inrkit.compress import omp as _omp_module  # noqa: F401  (the function shadows the module)
 from inrkit.compress.omp import omp, to_dense
 
-omp_module = __import__("sys").modules["inrkit.compress.omp"]
-SCREEN_TYPES = [torch.float32] + ([torch.bfloat16] if omp_module._screen_dtype(torch.device("cpu"), 64, 512) == torch.bfloat16 else [])
+_CPU_SCREEN = omp_module._screen_dtype(torch.device("cpu"), 64, 512)
+SCREEN_TYPES = [torch.float32] + ([torch.bfloat16] if _CPU_SCREEN == torch.bfloat16 else [])
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -1,4 +1,4 @@
-"""Neuron pruning criteria (matrix level) and model-level pruning."""
+"""Neuron pruning criteria (objects in ``inrkit.prune.CRITERIA``) and model-level pruning."""
 from __future__ import annotations
 
 import pytest
@@ -6,14 +6,36 @@ import torch
 
 from inrkit.errors import InvalidInputError
 from inrkit.prune.criteria import (
-    METHODS, coreset_select, inclusion_probabilities, keep_count, neuron_scores,
-    select_neurons, sensitivity, systematic_sample,
+    CRITERIA,
+    Criterion,
+    coreset_select,
+    inclusion_probabilities,
+    keep_count,
+    neuron_scores,
+    select_neurons,
+    sensitivity,
+    systematic_sample,
 )
+
+WEIGHT_CRITERIA = [name for name, c in CRITERIA.items() if not c.needs_points]
 
 
 def _mats(n: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 5, generator=g), torch.randn(3, n, generator=g)
+
+
+def test_criteria_are_registered_objects() -> None:
+    assert CRITERIA.names() == ("l1", "w_in", "w_out", "product", "uniform", "coreset", "id")
+    l1 = CRITERIA.get("l1")
+    assert isinstance(l1, Criterion) and not l1.needs_points and CRITERIA.get("id").needs_points
+    w_in, w_out = _mats()
+    torch.testing.assert_close(l1.scores(w_in, w_out), w_out.abs().sum(0))
+    assert torch.equal(select_neurons(l1, w_in, w_out, 4)[0], select_neurons("l1", w_in, w_out, 4)[0])
+    with pytest.raises(InvalidInputError, match="choose from"):
+        CRITERIA.get("magic")
+    with pytest.raises(InvalidInputError, match="no per-neuron score"):
+        CRITERIA.get("uniform").scores(w_in, w_out)
 
 
 def test_scores_match_definitions() -> None:
@@ -92,7 +114,7 @@ def test_coreset_preserves_layer_output_in_expectation() -> None:
 
 def test_select_all_and_errors() -> None:
     w_in, w_out = _mats()
-    for method in METHODS:
+    for method in WEIGHT_CRITERIA:
         idx, scale = select_neurons(method, w_in, w_out, 12)
         assert torch.equal(idx, torch.arange(12)) and scale is None
     with pytest.raises(InvalidInputError):
@@ -119,7 +141,7 @@ def test_keep_count() -> None:
 # ------------------------------------------------------------- model level
 from inrkit.models import siren  # noqa: E402
 from inrkit.prune.interpolative import id_select  # noqa: E402
-from inrkit.prune.model import ALL_METHODS, domain_points, layer_weights, prune_layer, prune_model  # noqa: E402
+from inrkit.prune.model import domain_points, layer_weights, prune_layer, prune_model  # noqa: E402
 
 
 def _net(seed: int = 0):
@@ -180,7 +202,7 @@ def test_id_pruning_stays_within_tolerance_on_sampled_activations() -> None:
 
 
 def test_prune_model_all_methods_shrink_every_layer() -> None:
-    for method in ALL_METHODS:
+    for method in CRITERIA.names():
         model = _net()
         x = domain_points(model, 300)
         model, widths = prune_model(model, method, keep=0.5, points=x, generator=torch.Generator().manual_seed(0))
@@ -198,3 +220,36 @@ def test_prune_model_errors() -> None:
         prune_layer(model, 0, "l1", keep=0.5, eps=0.1)
     with pytest.raises(InvalidInputError):
         prune_layer(model, 0, "magic", keep=0.5)
+
+
+# ------------------------------------------- adding a criterion touches ONE place
+class _FirstNeurons(Criterion):
+    """A trivial criterion: neuron ``j`` scores ``-j`` (keeps the first neurons)."""
+
+    def scores(self, w_in: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
+        return -torch.arange(w_in.shape[0], dtype=w_in.dtype)
+
+
+@pytest.fixture
+def first_criterion():
+    CRITERIA.register("first", _FirstNeurons())  # the only change a new criterion needs
+    yield "first"
+    CRITERIA.unregister("first")
+
+
+def test_a_registered_criterion_works_everywhere(first_criterion: str, tmp_path) -> None:
+    from inrkit.models import NeRFConfig, NeRFMLP, load_model, save_model
+    from inrkit.nerf.prune import prune_nerf
+    from inrkit.prune import prune_file
+
+    assert first_criterion in CRITERIA.names()  # the CLI's --method choices read this
+    model, widths = prune_model(_net(), first_criterion, keep=0.5)
+    assert widths == [12, 10] and torch.equal(model.weights[0], _net().weights[0][:12])
+    save_model(_net(), tmp_path / "m.safetensors")
+    report = prune_file(tmp_path / "m.safetensors", tmp_path / "p.safetensors", method=first_criterion, keep=5)
+    assert report["widths_after"] == [2, 5, 5, 3] and load_model(tmp_path / "p.safetensors")[0].widths == [2, 5, 5, 3]
+    tiny = NeRFConfig(pos_freqs=2, dir_freqs=1, trunk_widths=[16] * 3, skips=[1], feature_width=16, view_widths=[8])
+    nerf = NeRFMLP(tiny, seed=0)
+    small = prune_nerf(nerf, first_criterion, 6)
+    assert small.config.trunk_widths == [6, 6, 6] and small.config.view_widths == [6]
+    torch.testing.assert_close(small.trunk[2].weight[:, tiny.pos_dim:], nerf.trunk[2].weight[:6, tiny.pos_dim:][:, :6])

@@ -4,7 +4,7 @@ Fit coordinate networks to images, volumes and shapes, make them small (pruning,
 AIRe), make them bytes (SINR), fit many related signals fast (Meta-INR), and mesh
 them for ParaView (PruningAMR).
 """
-from .errors import InrkitError, InvalidFileError, InvalidInputError
+from inrkit.errors import InrkitError, InvalidFileError, InvalidInputError
 
 __version__ = "0.1.0"
 __all__ = ["InrkitError", "InvalidFileError", "InvalidInputError", "__version__"]

@@ -1,6 +1,6 @@
 """python -m inrkit: the inrkit command."""
 import sys
 
-from .cli import main
+from inrkit.cli import main
 
 sys.exit(main())

@@ -1,19 +1,50 @@
 """File-level workflows behind the core CLI commands (fit, eval, info, render, synth)."""
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from .errors import InvalidInputError
-from .models import build_model, load_model, save_model
-from .models.mlp import MLP
-from .signals import AnalyticSignal, Signal, load_signal, render_model
-from .signals.render import save_field_png, save_npy
-from .train import FitConfig, FitResult, fit
+from inrkit.errors import InvalidInputError
+from inrkit.models import ARCHITECTURES, build_model, load_model, save_model
+from inrkit.models.mlp import MLP
+from inrkit.signals import AnalyticSignal, Signal, SignalOptions, load_signal, render_model
+from inrkit.signals.render import save_field_png, save_npy
+from inrkit.train import FitConfig, FitResult, fit
+from inrkit.utils import to_json
+
+
+@dataclass
+class ModelSpec:
+    """A new network to fit.
+
+    Args:
+        arch: architecture (a name registered in inrkit.models.ARCHITECTURES).
+        hidden: hidden widths: 256x3 or 256,128,64.
+        omega0: SIREN/FINER frequency omega_0 of the first and hidden layers.
+    """
+
+    arch: str = "siren"
+    hidden: tuple[int, ...] = (256, 256, 256)
+    omega0: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise InvalidInputError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if not self.hidden or min(self.hidden) < 1:
+            raise InvalidInputError(f"hidden widths must be positive, got {list(self.hidden)}")
+
+    def build(self, in_dim: int, out_dim: int, generator: torch.Generator | None = None) -> MLP:
+        """The untrained model for ``in_dim`` coordinates and ``out_dim`` values."""
+        kwargs = {"omega0": self.omega0, "omega_hidden": self.omega0} if self.arch in ("siren", "finer") else {}
+        return build_model(self.arch, in_dim, out_dim, self.hidden, generator=generator, **kwargs)
 
 
 def check_compatible(model: MLP, signal: Signal) -> None:
@@ -25,62 +56,91 @@ def check_compatible(model: MLP, signal: Signal) -> None:
         )
 
 
+def fit_signal(signal: Signal, spec: ModelSpec | None = None, config: FitConfig | None = None) -> FitResult:
+    """Fit a new ``spec`` model (seeded with ``config.seed``) to ``signal``."""
+    spec, config = spec or ModelSpec(), config or FitConfig()
+    model = spec.build(signal.dim, signal.out_dim, torch.Generator().manual_seed(config.seed))
+    return fit(model, signal, config)
+
+
+def run_config(spec: ModelSpec, config: FitConfig, options: SignalOptions | None = None) -> dict[str, Any]:
+    """The settings of a fit as stored in the model header (``extra["config"]``)."""
+    fit_cfg = {k: v for k, v in asdict(config).items() if k not in ("progress", "device")}
+    out = {"model": asdict(spec), "fit": fit_cfg}
+    if options is not None:
+        out["signal"] = asdict(options)
+    return json.loads(to_json(out, indent=None))
+
+
 def fit_file(
     input_path: str | os.PathLike,
     output: str | os.PathLike,
-    arch: str = "siren",
-    hidden: Sequence[int] = (256, 256, 256),
-    omega0: float = 30.0,
+    spec: ModelSpec | None = None,
     config: FitConfig | None = None,
-    signal_options: dict[str, Any] | None = None,
-    test_fraction: float = 0.0,
+    options: SignalOptions | None = None,
 ) -> tuple[FitResult, dict[str, Any]]:
-    """Fit a new ``arch`` model to the signal in ``input_path`` and save it to ``output``.
+    """Fit a new model to the signal in ``input_path`` and save it to ``output``.
 
+    The model header records the settings (``extra["config"]``: model, fit and signal options).
     Returns the fit result and a summary (``psnr``, ``steps``, ``seconds``, ``params``, ...).
     """
-    config = config or FitConfig()
-    signal = load_signal(input_path, test_fraction=test_fraction, seed=config.seed, **(signal_options or {}))
-    generator = torch.Generator().manual_seed(config.seed)
-    kwargs = {"omega0": omega0, "omega_hidden": omega0} if arch in ("siren", "finer") else {}
-    model = build_model(arch, signal.dim, signal.out_dim, hidden, generator=generator, **kwargs)
-    result = fit(model, signal, config)
-    extra = {"arch": arch, "seed": config.seed, "steps": result.steps, "source": str(input_path)}
-    save_model(result.model.cpu(), output, signal=signal.metadata(), extra=extra)
+    spec, config, options = spec or ModelSpec(), config or FitConfig(), options or SignalOptions()
+    signal = load_signal(input_path, seed=config.seed, **options.kwargs())
+    result = fit_signal(signal, spec, config)
+    extra = {"arch": spec.arch, "seed": config.seed, "steps": result.steps, "source": str(input_path),
+             "config": run_config(spec, config, options)}
+    model = cast(MLP, result.model)
+    save_model(model.cpu(), output, signal=signal.metadata(), extra=extra)
     summary = {"output": str(output), **result.summary(), "bytes": Path(output).stat().st_size,
-               "flops_per_point": result.model.flops_per_point()}
+               "flops_per_point": model.flops_per_point()}
     return result, summary
 
 
-def evaluate_file(model_path: str | os.PathLike, input_path: str | os.PathLike, **signal_options: Any) -> dict[str, Any]:
+def evaluate_file(model_path: str | os.PathLike, input_path: str | os.PathLike,
+                  **signal_options: Any) -> dict[str, Any]:
     """Metrics of a saved model against the signal in ``input_path``."""
     model, header = load_model(model_path)
     signal = load_signal(input_path, **signal_options)
-    check_compatible(model, signal)
+    check_compatible(cast(MLP, model), signal)
     return {"model": str(model_path), "signal": str(input_path), **signal.evaluate(model)}
 
 
 def model_info(model_path: str | os.PathLike) -> dict[str, Any]:
-    """Architecture, widths, parameter count, FLOPs per point and file size of a saved model."""
+    """Architecture, widths, parameter count, FLOPs per point and file size of a saved model (any type)."""
     model, header = load_model(model_path)
-    return {
-        "path": str(model_path), "bytes": Path(model_path).stat().st_size,
-        "widths": model.widths, "activations": model.activations, "omegas": model.omegas,
-        "fourier_features": 0 if model.fourier is None else int(model.fourier.shape[0]),
-        "params": model.num_params(), "flops_per_point": model.flops_per_point(),
-        "signal": header.get("signal", {}), "extra": header.get("extra", {}),
-    }
+    info: dict[str, Any] = {"path": str(model_path), "bytes": Path(model_path).stat().st_size}
+    if isinstance(model, MLP):
+        info.update(widths=model.widths, activations=model.activations, omegas=model.omegas,
+                    fourier_features=0 if model.fourier is None else int(cast(Tensor, model.fourier).shape[0]))
+    else:
+        groups: list[Any] = getattr(model, "prunable_groups", list)()
+        info.update(type=header.get("type", type(model).__name__), widths={g.name: g.width for g in groups})
+    params = getattr(model, "num_params", lambda: sum(p.numel() for p in model.parameters()))()
+    info.update(params=params, flops_per_point=getattr(model, "flops_per_point", lambda: None)(),
+                signal=header.get("signal", {}), extra=header.get("extra", {}))
+    return info
 
 
-def render_file(model_path: str | os.PathLike, output: str | os.PathLike, size: Sequence[int] | None = None) -> dict[str, Any]:
-    """Render a saved model (image, field, volume or SDF mesh) to ``output``."""
+def render_file(model_path: str | os.PathLike, output: str | os.PathLike,
+                size: Sequence[int] | None = None) -> dict[str, Any]:
+    """Render a saved model (image, field, volume or SDF mesh) to ``output``.
+
+    Args:
+        size: output resolution, e.g. 512,512 or 128,128,128 (none: the signal's own).
+    """
     model, header = load_model(model_path)
     path = render_model(model, header.get("signal", {}), output, size)
     return {"output": str(path), "bytes": Path(path).stat().st_size}
 
 
 def synth_sin_radial(output: str | os.PathLike, size: int = 256, alpha: float = 0.1) -> dict[str, Any]:
-    """Sample ``sin(1/(alpha + r))`` on a ``size x size`` grid over [-1, 1]^2; ``.npy`` or ``.png``."""
+    """Sample ``sin(1/(alpha + r))`` on a ``size x size`` grid over [-1, 1]^2; ``.npy`` or ``.png``.
+
+    Args:
+        output: .npy (values) or .png (colour map).
+        size: samples per axis.
+        alpha: the offset in sin(1/(alpha + r)).
+    """
     if size < 2 or alpha <= 0:
         raise InvalidInputError("size must be >= 2 and alpha > 0")
     field = AnalyticSignal("sin-radial", params={"alpha": alpha}).sample_grid(size).astype(np.float32)

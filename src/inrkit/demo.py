@@ -4,17 +4,18 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .models import load_model, save_model, siren
-from .signals import ImageSignal, render_model
-from .signals.render import save_png
-from .train import FitConfig, fit
-from .utils import write_json
+from inrkit.api import ModelSpec, run_config
+from inrkit.models import MLP, load_model, save_model, siren
+from inrkit.signals import ImageSignal, render_model
+from inrkit.signals.render import save_png
+from inrkit.train import FitConfig, fit
+from inrkit.utils import to_uint8, write_json
 
 
 def demo_image(size: int = 128) -> np.ndarray:
@@ -54,28 +55,38 @@ def run_demo(output_dir: str | os.PathLike = "inrkit-demo", size: int = 128, ste
 
     Writes ``model.safetensors``, ``reconstruction.png``, ``upsampled.png`` (4x), ``comparison.png``,
     ``history.json`` and ``metrics.json`` into ``output_dir``.
+
+    Args:
+        output_dir: output folder.
+        size: side of the (square) image in pixels.
+        steps: fitting steps.
+        hidden: SIREN hidden widths.
+        seed: model initialisation and batches.
+        device: cpu, cuda, cuda:1, mps (none: pick automatically).
+        progress: show a progress bar.
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     signal = ImageSignal(demo_image(size), name="astronaut (scikit-image)")
     model = siren(2, 3, hidden, generator=torch.Generator().manual_seed(seed))
-    config = FitConfig(steps=steps, lr=1e-3, seed=seed, progress=progress, device=device, precision="auto",
-                       history_path=str(out / "history.json"))
+    config = FitConfig(steps=steps, seed=seed, progress=progress, device=device, history_path=str(out / "history.json"))
     t0 = time.perf_counter()
     result = fit(model, signal, config)
     save_model(result.model.cpu(), out / "model.safetensors", signal=signal.metadata(),
-               extra={"arch": "siren", "seed": seed, "steps": steps, "source": "skimage.data.astronaut"})
+               extra={"arch": "siren", "seed": seed, "steps": steps, "source": "skimage.data.astronaut",
+                      "config": {**run_config(ModelSpec(hidden=hidden), config), "image_size": size}})
+    fitted = cast(MLP, result.model)
     reloaded, header = load_model(out / "model.safetensors")
     render_model(reloaded, header["signal"], out / "reconstruction.png")
     render_model(reloaded, header["signal"], out / "upsampled.png", (4 * size, 4 * size))
-    truth = signal.to_uint8(signal.denormalize(signal.values).reshape(size, size, 3))
+    truth = to_uint8(signal.denormalize(signal.values).reshape(size, size, 3), peak=255.0)
     recon = np.asarray(Image.open(out / "reconstruction.png"))
     upsampled = np.asarray(Image.open(out / "upsampled.png"))
     save_png(out / "ground_truth.png", truth)
     _comparison_png(out / "comparison.png", truth, recon, upsampled)
     metrics = {
         "output_dir": str(out), "image": f"astronaut {size}x{size}", "arch": "siren",
-        "widths": result.model.widths, "params": result.model.num_params(), "steps": result.steps,
+        "widths": fitted.widths, "params": fitted.num_params(), "steps": result.steps,
         "fit_seconds": round(result.seconds, 2), "total_seconds": round(time.perf_counter() - t0, 2),
         **{k: round(v, 4) for k, v in result.metrics.items()},
         "model_bytes": (out / "model.safetensors").stat().st_size, "raw_image_bytes": size * size * 3,

@@ -1,4 +1,8 @@
-"""Quality metrics: PSNR, SSIM (images), Chamfer distance, normal consistency, IoU (shapes)."""
+"""Quality metrics: PSNR, SSIM (images), Chamfer distance, normal consistency, IoU (shapes).
+
+:func:`psnr` and :func:`psnr_from_mse` are inrkit's only PSNR (normalised values: ``data_range=2``;
+colours in [0, 1]: ``data_range=1``).
+"""
 from __future__ import annotations
 
 import math
@@ -7,17 +11,31 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from .errors import InvalidInputError
+from inrkit.errors import InvalidInputError
 
 
-def psnr_from_mse(mse: float, data_range: float = 2.0) -> float:
-    """PSNR in dB for a mean squared error at the given data range (2 for values in [-1, 1])."""
+def psnr_from_mse(mse: float | torch.Tensor, data_range: float = 2.0) -> float:
+    """PSNR in dB of a mean squared error (MSE floored at 1e-20).
+
+    Args:
+        mse: the mean squared error (a number or a one-element tensor).
+        data_range: peak-to-peak range of the values (2 for [-1, 1], 1 for colours in [0, 1]).
+    """
+    if isinstance(mse, torch.Tensor):
+        mse = float(mse.detach())
     return 10.0 * math.log10(data_range**2 / max(float(mse), 1e-20))
 
 
 def psnr(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, data_range: float = 2.0) -> float:
-    """PSNR in dB between two arrays of equal shape."""
-    a, b = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    """PSNR in dB between two arrays (or tensors) of equal shape.
+
+    Args:
+        pred: the approximation.
+        target: the reference.
+        data_range: peak-to-peak range of the values.
+    """
+    a, b = (np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=np.float64)
+            for v in (pred, target))
     if a.shape != b.shape:
         raise InvalidInputError(f"PSNR needs equal shapes, got {a.shape} and {b.shape}")
     return psnr_from_mse(float(np.mean((a - b) ** 2)), data_range)
@@ -52,7 +70,8 @@ def chamfer_distance(points_a: np.ndarray, points_b: np.ndarray) -> float:
     return float(0.5 * (d_ab.mean() + d_ba.mean()))
 
 
-def normal_consistency(points_a: np.ndarray, normals_a: np.ndarray, points_b: np.ndarray, normals_b: np.ndarray) -> float:
+def normal_consistency(points_a: np.ndarray, normals_a: np.ndarray, points_b: np.ndarray,
+                       normals_b: np.ndarray) -> float:
     """Mean |cos| between each point's normal and its nearest neighbour's, averaged both ways."""
     if len(points_a) == 0 or len(points_b) == 0:
         return 0.0

@@ -1,4 +1,4 @@
-"""Small shared helpers: device choice, atomic writes, seeding."""
+"""Small shared helpers: device choice, atomic writes, JSON, 8-bit conversion."""
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .errors import InvalidInputError
+from inrkit.errors import InvalidInputError
 
 
 def resolve_device(name: str | None = None) -> torch.device:
@@ -98,8 +98,6 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return Path(path)
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch and NumPy's legacy global state; return a CPU generator seeded with ``seed``."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
-    return torch.Generator().manual_seed(seed)
+def to_uint8(img: np.ndarray, peak: float = 1.0) -> np.ndarray:
+    """Values in ``[0, peak]`` (``peak=1``: an image in [0, 1]) to 8-bit pixels, rounded and clipped."""
+    return np.clip(np.rint(np.asarray(img) * (255.0 / peak)), 0, 255).astype(np.uint8)

@@ -4,15 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from inrkit.adapt.config import AdaptConfig, load_config, load_preset
-from inrkit.adapt.runner import adapt, train_psnr
+from inrkit.adapt.config import AireConfig, load_config, load_preset
+from inrkit.adapt.runner import aire, train_psnr
 from inrkit.errors import InvalidInputError
 from inrkit.models.io import save_model
 from inrkit.utils import resolve_device
 
 
 def resolve_config(preset: str | None = "image", config: str | Path | None = None, scale: float = 1.0,
-                   seed: int | None = None) -> AdaptConfig:
+                   seed: int | None = None) -> AireConfig:
     """The schedule from a config file, else a preset; steps multiplied by ``scale``."""
     cfg = load_config(config) if config else load_preset(preset or "image")
     cfg = cfg.scaled(scale) if scale != 1.0 else cfg
@@ -37,7 +37,7 @@ def adapt_file(input_path: str | Path, output: str | Path, preset: str | None = 
     signal = load_signal(input_path, test_fraction=test_fraction, seed=cfg.seed)
     if signal.dim < 1:
         raise InvalidInputError(f"{input_path}: signal has no coordinates")
-    result = adapt(signal, cfg, device=device, progress=progress)
+    result = aire(signal, cfg, device=device, progress=progress)
     prunes = [s for s in result.stages if s["kind"] == "prune"]
     trains = [s for s in result.stages if "psnr_train" in s]
     psnr_before = prunes[0]["psnr_before"] if prunes else None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,20 @@ class Stage:
 
 
 @dataclass
-class AdaptConfig:
-    """Model, optimiser and stages of an AIRe run (``batch_size`` 0/None = full batch)."""
+class AireConfig:
+    """Model, optimiser and stages of an AIRe run.
+
+    Args:
+        arch: a name of :data:`inrkit.models.ARCHITECTURES` (siren, finer, ...).
+        hidden: starting hidden widths.
+        omega0: first-layer frequency (siren/finer).
+        omega_hidden: hidden-layer frequency (siren/finer).
+        lr: Adam's learning rate.
+        lr_schedule: ``constant`` or ``cosine`` (one schedule over all training stages).
+        batch_size: points per step; 0/None = full batch.
+        seed: seed of the initialisation, batches and densification.
+        stages: the schedule.
+    """
 
     arch: str = "siren"
     hidden: list[int] = field(default_factory=lambda: [512, 256, 256])
@@ -68,7 +81,7 @@ class AdaptConfig:
     def total_steps(self) -> int:
         return sum(s.steps for s in self.stages if s.kind in ("fit", "finetune", "twd"))
 
-    def scaled(self, factor: float) -> "AdaptConfig":
+    def scaled(self, factor: float) -> "AireConfig":
         """A copy with every stage's step count multiplied by ``factor`` (at least 1 step)."""
         if not factor > 0:
             raise InvalidInputError(f"scale must be > 0, got {factor}")
@@ -79,11 +92,11 @@ class AdaptConfig:
         return asdict(self)
 
 
-def config_from_dict(data: dict[str, Any]) -> AdaptConfig:
-    """Build and validate an :class:`AdaptConfig` from a parsed TOML/JSON mapping."""
+def config_from_dict(data: dict[str, Any]) -> AireConfig:
+    """Build and validate an :class:`AireConfig` from a parsed TOML/JSON mapping."""
     data = dict(data)
     raw_stages = data.pop("stage", None) or data.pop("stages", None) or []
-    known = set(AdaptConfig.__dataclass_fields__) - {"stages"}
+    known = set(AireConfig.__dataclass_fields__) - {"stages"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise InvalidInputError(f"unknown config key(s) {unknown}; expected {sorted(known)} and [[stage]] tables")
@@ -103,7 +116,7 @@ def config_from_dict(data: dict[str, Any]) -> AdaptConfig:
     if data.get("batch_size") in (0, None):
         data["batch_size"] = None
     try:
-        cfg = AdaptConfig(**data, stages=stages)
+        cfg = AireConfig(**data, stages=stages)
         cfg.hidden = [int(w) for w in cfg.hidden]
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"bad config: {exc}") from exc
@@ -113,9 +126,9 @@ def config_from_dict(data: dict[str, Any]) -> AdaptConfig:
 
 
 def _parse_toml(text: str, path: Path) -> dict[str, Any]:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
+    else:  # Python 3.10: the same parser, packaged as tomli
         import tomli as tomllib
     try:
         return tomllib.loads(text)
@@ -123,7 +136,7 @@ def _parse_toml(text: str, path: Path) -> dict[str, Any]:
         raise InvalidFileError(f"{path}: invalid TOML: {exc}") from exc
 
 
-def load_config(path: str | Path) -> AdaptConfig:
+def load_config(path: str | Path) -> AireConfig:
     """Read a schedule from a ``.toml`` or ``.json`` file."""
     path = Path(path)
     try:
@@ -146,7 +159,7 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
 
 
-def load_preset(name: str) -> AdaptConfig:
+def load_preset(name: str) -> AireConfig:
     """The built-in schedule ``name`` (``image`` = the paper's image schedule, ``sdf``)."""
     path = PRESETS_DIR / f"{name}.toml"
     if not path.is_file():

@@ -14,12 +14,14 @@ from typing import Any
 
 import torch
 
-from inrkit.adapt.config import AdaptConfig, Stage
-from inrkit.adapt.surgery import StateMap, densify, prune_neurons
-from inrkit.adapt.twd import TargetedWeightDecay, outgoing_l1
+from inrkit.adapt.config import AireConfig, Stage
+from inrkit.adapt.surgery import densify
+from inrkit.adapt.twd import TargetedWeightDecay
 from inrkit.errors import InvalidInputError
 from inrkit.metrics import psnr_from_mse
 from inrkit.models.mlp import MLP, build_model
+from inrkit.models.surgery import StateMap, find_group, group_weights, merge_state_maps, remove_neurons
+from inrkit.prune.criteria import CRITERIA, select_neurons
 from inrkit.signals.base import Signal
 from inrkit.train import FitConfig, FitState, fit
 
@@ -27,7 +29,7 @@ TRAIN_KINDS = ("fit", "finetune", "twd")
 
 
 @dataclass
-class AdaptResult:
+class AireResult:
     """Outcome of :func:`run_schedule`: the adapted model, per-stage log and final metrics."""
 
     model: MLP
@@ -44,68 +46,54 @@ def train_psnr(model: MLP, signal: Signal, batch_size: int | None, device: torch
     """PSNR on a fixed training batch (the full set for grid signals with batch None);
     None for signals whose loss has no MSE (SDF)."""
     coords, targets = signal.train_batch(batch_size, torch.Generator().manual_seed(1234), device)
-    plain_mse = type(signal).loss is Signal.loss
+    plain_mse = bool(getattr(signal, "supports_bf16", False))  # a task's declaration: plain first-order loss
     with torch.set_grad_enabled(not plain_mse):  # e.g. the SDF loss differentiates w.r.t. coords
         _, mse = signal.loss(model, coords, targets)
     return None if mse is None else psnr_from_mse(float(mse.detach()))
 
 
 def prune_stage_indices(model: MLP, layer: int, stage: Stage) -> torch.Tensor:
-    """Neurons of ``layer`` a prune stage keeps: all but the ``count`` smallest outgoing-L1
-    ones, or (``count`` unset) those with outgoing L1 norm > ``eps``."""
-    scores = outgoing_l1(model, layer)
-    n = scores.numel()
-    if stage.count is not None:
-        if stage.count >= n:
-            raise InvalidInputError(f"cannot prune {stage.count} of {n} neurons of layer {layer}")
-        idx = torch.topk(scores, n - stage.count).indices
-    else:
-        idx = torch.nonzero(scores > stage.eps).reshape(-1)
-        if idx.numel() == 0:
-            idx = scores.argmax().reshape(1)
-    return torch.sort(idx).values.cpu()
+    """Neurons of ``layer`` a prune stage keeps, by the ``l1`` criterion of :data:`inrkit.prune.CRITERIA`:
+    all but the ``count`` lowest-scoring ones, or (``count`` unset) those scoring > ``eps``."""
+    l1 = CRITERIA.get("l1")
+    w_in, w_out = group_weights(model, find_group(model, layer))
+    n = w_in.shape[0]
+    if stage.count is None:
+        return torch.sort(l1.select_above(w_in, w_out, stage.eps)).values.cpu()
+    if stage.count >= n:
+        raise InvalidInputError(f"cannot prune {stage.count} of {n} neurons of layer {layer}")
+    return select_neurons(l1, w_in, w_out, n - stage.count)[0].cpu()
+
+
+def _prune(model: MLP, stage: Stage) -> tuple[StateMap, dict[str, Any]]:
+    """Apply a prune stage layer by layer; the chained state map and the log entry."""
+    state_map: StateMap = {}
+    info: dict[str, Any] = {"below_eps": [], "removed": []}
+    for layer in stage.layers:
+        if not 0 <= layer < model.num_layers - 1:
+            raise InvalidInputError(f"prune stage: layer {layer} is not a hidden layer")
+        group = find_group(model, layer)
+        scores = CRITERIA.get("l1").scores(*group_weights(model, group))
+        idx = prune_stage_indices(model, layer, stage)
+        info["removed"].append(int(group.width - idx.numel()))
+        info["below_eps"].append(int((scores <= stage.eps).sum()))
+        state_map = merge_state_maps(state_map, remove_neurons(model, group, idx), model)
+    return state_map, {"below_eps": info["below_eps"], "removed": info["removed"]}
 
 
 def apply_structural(model: MLP, stage: Stage, generator: torch.Generator) -> tuple[MLP, StateMap, dict]:
     """Apply a ``densify`` or ``prune`` stage; return the model, its state map and a log entry."""
-    state_map: StateMap = {}
-    info: dict[str, Any] = {}
     if stage.kind == "densify":
         model, state_map = densify(model, stage.n, generator)
-        info["added"] = stage.n
-    else:
-        removed = []
-        for layer in stage.layers:
-            if not 0 <= layer < model.num_layers - 1:
-                raise InvalidInputError(f"prune stage: layer {layer} is not a hidden layer")
-            scores = outgoing_l1(model, layer)
-            idx = prune_stage_indices(model, layer, stage)
-            removed.append(int(scores.numel() - idx.numel()))
-            info.setdefault("below_eps", []).append(int((scores <= stage.eps).sum()))
-            model, part = prune_neurons(model, layer, idx)
-            state_map.update(_compose(state_map, part))
-            live = set(model.parameters())
-            state_map = {k: v for k, v in state_map.items() if k in live}
-        info["removed"] = removed
+        return model, state_map, {"added": stage.n}
+    state_map, info = _prune(model, stage)
     return model, state_map, info
-
-
-def _compose(prev: StateMap, new: StateMap) -> StateMap:
-    """Chain two state maps (pruning two adjacent layers replaces a parameter twice)."""
-    out = {}
-    for param, (src, fn) in new.items():
-        if src in prev:
-            src0, fn0 = prev[src]
-            out[param] = (src0, lambda t, f=fn, g=fn0, s=src0.shape: f(g(t)) if t.shape == s else t)
-        else:
-            out[param] = (src, fn)
-    return out
 
 
 class ScheduleCallback:
     """Drives the stages during :func:`fit`: surgery at stage boundaries, TWD, progress."""
 
-    def __init__(self, config: AdaptConfig, signal: Signal, progress: bool, generator: torch.Generator) -> None:
+    def __init__(self, config: AireConfig, signal: Signal, progress: bool, generator: torch.Generator) -> None:
         self.config, self.signal, self.generator = config, signal, generator
         self.segments: list[tuple[int, int, int]] = []   # (start, end, stage index)
         self.events: dict[int, list[int]] = {}          # step -> structural stage indices
@@ -177,8 +165,8 @@ class ScheduleCallback:
         self.bar.close()
 
 
-def run_schedule(model: MLP, signal: Signal, config: AdaptConfig, device: str | None = None,
-                 progress: bool = True, log_every: int = 50) -> AdaptResult:
+def run_schedule(model: MLP, signal: Signal, config: AireConfig, device: str | None = None,
+                 progress: bool = True, log_every: int = 50) -> AireResult:
     """Adapt ``model`` to ``signal`` with the stages of ``config`` (one continuous Adam run)."""
     if not config.stages:
         raise InvalidInputError("the schedule has no stages")
@@ -189,7 +177,8 @@ def run_schedule(model: MLP, signal: Signal, config: AdaptConfig, device: str | 
     try:
         model = cb.structural(model, 0, None)  # structural stages before any training
         fit_cfg = FitConfig(steps=cb.total, lr=config.lr, schedule=config.lr_schedule, batch_size=config.batch_size,
-                            seed=config.seed, progress=False, device=device, log_every=log_every)
+                            seed=config.seed, progress=False, device=device, log_every=log_every,
+                            precision="fp32")  # AIRe's schedules and published numbers are float32
         result = fit(model, signal, fit_cfg, callbacks=[cb]) if cb.total else None
         if result is not None:
             model = cb.structural(result.model, cb.total, None)  # trailing structural stages
@@ -197,11 +186,11 @@ def run_schedule(model: MLP, signal: Signal, config: AdaptConfig, device: str | 
         cb.close()
     model.eval()
     metrics = signal.evaluate(model)
-    return AdaptResult(model, cb.log, result.history if result else [], metrics, cb.total,
+    return AireResult(model, cb.log, result.history if result else [], metrics, cb.total,
                        time.perf_counter() - t0, params_start, widths_start)
 
 
-def model_for(config: AdaptConfig, signal: Signal) -> MLP:
+def model_for(config: AireConfig, signal: Signal) -> MLP:
     """The starting network described by ``config`` for ``signal``'s dimensions."""
     generator = torch.Generator().manual_seed(config.seed)
     kwargs: dict[str, Any] = {"generator": generator}
@@ -210,6 +199,13 @@ def model_for(config: AdaptConfig, signal: Signal) -> MLP:
     return build_model(config.arch, signal.dim, signal.out_dim, config.hidden, **kwargs)
 
 
-def adapt(signal: Signal, config: AdaptConfig, device: str | None = None, progress: bool = True) -> AdaptResult:
-    """Build the network of ``config`` and run its AIRe schedule on ``signal``."""
+def aire(signal: Signal, config: AireConfig, device: str | None = None, progress: bool = True) -> AireResult:
+    """Build the network of ``config`` and run its AIRe schedule on ``signal``.
+
+    Args:
+        signal: the signal to fit.
+        config: network and schedule (e.g. :func:`inrkit.adapt.load_preset`).
+        device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"``...
+        progress: show a progress bar on stderr.
+    """
     return run_schedule(model_for(config, signal), signal, config, device, progress)

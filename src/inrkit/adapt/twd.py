@@ -14,11 +14,13 @@ from torch import Tensor
 
 from inrkit.errors import InvalidInputError
 from inrkit.models.mlp import MLP
+from inrkit.models.surgery import find_group, group_weights
+from inrkit.prune.criteria import CRITERIA
 
 
 def outgoing_l1(model: MLP, layer: int) -> Tensor:
-    """L1 norm of each neuron's outgoing column ``||W^{layer+1}_{:, j}||_1`` (AIRe's criterion)."""
-    return model.weights[layer + 1].detach().abs().sum(dim=0)
+    """AIRe's criterion (``CRITERIA["l1"]``): L1 norm of each neuron's outgoing column ``||W^{layer+1}_{:, j}||_1``."""
+    return CRITERIA.get("l1").scores(*group_weights(model, find_group(model, layer)))
 
 
 def smallest_neurons(model: MLP, layer: int, k: int) -> Tensor:
@@ -69,6 +71,5 @@ class TargetedWeightDecay:
         step = int(state.step)
         if not self.start <= step < self.start + self.steps:
             return None
-        if self.targets is None:
-            self.select(state.model)
-        return self.alpha(step) * twd_penalty(state.model, self.targets)
+        targets = self.targets if self.targets is not None else self.select(state.model)
+        return self.alpha(step) * twd_penalty(state.model, targets)

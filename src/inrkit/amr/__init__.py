@@ -5,10 +5,13 @@ from .baselines import element_interp_error, error_amr, mesh_rmse, uniform_mesh,
 from .export import preview_png, slice_4d, write_mesh, write_pvd, write_vtu
 from .field import InrField, load_field
 from .mesh import BoxMesh, corner_offsets, parse_domain
-from .pruning import (AMRResult, PruningAMRConfig, batched_id, element_pruning_stats, mark,
-                      mesh_pruning_stats, pruning_amr, scipy_id)
+from .flows import FLOWS, bent_vortex_tube
+from .pruning import (ERROR_MODES, AMRResult, PruningAMRConfig, auto_base, batched_id, element_error,
+                      element_pruning_stats, mark, mesh_pruning_stats, output_range, pruning_amr, resolve_base,
+                      scipy_id)
 
 __all__ = [
+    "ERROR_MODES", "FLOWS", "auto_base", "bent_vortex_tube", "element_error", "output_range", "resolve_base",
     "AMRResult", "BoxMesh", "InrField", "PruningAMRConfig", "batched_id", "corner_offsets",
     "element_interp_error", "element_pruning_stats", "error_amr", "load_field", "mark", "mesh_field",
     "mesh_model", "mesh_pruning_stats", "mesh_rmse", "parse_domain", "preview_png", "pruning_amr",

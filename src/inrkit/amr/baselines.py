@@ -16,9 +16,15 @@ from .pruning import AMRResult
 Func = Callable[[np.ndarray], np.ndarray]
 
 
-def vertex_values(field: Func, mesh: BoxMesh) -> np.ndarray:
-    """The field at every mesh vertex: ``[V, C]``."""
-    return np.asarray(field(mesh.vertices), dtype=np.float64).reshape(mesh.num_vertices, -1)
+def vertex_values(field: Func, mesh: BoxMesh, conforming: bool = True) -> np.ndarray:
+    """The field at every mesh vertex: ``[V, C]``.
+
+    ``conforming=True`` (default): hanging nodes take the value of the interpolant of the coarse element they
+    lie on (:meth:`BoxMesh.conforming_values`), so the piecewise multilinear interpolant is continuous, as in
+    MFEM. ``False``: the field's own value at every vertex (the interpolant may jump across non-conforming faces).
+    """
+    vals = np.asarray(field(mesh.vertices), dtype=np.float64).reshape(mesh.num_vertices, -1)
+    return mesh.conforming_values(vals) if conforming else vals
 
 
 def mesh_rmse(mesh: BoxMesh, values: np.ndarray, reference: Func, n: int = 16384, seed: int = 1234) -> float:
@@ -28,7 +34,7 @@ def mesh_rmse(mesh: BoxMesh, values: np.ndarray, reference: Func, n: int = 16384
     return float(np.sqrt(np.mean((mesh.interpolate(values, pts).reshape(n, -1) - ref) ** 2)))
 
 
-def uniform_mesh(domain: np.ndarray, level: int, base: int = 4) -> BoxMesh:
+def uniform_mesh(domain: np.ndarray, level: int, base=4) -> BoxMesh:
     """The uniform mesh of ``base * 2**level`` cells per axis (the uniform-refinement baseline)."""
     return BoxMesh.uniform(domain, base, level)
 
@@ -46,9 +52,9 @@ def element_interp_error(field: Func, mesh: BoxMesh, values: np.ndarray, element
     return np.abs(interp - exact).max(axis=(1, 2))
 
 
-def error_amr(field: Func, domain: np.ndarray, dof_budget: int, base: int = 4, fraction: float = 0.1,
+def error_amr(field: Func, domain: np.ndarray, dof_budget: int, base=4, fraction: float = 0.1,
               n_err: int = 128, max_level: int = 12, seed: int = 0, progress: bool = True,
-              keep_meshes: bool = False) -> AMRResult:
+              keep_meshes: bool = False, init_level: int = 0, conforming: bool = True) -> AMRResult:
     """Plain error-driven AMR: refine the ``fraction`` of elements with the largest interpolation error.
 
     Each iteration evaluates only new elements (an element's interpolant depends on its own corners only),
@@ -57,7 +63,7 @@ def error_amr(field: Func, domain: np.ndarray, dof_budget: int, base: int = 4, f
     """
     if not 0 < fraction <= 1 or dof_budget < 1:
         raise InvalidInputError("need 0 < fraction <= 1 and a positive DOF budget")
-    mesh = BoxMesh.uniform(domain, base, 0)
+    mesh = BoxMesh.uniform(domain, base, init_level)
     rng = np.random.default_rng(seed)
     err = np.zeros(0)
     new = np.arange(mesh.num_elements)
@@ -69,11 +75,17 @@ def error_amr(field: Func, domain: np.ndarray, dof_budget: int, base: int = 4, f
         while mesh.dofs < dof_budget:
             it += 1
             t0 = time.perf_counter()
-            vals = vertex_values(field, mesh)
-            err = np.concatenate([err, element_interp_error(field, mesh, vals, new, n_err, rng)])
+            vals = vertex_values(field, mesh, conforming)
+            if conforming:  # constrained hanging values change the interpolant of old elements too
+                err = element_interp_error(field, mesh, vals, np.arange(mesh.num_elements), n_err, rng)
+            else:
+                err = np.concatenate([err, element_interp_error(field, mesh, vals, new, n_err, rng)])
             order = np.argsort(-np.where(mesh.levels < max_level, err, -np.inf))
             k = max(1, int(round(fraction * mesh.num_elements)))
             marked = order[:k][mesh.levels[order[:k]] < max_level]
+            if conforming:  # an element's hanging corners follow the coarse neighbour: refine that one too
+                extra = mesh.constraining_elements(marked)
+                marked = np.union1d(marked, extra[mesh.levels[extra] < max_level])
             if len(marked) == 0:
                 break
             keep = np.ones(mesh.num_elements, bool)

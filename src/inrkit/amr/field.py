@@ -22,6 +22,7 @@ class InrField:
         model_domain: ``[d, 2]`` physical extent of the model's [-1, 1]^d (signal metadata ``domain``).
         value_scale, value_offset: raw value = network output * scale + offset (per channel).
         device: torch device for evaluation.
+        domain_assumed: the model file carries no domain (e.g. ``.npz``), so [-1, 1]^d was assumed.
     """
 
     model: MLP
@@ -30,6 +31,7 @@ class InrField:
     value_offset: np.ndarray
     device: torch.device = torch.device("cpu")
     batch: int = 65536
+    domain_assumed: bool = False
 
     @classmethod
     def from_model(cls, model: MLP, header: dict | None = None, device: torch.device | str = "cpu") -> "InrField":
@@ -43,7 +45,7 @@ class InrField:
         except (ValueError, TypeError, InvalidInputError) as exc:
             raise InvalidFileError(f"model header has unusable signal metadata: {exc}") from exc
         model = model.to(device).eval()
-        return cls(model, dom, scale, offset, torch.device(device))
+        return cls(model, dom, scale, offset, torch.device(device), domain_assumed=not sig.get("domain"))
 
     @property
     def model64(self) -> MLP:

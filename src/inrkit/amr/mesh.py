@@ -173,6 +173,8 @@ class BoxMesh:
 
     @property
     def dofs(self) -> int:
+        """Unique vertices, hanging nodes included (MFEM: ``FiniteElementSpace::GetNDofs`` of an order-1 H1
+        space on the same non-conforming mesh, which counts slave DOFs too); see :attr:`true_dofs`."""
         return self.num_vertices
 
     @property
@@ -240,6 +242,76 @@ class BoxMesh:
     def num_hanging(self) -> int:
         return int(self.hanging_mask().sum())
 
+    @property
+    def true_dofs(self) -> int:
+        """Conforming (true) DOFs: vertices that are not hanging (MFEM: ``GetTrueVSize`` of an order-1 H1 space)."""
+        return self.num_vertices - self.num_hanging
+
+    def hanging_constraints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """How the conforming interpolant constrains hanging nodes.
+
+        Returns ``(hanging [H], corners [H, 2^d], weights [H, 2^d])``: hanging vertex ``hanging[k]`` takes the value
+        ``sum_j weights[k, j] * value[corners[k, j]]``, the multilinear interpolant of the coarsest element whose
+        face or edge it lies on (as MFEM's conforming prolongation does). Corners may hang themselves: apply
+        repeatedly (:meth:`conforming_values`).
+        """
+        if "constraints" in self._cache:
+            return self._cache["constraints"]
+        vlat, _ = self._topology()
+        n = self._lattice_n(self.max_level)
+        nv = len(vlat)
+        best_lvl = np.full(nv, np.iinfo(np.int64).max)
+        best_el = np.full(nv, -1, np.int64)
+        for signs in product((-1, 1), repeat=self.dim):
+            probe = 2 * vlat + np.array(signs)
+            inside = np.all((probe > 0) & (probe < 2 * n), axis=1)
+            if not inside.any():
+                continue
+            idx = np.flatnonzero(inside)
+            elem = self._locate_unit(probe[inside] / (2.0 * n))
+            size = 2 ** (self.max_level - self.levels[elem])
+            not_corner = ~np.all(vlat[idx] % size[:, None] == 0, axis=1)
+            better = not_corner & (self.levels[elem] < best_lvl[idx])
+            best_lvl[idx[better]] = self.levels[elem[better]]
+            best_el[idx[better]] = elem[better]
+        hanging = np.flatnonzero(best_el >= 0)
+        el = best_el[hanging]
+        size = (2 ** (self.max_level - self.levels[el]))[:, None]
+        t = (vlat[hanging] - self.index[el] * size) / size  # local coordinates in [0, 1]^d
+        offs = corner_offsets(self.dim)
+        w = np.prod(np.where(offs[None] == 1, t[:, None, :], 1.0 - t[:, None, :]), axis=-1)
+        out = (hanging, self.cells[el], w)
+        self._cache["constraints"] = out
+        self._cache["constraint_elements"] = el
+        return out
+
+    def constraining_elements(self, elements: np.ndarray) -> np.ndarray:
+        """The coarser elements that constrain a hanging corner of any of ``elements`` (their refinement frees it)."""
+        hanging, _, _ = self.hanging_constraints()
+        el = self._cache["constraint_elements"]
+        if len(hanging) == 0 or len(elements) == 0:
+            return np.zeros(0, np.int64)
+        owner = np.full(self.num_vertices, -1, np.int64)
+        owner[hanging] = el
+        cons = owner[self.cells[np.asarray(elements)].ravel()]
+        return np.unique(cons[cons >= 0])
+
+    def conforming_values(self, values: np.ndarray) -> np.ndarray:
+        """Vertex values with every hanging node replaced by its constrained value (a continuous interpolant)."""
+        vals = np.array(values, dtype=np.float64, copy=True)
+        squeeze = vals.ndim == 1
+        vals = vals.reshape(len(vals), -1)
+        hanging, corners, w = self.hanging_constraints()
+        if len(hanging) == 0:
+            return vals[:, 0] if squeeze else vals
+        for _ in range(self.max_level + 2):  # constraint chains are at most max_level long
+            new = np.einsum("hk,hkc->hc", w, vals[corners])
+            done = np.allclose(new, vals[hanging], rtol=0.0, atol=0.0)
+            vals[hanging] = new
+            if done:
+                break
+        return vals[:, 0] if squeeze else vals
+
     # ----------------------------------------------------------- interpolation
     def local_coords(self, points: np.ndarray, elem: np.ndarray) -> np.ndarray:
         """Coordinates of ``points`` in [0, 1]^d inside their elements ``elem``."""
@@ -273,5 +345,5 @@ class BoxMesh:
 
     def summary(self) -> dict:
         return {"dim": self.dim, "elements": self.num_elements, "dofs": self.dofs,
-                "hanging": self.num_hanging, "max_level": self.max_level,
+                "hanging": self.num_hanging, "true_dofs": self.true_dofs, "max_level": self.max_level,
                 "min_level": int(self.levels.min()) if self.num_elements else 0}

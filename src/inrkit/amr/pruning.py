@@ -1,9 +1,18 @@
 """PruningAMR (arXiv 2512.02967): refine where ID pruning of the INR restricted to an element fails.
 
-For each element: sample ``n_id`` points inside it, ID-prune every hidden layer in turn on the already
-pruned network's activations (tolerance ``eps``; the interpolation matrix folded into the next layer),
-record the proportion ``p`` of hidden neurons kept and the mean relative error of the pruned network
-against the original on ``n_err`` fresh points; mark the element if ``p > P`` or ``error > T``.
+Start mesh: ``base`` cells per axis refined uniformly ``init_level`` times (the reference code's
+``num_uniform_ref = 2``). Then, for each new element: sample ``n_id`` points inside it, ID-prune every hidden
+layer in turn on the already pruned network's activations (tolerance ``eps``; the interpolation matrix folded
+into the next layer), record the proportion ``p`` of hidden neurons kept and the error of the pruned network
+``g`` against the original ``f`` on ``n_err`` fresh points; mark the element if ``p > P`` or ``error > T``.
+Refinement rounds (uniform ones included) stop at ``max_iters`` or once the mesh has ``max_dofs`` DOFs.
+
+Element errors (``error=``):
+
+* ``"reference"`` (default, the authors' released code): ``a = mean_{i,c} |f_c(x_i) - g_c(x_i)|`` and
+  ``error = mean_{i,c} a / |f_c(x_i) + 5|`` (outputs shifted by +5 before the pointwise division).
+* ``"relative"`` (inrkit): ``error = mean_{i,c} |f_c(x_i) - g_c(x_i)| / R`` with ``R`` the range (max - min) of
+  the network's output over the whole domain (estimated once): invariant to the scale and offset of the output.
 
 All elements of an iteration are processed together: one batched forward pass per layer and a batched
 column-pivoted Gram-Schmidt ID (the same greedy pivoting as the ID of ``scipy.linalg.interpolative``).
@@ -29,19 +38,68 @@ from .field import InrField
 from .mesh import MAX_LEVEL, BoxMesh
 
 
+ERROR_MODES = ("reference", "relative")
+ID_ACTIVATIONS = ("original", "pruned")
+REFERENCE_SHIFT = 5.0  # the authors' code adds 5 to both outputs before the pointwise division
+AUTO_START_ELEMENTS = 256
+
+
+def auto_base(domain: np.ndarray, init_level: int, target: int = AUTO_START_ELEMENTS) -> np.ndarray:
+    """Level-0 cells per axis: near-cubic cells, about ``target`` elements after ``init_level`` refinements.
+
+    The cell size ``h`` is chosen so that ``prod(extent / h) * 2**(d * init_level) ~ target`` (at least one cell
+    per axis); e.g. [-1, 1]^2 -> 4x4, [-1, 1]^3 -> 2x2x2, [-1, 1]^4 -> 1x1x1x1 with ``init_level = 2``.
+    In 4D the last axis is time, whose units are unrelated to space: it is sized like the mean spatial axis.
+    """
+    dom = np.asarray(domain, np.float64)
+    ext = dom[:, 1] - dom[:, 0]
+    d = len(ext)
+    if d == 4:  # time is not in space units: give it the geometric-mean spatial extent (one cell per level-0 box)
+        ext = np.append(ext[:3], np.prod(ext[:3]) ** (1.0 / 3.0))
+    cells0 = max(target / 2.0 ** (d * init_level), 1.0)
+    h = (np.prod(ext) / cells0) ** (1.0 / d)
+    return np.maximum(1, np.round(ext / h)).astype(np.int64)
+
+
+def resolve_base(base, domain: np.ndarray, init_level: int) -> np.ndarray:
+    """``base`` (None, int, sequence or ``"2,2,10"``) as an int array with one entry per axis."""
+    d = len(domain)
+    if base is None or (isinstance(base, str) and base.strip().lower() in ("", "auto")):
+        return auto_base(domain, init_level)
+    if isinstance(base, str):
+        try:
+            vals = [int(v) for v in base.replace(" ", "").split(",") if v]
+        except ValueError as exc:
+            raise InvalidInputError(f"--base needs integers, one or one per axis: {base!r}") from exc
+    else:
+        vals = [int(v) for v in np.atleast_1d(np.asarray(base))]
+    if len(vals) == 1:
+        vals = vals * d
+    if len(vals) != d or min(vals) < 1:
+        raise InvalidInputError(f"base needs 1 or {d} positive integers (one per axis), got {vals}")
+    return np.asarray(vals, np.int64)
+
+
 @dataclass
 class PruningAMRConfig:
     """PruningAMR settings (defaults as in the paper's code).
 
     Args:
         eps: relative tolerance of the interpolative decomposition.
-        T: error threshold: refine if the pruned network's mean relative error exceeds it.
+        T: error threshold: refine if the pruned network's element error exceeds it.
+        error: ``"reference"`` (``mean_i a / |f(x_i) + 5|``, the authors' code) or ``"relative"``
+            (``mean_i |f - g| / range(f)``, scale- and offset-invariant); see the module docstring.
         P: proportion threshold: refine if more than this fraction of hidden neurons is kept.
+        id_activations: which activations each layer's ID is computed on: ``"original"`` (the original
+            network's activations of that layer, as the reference code) or ``"pruned"`` (the activations
+            that the already pruned earlier layers produce).
         n_id: points per element used to compute the ID.
         n_err: fresh points per element used to measure the pruned network's error.
-        max_iters: K_max, the most refinement iterations.
-        base: level-0 cells per axis of the starting uniform mesh.
-        init_level: uniform refinements of the starting mesh.
+        max_iters: the most refinement rounds, the ``init_level`` uniform ones included (reference: 4).
+        max_dofs: stop refining once the mesh has at least this many DOFs (reference: 5000).
+        base: level-0 cells per axis (an int or one per axis); ``None``: near-cubic cells with about
+            ``AUTO_START_ELEMENTS`` elements after the ``init_level`` uniform refinements (see :func:`auto_base`).
+        init_level: uniform refinements of the base mesh before the adaptive rounds (reference: 2).
         max_level: never refine an element beyond this level.
         max_elements: stop (without refining) when a refinement would exceed this many elements.
         method: ``"batched"`` (vectorised torch ID) or ``"scipy"`` (per-element
@@ -54,11 +112,14 @@ class PruningAMRConfig:
     eps: float = 1e-3
     T: float = 1e-3
     P: float = 0.2
+    error: str = "reference"
+    id_activations: str = "pruned"
     n_id: int = 256
     n_err: int = 128
-    max_iters: int = 8
-    base: int = 4
-    init_level: int = 0
+    max_iters: int = 4
+    max_dofs: int = 5000
+    base: int | tuple | None = None
+    init_level: int = 2
     max_level: int = 12
     max_elements: int = 500_000
     method: str = "batched"
@@ -66,13 +127,28 @@ class PruningAMRConfig:
     chunk_values: int = 4_000_000
     progress: bool = True
 
+    def _base_list(self) -> list:
+        if isinstance(self.base, str):
+            return [v for v in self.base.replace(" ", "").split(",") if v] or [1]
+        return list(np.atleast_1d(np.asarray(self.base)))
+
     def validate(self) -> None:
         if not (0 < self.eps < 1 and self.T > 0 and 0 < self.P <= 1):
             raise InvalidInputError("need 0 < eps < 1, T > 0 and 0 < P <= 1")
-        if self.n_id < 1 or self.n_err < 1 or self.max_iters < 0 or self.base < 1 or self.max_elements < 1:
-            raise InvalidInputError("n_id, n_err, base and max_elements must be >= 1, max_iters >= 0")
+        if self.n_id < 1 or self.n_err < 1 or self.max_elements < 1 or self.max_dofs < 1:
+            raise InvalidInputError("n_id, n_err, max_dofs and max_elements must be >= 1")
+        if self.base is not None:
+            resolve_base(self.base, np.tile([0.0, 1.0], (len(np.atleast_1d(self._base_list())), 1)), 0)
+        if not 0 <= self.init_level <= self.max_iters:
+            raise InvalidInputError(f"need 0 <= init_level <= max_iters (max_iters counts the uniform "
+                                    f"refinements), got init_level={self.init_level}, max_iters={self.max_iters}")
+        if self.error not in ERROR_MODES:
+            raise InvalidInputError(f"unknown element error {self.error!r}; choose from {', '.join(ERROR_MODES)}")
         if not 0 <= self.max_level <= MAX_LEVEL:
             raise InvalidInputError(f"max_level must be in [0, {MAX_LEVEL}]")
+        if self.id_activations not in ID_ACTIVATIONS:
+            raise InvalidInputError(f"unknown id_activations {self.id_activations!r}; choose from "
+                                    f"{', '.join(ID_ACTIVATIONS)}")
         if self.method not in ("batched", "scipy"):
             raise InvalidInputError(f"unknown ID method {self.method!r}; choose batched or scipy")
 
@@ -135,14 +211,24 @@ def scipy_id(H: Tensor, eps: float) -> tuple[Tensor, Tensor]:
 # ----------------------------------------------------------- per-element stats
 @torch.no_grad()
 def element_pruning_stats(model: MLP, x_id: Tensor, x_err: Tensor, eps: float,
-                          method: str = "batched") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ID-prune ``model`` on each element's points; return ``(proportion, rel_error, kept [B, L-1])``.
+                          method: str = "batched", error: str = "reference",
+                          out_range: float | None = None,
+                          id_activations: str = "pruned") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ID-prune ``model`` on each element's points; return ``(proportion, error, kept [B, L-1])``.
 
     Args:
         model: the INR (any activation; Fourier features allowed), evaluated here in float64.
         x_id: ``[B, n_id, d]`` model-space points per element for the ID.
         x_err: ``[B, n_err, d]`` fresh model-space points per element for the error.
+        error: ``"reference"`` or ``"relative"`` (see :func:`element_error`).
+        out_range: ``R`` of the relative error (range of the output over the domain); required for it.
+        id_activations: ``"original"``: the ID of layer ``l`` is taken on the original network's layer-``l``
+            activations (reference code); ``"pruned"``: on the activations of the network whose earlier layers
+            are already pruned. Either way the error is that of the pruned network (selection + folded ``T``).
     """
+    if id_activations not in ID_ACTIVATIONS:
+        raise InvalidInputError(f"unknown id_activations {id_activations!r}; choose from {', '.join(ID_ACTIVATIONS)}")
+    original = id_activations == "original"
     ident = method == "batched"
     B, n_id, d = x_id.shape
     n_err = x_err.shape[1]
@@ -155,20 +241,51 @@ def element_pruning_stats(model: MLP, x_id: Tensor, x_err: Tensor, eps: float,
         he = model.layer_forward(layer, he)
         n = h.shape[1]
         rank, M = (batched_id if ident else scipy_id)(h.reshape(B, n_id, n), eps)
-        h = torch.bmm(h.reshape(B, n_id, n), M).reshape(-1, n)
+        if not original:  # the next layer's ID sees the pruned network's activations
+            h = torch.bmm(h.reshape(B, n_id, n), M).reshape(-1, n)
         he = torch.bmm(he.reshape(B, n_err, n), M).reshape(-1, n)
         kept.append(rank)
     pruned = model.layer_forward(model.num_layers - 1, he)
-    diff = (pruned - full).reshape(B, n_err, -1).norm(dim=2).mean(1)
-    scale = full.reshape(B, n_err, -1).norm(dim=2).mean(1).clamp_min(1e-12)
+    err = element_error(full.reshape(B, n_err, -1), pruned.reshape(B, n_err, -1), error, out_range)
     kept_t = torch.stack(kept, 1) if kept else torch.zeros(B, 0, dtype=torch.long)
     total = max(sum(model.hidden_widths), 1)
-    return ((kept_t.sum(1).double() / total).cpu().numpy(), (diff / scale).cpu().numpy(), kept_t.cpu().numpy())
+    return ((kept_t.sum(1).double() / total).cpu().numpy(), err.cpu().numpy(), kept_t.cpu().numpy())
+
+
+def element_error(f: Tensor, g: Tensor, mode: str = "reference", out_range: float | None = None) -> Tensor:
+    """Element error of the pruned outputs ``g`` against the original ``f`` (both ``[B, n, C]``) -> ``[B]``.
+
+    ``"reference"`` (the authors' released PruningAMR code): ``a = mean_{i,c} |f - g|``, then
+    ``error = mean_{i,c} a / |f_c(x_i) + 5|``. ``"relative"``: ``mean_{i,c} |f - g| / out_range``.
+    """
+    f = torch.as_tensor(f, dtype=torch.float64)
+    g = torch.as_tensor(g, dtype=torch.float64)
+    abs_diff = (f - g).abs().mean(dim=(1, 2))  # [B]
+    if mode == "reference":
+        shifted = (f + REFERENCE_SHIFT).abs().clamp_min(1e-300)
+        return (abs_diff[:, None, None] / shifted).mean(dim=(1, 2))
+    if mode == "relative":
+        if out_range is None or not out_range > 0:
+            raise InvalidInputError("the relative element error needs the output range R > 0")
+        return abs_diff / out_range
+    raise InvalidInputError(f"unknown element error {mode!r}; choose from {', '.join(ERROR_MODES)}")
+
+
+@torch.no_grad()
+def output_range(field: InrField, domain: np.ndarray, n: int = 8192, seed: int = 0) -> float:
+    """Range (max - min over points and channels) of the network's output on ``n`` random domain points."""
+    rng = np.random.default_rng(seed)
+    dom = np.asarray(domain, np.float64)
+    x = dom[:, 0] + rng.random((n, len(dom))) * (dom[:, 1] - dom[:, 0])
+    y = field.network(x)
+    r = float(y.max() - y.min()) if y.size else 0.0
+    return r if r > 0 else 1.0
 
 
 def mesh_pruning_stats(field: InrField, mesh: BoxMesh, elements: np.ndarray, cfg: PruningAMRConfig,
-                       rng: np.random.Generator, bar: tqdm | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Proportion kept and relative error of every element in ``elements`` (in chunks)."""
+                       rng: np.random.Generator, bar: tqdm | None = None,
+                       out_range: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Proportion kept and element error of every element in ``elements`` (batched, in chunks)."""
     model = field.model64
     p = np.zeros(len(elements))
     err = np.zeros(len(elements))
@@ -179,7 +296,8 @@ def mesh_pruning_stats(field: InrField, mesh: BoxMesh, elements: np.ndarray, cfg
         x_id = field.to_model_coords(mesh.sample_elements(cfg.n_id, rng, el))
         x_err = field.to_model_coords(mesh.sample_elements(cfg.n_err, rng, el))
         t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=field.device)  # noqa: E731
-        p[s:s + chunk], err[s:s + chunk], _ = element_pruning_stats(model, t(x_id), t(x_err), cfg.eps, cfg.method)
+        p[s:s + chunk], err[s:s + chunk], _ = element_pruning_stats(model, t(x_id), t(x_err), cfg.eps, cfg.method,
+                                                                    cfg.error, out_range, cfg.id_activations)
         if bar is not None:
             bar.update(len(el))
     return p, err
@@ -193,15 +311,24 @@ def mark(p: np.ndarray, err: np.ndarray, P: float, T: float) -> np.ndarray:
 # ------------------------------------------------------------------- the loop
 @dataclass
 class AMRResult:
-    """A refined mesh and how it was obtained."""
+    """A refined mesh and how it was obtained.
+
+    ``warnings``: human-readable findings about the run (e.g. ``p`` stayed above ``P`` everywhere, so the mesh
+    is uniform-like); ``p_above_P_everywhere`` says whether that happened; ``base`` is the level-0 grid used.
+    """
 
     mesh: BoxMesh
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     meshes: list[BoxMesh] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    p_above_P_everywhere: bool = False
+    base: list[int] = field(default_factory=list)
+    stopped: str = ""
 
     @property
     def iterations(self) -> int:
+        """Adaptive refinement rounds that refined something (the uniform start rounds not included)."""
         return sum(1 for h in self.history if h.get("refined", 0) > 0)
 
 
@@ -209,40 +336,52 @@ def pruning_amr(field_: InrField, domain: np.ndarray, config: PruningAMRConfig |
                 keep_meshes: bool = False) -> AMRResult:
     """Run PruningAMR on ``field_`` over the box ``domain`` (``[d, 2]``).
 
-    Only elements created by the last refinement are evaluated: an element that was not marked keeps its
-    verdict (the paper's loop re-tests every element; with fresh random points the verdicts are the same
-    up to sampling noise). Progress (elements evaluated, ms per element) goes to stderr.
+    The start mesh is ``base`` cells per axis refined uniformly ``init_level`` times; then up to
+    ``max_iters - init_level`` adaptive rounds, each stopped early once the mesh has ``max_dofs`` DOFs.
+    Only elements created by the last refinement are evaluated, as in the reference code (an element that was
+    not marked is never re-tested). All elements of a round are evaluated batched. Progress (elements
+    evaluated, ms per element) goes to stderr.
     """
     cfg = config or PruningAMRConfig()
     cfg.validate()
-    mesh = BoxMesh.uniform(domain, cfg.base, cfg.init_level)
+    domain = np.asarray(domain, np.float64)
+    base = resolve_base(cfg.base, domain, cfg.init_level)
+    mesh = BoxMesh.uniform(domain, base, cfg.init_level)
     if mesh.dim != field_.dim:
         raise InvalidInputError(f"domain has {mesh.dim} axes but the model takes {field_.dim} coordinates")
     rng = np.random.default_rng(cfg.seed)
+    out_range = output_range(field_, domain, seed=cfg.seed) if cfg.error == "relative" else None
     new = np.arange(mesh.num_elements)
-    result = AMRResult(mesh, meshes=[mesh] if keep_meshes else [])
+    result = AMRResult(mesh, meshes=[mesh] if keep_meshes else [], base=[int(b) for b in base])
     start = time.perf_counter()
-    for it in range(1, cfg.max_iters + 1):
+    all_p: list[np.ndarray] = []
+    for it in range(cfg.init_level + 1, cfg.max_iters + 1):
+        if mesh.dofs >= cfg.max_dofs:
+            result.stopped = f"max_dofs={cfg.max_dofs} reached ({mesh.dofs} DOFs) before round {it}"
+            break
         t0 = time.perf_counter()
-        with tqdm(total=len(new), desc=f"PruningAMR iter {it}", unit="elem", file=sys.stderr,
+        with tqdm(total=len(new), desc=f"PruningAMR round {it}", unit="elem", file=sys.stderr,
                   disable=not cfg.progress, leave=False) as bar:
-            p, err = mesh_pruning_stats(field_, mesh, new, cfg, rng, bar)
+            p, err = mesh_pruning_stats(field_, mesh, new, cfg, rng, bar, out_range)
+        all_p.append(p)
         marked_new = mark(p, err, cfg.P, cfg.T) & (mesh.levels[new] < cfg.max_level)
         secs = time.perf_counter() - t0
         row = {"iteration": it, "elements": mesh.num_elements, "dofs": mesh.dofs, "evaluated": int(len(new)),
                "refined": int(marked_new.sum()), "marked_by_P": int((p > cfg.P).sum()),
                "marked_by_T": int((err > cfg.T).sum()), "seconds": secs,
                "ms_per_element": 1e3 * secs / max(len(new), 1),
-               "mean_p": float(p.mean()) if len(p) else 0.0}
+               "mean_p": float(p.mean()) if len(p) else 0.0, "min_p": float(p.min()) if len(p) else 0.0,
+               "median_error": float(np.median(err)) if len(err) else 0.0}
         result.history.append(row)
         if cfg.progress:
-            tqdm.write(f"PruningAMR iter {it}: {len(new)} elements in {secs:.2f} s "
-                       f"({row['ms_per_element']:.2f} ms/element), {row['refined']} refined, "
-                       f"{mesh.dofs} DOFs", file=sys.stderr)
+            tqdm.write(f"PruningAMR round {it}/{cfg.max_iters}: {len(new)} elements in {secs:.2f} s "
+                       f"({row['ms_per_element']:.2f} ms/element), {row['refined']} refined "
+                       f"({row['marked_by_P']} by p > P, {row['marked_by_T']} by error > T), {mesh.dofs} DOFs",
+                       file=sys.stderr)
         if not marked_new.any():
             break
         if mesh.num_elements + int(marked_new.sum()) * (2**mesh.dim - 1) > cfg.max_elements:
-            row["stopped"] = f"refining would exceed max_elements={cfg.max_elements}"
+            row["stopped"] = result.stopped = f"refining would exceed max_elements={cfg.max_elements}"
             row["refined"] = 0
             break
         n_old = mesh.num_elements
@@ -255,7 +394,26 @@ def pruning_amr(field_: InrField, domain: np.ndarray, config: PruningAMRConfig |
             result.meshes.append(mesh)
     result.mesh = mesh
     result.seconds = time.perf_counter() - start
+    _diagnose(result, all_p, cfg)
     return result
+
+
+def _diagnose(result: AMRResult, all_p: list[np.ndarray], cfg: PruningAMRConfig) -> None:
+    """Honest messages: p above P in every element (uniform-like mesh), no adaptive round at all."""
+    if not all_p:
+        result.warnings.append(
+            f"no adaptive round ran ({result.stopped or 'max_iters == init_level'}): the mesh is the uniform "
+            f"start mesh; lower --init-level/--base or raise --max-dofs/--max-iters")
+        return
+    p = np.concatenate(all_p)
+    if len(p) and bool(np.all(p > cfg.P)):
+        result.p_above_P_everywhere = True
+        result.warnings.append(
+            f"p (proportion of neurons the ID keeps) stayed above P={cfg.P} in every element tested "
+            f"(min p = {p.min():.3f}, median {np.median(p):.3f}): every element was refined, so this mesh is "
+            f"uniform refinement, not adaptive. The network has no locally prunable structure at this scale "
+            f"(typical of a SIREN, whose hidden features oscillate everywhere); use --uniform LEVEL, or a larger P "
+            f"(e.g. --P {min(1.0, float(np.quantile(p, 0.5))):.2f}) to refine only where p is highest.")
 
 
 def config_dict(cfg: PruningAMRConfig) -> dict:

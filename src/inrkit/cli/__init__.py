@@ -12,7 +12,7 @@ import pkgutil
 import sys
 from typing import Sequence
 
-from ..errors import InrkitError
+from inrkit.errors import InrkitError
 
 
 def _command_modules() -> list:
@@ -25,7 +25,7 @@ def _command_modules() -> list:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every discovered command."""
-    from .. import __version__
+    from inrkit import __version__
 
     parser = argparse.ArgumentParser(prog="inrkit", description="Efficient implicit neural representations.")
     parser.add_argument("--version", action="version", version=f"inrkit {__version__}")
@@ -62,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # an unexpected failure: one line unless INRKIT_DEBUG is set
         if os.environ.get("INRKIT_DEBUG"):
             raise
-        print(f"inrkit: internal error: {type(exc).__name__}: {exc} (set INRKIT_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(f"inrkit: internal error: {type(exc).__name__}: {exc} (set INRKIT_DEBUG=1 for a traceback)",
+              file=sys.stderr)
         return 1
     return int(result or 0)
 

@@ -1,25 +1,32 @@
-"""Compression to a target quality or size, coefficient fine-tuning, file and image entry points."""
+"""Compression to a target quality or size, and the file and image workflows (torch side).
+
+The codecs come from :data:`inrkit.compress.CODECS`; decoding goes through the standalone
+:mod:`inrkit.compress.decoder`; the image workflow fits through :func:`inrkit.train.fit`.
+"""
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
-from torch import nn
 
-from ..errors import InvalidFileError, InvalidInputError
-from ..models import MLP, build_model, load_model, save_model
-from ..signals import ImageSignal, Signal, load_signal
-from ..utils import atomic_write, resolve_device
-from .codecs import CODECS, SinrOptions, SparseModel, compress_model, decode_model, encode_sinr, sparse_code
-from .dictionary import sensing_matrix
+from inrkit.compress.codecs import CODECS, Codec
+from inrkit.compress.decoder import read_file
+from inrkit.compress.model import decode_model
+from inrkit.errors import InvalidInputError
+from inrkit.models import MLP, build_model, load_model, save_model
+from inrkit.signals import ImageSignal, Signal, check_metadata, load_signal, render_model
+from inrkit.train import FitConfig, fit
+from inrkit.utils import atomic_write
 
 SPARSITY_GRID = tuple(round(0.02 * i, 2) for i in range(1, 25))  # 0.02 .. 0.48 of k1
 BITS_GRID = (6, 7, 8, 10)
+_CAST = {"bits": int, "sparsity": float}
 
 
 @dataclass
@@ -34,6 +41,7 @@ class Compressed:
     target_met: bool | None = None
 
     def report(self, pixels: int | None = None) -> dict[str, Any]:
+        """Plain numbers for JSON: codec, bytes, chosen parameters, ``bpp`` (given ``pixels``), PSNR, target met."""
         rep: dict[str, Any] = {"codec": self.codec, "bytes": len(self.data), **self.params}
         if pixels:
             rep["bpp"] = 8.0 * len(self.data) / pixels
@@ -42,64 +50,6 @@ class Compressed:
         if self.target_met is not None:
             rep["target_met"] = self.target_met
         return rep
-
-
-# ------------------------------------------------------------- fine-tuning
-class _CodedMLP(nn.Module):
-    """The MLP whose coded weight matrices are ``A[:, support] @ coef`` with the supports fixed."""
-
-    def __init__(self, code: SparseModel, device: torch.device) -> None:
-        super().__init__()
-        self.base = code.model.copy().to(device)
-        self.coded: dict[int, tuple[torch.Tensor, tuple[int, int]]] = {}
-        self.coefs = nn.ParameterDict()
-        for i, layer in enumerate(code.layers):
-            if layer is None:
-                continue
-            atoms = sensing_matrix(layer.k1, layer.k2, code.options.seed).T[layer.idx]  # [n, s, k1]
-            self.coded[i] = (torch.from_numpy(atoms).float().to(device), tuple(self.base.weights[i].shape))
-            self.coefs[str(i)] = nn.Parameter(torch.from_numpy(layer.coef).float().to(device))
-            self.base.weights[i].requires_grad_(False)
-
-    def weight(self, i: int) -> torch.Tensor:
-        atoms, (out, inp) = self.coded[i]
-        vec = torch.einsum("ns,nsk->nk", self.coefs[str(i)], atoms)
-        return vec.reshape(-1)[: out * inp].reshape(out, inp)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        params = {f"weights.{i}": self.weight(i) for i in self.coded}
-        return torch.func.functional_call(self.base, params, (x,), strict=False)
-
-
-def finetune_codes(code: SparseModel, signal: Signal, steps: int = 100, lr: float = 1e-4,
-                   batch_size: int | None = None, device: str | None = None, seed: int = 0) -> SparseModel:
-    """Fine-tune the kept coefficients (supports fixed), biases and uncoded layers on ``signal``.
-
-    An addition to SINR (the paper quantises the OMP coefficients directly).
-    """
-    if steps <= 0:
-        return code
-    dev = resolve_device(device)
-    net = _CodedMLP(code, dev)
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    n = signal.num_samples()
-    batch = batch_size if batch_size else (None if 0 < n <= 1 << 20 else 1 << 16)
-    for _ in range(steps):
-        coords, targets = signal.train_batch(batch, gen, dev)
-        loss, _ = signal.loss(net, coords, targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    model = net.base.cpu()
-    layers = list(code.layers)
-    with torch.no_grad():
-        for i in net.coded:
-            layers[i] = replace(layers[i], coef=net.coefs[str(i)].detach().cpu().double().numpy())
-            model.weights[i].copy_(net.weight(i).cpu())
-            model.weights[i].requires_grad_(True)
-    return SparseModel(model.cpu(), layers, code.options)
 
 
 # ------------------------------------------------------------- target search
@@ -126,7 +76,7 @@ def compress_to_target(
     target_bytes: int | None = None,
     bits: int | None = None,
     sparsity: float | None = None,
-    options: SinrOptions | None = None,
+    options: Any = None,
     bits_grid: Sequence[int] = BITS_GRID,
     sparsity_grid: Sequence[float] = SPARSITY_GRID,
     finetune_steps: int = 0,
@@ -134,69 +84,94 @@ def compress_to_target(
     meta: dict | None = None,
     device: str | None = None,
 ) -> Compressed:
-    """Compress ``model``, choosing the sparsity and bit depth for a target.
+    """Compress ``model``, choosing the codec's searched options (bit depth, sparsity) for a target.
 
     With ``target_psnr`` (needs ``signal``) it returns the smallest file that reaches the
     PSNR; with ``target_bytes`` the best PSNR (or, without a signal, the largest setting)
     that fits. Without targets it uses ``sparsity``/``bits`` as given. Fixed ``bits`` or
     ``sparsity`` restrict the search. If nothing meets the target, the closest candidate
-    is returned with ``target_met=False``.
+    is returned with ``target_met=False``. What is searched is the codec's ``search``.
+
+    Args:
+        model: the fitted network.
+        signal: the signal it represents (to measure PSNR and to fine-tune), or ``None``.
+        codec: a name in :data:`inrkit.compress.CODECS`.
+        target_psnr: smallest file reaching this PSNR (dB).
+        target_bytes: best PSNR within this many bytes.
+        bits: a fixed bit depth (else searched over ``bits_grid``).
+        sparsity: a fixed sparsity (else searched over ``sparsity_grid``).
+        options: the codec's options (other fields than the searched ones), default options when ``None``.
+        bits_grid: bit depths tried.
+        sparsity_grid: sparsities tried (binary search; quality and size grow along it).
+        finetune_steps: fine-tuning steps after the codec's transform (codecs that support it).
+        finetune_lr: fine-tuning learning rate.
+        meta: signal metadata stored in the file.
+        device: where the transform and fine-tuning run.
     """
-    if codec not in CODECS:
-        raise InvalidInputError(f"unknown codec {codec!r}; choose from {list(CODECS)}")
+    c = CODECS.get(codec)
     if target_psnr is not None and signal is None:
         raise InvalidInputError("a target PSNR needs the signal to measure it")
-    _check_args(bits, sparsity, target_bytes, finetune_steps, list(bits_grid), options)
-    base = options or SinrOptions()
-    bit_list = [int(bits)] if bits is not None else list(bits_grid)
-    if target_psnr is None and target_bytes is None:
-        bit_list = [int(bits) if bits is not None else base.bits]
-    sp_list = [float(sparsity)] if sparsity is not None else list(sparsity_grid)
-    if target_psnr is None and target_bytes is None:
-        sp_list = [float(sparsity) if sparsity is not None else base.sparsity]
+    _check_args(bits, sparsity, target_bytes, finetune_steps, list(bits_grid))
+    base = _codec_options(c, options)
+    targeted = target_psnr is not None or target_bytes is not None
+    bit_list = _axis(c, "bits", bits, bits_grid, base, targeted)
+    sp_list = _axis(c, "sparsity", sparsity, sparsity_grid, base, targeted)
+    prepared: dict[Any, Any] = {}
 
-    codes: dict[float, SparseModel] = {}
-
-    def build(sp: float, b: int) -> Compressed:
-        if codec == "coin":
-            data, params = compress_model(model, "coin", signal=meta), {}
-        elif codec == "quant":
-            data, params = compress_model(model, "quant", bits=b, signal=meta), {"bits": b}
-        else:
-            if sp not in codes:
-                code = sparse_code(model, replace(base, sparsity=sp), device)
-                if finetune_steps and signal is not None:
-                    code = finetune_codes(code, signal, finetune_steps, finetune_lr, device=device)
-                codes[sp] = code
-            opts = replace(base, sparsity=sp, bits=b)
-            data = encode_sinr(replace(codes[sp], options=opts), meta)
-            params = {"sparsity": sp, "bits": b, "dense_bits": opts.dense(), "overcomplete": opts.overcomplete,
-                      "finetune_steps": finetune_steps}
+    def build(sp: float | None, b: int | None) -> Compressed:
+        opts = replace(base, **{k: v for k, v in (("sparsity", sp), ("bits", b)) if v is not None})
+        if sp not in prepared:
+            p = c.prepare(model, opts, device)
+            if finetune_steps and signal is not None:
+                p = c.finetune(p, signal, finetune_steps, finetune_lr, device)
+            prepared[sp] = p
+        data = c.encode_prepared(prepared[sp], opts, meta)
+        params = dict(c.report(opts), **({"finetune_steps": finetune_steps} if c.can_finetune else {}))
         dec, psnr = _evaluate(data, signal)
         return Compressed(data, dec, codec, params, psnr)
 
-    if codec == "coin":
-        bit_list, sp_list = [16], [0.0]
-    elif codec == "quant":
-        sp_list = [0.0]
     candidates: list[Compressed] = []
     for b in bit_list:
-        candidates += _search_sparsity(lambda sp, b=b: build(sp, b), sp_list, target_psnr, target_bytes)
+        candidates += _search_sparsity(functools.partial(build, b=b), sp_list, target_psnr, target_bytes)
+    return _choose(candidates, target_psnr, target_bytes)
+
+
+def _codec_options(codec: Codec, options: Any) -> Any:
+    """``options`` as the codec's options type (fields it lacks dropped; defaults when ``None``)."""
+    if options is None:
+        return codec.make_options()
+    if isinstance(options, codec.options_type):
+        return options
+    return codec.make_options(**asdict(options))
+
+
+def _axis(codec: Codec, name: str, fixed: float | None, grid: Sequence[float], base: Any,
+          targeted: bool) -> list[Any]:
+    """Values of option ``name`` to try: ``[None]`` when the codec does not search it."""
+    if name not in codec.search:
+        return [None]
+    if fixed is not None:
+        return [_CAST[name](fixed)]
+    return list(grid) if targeted else [getattr(base, name)]
+
+
+def _choose(candidates: list[Compressed], target_psnr: float | None, target_bytes: int | None) -> Compressed:
+    """The best candidate for the targets (the first one without targets)."""
     ok = [c for c in candidates if _meets(c.psnr, len(c.data), target_psnr, target_bytes)]
     if target_psnr is None and target_bytes is None:
-        best = candidates[0]
-    elif ok:
+        return candidates[0]
+    if ok:
         best = min(ok, key=lambda c: len(c.data)) if target_psnr is not None else \
             max(ok, key=lambda c: (c.psnr if c.psnr is not None else 0.0, len(c.data)))
     else:  # closest: the best PSNR, or the smallest file for a size target
         best = max(candidates, key=lambda c: c.psnr or 0.0) if target_psnr is not None else \
             min(candidates, key=lambda c: len(c.data))
-    if target_psnr is not None or target_bytes is not None:
-        best.target_met = bool(ok)
+    best.target_met = bool(ok)
     return best
 
 
-def _check_args(bits, sparsity, target_bytes, finetune_steps, bits_grid, options) -> None:
+def _check_args(bits: int | None, sparsity: float | None, target_bytes: int | None, finetune_steps: int,
+                bits_grid: list[int]) -> None:
     if any(not 1 <= int(b) <= 16 for b in ([bits] if bits is not None else []) + bits_grid):
         raise InvalidInputError("bit depths must be between 1 and 16")
     if sparsity is not None and not sparsity > 0:
@@ -205,11 +180,10 @@ def _check_args(bits, sparsity, target_bytes, finetune_steps, bits_grid, options
         raise InvalidInputError("the target size must be positive")
     if finetune_steps < 0:
         raise InvalidInputError("fine-tuning steps must be >= 0")
-    if options is not None and (options.overcomplete < 1 or options.block < 8 or options.seed < 0):
-        raise InvalidInputError("need overcomplete >= 1, block >= 8 and a non-negative seed")
 
 
-def _search_sparsity(build, grid: list[float], target_psnr: float | None, target_bytes: int | None) -> list[Compressed]:
+def _search_sparsity(build: Callable[[Any], Compressed], grid: list[Any], target_psnr: float | None,
+                     target_bytes: int | None) -> list[Compressed]:
     """Binary search along ``grid`` (quality and size grow with it) for the best feasible point."""
     if len(grid) == 1 or (target_psnr is None and target_bytes is None):
         return [build(grid[0])]
@@ -224,11 +198,13 @@ def _search_sparsity(build, grid: list[float], target_psnr: float | None, target
     if target_psnr is not None:  # smallest index reaching the PSNR (and within the size)
         while lo < hi:
             mid = (lo + hi) // 2
-            if at(mid).psnr is not None and at(mid).psnr >= target_psnr:
+            psnr = at(mid).psnr
+            if psnr is not None and psnr >= target_psnr:
                 hi = mid
             else:
                 lo = mid + 1
     else:  # largest index within the size budget
+        assert target_bytes is not None
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if len(at(mid).data) <= target_bytes:
@@ -240,19 +216,18 @@ def _search_sparsity(build, grid: list[float], target_psnr: float | None, target
 
 
 # ------------------------------------------------------------- files
+def _as_mlp(model: Any) -> MLP:
+    """``model`` if it is an :class:`MLP` (what the codecs store), else an error."""
+    if not isinstance(model, MLP):
+        raise InvalidInputError(f"the .inrz codecs store MLP models, not {type(model).__name__}")
+    return model
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
     with atomic_write(path) as handle:
         handle.write(data)
     return Path(path)
-
-
-def read_bytes(path: str | os.PathLike, limit: int = 1 << 30) -> bytes:
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidFileError(f"{path}: no such file")
-    if path.stat().st_size > limit:
-        raise InvalidFileError(f"{path}: larger than {limit} bytes, not an .inrz file")
-    return path.read_bytes()
 
 
 def _pixels(meta: dict | None) -> int | None:
@@ -279,15 +254,34 @@ def compress_file(
     seed: int = 0,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Compress a model file into ``.inrz``; returns the report (``bytes``, ``psnr``, ``bpp``...)."""
-    model, header = load_model(model_path, device="cpu")
+    """Compress a model file into ``.inrz``; returns the report (``bytes``, ``psnr``, ``bpp``...).
+
+    Args:
+        model_path: the model file (``.safetensors`` or ``.npz``).
+        out_path: the ``.inrz`` file to write.
+        codec: a registered codec.
+        sparsity: atoms per weight vector: a fraction of its length (<1) or a count
+            (0.4 unless searched for a target).
+        bits: bit depth of coefficients / weights (8 unless searched for a target).
+        target_psnr: smallest file reaching this PSNR (needs the signal).
+        target_bytes: best PSNR within this many bytes.
+        signal_path: the signal the model represents (to measure PSNR).
+        finetune_steps: steps of coefficient fine-tuning (needs the signal).
+        overcomplete: dictionary atoms per vector length (k2/k1).
+        seed: dictionary seed.
+        device: where the transform and fine-tuning run (cpu, cuda, ...; default: pick automatically).
+    """
+    loaded, header = load_model(model_path, device="cpu")
+    model = _as_mlp(loaded)
     meta = header.get("signal") or {}
-    signal = load_signal(signal_path) if signal_path else None
+    signal = load_signal(Path(signal_path)) if signal_path else None
     if finetune_steps and signal is None:
         raise InvalidInputError("fine-tuning needs the signal (--signal)")
+    c = CODECS.get(codec)
     t0 = time.perf_counter()
+    options = c.make_options(overcomplete=overcomplete, seed=seed)
     result = compress_to_target(model, signal, codec, target_psnr=target_psnr, target_bytes=target_bytes,
-                                bits=bits, sparsity=sparsity, options=SinrOptions(overcomplete=overcomplete, seed=seed),
+                                bits=bits, sparsity=sparsity, options=options,
                                 finetune_steps=finetune_steps, meta=meta, device=device)
     write_bytes(out_path, result.data)
     rep = result.report(_pixels(meta))
@@ -297,8 +291,13 @@ def compress_file(
 
 
 def decompress_file(inrz_path: str | os.PathLike, out_path: str | os.PathLike) -> dict[str, Any]:
-    """Decode ``.inrz`` into an inrkit model file (safetensors) carrying the signal metadata."""
-    model, header = decode_model(read_bytes(inrz_path))
+    """Decode ``.inrz`` into an inrkit model file (safetensors) carrying the signal metadata.
+
+    Args:
+        inrz_path: the ``.inrz`` file.
+        out_path: the model file to write (``.safetensors``).
+    """
+    model, header = decode_model(read_file(inrz_path))
     save_model(model, out_path, signal=header.get("signal") or None, extra=header.get("extra") or None)
     return {"output": str(out_path), "codec": header["codec"], "widths": model.widths,
             "params": model.num_params(), "bytes": Path(inrz_path).stat().st_size}
@@ -306,15 +305,34 @@ def decompress_file(inrz_path: str | os.PathLike, out_path: str | os.PathLike) -
 
 # ------------------------------------------------------------- images end to end
 def default_hidden(pixels: int, codec: str, bpp: float | None, depth: int = 3) -> list[int]:
-    """Hidden widths for an image: sized to the bit budget, or to the image without one."""
+    """Hidden widths for an image: sized to the bit budget (the codec's rough rate), or to the image."""
     if bpp is None:
         return [int(min(256, max(32, round(math.sqrt(pixels) / 4))))] * depth
-    bits_per_param = {"sinr": 2.5, "quant": 6.0, "coin": 16.0}[codec]
-    params = bpp * pixels / bits_per_param
+    params = bpp * pixels / CODECS.get(codec).bits_per_param
     # params ~= (depth - 1) w^2 + (2 + depth + 3 + 3) w
     a, b = depth - 1, depth + 8
     w = (-b + math.sqrt(b * b + 4 * a * params)) / (2 * a)
     return [int(max(8, round(w)))] * depth
+
+
+@dataclass
+class EncodeConfig(FitConfig):
+    """Fitting settings of :func:`encode_image`: a FitConfig with encode's own defaults.
+
+    Args:
+        steps: fitting steps.
+        lr: Adam's learning rate.
+        batch_size: points per step (default: the whole image).
+        schedule: learning-rate schedule (constant, cosine, exponential).
+        precision: GEMM precision of the fit: fp32 (the committed benchmark numbers), bf16 or auto.
+        seed: seed of the network, the batches and the dictionary.
+        device: where to fit and compress (cpu, cuda, cuda:1, mps; default: pick automatically).
+        progress: show a progress bar.
+    """
+
+    steps: int = 2000
+    lr: float = 2e-4
+    precision: str = "fp32"
 
 
 def encode_image(
@@ -326,33 +344,42 @@ def encode_image(
     codec: str = "sinr",
     hidden: Sequence[int] | None = None,
     arch: str = "siren",
-    steps: int = 2000,
-    lr: float = 2e-4,
+    config: FitConfig | None = None,
     finetune_steps: int = 0,
-    seed: int = 0,
-    device: str | None = None,
-    progress: bool = True,
 ) -> dict[str, Any]:
-    """Fit an INR to an image and compress it to a bit rate or a PSNR; writes ``out_path`` (.inrz)."""
-    from ..train import FitConfig, fit
+    """Fit an INR to an image and compress it to a bit rate or a PSNR; writes ``out_path`` (.inrz).
 
+    Args:
+        image_path: PNG or JPEG image.
+        out_path: the ``.inrz`` file to write.
+        bpp: target bits per pixel (sizes the network too).
+        target_psnr: target PSNR in dB (the fit stops 1 dB above it).
+        codec: a registered codec.
+        hidden: hidden widths, e.g. 64x3 (default: sized to the target).
+        arch: architecture of the fitted network.
+        config: fitting settings (default :class:`EncodeConfig`); its seed also seeds the
+            network and the dictionary, its device runs the compression.
+        finetune_steps: steps of coefficient fine-tuning after sparse coding.
+    """
     if bpp is not None and not bpp > 0:
         raise InvalidInputError("--bpp must be positive")
-    signal = load_signal(image_path)
+    config = config or EncodeConfig()
+    signal = load_signal(Path(image_path))
     if not isinstance(signal, ImageSignal):
         raise InvalidInputError(f"{image_path}: not an image")
     pixels = signal.shape[0] * signal.shape[1]
     hidden = list(hidden) if hidden else default_hidden(pixels, codec, bpp)
-    model = build_model(arch, 2, signal.out_dim, hidden, generator=torch.Generator().manual_seed(seed))
+    model = build_model(arch, 2, signal.out_dim, hidden, generator=torch.Generator().manual_seed(config.seed))
+    if target_psnr is not None:
+        config = replace(config, target_psnr=target_psnr + 1.0)
     t0 = time.perf_counter()
-    fitted = fit(model, signal, FitConfig(steps=steps, lr=lr, seed=seed, device=device, progress=progress,
-                                          target_psnr=None if target_psnr is None else target_psnr + 1.0))
+    fitted = fit(model, signal, config)
     fit_s = time.perf_counter() - t0
-    model = fitted.model.cpu()
     target_bytes = None if bpp is None else int(bpp * pixels / 8)
-    result = compress_to_target(model, signal, codec, target_psnr=target_psnr, target_bytes=target_bytes,
-                                finetune_steps=finetune_steps, options=SinrOptions(seed=seed),
-                                meta=signal.metadata(), device=device)
+    options = CODECS.get(codec).make_options(seed=config.seed)
+    result = compress_to_target(_as_mlp(fitted.model.cpu()), signal, codec, target_psnr=target_psnr,
+                                target_bytes=target_bytes, finetune_steps=finetune_steps, options=options,
+                                meta=signal.metadata(), device=config.device)
     write_bytes(out_path, result.data)
     rep = result.report(pixels)
     rep.update(output=str(out_path), hidden=hidden, fit_psnr=float(fitted.metrics["psnr"]), fit_steps=fitted.steps,
@@ -360,37 +387,24 @@ def encode_image(
     return rep
 
 
-def check_image_meta(meta: Any, out_dim: int) -> dict[str, Any]:
-    """Validate the image metadata of an ``.inrz`` header before rendering from it."""
-    if not isinstance(meta, dict) or meta.get("kind") != "image":
-        raise InvalidFileError("the .inrz file does not hold an image")
-    shape = meta.get("shape")
-    if not (isinstance(shape, list) and len(shape) == 2 and all(type(s) is int and 1 <= s <= 1 << 15 for s in shape)
-            and shape[0] * shape[1] <= 1 << 26):
-        raise InvalidFileError("the .inrz image shape is invalid")
-    for key in ("value_offset", "value_scale"):
-        v = meta.get(key)
-        if not (isinstance(v, list) and len(v) == out_dim and all(type(x) in (int, float) and math.isfinite(x) for x in v)):
-            raise InvalidFileError(f"the .inrz image field {key!r} is invalid")
-    if meta.get("channels") != out_dim:
-        raise InvalidFileError("the .inrz image channel count does not match the model")
-    return meta
-
-
 def decode_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
                  reference: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Decode an image ``.inrz`` to PNG; with ``reference`` also report the PSNR against it."""
-    from ..signals import render_model
+    """Decode an image ``.inrz`` to PNG; with ``reference`` also report the PSNR against it.
 
-    data = read_bytes(inrz_path)
+    Args:
+        inrz_path: the ``.inrz`` file.
+        out_path: the ``.png`` to write.
+        reference: original image, to report the PSNR.
+    """
+    data = read_file(inrz_path)
     model, header = decode_model(data)
-    meta = check_image_meta(header.get("signal"), model.out_dim)
+    meta = check_metadata(header.get("signal"), model.out_dim, kind="image")
     if Path(out_path).suffix.lower() != ".png":
         raise InvalidInputError("decoded images are written as .png")
-    render_model(model, meta, out_path)
+    render_model(model, meta, Path(out_path))
     h, w = meta["shape"]
     rep: dict[str, Any] = {"output": str(out_path), "bytes": len(data), "bpp": 8.0 * len(data) / (h * w),
                            "codec": header["codec"], "shape": [h, w]}
     if reference is not None:
-        rep["psnr"] = float(load_signal(reference).evaluate(model)["psnr"])
+        rep["psnr"] = float(load_signal(Path(reference)).evaluate(model)["psnr"])
     return rep

@@ -5,12 +5,10 @@ it gives the same bits on every machine.
 """
 from __future__ import annotations
 
-import math
-
 import brotli
 import numpy as np
 
-from ..errors import InvalidFileError
+from inrkit.errors import InvalidFileError
 
 MAX_BITS = 16
 
@@ -132,7 +130,3 @@ def max_expansion(compressed: int) -> int:
     """Largest raw size accepted for a Brotli stream of ``compressed`` bytes (bomb guard)."""
     return 4096 * compressed + 4096
 
-
-def bits_for(n: int) -> int:
-    """Bits to address ``n`` items."""
-    return max(1, math.ceil(math.log2(max(n, 2))))

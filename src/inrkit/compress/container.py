@@ -21,8 +21,8 @@ from typing import Any
 
 import brotli
 
-from ..errors import InvalidFileError
-from .coding import brotli_compress
+from inrkit.compress.coding import brotli_compress
+from inrkit.errors import InvalidFileError
 
 MAGIC = b"INRZ"
 VERSION = 1

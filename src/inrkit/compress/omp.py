@@ -237,7 +237,8 @@ def _lower_vm(v: Tensor, w: Tensor, out: Tensor | None = None) -> Tensor:
     return out
 
 
-def _omp_chunk(atoms: Tensor, dictionary: Tensor, gram: Tensor, screen: _Screen | None, y: Tensor, s: int) -> tuple[Tensor, Tensor]:
+def _omp_chunk(atoms: Tensor, dictionary: Tensor, gram: Tensor, screen: _Screen | None, y: Tensor,
+               s: int) -> tuple[Tensor, Tensor]:
     """OMP for one chunk of signals ``y`` ``[B, k1]``; returns (idx, coef) ``[B, s]``.
 
     ``L`` is the Cholesky factor of the selected Gram sub-matrix ``G[S, S] = L L^T``, kept as

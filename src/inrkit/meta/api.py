@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..models.io import save_model
-from ..signals.series import load_series
-from .adapt import AdaptConfig, encode_series
-from .pretrain import MetaConfig, meta_train
+from inrkit.meta.finetune import FinetuneConfig, encode_series
+from inrkit.meta.pretrain import MetaConfig, meta_train
+from inrkit.models.io import save_model
+from inrkit.signals.series import load_series
 
 
 def meta_train_file(series_path: str | Path, output: str | Path, config: MetaConfig | None = None) -> dict[str, Any]:
@@ -27,6 +27,6 @@ def meta_train_file(series_path: str | Path, output: str | Path, config: MetaCon
 
 
 def meta_encode_file(series_path: str | Path, init: str | Path, out_dir: str | Path,
-                     config: AdaptConfig | None = None) -> dict[str, Any]:
-    """Adapt the initialisation ``init`` to every member of a series; one model per member."""
+                     config: FinetuneConfig | None = None) -> dict[str, Any]:
+    """Fine-tune the initialisation ``init`` to every member of a series; one model per member."""
     return encode_series(load_series(series_path), init, out_dir, config)

@@ -12,23 +12,23 @@ runs ``inner_steps`` optimiser steps on each (batched with ``torch.func.vmap``),
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as safetensors_save
+from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..errors import InvalidFileError, InvalidInputError
-from ..models.io import model_from_tensors, model_header, model_tensors
-from ..models.mlp import MLP, siren
-from ..signals.series import VolumeSeries
-from ..utils import atomic_write, resolve_device
-from .functional import inner_loop, maml_grad, param_dict, stack_params, task_losses
+from inrkit.errors import InvalidInputError
+from inrkit.meta.batched import adapt_tasks
+from inrkit.meta.functional import maml_grad, param_dict, stack_params, task_losses
+from inrkit.models.mlp import MLP, siren
+from inrkit.signals.series import VolumeSeries
+from inrkit.train.checkpoint import load_checkpoint, restore_model, restore_optimizer, save_checkpoint
+from inrkit.train.fit import FitConfig, fit
+from inrkit.utils import resolve_device
 
 #: CPU-friendly and paper-scale SIREN sizes (the paper: 7 layers of width 256)
 PRESETS: dict[str, tuple[int, ...]] = {
@@ -56,6 +56,12 @@ class MetaConfig:
         inner_batch: points per inner step (``None``: every sub-sampled voxel).
         train_members: restrict pretraining to these member indices (before the time stride).
         seed: model initialisation and task sampling.
+        device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"``...
+        progress: show a progress bar.
+        log_every: outer steps between history rows.
+        checkpoint_path: write a resumable checkpoint (:mod:`inrkit.train.checkpoint`) here.
+        checkpoint_every: outer steps between checkpoints (one is always written at the end).
+        resume: continue from ``checkpoint_path`` (refused if made with other settings).
     """
 
     hidden: tuple[int, ...] = PRESETS["small"]
@@ -65,7 +71,7 @@ class MetaConfig:
     inner_steps: int = 16
     outer_steps: int = 300
     meta_batch: int = 4
-    inner_lr: float = 1e-4
+    inner_lr: float = 1e-3
     outer_lr: float = 1e-4
     order: str = "first"
     inner_optimizer: str = "adam"
@@ -76,10 +82,14 @@ class MetaConfig:
     progress: bool = True
     log_every: int = 10
     checkpoint_path: str | None = None
-    checkpoint_every: int = 0
+    checkpoint_every: int = 50
     resume: bool = False
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
+        """Raise :class:`~inrkit.errors.InvalidInputError` on inconsistent settings."""
         if self.order not in ("first", "second"):
             raise InvalidInputError(f"--order must be 'first' or 'second', got {self.order!r}")
         if self.inner_optimizer not in ("adam", "sgd"):
@@ -94,6 +104,7 @@ class MetaConfig:
             raise InvalidInputError("resume needs a checkpoint path")
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings that define the result (stored in model files and checkpoints)."""
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         d["train_members"] = None if self.train_members is None else [int(i) for i in self.train_members]
@@ -143,73 +154,36 @@ def subsample(series: VolumeSeries, space_stride: int = 4, time_stride: int = 2,
 
 
 # ------------------------------------------------------------- checkpoints
-CKPT_FORMAT = "inrkit-meta-checkpoint"
+#: settings a resumed meta-training must share with its checkpoint
+RESUME_KEYS = ("hidden", "inner_steps", "meta_batch", "order", "space_stride", "time_stride")
+CHECKPOINT_KIND = "meta-train"
 
 
-def save_checkpoint(path: str | Path, model: MLP, optimizer: torch.optim.Optimizer, step: int,
-                    generator: torch.Generator, config: MetaConfig, history: list[dict], seconds: float) -> Path:
-    """Meta-model, outer Adam moments, task-sampler state and progress in one safetensors file."""
-    tensors = {f"model.{k}": v for k, v in model_tensors(model).items()}
-    names = [n for n, _ in model.named_parameters()]
-    for i, p in enumerate(model.parameters()):
-        st = optimizer.state.get(p, {})
-        if st:
-            tensors[f"adam.m.{names[i]}"] = st["exp_avg"].detach().cpu().contiguous()
-            tensors[f"adam.v.{names[i]}"] = st["exp_avg_sq"].detach().cpu().contiguous()
-            tensors[f"adam.step.{names[i]}"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
-    tensors["rng"] = generator.get_state().clone()
-    meta = {"format": CKPT_FORMAT, "version": 1, "step": step, "seconds": seconds,
-            "header": model_header(model), "config": config.to_dict(), "history": history}
-    with atomic_write(path) as fh:
-        fh.write(safetensors_save(tensors, metadata={"inrkit": json.dumps(meta)}))
-    return Path(path)
+def _save(path: Path, model: MLP, optimizer: torch.optim.Optimizer, step: int, generator: torch.Generator,
+          config: MetaConfig, history: list[dict], seconds: float) -> None:
+    save_checkpoint(path, model, optimizer, generator, step=step, seconds=seconds, history=history,
+                    config=config.to_dict(), kind=CHECKPOINT_KIND)
 
 
-def load_checkpoint(path: str | Path, config: MetaConfig, device: torch.device
-                    ) -> tuple[MLP, dict[str, torch.Tensor], torch.Tensor, dict[str, Any]]:
-    """Read a checkpoint; returns ``(model, optimizer tensors, rng state, meta)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidFileError(f"{path}: no such checkpoint")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = json.loads((fh.metadata() or {}).get("inrkit", "{}"))
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InvalidFileError(f"{path}: not a readable meta checkpoint ({exc})") from exc
-    if meta.get("format") != CKPT_FORMAT or "rng" not in tensors:
-        raise InvalidFileError(f"{path}: not an inrkit meta-training checkpoint")
-    saved = meta.get("config", {})
-    for key in ("hidden", "inner_steps", "meta_batch", "order", "space_stride", "time_stride"):
-        if saved.get(key) != config.to_dict().get(key):
-            raise InvalidInputError(f"{path}: checkpoint was made with {key}={saved.get(key)!r}, "
-                                    f"not {config.to_dict().get(key)!r}")
-    try:
-        model = model_from_tensors({k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
-                                   meta["header"]).to(device)
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise InvalidFileError(f"{path}: checkpoint tensors do not match its header ({exc})") from exc
-    return model, tensors, tensors["rng"], meta
-
-
-def _restore_adam(optimizer: torch.optim.Optimizer, model: MLP, tensors: dict[str, torch.Tensor]) -> None:
-    for name, p in model.named_parameters():
-        if f"adam.m.{name}" in tensors:
-            optimizer.state[p] = {
-                "step": tensors[f"adam.step.{name}"].reshape(()).clone(),
-                "exp_avg": tensors[f"adam.m.{name}"].to(p.device).clone(),
-                "exp_avg_sq": tensors[f"adam.v.{name}"].to(p.device).clone(),
-            }
+def _resume(path: Path, config: MetaConfig, model: MLP, device: torch.device,
+            generator: torch.Generator) -> tuple[MLP, torch.optim.Optimizer, int, list[dict], float]:
+    """Model, outer Adam, step, history and seconds of a checkpoint made with the same settings."""
+    expect = {k: v for k, v in config.to_dict().items() if k in RESUME_KEYS}
+    ckpt = load_checkpoint(path, CHECKPOINT_KIND, expect)
+    model = cast(MLP, restore_model(ckpt, model, device))
+    optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
+    restore_optimizer(ckpt, model, optimizer)
+    generator.set_state(ckpt.rng)
+    return model, optimizer, ckpt.step, ckpt.history, ckpt.seconds
 
 
 # ------------------------------------------------------------------ training
 def post_adaptation_loss(model: MLP, coords: torch.Tensor, targets: torch.Tensor, config: MetaConfig,
                          generator: torch.Generator | None = None) -> torch.Tensor:
     """Loss per task ``[M]`` after the inner loop of ``config`` starting from ``model``."""
-    params = stack_params(param_dict(model), targets.shape[0])
     opt = "sgd" if config.order == "second" else config.inner_optimizer
-    adapted, _ = inner_loop(model, params, coords, targets, config.inner_steps, config.inner_lr, opt,
-                            None if config.order == "second" else config.inner_batch, generator)
+    adapted, _ = adapt_tasks(model, coords, targets, config.inner_steps, config.inner_lr, opt,
+                             None if config.order == "second" else config.inner_batch, generator)
     return task_losses(model, adapted, coords, targets)
 
 
@@ -221,9 +195,8 @@ def meta_step(model: MLP, optimizer: torch.optim.Optimizer, coords: torch.Tensor
         grads, after = maml_grad(model, theta, coords, targets, config.inner_steps, config.inner_lr)
         before = task_losses(model, stack_params(theta, targets.shape[0]), coords, targets)
     else:
-        adapted, before = inner_loop(model, stack_params(theta, targets.shape[0]), coords, targets,
-                                     config.inner_steps, config.inner_lr, config.inner_optimizer,
-                                     config.inner_batch, generator)
+        adapted, before = adapt_tasks(model, coords, targets, config.inner_steps, config.inner_lr,
+                                      config.inner_optimizer, config.inner_batch, generator)
         grads = {k: theta[k] - adapted[k].mean(0) for k in theta}
         after = None
     optimizer.zero_grad(set_to_none=True)
@@ -254,15 +227,12 @@ def meta_train(series: VolumeSeries, config: MetaConfig | None = None, init: MLP
     generator = torch.Generator().manual_seed(config.seed)
     model = (init.copy() if init is not None else
              siren(3, 1, config.hidden, config.omega0, config.omega0, generator=generator)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
-    start, history, seconds = 0, [], 0.0
+    optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
+    start, seconds = 0, 0.0
+    history: list[dict[str, Any]] = []
     ckpt = Path(config.checkpoint_path) if config.checkpoint_path else None
     if config.resume and ckpt is not None and ckpt.is_file():
-        model, tensors, rng, meta = load_checkpoint(ckpt, config, device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
-        _restore_adam(optimizer, model, tensors)
-        generator.set_state(rng)
-        start, history, seconds = int(meta["step"]), list(meta.get("history", [])), float(meta["seconds"])
+        model, optimizer, start, history, seconds = _resume(ckpt, config, model, device, generator)
     batch = min(config.meta_batch, len(members))
     bar = tqdm(range(start, config.outer_steps), desc=f"meta-train ({config.order} order)",
                disable=not config.progress, initial=start, total=config.outer_steps)
@@ -275,18 +245,54 @@ def meta_train(series: VolumeSeries, config: MetaConfig | None = None, init: MLP
             history.append({"step": step + 1, "seconds": seconds, **info})
             bar.set_postfix(loss=f"{info['loss_before']:.4g}")
         if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
-            save_checkpoint(ckpt, model, optimizer, step + 1, generator, config, history, seconds)
+            _save(ckpt, model, optimizer, step + 1, generator, config, history, seconds)
     if ckpt is not None and config.outer_steps > start:
-        save_checkpoint(ckpt, model, optimizer, config.outer_steps, generator, config, history, seconds)
+        _save(ckpt, model, optimizer, config.outer_steps, generator, config, history, seconds)
     return MetaResult(model.cpu(), history, seconds, max(start, config.outer_steps), members, fraction)
+
+
+class _SharedFitTask:
+    """One network fitted to a random batch of tasks per step (the plain-pretraining ablation).
+
+    Args:
+        coords: shared points ``[N, 3]``; targets: ``[M, N, 1]``.
+        tasks_per_step: tasks in every step's mean MSE.
+        generator: draws the task batches (the one that also seeded the model).
+    """
+
+    supports_bf16 = False
+
+    def __init__(self, coords: Tensor, targets: Tensor, tasks_per_step: int, generator: torch.Generator) -> None:
+        self.coords, self.targets = coords, targets
+        self.tasks_per_step, self.generator = tasks_per_step, generator
+
+    def num_samples(self) -> int:
+        """Points per task (always trained in full)."""
+        return int(self.coords.shape[0])
+
+    def train_batch(self, batch_size: int | None, generator: torch.Generator,
+                    device: torch.device) -> tuple[Tensor, Tensor]:
+        """The shared points and the targets of ``tasks_per_step`` random tasks."""
+        tasks = torch.randperm(self.targets.shape[0], generator=self.generator)[:self.tasks_per_step]
+        return self.coords, self.targets[tasks.to(self.targets.device)]
+
+    def loss(self, model: nn.Module, coords: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean MSE of the one network against every chosen task."""
+        mse = torch.mean((model(coords).unsqueeze(0) - targets) ** 2)
+        return mse, mse
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Nothing: the ablation is judged after fine-tuning."""
+        return {}
 
 
 def pretrain_plain(series: VolumeSeries, config: MetaConfig | None = None, steps: int | None = None) -> MetaResult:
     """The paper's "pretrained SIREN" ablation: plain Adam on the same sub-sampled data, no inner loop.
 
     Each step fits the mean MSE of a batch of ``meta_batch`` tasks with learning rate
-    ``inner_lr``; ``steps`` defaults to ``outer_steps * inner_steps`` (the same number of
-    gradient evaluations per task as meta-training).
+    ``inner_lr`` (through :func:`inrkit.train.fit`); ``steps`` defaults to ``outer_steps *
+    inner_steps`` (the same number of gradient evaluations per task as meta-training).
+    History rows ``{step, loss, seconds}`` every ``log_every * inner_steps`` steps.
     """
     config = config or MetaConfig()
     config.validate()
@@ -295,17 +301,13 @@ def pretrain_plain(series: VolumeSeries, config: MetaConfig | None = None, steps
                                                    config.train_members, device)
     generator = torch.Generator().manual_seed(config.seed)
     model = siren(3, 1, config.hidden, config.omega0, config.omega0, generator=generator).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.inner_lr)
     steps = config.outer_steps * config.inner_steps if steps is None else int(steps)
-    batch = min(config.meta_batch, len(members))
-    history, t0 = [], time.perf_counter()
-    for step in tqdm(range(steps), desc="pretrain (plain)", disable=not config.progress):
-        tasks = torch.randperm(len(members), generator=generator)[:batch].to(device)
-        pred = model(coords)  # the same network for every task: [N, 1]
-        loss = torch.mean((pred.unsqueeze(0) - targets[tasks]) ** 2)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if config.log_every and (step + 1) % (config.log_every * config.inner_steps) == 0:
-            history.append({"step": step + 1, "loss": float(loss.detach()), "seconds": time.perf_counter() - t0})
-    return MetaResult(model.cpu(), history, time.perf_counter() - t0, steps, members, fraction)
+    task = _SharedFitTask(coords, targets, min(config.meta_batch, len(members)), generator)
+    every = config.log_every * config.inner_steps
+    fit_config = FitConfig(steps=steps, lr=config.inner_lr, schedule="constant", log_every=max(every, 1),
+                           evaluate=False, progress=config.progress, precision="fp32", device=str(device),
+                           seed=config.seed)
+    result = fit(model, task, fit_config)
+    history = [{"step": r["step"], "loss": r["loss"], "seconds": r["seconds"]}
+               for r in result.history if every and r["step"] % every == 0]
+    return MetaResult(cast(MLP, result.model.cpu()), history, result.seconds, steps, members, fraction)

@@ -23,8 +23,8 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from ..errors import InvalidInputError
-from ..utils import atomic_write, write_json
+from inrkit.errors import InvalidInputError
+from inrkit.utils import atomic_write, write_json
 
 SERIES_FORMAT = "inrkit-series"
 KINDS = ("vortex", "grayscott")

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidFileError, InvalidInputError
-from ..models.io import load_model
-from ..utils import atomic_path
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.models.io import load_model
+from inrkit.utils import atomic_path
 
 
 def weight_vectors(models_dir: str | Path) -> tuple[np.ndarray, np.ndarray, str, list[str]]:

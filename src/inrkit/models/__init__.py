@@ -1,9 +1,22 @@
-"""The shared model type, its constructors, files and surgery."""
-from .io import load_model, save_model
-from .mlp import ACTIVATIONS, ARCHITECTURES, MLP, build_model, ffn, finer, parse_hidden, siren
-from .surgery import fold_interpolation, keep_neurons
+"""The shared model types (MLP, NeRF MLP), their constructors, files and the pruning graph."""
+from inrkit.models.io import MODEL_TYPES, expected_shapes, load_model, save_model, validate_header
+from inrkit.models.mlp import ACTIVATIONS, ARCHITECTURES, MLP, build_model, ffn, finer, parse_hidden, siren
+from inrkit.models.nerf_mlp import NeRFConfig, NeRFMLP, positional_encoding
+from inrkit.models.surgery import (
+    PrunableGroup,
+    StateMap,
+    add_neurons,
+    find_group,
+    fold_interpolation,
+    group_weights,
+    keep_neurons,
+    merge_state_maps,
+    remove_neurons,
+)
 
 __all__ = [
-    "ACTIVATIONS", "ARCHITECTURES", "MLP", "build_model", "ffn", "finer", "fold_interpolation",
-    "keep_neurons", "load_model", "parse_hidden", "save_model", "siren",
+    "ACTIVATIONS", "ARCHITECTURES", "MLP", "MODEL_TYPES", "NeRFConfig", "NeRFMLP", "PrunableGroup", "StateMap",
+    "add_neurons", "build_model", "expected_shapes", "ffn", "find_group", "finer", "fold_interpolation",
+    "group_weights", "keep_neurons", "load_model", "merge_state_maps", "parse_hidden", "positional_encoding",
+    "remove_neurons", "save_model", "siren", "validate_header",
 ]

@@ -1,9 +1,10 @@
 """Fast compute paths for :class:`~inrkit.models.mlp.MLP` layers.
 
-The default path is plain float32. Inside ``with compute_precision("bf16"):`` every
-dense layer multiplies in bfloat16 (float32 accumulation inside oneDNN/cuBLAS),
-which roughly triples GEMM throughput on CPUs with ``avx512_bf16``/AMX and on
-GPUs with tensor cores. Phases stay accurate where it matters:
+``MLP.forward`` is plain float32. Reduced precision is an explicit wrapper:
+``with_precision(model, "bf16")`` returns a module that shares ``model``'s parameters and
+multiplies every dense layer in bfloat16 (float32 accumulation inside oneDNN/cuBLAS), which
+roughly triples GEMM throughput on CPUs with ``avx512_bf16``/AMX and on GPUs with tensor
+cores. Phases stay accurate where it matters:
 
 * the first periodic layer (coordinates -> phases up to ``omega * |Wx + b|``, tens of
   radians) runs entirely in float32 and only its output is rounded to bfloat16;
@@ -19,40 +20,18 @@ with ``create_graph=True`` (e.g. the SDF eikonal term) must use ``fp32``;
 """
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-from typing import Iterator
-
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from ..errors import InvalidInputError
+from inrkit.errors import InvalidInputError
+from inrkit.models.mlp import MLP, apply_activation
 
 PRECISIONS = ("fp32", "bf16", "auto")
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16}
-_local = threading.local()
 
 
 # ------------------------------------------------------------------ selection
-def active_dtype() -> torch.dtype | None:
-    """The reduced compute dtype in effect on this thread (``None`` means plain float32)."""
-    return getattr(_local, "dtype", None)
-
-
-@contextmanager
-def compute_precision(precision: str) -> Iterator[None]:
-    """Run MLP forward passes inside the block in ``precision`` (``"fp32"`` or ``"bf16"``)."""
-    if precision not in _DTYPES:
-        raise InvalidInputError(f"unknown compute precision {precision!r}; choose from {list(_DTYPES)}")
-    previous = active_dtype()
-    _local.dtype = _DTYPES[precision]
-    try:
-        yield
-    finally:
-        _local.dtype = previous
-
-
 def bf16_supported(device: torch.device | str) -> bool:
     """Whether ``device`` multiplies bfloat16 matrices natively (fast), not by emulation."""
     device = torch.device(device)
@@ -115,17 +94,6 @@ class _SineLayer(torch.autograd.Function):
         return gh, gw, gb, None, None, None
 
 
-def apply_activation(z: Tensor, activation: str) -> Tensor:
-    """A non-periodic activation (``relu``, ``tanh``, ``sigmoid``; anything else is identity)."""
-    if activation == "relu":
-        return torch.relu(z)
-    if activation == "tanh":
-        return torch.tanh(z)
-    if activation == "sigmoid":
-        return torch.sigmoid(z)
-    return z
-
-
 def _dense(h: Tensor, weight: Tensor, bias: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.addmm(bias.to(dtype), h.to(dtype), weight.to(dtype).t())
 
@@ -147,3 +115,52 @@ def layer_forward(model, i: int, h: Tensor, dtype: torch.dtype) -> Tensor:
     if i == len(model.weights) - 1:
         z = z.float()
     return apply_activation(z, activation)
+
+
+# ------------------------------------------------------------------ wrapper
+class ReducedPrecisionMLP(nn.Module):
+    """``model`` evaluated with ``dtype`` GEMMs (see the module notes); shares ``model``'s parameters.
+
+    Args:
+        model: the float32 MLP (its parameters are the master weights).
+        dtype: the GEMM dtype (``torch.bfloat16``).
+    """
+
+    def __init__(self, model: MLP, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    def layer_forward(self, i: int, h: Tensor) -> Tensor:
+        """Layer ``i`` in reduced precision (hidden outputs ``dtype``, the last layer float32)."""
+        return layer_forward(self.model, i, h, self.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.model.encode(x)
+        for i in range(self.model.num_layers):
+            h = self.layer_forward(i, h)
+        return h.float()
+
+    def forward_with_hidden(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The float32 output and every hidden layer's (reduced-precision) output."""
+        h, hidden = self.model.encode(x), []
+        for i in range(self.model.num_layers):
+            h = self.layer_forward(i, h)
+            if i < self.model.num_layers - 1:
+                hidden.append(h)
+        return h.float(), hidden
+
+
+def with_precision(model: nn.Module, precision: str) -> nn.Module:
+    """``model`` itself for ``"fp32"``; for ``"bf16"`` a :class:`ReducedPrecisionMLP` sharing its parameters.
+
+    Args:
+        model: the model to evaluate; only an :class:`~inrkit.models.mlp.MLP` has bf16 layers (any other
+            model is returned as it is, float32).
+        precision: ``"fp32"`` or ``"bf16"`` (resolve ``"auto"`` first with :func:`resolve_precision`).
+    """
+    if precision not in _DTYPES:
+        raise InvalidInputError(f"unknown compute precision {precision!r}; choose from {list(_DTYPES)}")
+    dtype = _DTYPES[precision]
+    if dtype is None or not isinstance(model, MLP):  # other models have no reduced-precision layers
+        return model
+    return ReducedPrecisionMLP(model, dtype)

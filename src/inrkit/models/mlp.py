@@ -2,19 +2,21 @@
 
 A model is a list of dense layers ``(W_i, b_i, activation_i, omega_i)``. Widths may
 change per layer; pruning and densification replace a layer's parameters with
-smaller or larger ones (see :mod:`inrkit.models.surgery`).
+smaller or larger ones (see :mod:`inrkit.models.surgery`). ``ARCHITECTURES`` registers the
+constructors that :func:`build_model` reads (siren, finer, ffn, relu, tanh).
 """
 from __future__ import annotations
 
 import copy
 import math
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import InvalidInputError
-from . import fast as _fast
+from inrkit.errors import InvalidInputError
+from inrkit.models.surgery import PrunableGroup
+from inrkit.registry import Registry
 
 ACTIVATIONS = ("sine", "finer", "relu", "tanh", "sigmoid", "identity")
 PERIODIC = ("sine", "finer")
@@ -30,8 +32,19 @@ def _finer_layer(h: Tensor, weight: Tensor, bias: Tensor, omega: float) -> Tenso
     return torch.sin(omega * (z.abs() + 1.0) * z)
 
 
+def apply_activation(z: Tensor, activation: str) -> Tensor:
+    """A non-periodic activation (``relu``, ``tanh``, ``sigmoid``; anything else is identity)."""
+    if activation == "relu":
+        return torch.relu(z)
+    if activation == "tanh":
+        return torch.tanh(z)
+    if activation == "sigmoid":
+        return torch.sigmoid(z)
+    return z
+
+
 def _plain_layer(h: Tensor, weight: Tensor, bias: Tensor, activation: str) -> Tensor:
-    return _fast.apply_activation(torch.addmm(bias, h, weight.t()), activation)
+    return apply_activation(torch.addmm(bias, h, weight.t()), activation)
 
 
 class MLP(nn.Module):
@@ -44,6 +57,8 @@ class MLP(nn.Module):
         omegas: frequency factor per layer for ``sine``/``finer`` (1.0 elsewhere).
         fourier: optional Fourier-feature matrix ``B`` of shape ``[m, coord_dim]``.
     """
+
+    fourier: Tensor | None  # a buffer (``register_buffer``), typed here for the type checker
 
     def __init__(
         self,
@@ -136,10 +151,7 @@ class MLP(nn.Module):
         return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
 
     def layer_forward(self, i: int, h: Tensor) -> Tensor:
-        """Output of layer ``i`` for its input ``h``."""
-        dtype = _fast.active_dtype()
-        if dtype is not None:  # inside fast.compute_precision("bf16"): reduced-precision GEMMs
-            return _fast.layer_forward(self, i, h, dtype)
+        """Output of layer ``i`` for its input ``h`` (float32; see :func:`inrkit.models.fast.with_precision`)."""
         weight, bias, activation = self.weights[i], self.biases[i], self.activations[i]
         if activation == "sine":
             return _sine_layer(h, weight, bias, self.omegas[i])
@@ -151,7 +163,7 @@ class MLP(nn.Module):
         h = self.encode(x)
         for i in range(self.num_layers):
             h = self.layer_forward(i, h)
-        return h if _fast.active_dtype() is None else h.float()
+        return h
 
     def forward_with_hidden(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Return the output and the post-activation output of every hidden layer."""
@@ -164,6 +176,11 @@ class MLP(nn.Module):
         return h, hidden
 
     # ------------------------------------------------------------------ edit
+    def prunable_groups(self) -> list[PrunableGroup]:
+        """One group per hidden layer ``i`` (named ``"i"``): rows of ``W_i``/``b_i``, columns of ``W_{i+1}``."""
+        return [PrunableGroup(str(i), (f"weights.{i}", f"biases.{i}"), [(f"weights.{i + 1}", 0)],
+                              int(self.weights[i].shape[0])) for i in range(self.num_layers - 1)]
+
     def set_layer(self, i: int, weight: Tensor, bias: Tensor) -> None:
         """Replace layer ``i``'s parameters by new Parameter objects (shapes may change)."""
         if weight.ndim != 2 or bias.shape != (weight.shape[0],):
@@ -251,15 +268,63 @@ def ffn(
     return model
 
 
-ARCHITECTURES = ("siren", "finer", "ffn")
+def plain(
+    in_dim: int,
+    out_dim: int,
+    hidden: Sequence[int] = (256, 256, 256),
+    activation: str = "relu",
+    generator: torch.Generator | None = None,
+) -> MLP:
+    """A plain MLP (``relu``/``tanh``/``sigmoid`` hidden layers, linear output), ``nn.Linear``'s initialisation.
+
+    Args:
+        in_dim: coordinate dimension.
+        out_dim: output channels.
+        hidden: hidden widths.
+        activation: the hidden layers' activation.
+        generator: random source of the initialisation.
+    """
+    widths = [in_dim, *hidden, out_dim]
+    model = MLP(widths, [activation] * (len(widths) - 2) + ["identity"])
+    for w, b in zip(model.weights, model.biases):
+        bound = 1.0 / math.sqrt(w.shape[1])
+        _uniform_(w, bound, generator)
+        _uniform_(b, bound, generator)
+    return model
 
 
-def build_model(arch: str, in_dim: int, out_dim: int, hidden: Sequence[int], **kwargs) -> MLP:
-    """Build ``arch`` (one of :data:`ARCHITECTURES`) with the given hidden widths."""
-    builders = {"siren": siren, "finer": finer, "ffn": ffn}
-    if arch not in builders:
-        raise InvalidInputError(f"unknown architecture {arch!r}; choose from {list(ARCHITECTURES)}")
-    return builders[arch](in_dim, out_dim, list(hidden), **kwargs)
+def relu_mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256, 256),
+             generator: torch.Generator | None = None) -> MLP:
+    """A plain ReLU MLP on raw coordinates (see :func:`plain`)."""
+    return plain(in_dim, out_dim, hidden, "relu", generator)
+
+
+def tanh_mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256, 256),
+             generator: torch.Generator | None = None) -> MLP:
+    """A plain tanh MLP on raw coordinates (see :func:`plain`)."""
+    return plain(in_dim, out_dim, hidden, "tanh", generator)
+
+
+ARCHITECTURES: Registry[Callable[..., MLP]] = Registry("architecture")
+"""Builders ``(in_dim, out_dim, hidden, **kw) -> MLP`` by name; a new one registers here once."""
+ARCHITECTURES.register("siren", siren)
+ARCHITECTURES.register("finer", finer)
+ARCHITECTURES.register("ffn", ffn)
+ARCHITECTURES.register("relu", relu_mlp)
+ARCHITECTURES.register("tanh", tanh_mlp)
+
+
+def build_model(arch: str, in_dim: int, out_dim: int, hidden: Sequence[int], **kwargs: Any) -> MLP:
+    """Build the registered architecture ``arch`` (see :data:`ARCHITECTURES`).
+
+    Args:
+        arch: a name in :data:`ARCHITECTURES` (siren, finer, ffn, relu, tanh).
+        in_dim: coordinate dimension.
+        out_dim: output channels.
+        hidden: hidden widths.
+        **kwargs: the builder's options (e.g. ``omega0``, ``generator``).
+    """
+    return ARCHITECTURES.get(arch)(in_dim, out_dim, list(hidden), **kwargs)
 
 
 def parse_hidden(spec: str) -> list[int]:

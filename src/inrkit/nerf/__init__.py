@@ -1,10 +1,18 @@
 """Radiance fields: Blender-format scenes, the NeRF MLP, volume rendering, training and pruning."""
-from .model import NeRFConfig, NeRFMLP, load_nerf, positional_encoding, save_nerf
-from .render import render_rays, sample_pdf, stratified_samples, volume_render
-from .scene import Scene, SceneSplit, generate_scene, load_blender, pixel_rays, sphere_pose
-from .prune import keep_nerf_neurons, prunable_layers, prune_and_train, prune_nerf
-from .api import nerf_prune_file, nerf_render_file, nerf_train_file, synth_scene
-from .train import TrainConfig, TrainResult, evaluate_nerf, render_image, render_turntable, train_nerf
+from inrkit.nerf.api import nerf_prune_file, nerf_render_file, nerf_train_file, synth_scene
+from inrkit.nerf.model import NeRFConfig, NeRFMLP, load_nerf, positional_encoding, save_nerf
+from inrkit.nerf.prune import keep_nerf_neurons, prunable_layers, prune_and_train, prune_nerf
+from inrkit.nerf.render import render_rays, sample_pdf, stratified_samples, volume_render
+from inrkit.nerf.scene import Scene, SceneSplit, generate_scene, load_blender, pixel_rays, sphere_pose
+from inrkit.nerf.train import (
+                               RayTask,
+                               TrainConfig,
+                               TrainResult,
+                               evaluate_nerf,
+                               render_image,
+                               render_turntable,
+                               train_nerf,
+)
 
 __all__ = [
     "NeRFConfig", "NeRFMLP", "load_nerf", "save_nerf", "positional_encoding",
@@ -12,5 +20,5 @@ __all__ = [
     "Scene", "SceneSplit", "generate_scene", "load_blender", "pixel_rays", "sphere_pose",
     "keep_nerf_neurons", "prunable_layers", "prune_and_train", "prune_nerf",
     "nerf_prune_file", "nerf_render_file", "nerf_train_file", "synth_scene",
-    "TrainConfig", "TrainResult", "evaluate_nerf", "render_image", "render_turntable", "train_nerf",
+    "RayTask", "TrainConfig", "TrainResult", "evaluate_nerf", "render_image", "render_turntable", "train_nerf",
 ]

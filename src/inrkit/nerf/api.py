@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import InvalidFileError, InvalidInputError
-from ..utils import atomic_path
-from .model import NeRFConfig, NeRFMLP, load_nerf, save_nerf
-from .prune import prune_and_train
-from .scene import generate_scene, load_blender, sphere_pose
-from .train import TrainConfig, evaluate_nerf, mse_to_psnr, render_image, render_turntable, resized_meta, to_uint8, train_nerf
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.metrics import psnr_from_mse
+from inrkit.nerf.model import NeRFConfig, NeRFMLP, load_nerf, save_nerf
+from inrkit.nerf.prune import prune_and_train
+from inrkit.nerf.scene import generate_scene, load_blender, sphere_pose
+from inrkit.nerf.train import TrainConfig, render_image, render_turntable, resized_meta, train_nerf
+from inrkit.utils import atomic_path, to_uint8
 
 RENDER_KEYS = ("n_samples", "n_importance", "batch_rays", "lr", "lr_final", "coarse_weight")
 
@@ -42,7 +43,7 @@ def nerf_train_file(scene_dir: str | os.PathLike, output: str | os.PathLike, wid
     result = train_nerf(model, scene, cfg)
     extra = {"scene_path": str(scene_dir), "downscale": downscale, "train": asdict(cfg), "iters": result.iters,
              "psnr": result.metrics.get("psnr"), "seconds": result.seconds}
-    save_nerf(result.model, output, scene.metadata(), extra)
+    save_nerf(model, output, scene.metadata(), extra)  # trained in place
     return {"output": str(output), "psnr": result.metrics.get("psnr"), "params": model.num_params(),
             "bytes": _file_bytes(output), "seconds": result.seconds, "iters": result.iters,
             "seconds_per_iter": result.seconds / max(1, result.iters)}
@@ -76,11 +77,12 @@ def nerf_render_file(model_path: str | os.PathLike, output: str | os.PathLike, v
         if view is not None:
             if scene_dir is None:
                 raise InvalidInputError("--view needs --scene (the folder with the test views)")
-            test = load_blender(scene_dir, downscale=header.get("extra", {}).get("downscale", 1), splits=("test",)).split("test")
+            downscale = header.get("extra", {}).get("downscale", 1)
+            test = load_blender(scene_dir, downscale=downscale, splits=("test",)).split("test")
             if not 0 <= view < len(test.poses):
                 raise InvalidInputError(f"--view must be in [0, {len(test.poses)})")
             img = render_image(model, test.poses[view], meta, cfg.n_samples, cfg.n_importance)
-            result["psnr"] = mse_to_psnr(float(np.mean((img - test.images[view]) ** 2)))
+            result["psnr"] = psnr_from_mse(float(np.mean((img - test.images[view]) ** 2)), 1.0)
         else:
             m = resized_meta(meta, size)
             img = render_image(model, sphere_pose(azimuth, elevation, meta.get("radius", 4.0)), m,

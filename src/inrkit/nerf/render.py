@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
-from .model import NeRFMLP
+from torch import Tensor, nn
 
 FAR_DELTA = 1e10  # NeRF's length of the last interval along a ray
 
@@ -66,7 +64,7 @@ def volume_render(sigma: Tensor, rgb: Tensor, t: Tensor, ray_norm: Tensor,
     return {"rgb": color, "acc": acc, "depth": (weights * t).sum(-1), "weights": weights}
 
 
-def _query(model: NeRFMLP, rays_o: Tensor, rays_d: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+def _query(model: nn.Module, rays_o: Tensor, rays_d: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     r, s = t.shape
     pts = rays_o[:, None, :] + rays_d[:, None, :] * t[..., None]
     dirs = torch.nn.functional.normalize(rays_d, dim=-1)[:, None, :].expand(r, s, 3)
@@ -74,7 +72,7 @@ def _query(model: NeRFMLP, rays_o: Tensor, rays_d: Tensor, t: Tensor) -> tuple[T
     return sigma.view(r, s), rgb.view(r, s, 3)
 
 
-def render_rays(model: NeRFMLP, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor,
+def render_rays(model: nn.Module, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor,
                 n_samples: int = 64, n_importance: int = 64, perturb: bool = False,
                 generator: torch.Generator | None = None, white_background: bool = True) -> dict[str, Tensor]:
     """Render a batch of rays: a coarse pass on stratified samples, then (if ``n_importance``)
@@ -99,7 +97,7 @@ def render_rays(model: NeRFMLP, rays_o: Tensor, rays_d: Tensor, near: Tensor, fa
 
 
 @torch.no_grad()
-def render_chunked(model: NeRFMLP, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor,
+def render_chunked(model: nn.Module, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor,
                    chunk: int = 4096, **kw) -> dict[str, Tensor]:
     """:func:`render_rays` without gradients over many rays, ``chunk`` rays at a time."""
     parts = [render_rays(model, rays_o[i:i + chunk], rays_d[i:i + chunk], near[i:i + chunk],

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import InvalidFileError, InvalidInputError
-from ..utils import atomic_path, write_json
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.utils import atomic_path, to_uint8, write_json
 
 SPLITS = ("train", "val", "test")
 LIGHT_DIR = np.array([0.45, -0.35, 0.82]) / np.linalg.norm([0.45, -0.35, 0.82])
@@ -156,7 +156,7 @@ def render_analytic(objects: list[dict], c2w: np.ndarray, size: int, focal: floa
     alpha = hit.reshape(size, s, size, s).mean((1, 3))
     straight = np.where(alpha[..., None] > 0, rgb / np.maximum(alpha[..., None], 1e-8), 0.0)
     rgba = np.concatenate([straight, alpha[..., None]], -1)
-    return np.round(np.clip(rgba, 0, 1) * 255).astype(np.uint8)
+    return to_uint8(rgba)
 
 
 def _camera_poses(n_train: int, n_test: int, radius: float, rng: np.random.Generator) -> dict[str, list[np.ndarray]]:
@@ -258,8 +258,8 @@ def _read_image(path: Path, downscale: int) -> np.ndarray:
     if not path.suffix:
         path = path.with_suffix(".png")
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGBA")
+        with Image.open(path) as src:
+            img = src.convert("RGBA")
             if downscale > 1:
                 img = img.resize((img.width // downscale, img.height // downscale), Image.Resampling.BOX)
             rgba = np.asarray(img, dtype=np.float32) / 255.0
@@ -295,7 +295,8 @@ def load_blender(path: str | Path, downscale: int = 1, splits: tuple[str, ...] =
         raise InvalidFileError(f"{root}: not a scene folder")
     if not isinstance(downscale, int) or downscale < 1:
         raise InvalidInputError(f"downscale must be a positive integer, got {downscale!r}")
-    loaded, meta = {}, None
+    loaded: dict[str, SceneSplit] = {}
+    meta: dict | None = None
     for split in splits:
         jpath = root / f"transforms_{split}.json"
         if split == "val" and not jpath.exists():
@@ -317,7 +318,7 @@ def load_blender(path: str | Path, downscale: int = 1, splits: tuple[str, ...] =
         meta = meta or data
         if loaded[split].images.shape[1:3] != next(iter(loaded.values())).images.shape[1:3]:
             raise InvalidFileError(f"{jpath}: image size differs from the other splits")
-    if not loaded:
+    if not loaded or meta is None:
         raise InvalidInputError("no splits requested")
     height, width = next(iter(loaded.values())).images.shape[1:3]
     focal = 0.5 * width / math.tan(0.5 * float(meta["camera_angle_x"]))

@@ -1,8 +1,11 @@
-"""Training, evaluation and novel-view rendering of a NeRF on a Blender-format scene."""
+"""Training, evaluation and novel-view rendering of a NeRF on a Blender-format scene.
+
+Training is :func:`inrkit.train.fit` on a :class:`RayTask` (random ray batches with the
+precrop schedule, coarse + fine rendering, squared colour error; evaluation on test views);
+:func:`train_nerf` is a thin wrapper that maps :class:`TrainConfig` onto a ``FitConfig``.
+"""
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,14 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..errors import InvalidInputError
-from ..utils import atomic_path, resolve_device
-from .model import NeRFMLP
-from .render import render_chunked, render_rays
-from .scene import Scene, aabb_near_far, pixel_rays, sphere_pose
+from inrkit.errors import InvalidInputError
+from inrkit.metrics import psnr_from_mse
+from inrkit.nerf.render import render_chunked, render_rays
+from inrkit.nerf.scene import Scene, aabb_near_far, pixel_rays, sphere_pose
+from inrkit.train.fit import FitConfig, fit
+from inrkit.utils import atomic_path, resolve_device, to_uint8
 
 
 @dataclass
@@ -32,7 +36,12 @@ class TrainConfig:
         coarse_weight: weight of the coarse pass's loss.
         precrop_iters, precrop_frac: for the first steps sample rays only from the image centre
             (as NeRF does on Blender scenes); ``None`` means ``iters // 10``.
-        eval_views: at most this many test views are rendered for the final PSNR (None: all).
+        seed: ray sampling and stratified/hierarchical jitter.
+        device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"``...
+        eval_views: at most this many test views are rendered for the final PSNR (None: all; 0: none).
+        eval_chunk: rays per rendering chunk at evaluation.
+        log_every: steps between history rows.
+        progress: show a progress bar.
         time_budget: stop after this many seconds of training.
     """
 
@@ -53,21 +62,35 @@ class TrainConfig:
     progress: bool = True
     time_budget: float | None = None
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> "TrainConfig":
+        """Raise :class:`~inrkit.errors.InvalidInputError` on bad settings; returns ``self``."""
         if self.iters < 0 or self.batch_rays < 1 or self.n_samples < 2 or self.n_importance < 0:
             raise InvalidInputError("need iters >= 0, batch_rays >= 1, n_samples >= 2, n_importance >= 0")
         if not (self.lr > 0 and self.lr_final > 0):
             raise InvalidInputError("learning rates must be positive")
         if not 0 < self.precrop_frac <= 1:
             raise InvalidInputError("precrop_frac must be in (0, 1]")
+        if self.log_every < 1:
+            raise InvalidInputError("log_every must be >= 1")
         return self
+
+    def fit_config(self) -> FitConfig:
+        """The :class:`~inrkit.train.FitConfig` of this training (exponential decay ``lr -> lr_final``)."""
+        return FitConfig(steps=self.iters, lr=self.lr, schedule="exponential", lr_min_factor=self.lr_final / self.lr,
+                         batch_size=self.batch_rays, seed=self.seed, log_every=self.log_every,
+                         progress=self.progress, time_budget=self.time_budget, device=self.device,
+                         evaluate=self.eval_views != 0)
 
 
 @dataclass
 class TrainResult:
-    """What :func:`train_nerf` returns: the model, the loss history, test metrics and timing."""
+    """What :func:`train_nerf` returns: the model, the history of :func:`inrkit.train.fit`
+    (rows ``{step, loss, psnr, seconds}``), test metrics and timing."""
 
-    model: NeRFMLP
+    model: nn.Module
     history: list[dict] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     iters: int = 0
@@ -94,63 +117,87 @@ def _centre_indices(n_img: int, h: int, w: int, frac: float) -> Tensor:
     return (torch.arange(n_img)[:, None] * (h * w) + pix[None, :]).reshape(-1)
 
 
-def mse_to_psnr(mse: float) -> float:
-    """PSNR in dB of colours in [0, 1]."""
-    return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
 
 
-def train_nerf(model: NeRFMLP, scene: Scene, config: TrainConfig | None = None) -> TrainResult:
-    """Optimise ``model`` (in place) on the scene's train split; report test-view PSNR.
+class RayTask:
+    """NeRF training as a task of :func:`inrkit.train.fit`: random rays of the train split.
 
-    Each step renders ``batch_rays`` random rays with the coarse and fine passes and
-    minimises the squared colour error of both. ``seconds`` counts training only.
+    A batch is ``batch_size`` rays drawn from the image centres (``precrop_frac``) during the
+    first ``precrop`` batches, then from all pixels; the loss renders them (coarse and fine
+    pass, stratified and hierarchical jitter from the same generator) and is the fine squared
+    colour error plus ``coarse_weight`` times the coarse one. PSNR is of colours in [0, 1].
+
+    Args:
+        scene: the scene (train split for training, test split for :meth:`evaluate`).
+        config: sampling, rendering and evaluation settings (see :class:`TrainConfig`).
+        device: where the rays live.
+    """
+
+    supports_bf16 = False
+    data_range = 1.0
+
+    def __init__(self, scene: Scene, config: TrainConfig, device: torch.device) -> None:
+        self.scene, self.config = scene, config
+        train = scene.split("train")
+        self.rays = scene_rays(scene.metadata(), train.poses, device)
+        self.target = torch.as_tensor(train.images.reshape(-1, 3), device=device)
+        self.precrop = config.iters // 10 if config.precrop_iters is None else config.precrop_iters
+        self.centre = _centre_indices(len(train.images), scene.height, scene.width, config.precrop_frac)
+        self.batches = 0
+
+    def num_samples(self) -> int:
+        """Rays (pixels) of the train split."""
+        return int(self.target.shape[0])
+
+    def metadata(self) -> dict[str, Any]:
+        """The scene's camera metadata."""
+        return self.scene.metadata()
+
+    def train_batch(self, batch_size: int | None, generator: torch.Generator, device: torch.device) -> tuple:
+        """Rays ``(o, d, near, far)``, their colours and the generator of the rendering jitter."""
+        size = batch_size or self.config.batch_rays
+        if self.batches < self.precrop:
+            idx = self.centre[torch.randint(len(self.centre), (size,), generator=generator)]
+        else:
+            idx = torch.randint(self.num_samples(), (size,), generator=generator)
+        self.batches += 1
+        idx = idx.to(device)
+        r = self.rays
+        return r["o"][idx], r["d"][idx], r["near"][idx], r["far"][idx], self.target[idx], generator
+
+    def loss(self, model: nn.Module, o: Tensor, d: Tensor, near: Tensor, far: Tensor, target: Tensor,
+             generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Coarse + fine squared colour error and the fine pass's MSE."""
+        cfg = self.config
+        out = render_rays(model, o, d, near, far, cfg.n_samples, cfg.n_importance, perturb=True, generator=generator)
+        mse = torch.mean((out["rgb"] - target) ** 2)
+        if "rgb_coarse" not in out:
+            return mse, mse
+        return mse + cfg.coarse_weight * torch.mean((out["rgb_coarse"] - target) ** 2), mse
+
+    def evaluate(self, model: nn.Module) -> dict[str, Any]:
+        """Test-view PSNR (:func:`evaluate_nerf`); nothing when ``eval_views`` is 0."""
+        return evaluate_nerf(model, self.scene, self.config) if self.config.eval_views != 0 else {}
+
+
+def train_nerf(model: nn.Module, scene: Scene, config: TrainConfig | None = None) -> TrainResult:
+    """Optimise ``model`` (in place) on the scene's train split with :func:`inrkit.train.fit`.
+
+    Args:
+        model: the NeRF MLP.
+        scene: a loaded Blender-format scene.
+        config: settings; see :class:`TrainConfig`.
+    Returns:
+        The model, the fit history, test-view metrics and the training seconds (evaluation excluded).
     """
     cfg = (config or TrainConfig()).validate()
     device = resolve_device(cfg.device)
     model.to(device).train()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    meta = scene.metadata()
-    train = scene.split("train")
-    rays = scene_rays(meta, train.poses, device)
-    target = torch.as_tensor(train.images.reshape(-1, 3), device=device)
-    n_rays = target.shape[0]
-    precrop = cfg.iters // 10 if cfg.precrop_iters is None else cfg.precrop_iters
-    centre = _centre_indices(len(train.images), scene.height, scene.width, cfg.precrop_frac)
-    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    history: list[dict] = []
-    start, step = time.perf_counter(), 0
-    bar = tqdm(range(cfg.iters), desc="nerf", disable=not cfg.progress, leave=False)
-    for step in bar:
-        if step < precrop:
-            idx = centre[torch.randint(len(centre), (cfg.batch_rays,), generator=gen)]
-        else:
-            idx = torch.randint(n_rays, (cfg.batch_rays,), generator=gen)
-        idx = idx.to(device)
-        out = render_rays(model, rays["o"][idx], rays["d"][idx], rays["near"][idx], rays["far"][idx],
-                          cfg.n_samples, cfg.n_importance, perturb=True, generator=gen)
-        mse = torch.mean((out["rgb"] - target[idx]) ** 2)
-        loss = mse + (cfg.coarse_weight * torch.mean((out["rgb_coarse"] - target[idx]) ** 2)
-                      if "rgb_coarse" in out else 0.0)
-        for group in optim.param_groups:
-            group["lr"] = cfg.lr * (cfg.lr_final / cfg.lr) ** (step / max(1, cfg.iters))
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        if step % cfg.log_every == 0 or step == cfg.iters - 1:
-            row = {"iter": step, "loss": float(loss.detach()), "psnr": mse_to_psnr(float(mse.detach())),
-                   "seconds": time.perf_counter() - start}
-            history.append(row)
-            bar.set_postfix(psnr=f"{row['psnr']:.2f}")
-        if cfg.time_budget is not None and time.perf_counter() - start > cfg.time_budget:
-            break
-    bar.close()
-    seconds = time.perf_counter() - start
-    done = step + 1 if cfg.iters else 0
-    metrics = evaluate_nerf(model, scene, cfg) if cfg.eval_views != 0 else {}
-    return TrainResult(model, history, metrics, done, seconds)
+    result = fit(model, RayTask(scene, cfg, device), cfg.fit_config())
+    return TrainResult(result.model, result.history, result.metrics, result.steps, result.seconds)
 
 
-def evaluate_nerf(model: NeRFMLP, scene: Scene, config: TrainConfig | None = None,
+def evaluate_nerf(model: nn.Module, scene: Scene, config: TrainConfig | None = None,
                   split: str = "test") -> dict[str, Any]:
     """Mean PSNR (dB, colours in [0, 1]) of rendered ``split`` views against the images."""
     cfg = config or TrainConfig()
@@ -161,11 +208,11 @@ def evaluate_nerf(model: NeRFMLP, scene: Scene, config: TrainConfig | None = Non
     psnrs = []
     for k in pick:
         img = render_image(model, data.poses[k], meta, cfg.n_samples, cfg.n_importance, cfg.eval_chunk)
-        psnrs.append(mse_to_psnr(float(np.mean((img - data.images[k]) ** 2))))
+        psnrs.append(psnr_from_mse(float(np.mean((img - data.images[k]) ** 2)), 1.0))
     return {"psnr": float(np.mean(psnrs)), "psnr_per_view": psnrs, "views": [int(k) for k in pick], "split": split}
 
 
-def render_image(model: NeRFMLP, c2w: np.ndarray, meta: dict, n_samples: int = 64, n_importance: int = 64,
+def render_image(model: nn.Module, c2w: np.ndarray, meta: dict, n_samples: int = 64, n_importance: int = 64,
                  chunk: int = 4096) -> np.ndarray:
     """Render one view ``[H, W, 3]`` (float32 in [0, 1]) for camera-to-world ``c2w`` and camera ``meta``."""
     was_training = model.training
@@ -190,11 +237,7 @@ def resized_meta(meta: dict, size: int | None) -> dict:
             "focal": meta["focal"] * scale}
 
 
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-def render_turntable(model: NeRFMLP, meta: dict, path: str | Path, frames: int = 36, elevation: float = 30.0,
+def render_turntable(model: nn.Module, meta: dict, path: str | Path, frames: int = 36, elevation: float = 30.0,
                      radius: float | None = None, n_samples: int = 64, n_importance: int = 64,
                      fps: int = 12, progress: bool = True) -> Path:
     """Render ``frames`` views around the scene into an animated GIF (Pillow)."""

@@ -1,22 +1,29 @@
-"""Neuron pruning: criteria (matrix level), model-level pruning, ID pruning.
+"""Neuron pruning: criteria objects (registry ``CRITERIA``), model-level pruning on the pruning graph, ID.
 
-``inrkit.prune.criteria`` works on raw weight matrices (any MLP, NeRF included);
-``inrkit.prune.model`` applies a criterion (or ID) to an ``inrkit.models.MLP``
-physically; ``inrkit.prune.interpolative`` is interpolative-decomposition pruning;
-``prune_file`` is the library function behind ``inrkit prune``.
+``inrkit.prune.criteria`` holds the criteria (one registration each); ``inrkit.prune.model`` applies
+one to the prunable groups of a model (MLP, NeRF MLP) through :mod:`inrkit.models.surgery`;
+``inrkit.prune.interpolative`` is interpolative-decomposition pruning; ``prune_file`` is the
+library function behind ``inrkit prune``.
 """
-from .criteria import METHODS, SCORE_METHODS, coreset_select, neuron_scores, select_neurons, sensitivity
+from inrkit.prune.criteria import (
+    CRITERIA,
+    Criterion,
+    coreset_select,
+    keep_count,
+    neuron_scores,
+    select_neurons,
+    sensitivity,
+)
+from inrkit.prune.model import domain_points, layer_weights, prune_group, prune_layer, prune_model
 
 
-def __getattr__(name: str):  # lazy: model-level helpers import the model and ID modules
-    if name in ("prune_model", "prune_layer", "layer_weights", "domain_points", "ALL_METHODS"):
-        from . import model
-        return getattr(model, name)
+def __getattr__(name: str):  # lazy: prune_file imports the file and signal modules
     if name == "prune_file":
-        from .api import prune_file
+        from inrkit.prune.api import prune_file
         return prune_file
     raise AttributeError(name)
 
 
-__all__ = ["ALL_METHODS", "METHODS", "SCORE_METHODS", "coreset_select", "domain_points", "layer_weights",
-           "neuron_scores", "prune_file", "prune_layer", "prune_model", "select_neurons", "sensitivity"]
+__all__ = ["CRITERIA", "Criterion", "coreset_select", "domain_points", "keep_count", "layer_weights",
+           "neuron_scores", "prune_file", "prune_group", "prune_layer", "prune_model", "select_neurons",
+           "sensitivity"]

@@ -8,7 +8,9 @@ import torch
 
 from inrkit.errors import InvalidInputError
 from inrkit.models.io import load_model, save_model
-from inrkit.prune.model import ALL_METHODS, domain_points, prune_model
+from inrkit.models.mlp import MLP
+from inrkit.prune.criteria import CRITERIA
+from inrkit.prune.model import domain_points, prune_model
 
 
 def _psnr(model, signal) -> float | None:
@@ -20,15 +22,14 @@ def prune_file(model_path: str | Path, output: str | Path, method: str = "l1",
                signal_path: str | Path | None = None, finetune: int = 0, lr: float = 1e-4,
                points: int = 4096, seed: int = 0, device: str | None = None,
                progress: bool = True) -> dict[str, Any]:
-    """Prune a saved model with ``method`` and save it to ``output``.
+    """Prune a saved model with ``method`` (a name in :data:`inrkit.prune.CRITERIA`) and save it to ``output``.
 
     ``keep`` (fraction or count per layer) or ``eps`` (score threshold; ID tolerance for
     ``id``) chooses how much to keep. With ``signal_path`` the PSNR is measured before
     and after, and ``finetune`` steps of Adam (``lr``) follow the pruning.
     ID samples activations at ``points`` uniform points of [-1, 1]^d.
     """
-    if method not in ALL_METHODS:
-        raise InvalidInputError(f"unknown pruning method {method!r}; expected one of {', '.join(ALL_METHODS)}")
+    criterion = CRITERIA.get(method)
     if keep is None and eps is None:
         keep = 0.5
     if finetune and signal_path is None:
@@ -36,6 +37,8 @@ def prune_file(model_path: str | Path, output: str | Path, method: str = "l1",
     if finetune < 0 or points < 1:
         raise InvalidInputError("finetune must be >= 0 and points >= 1")
     model, header = load_model(model_path, device=device or "cpu")
+    if not isinstance(model, MLP):
+        raise InvalidInputError(f"{model_path}: prune_file prunes coordinate MLPs; use nerf_prune_file for a NeRF")
     signal = None
     if signal_path is not None:
         from inrkit.signals import load_signal
@@ -47,14 +50,14 @@ def prune_file(model_path: str | Path, output: str | Path, method: str = "l1",
     generator = torch.Generator().manual_seed(seed)
     before = {"params": model.num_params(), "widths": model.widths, "flops": model.flops_per_point(),
               "psnr": _psnr(model, signal)}
-    pts = domain_points(model, points, generator) if method == "id" else None
-    model, _ = prune_model(model, method, layers, keep, eps, pts, generator)
+    pts = domain_points(model, points, generator) if criterion.needs_points else None
+    model, _ = prune_model(model, criterion, layers, keep, eps, pts, generator)
     psnr_pruned = _psnr(model, signal)
     if finetune:
         from inrkit.train import FitConfig, fit
 
         model = fit(model, signal, FitConfig(steps=finetune, lr=lr, schedule="constant", seed=seed,
-                                             progress=progress, device=device)).model
+                                             progress=progress, device=device, precision="fp32")).model
     psnr_after = _psnr(model, signal) if finetune else psnr_pruned
     prune_info = {"method": method, "layers": list(layers) if layers is not None else None, "keep": keep,
                   "eps": eps, "finetune": finetune, "seed": seed}

@@ -1,11 +1,11 @@
-"""Matrix-level neuron pruning criteria, usable on any MLP (SIREN, NeRF, ...).
+"""Neuron pruning criteria as objects (Torch-Pruning's ``Importance``), in the registry :data:`CRITERIA`.
 
-A hidden layer with ``n`` neurons is described by ``w_in`` (``[n, in]``, the rows
-that produce the neurons) and ``w_out`` (``[out, n]``, the columns that consume
-them). Every criterion returns a score per neuron (larger = more important) or a
-selection of neurons to keep.
+A hidden layer (a :class:`~inrkit.models.surgery.PrunableGroup`) with ``n`` neurons is described by
+``w_in`` (``[n, in]``, the rows that produce the neurons) and ``w_out`` (``[out, n]``, the columns
+that consume them). A criterion scores each neuron (``scores``, larger = more important) and chooses
+the neurons to keep (``select``); data-dependent criteria (``id``) override ``prune_group``.
 
-Methods (``METHODS``):
+Registered criteria:
 
 - ``l1``: AIRe's criterion, the L1 norm of the outgoing column ``||w_out[:, j]||_1``.
 - ``w_in``: mean absolute incoming weight ``mean_k |w_in[j, k]|`` (NeRF pruning study).
@@ -13,17 +13,26 @@ Methods (``METHODS``):
 - ``product``: ``w_in`` score times ``w_out`` score.
 - ``uniform``: keep a uniformly random subset (no re-weighting).
 - ``coreset``: data-independent coreset selection, see :func:`coreset_select`.
+- ``id``: interpolative decomposition of the activations at sample points, folded into the consumers.
+
+Adding a criterion is one registration::
+
+    @register("mine")
+    class Mine(Criterion):
+        def scores(self, w_in, w_out):
+            return ...
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from inrkit.errors import InvalidInputError
-
-SCORE_METHODS: tuple[str, ...] = ("l1", "w_in", "w_out", "product", "coreset")
-METHODS: tuple[str, ...] = ("l1", "w_in", "w_out", "product", "uniform", "coreset")
+from inrkit.models.surgery import PrunableGroup, StateMap, fold_interpolation, group_weights, remove_neurons
+from inrkit.registry import Registry
 
 
 def _check(w_in: Tensor, w_out: Tensor) -> int:
@@ -47,24 +56,6 @@ def sensitivity(w_in: Tensor, w_out: Tensor) -> Tensor:
     """
     _check(w_in, w_out)
     return w_in.detach().norm(dim=1) * w_out.detach().norm(dim=0)
-
-
-def neuron_scores(method: str, w_in: Tensor, w_out: Tensor) -> Tensor:
-    """Importance score per neuron (``[n]``, larger = keep). ``method`` in ``SCORE_METHODS``."""
-    _check(w_in, w_out)
-    w_in, w_out = w_in.detach(), w_out.detach()
-    if method == "l1":
-        return w_out.abs().sum(dim=0)
-    if method == "w_in":
-        return w_in.abs().mean(dim=1)
-    if method == "w_out":
-        return w_out.abs().mean(dim=0)
-    if method == "product":
-        return w_in.abs().mean(dim=1) * w_out.abs().mean(dim=0)
-    if method == "coreset":
-        return sensitivity(w_in, w_out)
-    raise InvalidInputError(
-        f"unknown score method {method!r}; expected one of {', '.join(SCORE_METHODS)}")
 
 
 def inclusion_probabilities(scores: Tensor, keep: int) -> Tensor:
@@ -130,29 +121,167 @@ def coreset_select(w_in: Tensor, w_out: Tensor, keep: int,
     return idx, (1.0 / pi[idx]).to(w_out.dtype)
 
 
-def select_neurons(method: str, w_in: Tensor, w_out: Tensor, keep: int,
+class Criterion:
+    """A pruning criterion: per-neuron scores and a selection of neurons to keep.
+
+    Subclasses override :meth:`scores` (the default :meth:`select` keeps the top scores) and/or
+    :meth:`select`; data-dependent ones set ``needs_points`` and override :meth:`prune_group`.
+    """
+
+    needs_points: bool = False
+
+    def scores(self, w_in: Tensor, w_out: Tensor) -> Tensor:
+        """Importance per neuron ``[n]`` (larger = keep)."""
+        raise InvalidInputError(f"{type(self).__name__} has no per-neuron score: give keep, not eps")
+
+    def select(self, w_in: Tensor, w_out: Tensor, keep: int,
+               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
+        """``(sorted kept indices, out_scale or None)`` for ``keep`` neurons (``keep < n``)."""
+        idx = torch.topk(self.scores(w_in, w_out), keep, largest=True, sorted=False).indices
+        return torch.sort(idx).values, None
+
+    def select_above(self, w_in: Tensor, w_out: Tensor, eps: float) -> Tensor:
+        """Neurons scoring ``> eps`` (the strongest one if none does), sorted."""
+        scores = self.scores(w_in, w_out)
+        idx = torch.nonzero(scores > eps).reshape(-1)
+        return scores.argmax().reshape(1) if idx.numel() == 0 else idx
+
+    def prune_group(self, model: nn.Module, group: PrunableGroup, keep: int | None = None,
+                    eps: float | None = None, points: Tensor | None = None,
+                    generator: torch.Generator | None = None) -> tuple[Tensor, StateMap]:
+        """Prune ``group`` of ``model`` in place to ``keep`` neurons, or to those scoring ``> eps``.
+
+        Args:
+            model: a model with ``prunable_groups()``.
+            group: the group to prune.
+            keep: number of neurons to keep (exactly one of ``keep`` and ``eps``).
+            eps: score threshold.
+            points: sample points (data-dependent criteria only).
+            generator: random source of randomised criteria.
+
+        Returns ``(kept indices on the CPU, state map)``.
+        """
+        w_in, w_out = group_weights(model, group)
+        if eps is not None:
+            _check(w_in, w_out)
+            idx, scale = self.select_above(w_in, w_out, eps), None
+        elif keep is not None:
+            idx, scale = select_neurons(self, w_in, w_out, keep, generator)
+        else:
+            raise InvalidInputError("give exactly one of keep or eps")
+        idx = idx.cpu()
+        return idx, remove_neurons(model, group, idx, scale)
+
+
+CRITERIA: Registry[Criterion] = Registry("pruning criterion")
+"""Pruning criterion objects by name; the CLI's ``--method`` choices read ``CRITERIA.names()``."""
+
+
+def register(name: str) -> Callable[[type[Criterion]], type[Criterion]]:
+    """Class decorator: register an instance of the criterion class under ``name``."""
+    def decorator(cls: type[Criterion]) -> type[Criterion]:
+        CRITERIA.register(name, cls())
+        return cls
+    return decorator
+
+
+@register("l1")
+class L1(Criterion):
+    """AIRe: L1 norm of each neuron's outgoing column."""
+
+    def scores(self, w_in: Tensor, w_out: Tensor) -> Tensor:
+        return w_out.detach().abs().sum(dim=0)
+
+
+@register("w_in")
+class MeanIn(Criterion):
+    """Mean absolute incoming weight."""
+
+    def scores(self, w_in: Tensor, w_out: Tensor) -> Tensor:
+        return w_in.detach().abs().mean(dim=1)
+
+
+@register("w_out")
+class MeanOut(Criterion):
+    """Mean absolute outgoing weight."""
+
+    def scores(self, w_in: Tensor, w_out: Tensor) -> Tensor:
+        return w_out.detach().abs().mean(dim=0)
+
+
+@register("product")
+class Product(Criterion):
+    """``w_in`` score times ``w_out`` score."""
+
+    def scores(self, w_in: Tensor, w_out: Tensor) -> Tensor:
+        return w_in.detach().abs().mean(dim=1) * w_out.detach().abs().mean(dim=0)
+
+
+@register("uniform")
+class Uniform(Criterion):
+    """A uniformly random subset (no scores, no re-weighting)."""
+
+    def select(self, w_in: Tensor, w_out: Tensor, keep: int,
+               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
+        idx = torch.randperm(w_in.shape[0], generator=generator)[:keep]
+        return torch.sort(idx).values.to(w_in.device), None
+
+
+@register("coreset")
+class Coreset(Criterion):
+    """Sensitivity sampling with Horvitz-Thompson re-weighting (:func:`coreset_select`)."""
+
+    def scores(self, w_in: Tensor, w_out: Tensor) -> Tensor:
+        return sensitivity(w_in, w_out)
+
+    def select(self, w_in: Tensor, w_out: Tensor, keep: int,
+               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
+        return coreset_select(w_in, w_out, keep, generator)
+
+
+@register("id")
+class InterpolativeDecomposition(Criterion):
+    """ID of the group's activations at sample points (``eps``: relative tolerance; ``keep``: rank),
+    folded into the consumers (:func:`~inrkit.models.surgery.fold_interpolation`). MLPs only."""
+
+    needs_points = True
+
+    def prune_group(self, model: nn.Module, group: PrunableGroup, keep: int | None = None,
+                    eps: float | None = None, points: Tensor | None = None,
+                    generator: torch.Generator | None = None) -> tuple[Tensor, StateMap]:
+        from inrkit.prune.interpolative import group_activations, id_select
+
+        if points is None:
+            raise InvalidInputError("ID pruning needs sample points")
+        keep_idx, interp = id_select(group_activations(model, group, points), eps=eps, rank=keep)
+        idx = torch.as_tensor(keep_idx, dtype=torch.long)
+        return idx, fold_interpolation(model, group, idx, torch.from_numpy(interp))
+
+
+def _criterion(method: str | Criterion) -> Criterion:
+    return CRITERIA.get(method) if isinstance(method, str) else method
+
+
+def neuron_scores(method: str | Criterion, w_in: Tensor, w_out: Tensor) -> Tensor:
+    """Importance score per neuron (``[n]``, larger = keep) of a criterion (name or object)."""
+    _check(w_in, w_out)
+    return _criterion(method).scores(w_in.detach(), w_out.detach())
+
+
+def select_neurons(method: str | Criterion, w_in: Tensor, w_out: Tensor, keep: int,
                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
-    """Choose ``keep`` neurons of a layer.
+    """Choose ``keep`` neurons of a layer with a criterion (name or object).
 
     Returns ``(keep_idx, out_scale)``: sorted ``LongTensor`` of kept neuron indices
-    and, for ``coreset`` only, the factor for each kept outgoing column (else None).
+    and, for re-weighting criteria (coreset), the factor of each kept outgoing column (else None).
     """
+    criterion = _criterion(method)
     n = _check(w_in, w_out)
     if not 1 <= keep <= n:
         raise InvalidInputError(f"keep must be in [1, {n}], got {keep}")
-    if method not in METHODS:
-        raise InvalidInputError(f"unknown pruning method {method!r}; expected one of {', '.join(METHODS)}")
-    dev = w_in.device
     if keep == n:
-        return torch.arange(n, device=dev), None
-    if method == "uniform":
-        idx = torch.randperm(n, generator=generator)[:keep]
-        return torch.sort(idx).values.to(dev), None
-    if method == "coreset":
-        return coreset_select(w_in, w_out, keep, generator)
-    scores = neuron_scores(method, w_in, w_out)
-    idx = torch.topk(scores, keep, largest=True, sorted=False).indices
-    return torch.sort(idx).values, None
+        return torch.arange(n, device=w_in.device), None
+    return criterion.select(w_in, w_out, keep, generator)
 
 
 def keep_count(n: int, keep: float | int) -> int:

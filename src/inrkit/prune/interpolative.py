@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg.interpolative as sli
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..errors import InvalidInputError
-from ..models.mlp import MLP
-from ..models.surgery import fold_interpolation
+from inrkit.errors import InvalidInputError
+from inrkit.models.mlp import MLP
+from inrkit.models.surgery import PrunableGroup, find_group, fold_interpolation
 
 
 def id_select(hidden: np.ndarray, eps: float | None = None, rank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -37,6 +37,7 @@ def id_select(hidden: np.ndarray, eps: float | None = None, rank: int | None = N
             return np.arange(n), np.eye(n)
         idx, proj = sli.interp_decomp(np.asfortranarray(H), k, rand=False)
     else:
+        assert eps is not None  # exactly one of eps, rank was checked above
         k, idx, proj = sli.interp_decomp(np.asfortranarray(H), float(eps), rand=False)
         if k >= n:
             return np.arange(n), np.eye(n)
@@ -47,15 +48,24 @@ def id_select(hidden: np.ndarray, eps: float | None = None, rank: int | None = N
 
 
 @torch.no_grad()
+def group_activations(model: nn.Module, group: PrunableGroup, points: Tensor) -> np.ndarray:
+    """Activations ``[N, n]`` (float64) of an MLP's hidden ``group`` at ``points``."""
+    if not isinstance(model, MLP):
+        raise InvalidInputError(f"ID pruning needs activations at points: an MLP, not a {type(model).__name__}")
+    h = model.encode(points)
+    for i in range(int(group.name) + 1):
+        h = model.layer_forward(i, h)
+    return h.double().cpu().numpy()
+
+
+@torch.no_grad()
 def id_prune_layer(
     model: MLP, layer: int, points: Tensor, eps: float | None = None, rank: int | None = None
 ) -> tuple[MLP, np.ndarray]:
     """ID-prune hidden ``layer`` using its activations on ``points``; fold into the next layer."""
-    h = model.encode(points)
-    for i in range(layer + 1):
-        h = model.layer_forward(i, h)
-    keep, T = id_select(h.double().cpu().numpy(), eps=eps, rank=rank)
-    fold_interpolation(model, layer, torch.from_numpy(keep), torch.from_numpy(T))
+    group = find_group(model, layer)
+    keep, T = id_select(group_activations(model, group, points), eps=eps, rank=rank)
+    fold_interpolation(model, group, torch.from_numpy(keep), torch.from_numpy(T))
     return model, keep
 
 

@@ -1,29 +1,24 @@
-"""Apply a pruning criterion to an :class:`inrkit.models.MLP`, physically.
+"""Apply a pruning criterion to a model's prunable groups, physically.
 
-``prune_model`` prunes one or several hidden layers with any criterion of
-:mod:`inrkit.prune.criteria` or with interpolative decomposition (``"id"``).
+``prune_model`` prunes one or several hidden layers (groups) of any model with
+``prunable_groups()`` (the MLP, the NeRF MLP) with any criterion of :data:`inrkit.prune.CRITERIA`.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from inrkit.errors import InvalidInputError
 from inrkit.models.mlp import MLP
-from inrkit.models.surgery import keep_neurons
-from inrkit.prune.criteria import METHODS, keep_count, neuron_scores, select_neurons
-from inrkit.prune.interpolative import id_prune_layer
-
-ALL_METHODS: tuple[str, ...] = METHODS + ("id",)
+from inrkit.models.surgery import PrunableGroup, StateMap, find_group, group_weights, prunable_groups
+from inrkit.prune.criteria import CRITERIA, Criterion, keep_count
 
 
-def layer_weights(model: MLP, layer: int) -> tuple[Tensor, Tensor]:
-    """``(w_in, w_out)`` of hidden ``layer``: its rows ``W_layer`` and the next layer's ``W_{layer+1}``."""
-    if not 0 <= layer < model.num_layers - 1:
-        raise InvalidInputError(f"layer {layer} is not a hidden layer (0..{model.num_layers - 2})")
-    return model.weights[layer].detach(), model.weights[layer + 1].detach()
+def layer_weights(model: nn.Module, layer: int | str) -> tuple[Tensor, Tensor]:
+    """``(w_in, w_out)`` of hidden ``layer`` (MLP: ``W_layer`` and ``W_{layer+1}``)."""
+    return group_weights(model, find_group(model, layer))
 
 
 def domain_points(model: MLP, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -32,52 +27,56 @@ def domain_points(model: MLP, n: int, generator: torch.Generator | None = None) 
     return pts.to(model.weights[0].device, model.weights[0].dtype)
 
 
-def _eps_keep(scores: Tensor, eps: float) -> Tensor:
-    idx = torch.nonzero(scores > eps).reshape(-1)
-    if idx.numel() == 0:  # keep the single strongest neuron rather than emptying the layer
-        idx = scores.argmax().reshape(1)
-    return idx.cpu()
+def criterion_of(method: str | Criterion) -> Criterion:
+    """The criterion object registered as ``method`` (objects pass through)."""
+    return CRITERIA.get(method) if isinstance(method, str) else method
 
 
-def prune_layer(model: MLP, layer: int, method: str = "l1", keep: float | int | None = None,
+def prune_group(model: nn.Module, group: PrunableGroup, method: str | Criterion = "l1", keep: int | None = None,
                 eps: float | None = None, points: Tensor | None = None,
-                generator: torch.Generator | None = None) -> tuple[MLP, Tensor]:
+                generator: torch.Generator | None = None) -> tuple[Tensor, StateMap]:
+    """Prune ``group`` in place with a criterion to ``keep`` neurons (a count) or those scoring ``> eps``.
+
+    Args:
+        model: a model with ``prunable_groups()``.
+        group: the group (current widths).
+        method: a name in :data:`CRITERIA` or a criterion object.
+        keep: neurons to keep (exactly one of ``keep`` and ``eps``).
+        eps: score threshold; ID's relative tolerance for ``id``.
+        points: sample points of data-dependent criteria (``id``).
+        generator: random source (uniform, coreset).
+
+    Returns ``(kept indices, state map)``.
+    """
+    return criterion_of(method).prune_group(model, group, keep, eps, points, generator)
+
+
+def prune_layer(model: nn.Module, layer: int | str, method: str | Criterion = "l1", keep: float | int | None = None,
+                eps: float | None = None, points: Tensor | None = None,
+                generator: torch.Generator | None = None) -> tuple[nn.Module, Tensor]:
     """Prune hidden ``layer`` in place; return ``(model, kept indices)``.
 
     ``keep``: fraction in (0, 1] or a neuron count; ``eps``: for score criteria, drop
     neurons scoring ``<= eps`` (AIRe uses ``l1`` with eps 0.01); for ``id``, the ID's
     relative tolerance. ``points`` (``id`` only) are where activations are sampled.
     """
-    if method not in ALL_METHODS:
-        raise InvalidInputError(f"unknown pruning method {method!r}; expected one of {', '.join(ALL_METHODS)}")
+    criterion = criterion_of(method)
     if (keep is None) == (eps is None):
         raise InvalidInputError("give exactly one of keep or eps")
-    w_in, w_out = layer_weights(model, layer)
-    n = w_in.shape[0]
-    if method == "id":
-        if points is None:
-            raise InvalidInputError("ID pruning needs sample points")
-        rank = keep_count(n, keep) if keep is not None else None
-        _, idx = id_prune_layer(model, layer, points, eps=eps, rank=rank)
-        return model, torch.as_tensor(idx, dtype=torch.long)
-    if eps is not None:
-        if method in ("uniform",):
-            raise InvalidInputError("uniform pruning needs --keep, not --eps")
-        scores = neuron_scores(method, w_in, w_out)
-        idx, scale = _eps_keep(scores, eps), None
-    else:
-        idx, scale = select_neurons(method, w_in, w_out, keep_count(n, keep), generator)
-    keep_neurons(model, layer, idx, scale)
-    return model, idx.cpu()
+    group = find_group(model, layer)
+    count = keep_count(group.width, keep) if keep is not None else None
+    idx, _ = criterion.prune_group(model, group, count, eps, points, generator)
+    return model, idx
 
 
-def prune_model(model: MLP, method: str = "l1", layers: Sequence[int] | None = None,
+def prune_model(model: nn.Module, method: str | Criterion = "l1", layers: Sequence[int | str] | None = None,
                 keep: float | int | None = None, eps: float | None = None,
                 points: Tensor | None = None, generator: torch.Generator | None = None
-                ) -> tuple[MLP, list[int]]:
-    """Prune ``layers`` (default: every hidden layer) in turn; return the model and the new hidden widths."""
-    layers = list(range(model.num_layers - 1)) if layers is None else [int(i) for i in layers]
-    for layer in layers:
-        prune_layer(model, layer, method, keep, eps, points, generator)
-    model.validate()
-    return model, model.hidden_widths
+                ) -> tuple[nn.Module, list[int]]:
+    """Prune ``layers`` (default: every prunable group) in turn; return the model and the new group widths."""
+    names = [g.name for g in prunable_groups(model)] if layers is None else [str(i) for i in layers]
+    for name in names:
+        prune_layer(model, name, method, keep, eps, points, generator)
+    if isinstance(model, MLP):
+        model.validate()
+    return model, [g.width for g in prunable_groups(model)]

@@ -1,16 +1,17 @@
 """Analytic functions on a box, sampled fresh every step (infinite training data)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError
-from .base import Signal, grid_coords, predict
-from ..metrics import psnr_from_mse
+from inrkit.errors import InvalidInputError
+from inrkit.metrics import psnr_from_mse
+from inrkit.signals.base import Signal, grid_coords, predict
+from inrkit.signals.kinds import SignalKind, check_grid_meta, register_kind
+from inrkit.signals.render import render_grid
 
 
 def sin_radial(points: Tensor, alpha: float = 0.1) -> Tensor:
@@ -66,7 +67,8 @@ class AnalyticSignal(Signal):
                 "domain": self.domain.tolist(), "shape": [self.eval_size] * self.dim,
                 "value_offset": [0.0] * self.out_dim, "value_scale": [1.0] * self.out_dim}
 
-    def train_batch(self, batch_size: int | None, generator: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor]:
+    def train_batch(self, batch_size: int | None, generator: torch.Generator,
+                    device: torch.device) -> tuple[Tensor, Tensor]:
         if batch_size is None:
             return self._eval.to(device), self._eval_values.to(device)
         coords = torch.rand(batch_size, self.dim, generator=generator) * 2.0 - 1.0
@@ -81,7 +83,13 @@ class AnalyticSignal(Signal):
         values = self.true_values(grid_coords([size] * self.dim)).numpy()
         return values.reshape(*([size] * self.dim), self.out_dim)[..., 0] if self.out_dim == 1 else values
 
-    def render(self, model: torch.nn.Module, path: str | Path, size: Sequence[int] | None = None) -> Path:
-        from .render import render_model
 
-        return render_model(model, self.metadata(), path, size)
+
+def load_analytic(name: str, test_fraction: float = 0.0, seed: int = 0,
+                  params: dict[str, float] | None = None, **_: Any) -> AnalyticSignal:
+    """``analytic:NAME``: a function of :data:`FUNCTIONS` with keyword ``params``."""
+    return AnalyticSignal(name, params=params)
+
+
+register_kind(SignalKind("analytic", (), load_analytic, render_grid,
+                         lambda meta, out_dim: check_grid_meta(meta, out_dim), scheme="analytic"))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import abc
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -10,16 +9,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError
-from ..metrics import psnr_from_mse
+from inrkit.errors import InvalidInputError
+from inrkit.metrics import psnr_from_mse
+from inrkit.signals.kinds import render_model
 
 
 class Signal(abc.ABC):
-    """Something an INR can fit: a coordinate domain in [-1, 1]^d and values on it."""
+    """Something an INR can fit: a coordinate domain in [-1, 1]^d and values on it.
+
+    A signal is a training task of :func:`inrkit.train.fit`. ``supports_bf16`` says whether the
+    loss is plain MSE, so reduced-precision GEMMs are safe (False for losses with input gradients).
+    """
 
     kind: str = "signal"
     dim: int = 2
     out_dim: int = 1
+    supports_bf16: bool = True
 
     @abc.abstractmethod
     def metadata(self) -> dict[str, Any]:
@@ -30,7 +35,8 @@ class Signal(abc.ABC):
         return 0
 
     @abc.abstractmethod
-    def train_batch(self, batch_size: int | None, generator: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor]:
+    def train_batch(self, batch_size: int | None, generator: torch.Generator,
+                    device: torch.device) -> tuple[Tensor, Tensor]:
         """Coordinates ``[B, dim]`` and targets for one step; ``None`` means the full set."""
 
     def loss(self, model: torch.nn.Module, coords: Tensor, targets: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -42,9 +48,9 @@ class Signal(abc.ABC):
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         """Quality metrics of ``model`` against this signal (held-out samples where split)."""
 
-    @abc.abstractmethod
     def render(self, model: torch.nn.Module, path: str | Path, size: Sequence[int] | None = None) -> Path:
-        """Write the model's reconstruction to ``path``."""
+        """Write the model's reconstruction to ``path`` with this kind's renderer."""
+        return render_model(model, self.metadata(), path, size)
 
 
 def grid_coords(shape: Sequence[int], device: torch.device | str = "cpu") -> Tensor:
@@ -135,7 +141,8 @@ class GridSignal(Signal):
             self._cache = {key: (coords.to(device), values.to(device))}
         return self._cache[key]
 
-    def train_batch(self, batch_size: int | None, generator: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor]:
+    def train_batch(self, batch_size: int | None, generator: torch.Generator,
+                    device: torch.device) -> tuple[Tensor, Tensor]:
         coords, values = self._train_set(device)
         if batch_size is None or batch_size >= coords.shape[0]:
             return coords, values
@@ -169,14 +176,3 @@ class GridSignal(Signal):
 
     def _extra_metrics(self, pred: Tensor) -> dict[str, float]:
         return {}
-
-    def render(self, model: torch.nn.Module, path: str | Path, size: Sequence[int] | None = None) -> Path:
-        from .render import render_model
-
-        return render_model(model, self.metadata(), path, size)
-
-
-def psnr_of(pred: Tensor, target: Tensor) -> float:
-    """PSNR of normalised values (data range 2)."""
-    mse = float(torch.mean((pred - target) ** 2))
-    return psnr_from_mse(mse) if mse > 0 else math.inf

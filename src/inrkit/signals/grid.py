@@ -1,16 +1,18 @@
-"""Image, volume and 2D-field signals."""
+"""Image, volume and 2D-field signals, and their signal kinds."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..errors import InvalidInputError
-from ..metrics import ssim
-from .base import GridSignal
-from .readers import read_image
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.metrics import ssim
+from inrkit.signals.base import GridSignal
+from inrkit.signals.kinds import SignalKind, check_grid_meta, register_kind
+from inrkit.signals.readers import read_image, read_npy, read_raw, read_vti, read_vtk_legacy
+from inrkit.signals.render import render_grid, render_image
 
 
 class ImageSignal(GridSignal):
@@ -41,10 +43,6 @@ class ImageSignal(GridSignal):
         path = Path(path)
         return cls(read_image(path), name=path.name, **kwargs)
 
-    def to_uint8(self, values: np.ndarray) -> np.ndarray:
-        """Raw predictions to 8-bit pixels."""
-        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
-
     def _extra_metrics(self, pred: torch.Tensor) -> dict[str, float]:
         recon = self.denormalize(pred).reshape(*self.shape, self.out_dim)
         truth = self.denormalize(self.values).reshape(*self.shape, self.out_dim)
@@ -71,3 +69,49 @@ class FieldSignal(GridSignal):
         if field.ndim != 2 or min(field.shape) < 2:
             raise InvalidInputError(f"a 2D field needs 2 axes of at least 2 samples, got shape {field.shape}")
         super().__init__(field[..., None], "field", value_range, test_fraction, seed, name=name)
+
+
+def read_grid(path: str | Path, dims: Sequence[int] | None = None, dtype: str = "uint8") -> Any:
+    """Read a ``.npy``/``.raw``/``.vti``/``.vtk`` grid as a float32 array (x is axis 0)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return read_npy(path)
+    if suffix == ".raw":
+        if not dims:
+            raise InvalidInputError(f"{path}: a .raw volume needs its dims (e.g. --dims 64,64,64) and dtype")
+        return read_raw(path, tuple(dims), dtype)
+    if suffix == ".vti":
+        return read_vti(path)
+    if suffix == ".vtk":
+        return read_vtk_legacy(path)
+    raise InvalidFileError(f"{path}: unsupported grid format {suffix!r}")
+
+
+def load_image(path: str | Path, test_fraction: float = 0.0, seed: int = 0,
+               crop: Sequence[int] | None = None, **_: Any) -> ImageSignal:
+    """An image file (``crop=(r0, r1, c0, c1)`` optional)."""
+    return ImageSignal.from_file(path, crop=crop, test_fraction=test_fraction, seed=seed)
+
+
+def load_grid(path: str | Path, test_fraction: float = 0.0, seed: int = 0, dims: Sequence[int] | None = None,
+              dtype: str | None = None, **_: Any) -> GridSignal:
+    """A grid file: a 2D array gives a :class:`FieldSignal`, a 3D one a :class:`VolumeSignal`."""
+    path = Path(path)
+    grid = read_grid(path, dims, dtype or "uint8")
+    cls = {2: FieldSignal, 3: VolumeSignal}.get(grid.ndim)
+    if cls is None:
+        raise InvalidInputError(f"{path}: expected a 2D field or a 3D volume, got shape {grid.shape}")
+    return cls(grid, test_fraction=test_fraction, seed=seed, name=path.name)
+
+
+def check_image_meta(meta: dict[str, Any], out_dim: int) -> dict[str, Any]:
+    """An image header: 2D shape (<= 2^15 per side, 2^26 pixels), channels and value normalisation."""
+    return check_grid_meta(meta, out_dim, dims=2, required=("shape", "channels", "value_offset", "value_scale"),
+                           max_side=1 << 15, max_values=1 << 26)
+
+
+register_kind(SignalKind("image", (".png", ".jpg", ".jpeg"), load_image, render_image, check_image_meta))
+register_kind(SignalKind("volume", (".npy", ".raw", ".vti", ".vtk"), load_grid, render_grid,
+                         lambda meta, out_dim: check_grid_meta(meta, out_dim)))
+register_kind(SignalKind("field", (), None, render_grid, lambda meta, out_dim: check_grid_meta(meta, out_dim, dims=2)))

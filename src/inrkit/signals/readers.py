@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidFileError, InvalidInputError
-from ..utils import atomic_write
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.utils import atomic_write
 
 MAX_VOXELS = 1 << 31
 _VTK_XML_TYPES = {
@@ -97,7 +97,8 @@ def read_raw(path: Path, dims: tuple[int, ...], dtype: str = "uint8") -> np.ndar
 
 
 # ------------------------------------------------------------------- VTK XML
-def _vti_decode_binary(text: str, header_dtype: str, compressed: bool, dtype: np.dtype, count: int, path: Path) -> np.ndarray:
+def _vti_decode_binary(text: str, header_dtype: str, compressed: bool, dtype: np.dtype, count: int,
+                       path: Path) -> np.ndarray:
     text = "".join(text.split())
     hsize = np.dtype(header_dtype).itemsize
     try:
@@ -147,7 +148,7 @@ def read_vti(path: Path, array: str | None = None) -> np.ndarray:
         raise InvalidFileError(f"{path}: big-endian .vti is not supported")
     image = root.find("ImageData")
     try:
-        ext = [int(v) for v in image.get("WholeExtent").split()]
+        ext = [int(v) for v in (image.get("WholeExtent") or "" if image is not None else "").split()]
         dims = tuple(ext[2 * i + 1] - ext[2 * i] + 1 for i in range(3))
     except (AttributeError, ValueError, IndexError) as exc:
         raise InvalidFileError(f"{path}: missing or bad WholeExtent") from exc
@@ -157,23 +158,25 @@ def read_vti(path: Path, array: str | None = None) -> np.ndarray:
     node = next((a for a in arrays if array is None or a.get("Name") == array), None)
     if node is None:
         raise InvalidFileError(f"{path}: no point-data array {array or ''}".strip())
-    if node.get("type") not in _VTK_XML_TYPES:
+    vtype = node.get("type") or ""
+    if vtype not in _VTK_XML_TYPES:
         raise InvalidFileError(f"{path}: unsupported data type {node.get('type')!r}")
-    dtype = np.dtype("<" + _VTK_XML_TYPES[node.get("type")])
+    dtype = np.dtype("<" + _VTK_XML_TYPES[vtype])
     ncomp = int(node.get("NumberOfComponents", "1"))
     if ncomp != 1:
         raise InvalidFileError(f"{path}: only scalar arrays are supported ({ncomp} components)")
     fmt = node.get("format", "ascii")
     if fmt == "ascii":
         try:
-            values = np.array(node.text.split(), dtype=dtype)
+            values = np.array((node.text or "").split(), dtype=dtype)
         except (AttributeError, ValueError) as exc:
             raise InvalidFileError(f"{path}: bad ascii data") from exc
         if values.size != count:
             raise InvalidFileError(f"{path}: expected {count} values, found {values.size}")
     elif fmt == "binary":
         header_dtype = "<u8" if root.get("header_type") == "UInt64" else "<u4"
-        values = _vti_decode_binary(node.text or "", header_dtype, root.get("compressor") is not None, dtype, count, path)
+        compressed = root.get("compressor") is not None
+        values = _vti_decode_binary(node.text or "", header_dtype, compressed, dtype, count, path)
     else:
         raise InvalidFileError(f"{path}: unsupported DataArray format {fmt!r}")
     return values.reshape(tuple(reversed(dims))).transpose().astype(np.float32)

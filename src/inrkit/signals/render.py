@@ -1,6 +1,7 @@
-"""Rendering a model back to data from its signal metadata alone (no training data needed).
+"""Renderers of the signal kinds: a model back to data from its signal metadata alone.
 
-PNG for images and 2D fields, ``.npy``/``.vti`` for volumes, a mesh for SDFs.
+PNG for images and 2D fields, ``.npy``/``.vti`` for volumes, a mesh for SDFs. The kinds that use
+them register in their own modules (see :mod:`inrkit.signals.kinds`).
 """
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..errors import InvalidInputError
-from ..utils import atomic_path, atomic_write
-from .base import grid_coords, predict
-from .readers import write_vti
+from inrkit.errors import InvalidInputError
+from inrkit.signals.base import grid_coords, predict
+from inrkit.signals.readers import write_vti
+from inrkit.utils import atomic_path, atomic_write, to_uint8
 
 
 def save_png(path: Path, pixels: np.ndarray) -> Path:
@@ -43,7 +44,7 @@ def save_npy(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-def _grid_values(model: torch.nn.Module, meta: dict[str, Any], shape: Sequence[int]) -> np.ndarray:
+def grid_values(model: torch.nn.Module, meta: dict[str, Any], shape: Sequence[int]) -> np.ndarray:
     channels = int(meta.get("channels", 1))
     offset = np.asarray(meta.get("value_offset", [0.0] * channels), dtype=np.float64)
     scale = np.asarray(meta.get("value_scale", [1.0] * channels), dtype=np.float64)
@@ -63,7 +64,8 @@ def extract_sdf_mesh(model: torch.nn.Module, resolution: int):
     return trimesh.Trimesh(verts - 1.0, faces[:, ::-1], process=False)
 
 
-def _render_sdf(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: Sequence[int] | None) -> Path:
+def render_sdf(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: Sequence[int] | None) -> Path:
+    """Marching-cubes mesh (``.ply``/``.obj``/``.stl``) of an SDF model, in the signal's physical box."""
     if path.suffix.lower() not in (".ply", ".obj", ".stl"):
         raise InvalidInputError(f"an SDF renders to a mesh (.ply/.obj/.stl), not {path.suffix!r}")
     mesh = extract_sdf_mesh(model, int(size[0]) if size else int(meta.get("shape", [128])[0]))
@@ -75,21 +77,28 @@ def _render_sdf(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: 
     return path
 
 
-def render_model(model: torch.nn.Module, meta: dict[str, Any], path: str | Path, size: Sequence[int] | None = None) -> Path:
-    """Render ``model`` to ``path`` using its signal metadata; the suffix picks the format."""
-    path = Path(path)
-    kind, suffix = meta.get("kind") or "", path.suffix.lower()
+def render_shape(model: torch.nn.Module, meta: dict[str, Any], size: Sequence[int] | None) -> tuple[int, ...]:
+    """The grid to render: ``size``, else the signal's shape, else 256 per axis."""
     dim = getattr(model, "coord_dim", len(meta.get("shape", [])))
-    if kind == "sdf":
-        return _render_sdf(model, meta, path, size)
     shape = tuple(int(s) for s in (size or meta.get("shape") or [256] * dim))
     if len(shape) != dim:
         raise InvalidInputError(f"render size needs {dim} numbers, got {list(shape)}")
-    if kind == "image":
-        if suffix != ".png":
-            raise InvalidInputError(f"images render to .png, not {suffix!r}")
-        return save_png(path, np.clip(np.rint(_grid_values(model, meta, shape)), 0, 255).astype(np.uint8))
-    values = _grid_values(model, meta, shape)
+    return shape
+
+
+def render_image(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: Sequence[int] | None) -> Path:
+    """An image model as an 8-bit PNG."""
+    shape = render_shape(model, meta, size)
+    if path.suffix.lower() != ".png":
+        raise InvalidInputError(f"images render to .png, not {path.suffix.lower()!r}")
+    return save_png(path, to_uint8(grid_values(model, meta, shape), peak=255.0))
+
+
+def render_grid(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: Sequence[int] | None) -> Path:
+    """A field or volume model as ``.npy`` (raw values), ``.png`` (2D colour map) or ``.vti`` (3D)."""
+    shape, suffix, kind = render_shape(model, meta, size), path.suffix.lower(), meta.get("kind") or ""
+    dim = len(shape)
+    values = grid_values(model, meta, shape)
     values = values[..., 0] if values.shape[-1] == 1 else values
     if suffix == ".npy":
         return save_npy(path, values.astype(np.float32))
@@ -97,4 +106,5 @@ def render_model(model: torch.nn.Module, meta: dict[str, Any], path: str | Path,
         return save_field_png(path, values)
     if dim == 3 and suffix == ".vti" and values.ndim == 3:
         return write_vti(path, values)
-    raise InvalidInputError(f"a {dim}D {kind or 'model'} renders to .npy{' or .png' if dim == 2 else ' or .vti'}, not {suffix!r}")
+    formats = ".npy or .png" if dim == 2 else ".npy or .vti"
+    raise InvalidInputError(f"a {dim}D {kind or 'model'} renders to {formats}, not {suffix!r}")

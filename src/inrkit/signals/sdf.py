@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import InvalidFileError, InvalidInputError
-from ..metrics import chamfer_distance, normal_consistency
-from .base import Signal, predict
-from .render import extract_sdf_mesh, render_model
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.metrics import chamfer_distance, normal_consistency
+from inrkit.signals.base import Signal, predict
+from inrkit.signals.kinds import SignalKind, check_grid_meta, register_kind
+from inrkit.signals.render import extract_sdf_mesh, render_sdf
 
 # Loss weights of SIREN's sdf loss (explore_siren / loss_functions.sdf).
 W_SURFACE, W_NORMAL, W_EIKONAL, W_OFF = 3e3, 1e2, 5e1, 1e2
@@ -47,8 +48,10 @@ class SDFSignal(Signal):
 
     kind = "sdf"
     dim, out_dim = 3, 1
+    supports_bf16 = False  # the eikonal and normal terms differentiate through the inputs
 
-    def __init__(self, mesh, num_points: int = 100_000, eval_resolution: int = 64, seed: int = 0, name: str = "") -> None:
+    def __init__(self, mesh, num_points: int = 100_000, eval_resolution: int = 64, seed: int = 0,
+                 name: str = "") -> None:
         import trimesh
 
         lo, hi = mesh.bounds
@@ -77,7 +80,8 @@ class SDFSignal(Signal):
     def num_samples(self) -> int:
         return int(self.points.shape[0])
 
-    def train_batch(self, batch_size: int | None, generator: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor]:
+    def train_batch(self, batch_size: int | None, generator: torch.Generator,
+                    device: torch.device) -> tuple[Tensor, Tensor]:
         half = (batch_size or 20_000) // 2
         idx = torch.randint(self.points.shape[0], (half,), generator=generator)
         off = torch.rand(half, 3, generator=generator) * 2.0 - 1.0
@@ -111,7 +115,8 @@ class SDFSignal(Signal):
         if len(mesh.faces) == 0:
             return {"chamfer": float("inf"), "normal_consistency": 0.0, "surface_abs": float("nan")}
         pts, faces = trimesh.sample.sample_surface(mesh, num_points, seed=1)
-        ref_idx = np.random.default_rng(1).choice(self.points.shape[0], min(num_points, self.points.shape[0]), replace=False)
+        n_ref = self.points.shape[0]
+        ref_idx = np.random.default_rng(1).choice(n_ref, min(num_points, n_ref), replace=False)
         ref_pts, ref_nrm = self.points[ref_idx].numpy(), self.normals[ref_idx].numpy()
         on_surface = predict(model, torch.from_numpy(ref_pts)).abs().mean()
         return {
@@ -120,5 +125,12 @@ class SDFSignal(Signal):
             "surface_abs": float(on_surface),
         }
 
-    def render(self, model: torch.nn.Module, path: str | Path, size: Sequence[int] | None = None) -> Path:
-        return render_model(model, self.metadata(), path, size)
+
+def load_sdf(path: str | Path, test_fraction: float = 0.0, seed: int = 0, num_points: int = 100_000,
+             **_: Any) -> SDFSignal:
+    """A triangle mesh as an SDF signal (``num_points`` surface samples)."""
+    return SDFSignal.from_file(path, num_points=num_points, seed=seed)
+
+
+register_kind(SignalKind("sdf", (".ply", ".obj", ".stl", ".off"), load_sdf, render_sdf,
+                         lambda meta, out_dim: check_grid_meta(meta, out_dim, dims=3)))

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import InvalidFileError, InvalidInputError
-from .base import grid_coords
-from .readers import read_npy, read_raw, read_vti
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.signals.base import grid_coords
+from inrkit.signals.grid import VolumeSignal
+from inrkit.signals.readers import read_npy, read_raw, read_vti
 
 MANIFEST = "manifest.json"
 SERIES_FORMAT = "inrkit-series"
@@ -68,15 +69,16 @@ class VolumeSeries:
         return [Path(f).stem for f in self.files]
 
     @classmethod
-    def from_arrays(cls, volumes: np.ndarray, labels: Sequence[float] | None = None, **kw: Any) -> "VolumeSeries":
+    def from_arrays(cls, volumes: np.ndarray, labels: Sequence[float] | np.ndarray | None = None,
+                    **kw: Any) -> "VolumeSeries":
         """Normalise raw ``volumes [T, X, Y, Z]`` with their global min/max."""
         raw = np.asarray(volumes, dtype=np.float32)
         if not np.isfinite(raw).all():
             raise InvalidInputError("volume series contains NaN or infinity")
         lo, hi = float(raw.min()), float(raw.max())
         offset, scale = (hi + lo) / 2.0, ((hi - lo) / 2.0 if hi > lo else 1.0)
-        labels = np.arange(raw.shape[0], dtype=np.float64) if labels is None else np.asarray(labels, np.float64)
-        return cls(((raw - offset) / scale).astype(np.float32), labels, offset=offset, scale=scale, **kw)
+        lab = np.arange(raw.shape[0], dtype=np.float64) if labels is None else np.asarray(labels, np.float64)
+        return cls(((raw - offset) / scale).astype(np.float32), lab, offset=offset, scale=scale, **kw)
 
     def coords(self, stride: int = 1, device: torch.device | str = "cpu") -> Tensor:
         """Grid coordinates ``[N, 3]`` in [-1, 1]^3 (the core's grid), every ``stride``-th voxel per axis."""
@@ -104,8 +106,6 @@ class VolumeSeries:
 
     def member_signal(self, member: int) -> "VolumeSignal":
         """The member as a core :class:`VolumeSignal` with the series-wide normalisation."""
-        from .grid import VolumeSignal
-
         raw = self.values[member] * self.scale + self.offset
         lo, hi = self.offset - self.scale, self.offset + self.scale
         return VolumeSignal(raw, name=self.member_names[member], value_range=(lo, hi))
@@ -213,7 +213,7 @@ def load_series(path: str | Path) -> VolumeSeries:
         if not paths:
             raise InvalidFileError(f"{folder}: no {MANIFEST} and no .npy/.vti members")
         labels, label_name, name = np.arange(len(paths), dtype=np.float64), "time", folder.name
-    volumes = []
+    volumes: list[np.ndarray] = []
     for p in paths:
         vol = _read_member(p, dims, dtype)
         if vol.ndim != 3:

@@ -1,4 +1,7 @@
-"""Fitting an INR to a signal."""
-from .fit import Callback, FitConfig, FitResult, FitState, fit, load_checkpoint, lr_factor, save_checkpoint
+"""Training: the one optimisation loop (:func:`fit`), its tasks and its checkpoint format."""
+from inrkit.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from inrkit.train.fit import Callback, FitConfig, FitResult, FitState, fit, lr_factor, num_params
+from inrkit.train.task import PointTask, Task
 
-__all__ = ["Callback", "FitConfig", "FitResult", "FitState", "fit", "load_checkpoint", "lr_factor", "save_checkpoint"]
+__all__ = ["Callback", "Checkpoint", "FitConfig", "FitResult", "FitState", "PointTask", "Task", "fit",
+           "load_checkpoint", "lr_factor", "num_params", "save_checkpoint"]

@@ -1,28 +1,28 @@
-"""The fitting loop: Adam with a learning-rate schedule, stop rules, callbacks, checkpoints."""
+"""The one optimisation loop of inrkit: Adam (or SGD) with a learning-rate schedule, stop rules,
+callbacks, periodic evaluation and resumable checkpoints, for any model and any :class:`Task`."""
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as safetensors_save
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..errors import InvalidFileError, InvalidInputError
-from ..metrics import psnr_from_mse
-from ..models.io import model_from_tensors, model_header, model_tensors, _check_header, _expected_shapes
-from ..models.fast import PRECISIONS, compute_precision, resolve_precision
-from ..models.mlp import MLP
-from ..signals.base import Signal
-from ..utils import atomic_write, resolve_device, write_json
+from inrkit.errors import InvalidInputError
+from inrkit.metrics import psnr_from_mse
+from inrkit.models.fast import PRECISIONS, resolve_precision, with_precision
+from inrkit.models.mlp import MLP
+from inrkit.models.surgery import StateMap
+from inrkit.train.checkpoint import load_checkpoint, restore_model, restore_optimizer, save_checkpoint
+from inrkit.train.task import Task
+from inrkit.utils import resolve_device, write_json
 
 SCHEDULES = ("constant", "cosine", "exponential")
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass
@@ -31,27 +31,34 @@ class FitConfig:
 
     Args:
         steps: maximum number of optimisation steps.
-        lr: Adam's initial learning rate.
-        schedule: ``constant``, ``cosine`` (to ``lr * lr_min_factor``) or ``exponential``.
+        lr: initial learning rate.
+        schedule: ``constant``, ``cosine`` (to ``lr * lr_min_factor``) or ``exponential``
+            (``lr * lr_min_factor ** (step / steps)``).
         lr_min_factor: final learning rate as a fraction of ``lr``.
         batch_size: points per step; ``None`` uses the full set when it has at most
             ``max_full_batch`` samples, else random batches of ``max_full_batch``.
-        target_psnr: stop once the training PSNR reaches this (dB).
+        max_full_batch: largest set trained in full batches when ``batch_size`` is ``None``.
+        optimizer: ``adam`` (default) or ``sgd`` (plain gradient steps, no momentum).
+        target_psnr: stop once the PSNR reaches this (dB): the training PSNR, or the
+            evaluated one when ``eval_every`` is set.
         time_budget: stop after this many seconds.
         seed: seed of batches and of anything random in callbacks.
-        log_every: steps between history rows (PSNR/loss readouts).
+        log_every: steps between history rows (loss/PSNR readouts; 1: every step).
+        eval_every: evaluate the task every this many steps (0: only at the end); the
+            metrics go into the history row under ``"eval"`` and the time is not counted.
+        evaluate: evaluate the task once at the end (``FitResult.metrics``).
         progress: show a progress bar on stderr.
         history_path: write the history as JSON here at the end.
-        checkpoint_path: write a resumable checkpoint here every ``checkpoint_every`` steps.
+        checkpoint_path: write a resumable checkpoint here every ``checkpoint_every`` steps and at the end.
+        checkpoint_every: steps between checkpoints (0: only at the end); used with ``checkpoint_path``.
         resume: continue from ``checkpoint_path`` when it exists.
         device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"``...
-        precision: GEMM precision of the training forward/backward passes: ``"fp32"``,
-            ``"bf16"`` (bfloat16 GEMMs, float32 first layer, master weights and loss; plain
-            MSE losses only) or ``"auto"`` (``bf16`` where the device has native bfloat16
-            and the loss is plain MSE, else ``fp32``). See :mod:`inrkit.models.fast`.
+        precision: GEMM precision of the training passes: ``"fp32"``, ``"bf16"`` (bfloat16
+            GEMMs, float32 first layer, master weights and loss; tasks with
+            ``supports_bf16`` only) or ``"auto"`` (``bf16`` where the device has native
+            bfloat16 and the task supports it, else ``fp32``). See :mod:`inrkit.models.fast`.
         compile: run the training forward pass through ``torch.compile`` (recompiled when
-            the model is replaced). Compiling costs tens of seconds once; it pays off on
-            long runs only (numbers in docs/speed.md).
+            the model is replaced); pays off on long runs only (docs/speed.md).
     """
 
     steps: int = 1000
@@ -60,24 +67,29 @@ class FitConfig:
     lr_min_factor: float = 0.1
     batch_size: int | None = None
     max_full_batch: int = 1 << 20
+    optimizer: str = "adam"
     target_psnr: float | None = None
     time_budget: float | None = None
     seed: int = 0
     log_every: int = 10
+    eval_every: int = 0
+    evaluate: bool = True
     progress: bool = True
     history_path: str | None = None
     checkpoint_path: str | None = None
-    checkpoint_every: int = 0
+    checkpoint_every: int = 100
     resume: bool = False
     device: str | None = None
-    precision: str = "fp32"
+    precision: str = "auto"
     compile: bool = False
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.lr <= 0 or self.log_every < 1:
-            raise InvalidInputError("steps must be >= 0, lr > 0 and log_every >= 1")
+        if self.steps < 0 or self.lr <= 0 or self.log_every < 1 or self.eval_every < 0:
+            raise InvalidInputError("steps must be >= 0, lr > 0, log_every >= 1 and eval_every >= 0")
         if self.schedule not in SCHEDULES:
             raise InvalidInputError(f"unknown schedule {self.schedule!r}; choose from {list(SCHEDULES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidInputError(f"unknown optimizer {self.optimizer!r}; choose from {list(OPTIMIZERS)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise InvalidInputError("batch size must be positive")
         if self.precision not in PRECISIONS:
@@ -102,16 +114,18 @@ class Callback(Protocol):
     def on_step_end(self, state: "FitState") -> None: ...
 
 
-StateMap = dict[torch.nn.Parameter, tuple[torch.nn.Parameter, Callable[[Tensor], Tensor]]]
+def make_optimizer(kind: str, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """``torch.optim.Adam`` or plain ``torch.optim.SGD`` over ``params``."""
+    return torch.optim.Adam(params, lr=lr) if kind == "adam" else torch.optim.SGD(params, lr=lr)
 
 
 @dataclass
 class FitState:
-    """What callbacks see and may change during :func:`fit`."""
+    """What tasks and callbacks see and may change during :func:`fit`."""
 
-    model: MLP
+    model: nn.Module
     optimizer: torch.optim.Optimizer
-    signal: Signal
+    task: Task
     config: FitConfig
     device: torch.device
     generator: torch.Generator
@@ -119,18 +133,24 @@ class FitState:
     lr_factor: float = 1.0
     loss: float | None = None
     psnr: float | None = None
+    metrics: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     stop: bool = False
 
-    def replace_model(self, model: MLP, state_map: StateMap | None = None) -> None:
-        """Switch to ``model`` (e.g. after surgery), rebuilding Adam.
+    @property
+    def signal(self) -> Task:
+        """The task (the name from when only signals were trained)."""
+        return self.task
+
+    def replace_model(self, model: nn.Module, state_map: StateMap | None = None) -> None:
+        """Switch to ``model`` (e.g. after surgery), rebuilding the optimizer.
 
         The optimizer state of every parameter object that survives is kept; ``state_map``
         maps a new parameter to ``(old parameter, index_fn)`` to carry sliced state.
         """
         old = self.optimizer
         model.to(self.device)
-        new = torch.optim.Adam(model.parameters(), **{k: v for k, v in old.defaults.items() if k != "params"})
+        new = type(old)(model.parameters(), **{k: v for k, v in old.defaults.items() if k != "params"})
         for group in new.param_groups:
             group["lr"] = old.param_groups[0]["lr"]
         state_map = state_map or {}
@@ -147,61 +167,29 @@ class FitState:
         self.model, self.optimizer = model, new
 
 
+def num_params(model: nn.Module) -> int:
+    """Trainable scalars of any module."""
+    return sum(int(p.numel()) for p in model.parameters())
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` returns."""
 
-    model: MLP
+    model: nn.Module
     history: list[dict[str, Any]]
-    metrics: dict[str, float]
+    metrics: dict[str, Any]
     steps: int
     seconds: float
     stopped_by: str = "steps"
 
     def summary(self) -> dict[str, Any]:
         """Plain numbers for JSON: steps, seconds, params, and the final metrics."""
-        return {"steps": self.steps, "seconds": round(self.seconds, 4), "params": self.model.num_params(),
+        return {"steps": self.steps, "seconds": round(self.seconds, 4), "params": num_params(self.model),
                 "stopped_by": self.stopped_by, **self.metrics}
 
 
-# ----------------------------------------------------------------- checkpoints
-def save_checkpoint(path: str | Path, state: FitState, seconds: float) -> None:
-    """Write model, Adam state, RNG state and history to one safetensors file (atomically)."""
-    tensors = {f"model.{k}": v for k, v in model_tensors(state.model).items()}
-    params = list(state.model.parameters())
-    for i, p in enumerate(params):
-        for key, value in state.optimizer.state.get(p, {}).items():
-            tensors[f"adam.{i}.{key}"] = value.detach().cpu().float().reshape(value.shape).contiguous()
-    tensors["rng"] = state.generator.get_state()
-    meta = {"model": model_header(state.model, state.signal.metadata()), "step": state.step,
-            "seconds": seconds, "history": state.history, "config": asdict(state.config)}
-    with atomic_write(path) as handle:
-        handle.write(safetensors_save(tensors, metadata={"inrkit-checkpoint": json.dumps(meta)}))
-
-
-def load_checkpoint(path: str | Path, state: FitState) -> float:
-    """Restore ``state`` from a checkpoint written by :func:`save_checkpoint`; returns elapsed seconds."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {})["inrkit-checkpoint"])
-            header = _check_header(meta["model"])
-            names = [f"model.{k}" for k in _expected_shapes(header)]
-            tensors = {k[len("model."):]: handle.get_tensor(k) for k in names}
-            model = model_from_tensors(tensors, header).to(state.device)
-            state.replace_model(model)
-            for i, p in enumerate(model.parameters()):
-                keys = [k for k in handle.keys() if k.startswith(f"adam.{i}.")]
-                if keys:
-                    state.optimizer.state[p] = {k.split(".", 2)[2]: handle.get_tensor(k).to(state.device) for k in keys}
-                    state.optimizer.state[p]["step"] = state.optimizer.state[p]["step"].cpu()
-            state.generator.set_state(handle.get_tensor("rng"))
-    except (KeyError, ValueError, SafetensorError, OSError, RuntimeError) as exc:
-        raise InvalidFileError(f"{path}: cannot resume from checkpoint ({exc})") from exc
-    state.step, state.history = int(meta["step"]), list(meta["history"])
-    return float(meta["seconds"])
-
-
-# ------------------------------------------------------------------------ fit
+# ------------------------------------------------------------------ helpers
 def _progress(config: FitConfig, start: int):
     from tqdm.auto import tqdm
 
@@ -209,96 +197,198 @@ def _progress(config: FitConfig, start: int):
                 dynamic_ncols=True, leave=False, desc="fit")
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _stop_reason(state: FitState, elapsed: float) -> str | None:
     cfg = state.config
+    psnr = (state.metrics or {}).get("psnr") if cfg.eval_every else state.psnr
     if state.stop:
         return "callback"
-    if cfg.target_psnr is not None and state.psnr is not None and state.psnr >= cfg.target_psnr:
+    if cfg.target_psnr is not None and psnr is not None and psnr >= cfg.target_psnr:
         return "target_psnr"
     if cfg.time_budget is not None and elapsed >= cfg.time_budget:
         return "time_budget"
     return None
 
 
-def _training_precision(config: FitConfig, signal: Signal, device: torch.device) -> str:
-    """``config.precision`` resolved for this device and signal (bf16 needs a plain MSE loss)."""
-    plain_mse = type(signal).loss is Signal.loss
-    if config.precision == "bf16" and not plain_mse:
-        raise InvalidInputError(f"precision bf16 needs a plain MSE loss; {signal.kind} signals need fp32 (or auto)")
-    return resolve_precision(config.precision, device, plain_mse)
+def training_precision(config: FitConfig, task: Task, model: nn.Module, device: torch.device) -> str:
+    """``config.precision`` resolved for this device, task and model.
+
+    bf16 needs a task with ``supports_bf16`` and a model with the fused layers of
+    :mod:`inrkit.models.fast` (an :class:`~inrkit.models.mlp.MLP`); ``auto`` falls back to fp32.
+    """
+    if config.precision != "fp32" and not isinstance(model, MLP):
+        if config.precision == "bf16":
+            raise InvalidInputError(f"precision bf16 needs an inrkit MLP, not a {type(model).__name__}")
+        return "fp32"
+    supported = bool(getattr(task, "supports_bf16", False))
+    if config.precision == "bf16" and not supported:
+        name = getattr(task, "kind", type(task).__name__)
+        raise InvalidInputError(f"precision bf16 needs a plain MSE loss; {name} tasks need fp32 (or auto)")
+    return resolve_precision(config.precision, device, supported)
 
 
-class _Compiled:
-    """``torch.compile`` of the current model, redone when the model object changes."""
+class _Forward:
+    """The module the loss calls: the model in the training precision, compiled if asked.
 
-    def __init__(self) -> None:
-        self.source: MLP | None = None
-        self.module: torch.nn.Module | None = None
+    Rebuilt when the model object changes (after surgery)."""
 
-    def __call__(self, model: MLP) -> torch.nn.Module:
+    def __init__(self, precision: str, compile: bool) -> None:
+        self.precision, self.compile = precision, compile
+        self.source: nn.Module | None = None
+        self.module: Any = None
+
+    def __call__(self, model: nn.Module) -> nn.Module:
         if model is not self.source:
-            self.source, self.module = model, torch.compile(model)
+            module = with_precision(model, self.precision)
+            self.source, self.module = model, torch.compile(module) if self.compile else module
         return self.module
 
 
-def fit(model: MLP, signal: Signal, config: FitConfig | None = None, callbacks: Iterable[Callback] = ()) -> FitResult:
-    """Fit ``model`` to ``signal`` with Adam; returns the (possibly replaced) model and its history."""
-    config = config or FitConfig()
-    callbacks = list(callbacks)
+def _resume(state: FitState, path: str) -> float:
+    """Restore ``state`` from the checkpoint at ``path``; returns the seconds already spent."""
+    ckpt = load_checkpoint(path, "fit")
+    state.replace_model(restore_model(ckpt, state.model, state.device))
+    restore_optimizer(ckpt, state.model, state.optimizer)
+    state.generator.set_state(ckpt.rng)
+    state.step, state.history = ckpt.step, ckpt.history
+    return ckpt.seconds
+
+
+def _checkpoint(state: FitState, path: str, seconds: float) -> None:
+    meta = getattr(state.task, "metadata", None)
+    save_checkpoint(path, state.model, state.optimizer, state.generator,
+                    step=state.step, seconds=seconds, history=state.history, config=asdict(state.config),
+                    kind="fit", signal=meta() if callable(meta) else None)
+
+
+def _batch_size(config: FitConfig, task: Task) -> int | None:
+    n = task.num_samples()
+    return config.batch_size or (None if 0 < n <= config.max_full_batch or n == 0 else config.max_full_batch)
+
+
+def _step(state: FitState, forward: _Forward, batch_size: int | None, callbacks: list) -> tuple[Tensor, Tensor | None]:
+    """One optimisation step; returns the loss and MSE tensors."""
+    cfg = state.config
+    state.lr_factor = lr_factor(cfg.schedule, state.step, cfg.steps, cfg.lr_min_factor)
+    for group in state.optimizer.param_groups:
+        group["lr"] = cfg.lr * state.lr_factor
+    batch = state.task.train_batch(batch_size, state.generator, state.device)
+    loss, mse = state.task.loss(forward(state.model), *batch)
+    for cb in callbacks:
+        extra = cb.extra_loss(state) if hasattr(cb, "extra_loss") else None
+        loss = loss if extra is None else loss + extra
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    state.step += 1
+    return loss, mse
+
+
+def _evaluate(state: FitState) -> float:
+    """Evaluate the task now; returns the seconds it took (not counted as training)."""
+    _sync(state.device)
+    t = time.perf_counter()
+    was_training = state.model.training
+    state.model.eval()
+    state.metrics = state.task.evaluate(state.model)
+    state.model.train(was_training)
+    return time.perf_counter() - t
+
+
+class _Clock:
+    """Training seconds: wall time since the start, minus the untimed evaluations."""
+
+    def __init__(self, elapsed: float = 0.0) -> None:
+        self.t0 = time.perf_counter() - elapsed
+
+    def exclude(self, seconds: float) -> None:
+        self.t0 += seconds
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def _record(state: FitState, loss: Tensor, mse: Tensor | None, clock: _Clock, watch: bool, bar: Any) -> None:
+    """Readouts, periodic evaluation and the history row after a step."""
+    cfg = state.config
+    log = state.step % cfg.log_every == 0 or state.step == cfg.steps
+    evaluate = bool(cfg.eval_every) and state.step % cfg.eval_every == 0
+    if log or watch or evaluate:
+        state.loss = float(loss.detach())
+        data_range = float(getattr(state.task, "data_range", 2.0))
+        state.psnr = psnr_from_mse(float(mse.detach()), data_range) if mse is not None else None
+    if evaluate:
+        clock.exclude(_evaluate(state))
+    if log or evaluate:
+        row = {"step": state.step, "loss": state.loss, "psnr": state.psnr, "seconds": round(clock.seconds(), 6)}
+        state.history.append({**row, "eval": state.metrics} if evaluate else row)
+        bar.set_postfix(loss=f"{state.loss:.3g}", psnr=f"{state.psnr:.2f}" if state.psnr else "-")
+    bar.update(1)
+
+
+def _hooks(state: FitState, callbacks: list, clock: _Clock) -> None:
+    """The task's and the callbacks' ``on_step_end``, then the periodic checkpoint."""
+    hook = getattr(state.task, "on_step_end", None)
+    if hook is not None:
+        hook(state)
+    for cb in callbacks:
+        if hasattr(cb, "on_step_end"):
+            cb.on_step_end(state)
+    cfg = state.config
+    if cfg.checkpoint_path and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+        _checkpoint(state, cfg.checkpoint_path, clock.seconds())
+
+
+def _start(model: nn.Module, task: Task, config: FitConfig) -> tuple[FitState, _Clock]:
+    """The initial state (resumed from the checkpoint when asked) and the training clock."""
     device = resolve_device(config.device)
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    state = FitState(model, optimizer, signal, config, device, generator)
+    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
+    state = FitState(model, optimizer, task, config, device, generator)
     elapsed = 0.0
     if config.resume and config.checkpoint_path and Path(config.checkpoint_path).exists():
-        elapsed = load_checkpoint(config.checkpoint_path, state)
-    n = signal.num_samples()
-    batch = config.batch_size or (None if 0 < n <= config.max_full_batch or n == 0 else config.max_full_batch)
+        elapsed = _resume(state, config.checkpoint_path)
+    return state, _Clock(elapsed)
+
+
+# ------------------------------------------------------------------------ fit
+def fit(model: nn.Module, task: Task, config: FitConfig | None = None, callbacks: Iterable[Callback] = ()) -> FitResult:
+    """Train ``model`` on ``task``; returns the (possibly replaced) model and its history.
+
+    Args:
+        model: any module the task's loss can call (an MLP, a NeRF MLP, a stacked batch of MLPs...).
+        task: a :class:`~inrkit.train.task.Task` (every Signal is one).
+        config: settings; see :class:`FitConfig`.
+        callbacks: objects with optional ``extra_loss(state)`` and ``on_step_end(state)``.
+    """
+    config = config or FitConfig()
+    callbacks = list(callbacks)
+    state, clock = _start(model, task, config)
+    batch_size = _batch_size(config, task)
     watch = config.target_psnr is not None or config.time_budget is not None
-    precision = _training_precision(config, signal, device)
-    compiled = _Compiled()
-    stopped_by, t0 = "steps", time.perf_counter() - elapsed
+    forward = _Forward(training_precision(config, task, state.model, state.device), config.compile)
+    stopped_by = "steps"
     with _progress(config, state.step) as bar:
         while state.step < config.steps:
-            state.lr_factor = lr_factor(config.schedule, state.step, config.steps, config.lr_min_factor)
-            for group in state.optimizer.param_groups:
-                group["lr"] = config.lr * state.lr_factor
-            coords, targets = signal.train_batch(batch, generator, device)
-            with compute_precision(precision):
-                loss, mse = signal.loss(compiled(state.model) if config.compile else state.model, coords, targets)
-            for cb in callbacks:
-                extra = cb.extra_loss(state) if hasattr(cb, "extra_loss") else None
-                loss = loss if extra is None else loss + extra
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            state.optimizer.step()
-            state.step += 1
-            log = state.step % config.log_every == 0 or state.step == config.steps
-            if log or watch:
-                state.loss = float(loss.detach())
-                state.psnr = psnr_from_mse(float(mse.detach())) if mse is not None else None
-            if log:
-                row = {"step": state.step, "loss": state.loss, "psnr": state.psnr,
-                       "seconds": round(time.perf_counter() - t0, 4)}
-                state.history.append(row)
-                bar.set_postfix(loss=f"{state.loss:.3g}", psnr=f"{state.psnr:.2f}" if state.psnr else "-")
-            bar.update(1)
-            for cb in callbacks:
-                if hasattr(cb, "on_step_end"):
-                    cb.on_step_end(state)
-            if config.checkpoint_path and config.checkpoint_every and state.step % config.checkpoint_every == 0:
-                save_checkpoint(config.checkpoint_path, state, time.perf_counter() - t0)
-            reason = _stop_reason(state, time.perf_counter() - t0)
+            loss, mse = _step(state, forward, batch_size, callbacks)
+            _record(state, loss, mse, clock, watch, bar)
+            _hooks(state, callbacks, clock)
+            reason = _stop_reason(state, clock.seconds())
             if reason:
                 stopped_by = reason
                 break
-    seconds = time.perf_counter() - t0
-    if config.checkpoint_path and config.checkpoint_every:
-        save_checkpoint(config.checkpoint_path, state, seconds)
+    _sync(state.device)
+    seconds = clock.seconds()
+    if config.checkpoint_path:
+        _checkpoint(state, config.checkpoint_path, seconds)
     state.model.eval()
-    metrics = signal.evaluate(state.model)
+    metrics = task.evaluate(state.model) if config.evaluate else {}
     if config.history_path:
         write_json(config.history_path, {"history": state.history, "metrics": metrics, "config": asdict(config)})
     return FitResult(state.model, state.history, metrics, state.step, seconds, stopped_by)

@@ -1,0 +1,218 @@
+"""Building blocks of the ``.inrz`` payload shared by the codecs, the decoder and the encoder.
+
+NumPy and the standard library only: the SINR options and sparse-code types, how a
+weight matrix is cut into vectors, the reconstruction ``A[:, idx] @ coef`` in a fixed
+order, quantised sections, and the checked reader of header fields and sections.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from inrkit.compress import coding
+from inrkit.compress.dictionary import sensing_matrix
+from inrkit.errors import InvalidFileError, InvalidInputError
+
+if TYPE_CHECKING:
+    from inrkit.models.mlp import MLP
+
+FORMAT = "inrz-mlp"
+TINY_INPUTS = 50  # layers with fewer inputs are coded as flattened blocks (as the paper)
+MAX_LAYERS = 64
+MAX_WIDTH = 1 << 16
+MAX_PARAMS = 1 << 25
+MAX_DICT = 1 << 24  # k1 * k2 entries
+MAX_K2 = 1 << 14
+
+
+@dataclass
+class SinrOptions:
+    """Parameters of the ``sinr`` codec.
+
+    Args:
+        sparsity: atoms per vector, as a fraction of ``k1`` (< 1) or a count (>= 1);
+            clipped so that ``2 s < k1``.
+        bits: bit depth of the sparse coefficients.
+        dense_bits: bit depth of biases, the last layer and layers too small to code
+            (default ``min(16, bits + 2)``).
+        overcomplete: ``k2 / k1`` (dictionary redundancy), ``k2 < 2**14``.
+        block: vector length for layers with fewer than 50 inputs.
+        seed: dictionary seed.
+        code_first: also sparse-code the first layer (as the paper); by default it is
+            kept as quantised values, since its errors are amplified by ``omega_0``.
+    """
+
+    sparsity: float = 0.4
+    bits: int = 8
+    dense_bits: int | None = None
+    overcomplete: float = 8.0
+    block: int = 64
+    seed: int = 0
+    code_first: bool = False
+
+    def __post_init__(self) -> None:
+        check_bits(self.bits, self.dense_bits)
+        if not self.sparsity > 0 or self.overcomplete < 1 or self.block < 8 or self.seed < 0:
+            raise InvalidInputError("need sparsity > 0, overcomplete >= 1, block >= 8 and a non-negative seed")
+
+    def atoms(self, k1: int) -> int:
+        """Atoms per vector of length ``k1``."""
+        s = round(self.sparsity * k1) if self.sparsity < 1 else int(self.sparsity)
+        return int(min(max(s, 1), (k1 - 1) // 2))
+
+    def dense(self) -> int:
+        """Bit depth of the dense (quantised, not sparse-coded) tensors."""
+        return int(self.dense_bits if self.dense_bits is not None else min(16, self.bits + 2))
+
+
+def check_bits(*bits: int | None) -> None:
+    """Raise :class:`InvalidInputError` unless every given bit depth is in ``[1, 16]``."""
+    if any(b is not None and not 1 <= int(b) <= coding.MAX_BITS for b in bits):
+        raise InvalidInputError(f"bit depths must be in [1, {coding.MAX_BITS}]")
+
+
+@dataclass
+class SparseLayer:
+    """Sparse code of one weight matrix: ``vectors[b] ~= A[:, idx[b]] @ coef[b]``."""
+
+    mode: str  # "rows" or "blocks"
+    k1: int
+    k2: int
+    idx: np.ndarray  # [n, s] sorted atom indices
+    coef: np.ndarray  # [n, s] float64
+
+
+@dataclass
+class SparseModel:
+    """A model whose hidden weight matrices are sparse-coded (``None`` = kept dense)."""
+
+    model: MLP
+    layers: list[SparseLayer | None]
+    options: SinrOptions
+    extra: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ vectors
+def split_vectors(w: np.ndarray, opts: SinrOptions) -> tuple[str, int, np.ndarray] | None:
+    """Vectors to code for ``w`` [out, in]: ``(mode, k1, vectors)``, or None to keep it dense."""
+    out, inp = w.shape
+    if inp >= TINY_INPUTS:
+        return "rows", inp, w
+    k1 = min(opts.block, w.size)
+    if k1 < 8:
+        return None
+    flat = np.zeros(math.ceil(w.size / k1) * k1)
+    flat[: w.size] = w.ravel()
+    return "blocks", k1, flat.reshape(-1, k1)
+
+
+def atoms_in_dictionary(k1: int, opts: SinrOptions) -> int:
+    """``k2`` for vectors of length ``k1``."""
+    return int(min(max(k1, round(opts.overcomplete * k1)), MAX_K2 - 1))
+
+
+def reconstruct(layer: SparseLayer, coef: np.ndarray, seed: int, shape: tuple[int, int]) -> np.ndarray:
+    """Weights [out, in] (float64) from a sparse code, summed atom by atom in a fixed order."""
+    atoms = sensing_matrix(layer.k1, layer.k2, seed).T  # [k2, k1]
+    vec = np.zeros((layer.idx.shape[0], layer.k1))
+    for j in range(layer.idx.shape[1]):
+        vec = vec + coef[:, j : j + 1] * atoms[layer.idx[:, j]]
+    return vec.ravel()[: shape[0] * shape[1]].reshape(shape)
+
+
+# ------------------------------------------------------------------ writing
+def as_array(t: Any) -> np.ndarray:
+    """A torch tensor (or array) as a float64 NumPy array."""
+    if hasattr(t, "detach"):
+        t = t.detach().cpu().double().numpy()
+    return np.asarray(t, dtype=np.float64)
+
+
+def quant_section(x: np.ndarray, bits: int) -> tuple[bytes, list[float]]:
+    """``x`` quantised to ``bits`` bits and Brotli-coded; returns the section and ``[lo, step]``."""
+    codes, lo, step = coding.quantize(x, bits)
+    return coding.brotli_compress(codes.astype(coding.code_dtype(bits)).tobytes()), [lo, step]
+
+
+def architecture(model: MLP) -> dict[str, Any]:
+    """The ``model`` record of the header."""
+    fourier = None if model.fourier is None else list(as_array(model.fourier).shape)
+    return {"widths": model.widths, "activations": model.activations, "omegas": model.omegas, "fourier": fourier}
+
+
+def fourier_sections(model: MLP) -> list[bytes]:
+    """The Fourier-feature matrix as raw float32 (the last section), if the model has one."""
+    if model.fourier is None:
+        return []
+    return [as_array(model.fourier).astype("<f4").tobytes()]
+
+
+# ------------------------------------------------------------------ reading
+def bad(msg: str) -> InvalidFileError:
+    """The error for an invalid header field."""
+    return InvalidFileError(f"invalid .inrz header: {msg}")
+
+
+def read_int(obj: Any, key: str, lo: int, hi: int, where: str) -> int:
+    """``obj[key]``, which must be an integer in ``[lo, hi]``."""
+    v = obj.get(key) if isinstance(obj, dict) else None
+    if type(v) is not int or not lo <= v <= hi:
+        raise bad(f"{where}.{key} must be an integer in [{lo}, {hi}]")
+    return v
+
+
+def read_qparams(obj: Any, key: str, where: str) -> tuple[float, float]:
+    """The quantiser ``[lo, step]`` stored as ``obj[key]``."""
+    v = obj.get(key) if isinstance(obj, dict) else None
+    if not (isinstance(v, list) and len(v) == 2 and all(type(x) in (int, float) for x in v)):
+        raise bad(f"{where}.{key} must be [lo, step]")
+    lo, step = float(v[0]), float(v[1])
+    if not (math.isfinite(lo) and math.isfinite(step) and step >= 0 and abs(lo) < 1e30 and step < 1e30):
+        raise bad(f"{where}.{key} holds out-of-range numbers")
+    return lo, step
+
+
+class Sections:
+    """Hands out payload sections in order, checking sizes before decompressing.
+
+    Args:
+        sections: the payload sections of the container.
+    """
+
+    def __init__(self, sections: list[bytes]) -> None:
+        self.sections, self.pos = sections, 0
+
+    def next(self, raw_size: int, compressed: bool = True) -> bytes:
+        """The next section, expanded to exactly ``raw_size`` bytes."""
+        if self.pos >= len(self.sections):
+            raise bad("fewer payload sections than the layers need")
+        data = self.sections[self.pos]
+        self.pos += 1
+        if not compressed:
+            if len(data) != raw_size:
+                raise InvalidFileError(f"payload section {self.pos - 1} has {len(data)} bytes, expected {raw_size}")
+            return data
+        if raw_size > coding.max_expansion(len(data)):
+            raise InvalidFileError(f"payload section {self.pos - 1} claims an implausible size")
+        return coding.brotli_decompress(data, raw_size)
+
+    def quantised(self, count: int, bits: int, q: tuple[float, float]) -> np.ndarray:
+        """The next section as ``count`` dequantised float64 values."""
+        dt = coding.code_dtype(bits)
+        codes = np.frombuffer(self.next(count * dt.itemsize), dt)
+        if codes.size and int(codes.max()) >= 1 << bits:
+            raise InvalidFileError("quantised code above its bit depth")
+        return coding.dequantize(codes, *q)
+
+    def raw(self, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        """The next (uncompressed) section as an array of ``shape`` and little-endian ``dtype``."""
+        dt = np.dtype(dtype)
+        return np.frombuffer(self.next(dt.itemsize * math.prod(shape), compressed=False), dt).reshape(shape)
+
+    def done(self) -> None:
+        """Check that every section was used."""
+        if self.pos != len(self.sections):
+            raise bad("more payload sections than the layers need")

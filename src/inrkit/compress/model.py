@@ -1,0 +1,32 @@
+"""The torch side of decoding: ``.inrz`` bytes to an :class:`inrkit.models.MLP` (a thin layer over the decoder)."""
+from __future__ import annotations
+
+import torch
+
+from inrkit.compress.decoder import Decoded, decode
+from inrkit.models.mlp import ACTIVATIONS, MLP
+
+
+def to_mlp(decoded: Decoded) -> MLP:
+    """An :class:`MLP` holding the decoded weights (the same float32 bits).
+
+    Args:
+        decoded: the output of :func:`inrkit.compress.decoder.decode`.
+    """
+    fourier = None if decoded.fourier is None else torch.from_numpy(decoded.fourier.copy())
+    model = MLP(decoded.widths, decoded.activations, decoded.omegas, fourier=fourier)
+    with torch.no_grad():
+        for i, (w, b) in enumerate(zip(decoded.weights, decoded.biases)):
+            model.weights[i].copy_(torch.from_numpy(w))
+            model.biases[i].copy_(torch.from_numpy(b))
+    return model
+
+
+def decode_model(data: bytes) -> tuple[MLP, dict]:
+    """Decode ``.inrz`` bytes into ``(model, header)``; every problem is an ``InvalidFileError``.
+
+    Args:
+        data: the whole ``.inrz`` file.
+    """
+    decoded = decode(data, activations=ACTIVATIONS)
+    return to_mlp(decoded), decoded.header

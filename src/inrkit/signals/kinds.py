@@ -1,0 +1,167 @@
+"""The signal-kind registry: each kind registers once (name, file suffixes, loader, renderer, metadata check).
+
+``load_signal`` (file -> signal), ``render_model`` (model + header metadata -> file) and
+``check_metadata`` dispatch on :data:`KINDS`. Adding a kind is one ``KINDS.register(...)`` call
+beside its signal class::
+
+    KINDS.register("image", SignalKind("image", (".png", ".jpg"), load_image, render_image, check_image))
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.registry import Registry
+
+Loader = Callable[..., Any]  # returns a Signal (not imported here: base.py imports this module)
+Renderer = Callable[[torch.nn.Module, dict, Path, "Sequence[int] | None"], Path]
+Check = Callable[[dict, int], dict]
+MAX_SIDE, MAX_VALUES = 1 << 15, 1 << 31
+DEFAULT_KIND = "field"  # renders models whose header names no registered kind (e.g. .npz imports)
+
+
+@dataclass(frozen=True)
+class SignalKind:
+    """One kind of signal.
+
+    Args:
+        name: the ``kind`` written into model headers (``header["signal"]["kind"]``).
+        suffixes: lower-case file suffixes the loader reads (empty: not read from files).
+        load: ``load(path, test_fraction=, seed=, **options) -> Signal``.
+        render: ``render(model, meta, path, size) -> Path`` from header metadata alone.
+        check: ``check(meta, out_dim) -> meta``; raises :class:`InvalidFileError` on bad metadata.
+        scheme: ``"analytic"`` lets ``load_signal("analytic:NAME")`` reach this kind.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    load: Loader | None
+    render: Renderer
+    check: Check
+    scheme: str | None = None
+
+
+KINDS: Registry[SignalKind] = Registry("signal kind")
+
+
+def register_kind(kind: SignalKind) -> SignalKind:
+    """Register ``kind`` under its name (the one place a new signal kind is added)."""
+    return KINDS.register(kind.name, kind)  # type: ignore[return-value]
+
+
+def suffixes() -> tuple[str, ...]:
+    """Every file suffix some registered kind reads."""
+    return tuple(s for _, kind in KINDS.items() for s in kind.suffixes)
+
+
+def kind_for_path(path: str | os.PathLike) -> tuple[SignalKind, str]:
+    """The kind that reads ``path`` and the path/name to hand its loader."""
+    text = str(path)
+    scheme, sep, rest = text.partition(":")
+    for _, kind in KINDS.items():
+        if sep and kind.scheme == scheme and kind.load is not None:
+            return kind, rest
+    suffix = Path(text).suffix.lower()
+    for _, kind in KINDS.items():
+        if suffix in kind.suffixes and kind.load is not None:
+            if not Path(text).exists():
+                raise InvalidFileError(f"{text}: no such file")
+            return kind, text
+    if not Path(text).exists():
+        raise InvalidFileError(f"{text}: no such file")
+    raise InvalidFileError(f"{text}: unsupported format {suffix!r} (known: {', '.join(suffixes())})")
+
+
+def load_signal(path: str | os.PathLike, test_fraction: float = 0.0, seed: int = 0, **options: Any) -> Any:
+    """Load a signal from a file, choosing its kind by suffix (or ``scheme:NAME``, e.g. ``analytic:sin-radial``).
+
+    Options: ``crop=(r0, r1, c0, c1)`` for images, ``dims``/``dtype`` for ``.raw``, ``num_points`` for
+    meshes, ``params`` for analytic functions; a kind ignores options it does not use.
+    """
+    kind, target = kind_for_path(path)
+    assert kind.load is not None
+    return kind.load(target, test_fraction=test_fraction, seed=seed, **options)
+
+
+def check_metadata(meta: Any, out_dim: int, kind: str | None = None) -> dict[str, Any]:
+    """Validate header signal metadata with its kind's check (``kind`` demands that kind)."""
+    if not isinstance(meta, dict):
+        raise InvalidFileError("signal metadata must be an object")
+    name = meta.get("kind")
+    if kind is not None and name != kind:
+        raise InvalidFileError(f"the file does not hold a {kind} signal (kind {name!r})")
+    if name not in KINDS:
+        return check_grid_meta(meta, out_dim)
+    return KINDS.get(str(name)).check(meta, out_dim)
+
+
+def render_model(model: torch.nn.Module, meta: dict[str, Any], path: str | os.PathLike,
+                 size: Sequence[int] | None = None) -> Path:
+    """Render ``model`` to ``path`` from its signal metadata alone; the kind and the suffix pick the format."""
+    meta = meta or {}
+    name = meta.get("kind") or ""
+    kind = KINDS.get(name if name in KINDS else DEFAULT_KIND)
+    if name in KINDS:
+        kind.check(meta, int(getattr(model, "out_dim", meta.get("channels", 1))))
+    return kind.render(model, meta, Path(path), size)
+
+
+# ------------------------------------------------------------------ checks
+def _numbers(value: Any, n: int) -> bool:
+    return (isinstance(value, list) and len(value) == n
+            and all(type(x) in (int, float) and math.isfinite(x) for x in value))
+
+
+def check_grid_meta(meta: dict[str, Any], out_dim: int, dims: int | None = None,
+                    required: Sequence[str] = (), max_side: int = MAX_SIDE * 4, max_values: int = MAX_VALUES) -> dict:
+    """Check the grid keys of signal metadata that are present (and the ``required`` ones)."""
+    missing = [k for k in required if k not in meta]
+    if missing:
+        raise InvalidFileError(f"signal metadata lacks {', '.join(missing)}")
+    shape = meta.get("shape")
+    if shape is not None:
+        ok = isinstance(shape, list) and all(type(s) is int and 1 <= s <= max_side for s in shape)
+        if not ok or (dims is not None and len(shape) != dims) or math.prod(shape) > max_values:
+            raise InvalidFileError(f"signal shape {shape!r} is invalid")
+    if "channels" in meta and meta["channels"] != out_dim:
+        raise InvalidFileError(f"signal has {meta['channels']!r} channels but the model has {out_dim} outputs")
+    for key in ("value_offset", "value_scale"):
+        if key in meta and not _numbers(meta[key], out_dim):
+            raise InvalidFileError(f"signal field {key!r} is invalid")
+    return meta
+
+
+@dataclass
+class SignalOptions:
+    """How to read a signal file (each kind uses the options it knows).
+
+    Args:
+        crop: image window ROW0:ROW1,COL0:COL1 (e.g. 128:384,256:512).
+        dims: dimensions of a .raw volume, x first (e.g. 64,64,64).
+        dtype: sample type of a .raw volume.
+        test_fraction: hold out this share of samples for the metrics (e.g. 0.1).
+    """
+
+    crop: tuple[int, int, int, int] | None = None
+    dims: tuple[int, ...] | None = None
+    dtype: str = "uint8"
+    test_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise InvalidInputError(f"test fraction must be in [0, 1), got {self.test_fraction}")
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword options of :func:`load_signal` (``test_fraction`` included)."""
+        out: dict[str, Any] = {"test_fraction": self.test_fraction}
+        if self.crop is not None:
+            out["crop"] = tuple(self.crop)
+        if self.dims is not None:
+            out.update(dims=tuple(self.dims), dtype=self.dtype)
+        return out
