@@ -34,8 +34,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inrkit.amr import (BoxMesh, InrField, PruningAMRConfig, error_amr, mesh_rmse, preview_png, pruning_amr,
-                        resolve_base, uniform_mesh, vertex_values, write_mesh)
+from inrkit.amr import (
+    BoxMesh,
+    InrField,
+    PruningAMRConfig,
+    error_amr,
+    mesh_rmse,
+    preview_png,
+    pruning_amr,
+    resolve_base,
+    uniform_mesh,
+    vertex_values,
+    write_mesh,
+)
 from inrkit.amr.flows import bent_vortex_tube
 from inrkit.models import MLP, siren
 from inrkit.signals.analytic import AnalyticSignal

@@ -8,9 +8,26 @@ import numpy as np
 import pytest
 import torch
 
-from inrkit.amr import (BoxMesh, InrField, PruningAMRConfig, batched_id, element_pruning_stats, error_amr,
-                        mark, mesh_rmse, parse_domain, preview_png, pruning_amr, scipy_id, slice_4d, uniform_mesh,
-                        vertex_values, write_mesh, write_pvd, write_vtu)
+from inrkit.amr import (
+    BoxMesh,
+    InrField,
+    PruningAMRConfig,
+    batched_id,
+    element_pruning_stats,
+    error_amr,
+    mark,
+    mesh_rmse,
+    parse_domain,
+    preview_png,
+    pruning_amr,
+    scipy_id,
+    slice_4d,
+    uniform_mesh,
+    vertex_values,
+    write_mesh,
+    write_pvd,
+    write_vtu,
+)
 from inrkit.errors import InrkitError, InvalidInputError
 from inrkit.models import MLP
 

@@ -8,8 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from inrkit.amr import (BoxMesh, InrField, PruningAMRConfig, auto_base, element_error, mesh_rmse, pruning_amr,
-                        resolve_base, uniform_mesh, vertex_values)
+from inrkit.amr import (
+    BoxMesh,
+    InrField,
+    PruningAMRConfig,
+    auto_base,
+    element_error,
+    mesh_rmse,
+    pruning_amr,
+    resolve_base,
+    uniform_mesh,
+    vertex_values,
+)
 from inrkit.cli import main
 from inrkit.errors import InvalidInputError
 from inrkit.models import MLP, save_model, siren

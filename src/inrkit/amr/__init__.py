@@ -1,14 +1,26 @@
 """PruningAMR: adaptive 2^d-tree meshes that show an INR in ParaView without its training data."""
 
-from .api import mesh_field, mesh_model
-from .baselines import element_interp_error, error_amr, mesh_rmse, uniform_mesh, vertex_values
-from .export import preview_png, slice_4d, write_mesh, write_pvd, write_vtu
-from .field import InrField, load_field
-from .mesh import BoxMesh, corner_offsets, parse_domain
-from .flows import FLOWS, bent_vortex_tube
-from .pruning import (ERROR_MODES, AMRResult, PruningAMRConfig, auto_base, batched_id, element_error,
-                      element_pruning_stats, mark, mesh_pruning_stats, output_range, pruning_amr, resolve_base,
-                      scipy_id)
+from inrkit.amr.api import mesh_field, mesh_model
+from inrkit.amr.baselines import element_interp_error, error_amr, mesh_rmse, uniform_mesh, vertex_values
+from inrkit.amr.export import preview_png, slice_4d, write_mesh, write_pvd, write_vtu
+from inrkit.amr.field import InrField, load_field
+from inrkit.amr.flows import FLOWS, bent_vortex_tube
+from inrkit.amr.mesh import BoxMesh, corner_offsets, parse_domain
+from inrkit.amr.pruning import (
+    ERROR_MODES,
+    AMRResult,
+    PruningAMRConfig,
+    auto_base,
+    batched_id,
+    element_error,
+    element_pruning_stats,
+    mark,
+    mesh_pruning_stats,
+    output_range,
+    pruning_amr,
+    resolve_base,
+    scipy_id,
+)
 
 __all__ = [
     "ERROR_MODES", "FLOWS", "auto_base", "bent_vortex_tube", "element_error", "output_range", "resolve_base",

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError
-from .baselines import mesh_rmse, uniform_mesh, vertex_values
-from .export import preview_png, write_mesh
-from .field import InrField, load_field
-from .mesh import parse_domain
-from .pruning import PruningAMRConfig, pruning_amr, resolve_base
+from inrkit.amr.baselines import mesh_rmse, uniform_mesh, vertex_values
+from inrkit.amr.export import preview_png, write_mesh
+from inrkit.amr.field import InrField, load_field
+from inrkit.amr.mesh import parse_domain
+from inrkit.amr.pruning import PruningAMRConfig, pruning_amr, resolve_base
+from inrkit.errors import InvalidInputError
 
 
 def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMRConfig | None = None,

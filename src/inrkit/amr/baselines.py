@@ -9,9 +9,9 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import InvalidInputError
-from .mesh import BoxMesh, corner_offsets
-from .pruning import AMRResult
+from inrkit.amr.mesh import BoxMesh, corner_offsets
+from inrkit.amr.pruning import AMRResult
+from inrkit.errors import InvalidInputError
 
 Func = Callable[[np.ndarray], np.ndarray]
 

@@ -10,9 +10,9 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from ..errors import InvalidInputError
-from ..utils import atomic_path, atomic_write
-from .mesh import BoxMesh, corner_offsets
+from inrkit.amr.mesh import BoxMesh, corner_offsets
+from inrkit.errors import InvalidInputError
+from inrkit.utils import atomic_path, atomic_write
 
 CELL_TYPES = {1: "line", 2: "quad", 3: "hexahedron"}
 
@@ -142,7 +142,7 @@ def _plot_2d(ax, mesh: BoxMesh, values: np.ndarray, res: int = 400) -> None:
     im = ax.imshow(field, origin="lower", extent=(d[0, 0], d[0, 1], d[1, 0], d[1, 1]), cmap="viridis",
                    interpolation="nearest", aspect="auto")
     lw = 0.6 if mesh.num_elements < 2000 else 0.25
-    ax.add_collection(LineCollection(_edges_2d(mesh), colors="white", linewidths=lw, alpha=0.8))
+    ax.add_collection(LineCollection(list(_edges_2d(mesh)), colors="white", linewidths=lw, alpha=0.8))
     ax.set_xlim(d[0]), ax.set_ylim(d[1])
     ax.figure.colorbar(im, ax=ax, shrink=0.8)
 
@@ -228,7 +228,7 @@ def _plot_slice(ax, mesh: BoxMesh, vals: np.ndarray, res: int = 300) -> None:
     lo, hi = mesh.element_bounds()
     cut = np.all((lo[:, 2:] <= centre[2:]) & (centre[2:] < hi[:, 2:]), axis=1)
     sub = BoxMesh(d[:2], mesh.base[:2], mesh.levels[cut], mesh.index[cut][:, :2])
-    ax.add_collection(LineCollection(_edges_2d(sub), colors="white", linewidths=0.3, alpha=0.8))
+    ax.add_collection(LineCollection(list(_edges_2d(sub)), colors="white", linewidths=0.3, alpha=0.8))
     ax.set_xlim(d[0]), ax.set_ylim(d[1])
     ax.figure.colorbar(im, ax=ax, shrink=0.8)
 

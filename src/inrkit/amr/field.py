@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InvalidFileError, InvalidInputError
-from ..models.mlp import MLP
-from .mesh import parse_domain
+from inrkit.amr.mesh import parse_domain
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.models.mlp import MLP
 
 
 @dataclass
@@ -83,9 +83,11 @@ class InrField:
 
 def load_field(path: str | Path, device: str | None = "cpu") -> tuple[InrField, dict]:
     """Load any inrkit model file (safetensors or ``.npz``) as an :class:`InrField`."""
-    from ..models.io import load_model
-    from ..utils import resolve_device
+    from inrkit.models.io import load_model
+    from inrkit.utils import resolve_device
 
     dev = resolve_device(device)
     model, header = load_model(path, device=dev)
+    if not isinstance(model, MLP):
+        raise InvalidFileError(f"{path}: meshing needs a coordinate MLP, not a {type(model).__name__}")
     return InrField.from_model(model, header, dev), header

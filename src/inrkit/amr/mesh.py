@@ -13,7 +13,7 @@ from itertools import product
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from inrkit.errors import InvalidInputError
 
 MAX_LEVEL = 24
 
@@ -68,7 +68,7 @@ class BoxMesh:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def uniform(cls, domain, base: int | list[int] = 1, level: int = 0) -> "BoxMesh":
+    def uniform(cls, domain, base: int | list[int] | np.ndarray = 1, level: int = 0) -> "BoxMesh":
         """A uniform mesh: ``base`` cells per axis, refined ``level`` times."""
         dom = parse_domain(domain)
         dim = len(dom)

@@ -26,17 +26,17 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..errors import InvalidInputError
-from ..models.mlp import MLP
-from .field import InrField
-from .mesh import MAX_LEVEL, BoxMesh
-
+from inrkit.amr.field import InrField
+from inrkit.amr.mesh import MAX_LEVEL, BoxMesh
+from inrkit.errors import InvalidInputError
+from inrkit.models.mlp import MLP
 
 ERROR_MODES = ("reference", "relative")
 ID_ACTIVATIONS = ("original", "pruned")
@@ -195,7 +195,7 @@ def batched_id(H: Tensor, eps: float) -> tuple[Tensor, Tensor]:
 
 def scipy_id(H: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     """Reference: :func:`inrkit.prune.interpolative.id_select` per element; same outputs as :func:`batched_id`."""
-    from ..prune.interpolative import id_select
+    from inrkit.prune.interpolative import id_select
 
     B, _, n = H.shape
     M = torch.zeros(B, n, n, dtype=H.dtype)
@@ -366,7 +366,8 @@ def pruning_amr(field_: InrField, domain: np.ndarray, config: PruningAMRConfig |
         all_p.append(p)
         marked_new = mark(p, err, cfg.P, cfg.T) & (mesh.levels[new] < cfg.max_level)
         secs = time.perf_counter() - t0
-        row = {"iteration": it, "elements": mesh.num_elements, "dofs": mesh.dofs, "evaluated": int(len(new)),
+        row: dict[str, Any] = {"iteration": it, "elements": mesh.num_elements, "dofs": mesh.dofs,
+               "evaluated": int(len(new)),
                "refined": int(marked_new.sum()), "marked_by_P": int((p > cfg.P).sum()),
                "marked_by_T": int((err > cfg.T).sum()), "seconds": secs,
                "ms_per_element": 1e3 * secs / max(len(new), 1),
@@ -412,7 +413,8 @@ def _diagnose(result: AMRResult, all_p: list[np.ndarray], cfg: PruningAMRConfig)
             f"p (proportion of neurons the ID keeps) stayed above P={cfg.P} in every element tested "
             f"(min p = {p.min():.3f}, median {np.median(p):.3f}): every element was refined, so this mesh is "
             f"uniform refinement, not adaptive. The network has no locally prunable structure at this scale "
-            f"(typical of a SIREN, whose hidden features oscillate everywhere); use --uniform LEVEL, or a larger P "
+            f"(typical of a SIREN, whose hidden features oscillate everywhere, or of a ReLU network whose kinks "
+            f"cross every element, e.g. on a coarse 4D start mesh); use --uniform LEVEL, or a larger P "
             f"(e.g. --P {min(1.0, float(np.quantile(p, 0.5))):.2f}) to refine only where p is highest.")
 
 
