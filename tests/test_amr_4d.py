@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from inrkit.amr import InrField, PruningAMRConfig, mesh_field, pruning_amr, vertex_values, write_mesh
+from inrkit.errors import InvalidInputError
 from inrkit.models import MLP
 
 
@@ -54,6 +55,8 @@ def test_4d_default_mesh_pvd_opens_as_time_series(tmp_path):
 
 def test_mesh_field_4d_report(tmp_path):
     field = field_4d()
-    report = mesh_field(field, tmp_path / "m.vtu", config=PruningAMRConfig(n_id=32, n_err=8, progress=False))
+    with pytest.raises(InvalidInputError, match=".pvd"):  # refused before any meshing
+        mesh_field(field, tmp_path / "m.vtu")
+    report = mesh_field(field, tmp_path / "m.pvd", config=PruningAMRConfig(n_id=32, n_err=8, progress=False))
     assert report["output"].endswith(".pvd") and report["dim"] == 4
     assert report["ms_per_element"] is not None and report["ms_per_element"] > 0

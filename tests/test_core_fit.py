@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from inrkit.models import keep_neurons, siren
+from inrkit.models import find_group, remove_neurons, siren
 from inrkit.signals import ImageSignal
 from inrkit.train import FitConfig, fit, lr_factor
 
@@ -57,6 +57,7 @@ class _Shrink:
 
     def __init__(self):
         self.kept_state = None
+        self.mapped_state = None
 
     def extra_loss(self, state):
         return 1e-6 * state.model.weights[1].abs().sum()
@@ -64,9 +65,10 @@ class _Shrink:
     def on_step_end(self, state):
         if state.step == 5:
             untouched = state.model.weights[2]
-            keep_neurons(state.model, 0, list(range(16)))
-            state.replace_model(state.model)
+            state_map = remove_neurons(state.model, find_group(state.model, 0), list(range(16)))
+            state.replace_model(state.model, state_map)
             self.kept_state = untouched in state.optimizer.state and state.model.weights[2] is untouched
+            self.mapped_state = state.model.weights[0] in state.optimizer.state
 
 
 def test_callbacks_change_model_midrun(image_signal):
@@ -74,6 +76,7 @@ def test_callbacks_change_model_midrun(image_signal):
     result = fit(_model(), image_signal, FitConfig(steps=12, progress=False), callbacks=[cb])
     assert result.model.widths == [2, 16, 32, 3]
     assert cb.kept_state  # Adam state of the untouched last layer survived the surgery
+    assert cb.mapped_state  # the sliced layer's Adam state was carried through the state map
 
 
 def test_checkpoint_resume_matches_uninterrupted(image_signal, tmp_path):

@@ -167,3 +167,49 @@ def test_render_from_metadata(tmp_path):
     assert read_vti(render_model(siren(3, 1, [8]), vol.metadata(), tmp_path / "v.vti", (4, 5, 6))).shape == (4, 5, 6)
     with pytest.raises(InvalidInputError):
         render_model(m, sig.metadata(), tmp_path / "r.jpg")
+
+
+def _zlib_vti(vol: np.ndarray, vtype: str, block: int) -> str:
+    data = np.ascontiguousarray(vol.transpose()).tobytes()
+    blocks = [data[i: i + block] for i in range(0, len(data), block)]
+    comp = [zlib.compress(b) for b in blocks]
+    last = len(blocks[-1]) if len(blocks[-1]) != block else 0
+    head = struct.pack(f"<{3 + len(comp)}Q", len(comp), block, last, *(len(c) for c in comp))
+    nx, ny, nz = vol.shape
+    ext = f"0 {nx - 1} 0 {ny - 1} 0 {nz - 1}"
+    return (f'<VTKFile type="ImageData" version="0.1" byte_order="LittleEndian" header_type="UInt64" '
+            f'compressor="vtkZLibDataCompressor"><ImageData WholeExtent="{ext}"><Piece Extent="{ext}"><PointData>'
+            f'<DataArray type="{vtype}" Name="a" format="binary">{base64.b64encode(head).decode()}'
+            f'{base64.b64encode(b"".join(comp)).decode()}</DataArray></PointData></Piece></ImageData></VTKFile>')
+
+
+@pytest.mark.parametrize("vtype, dtype, block", [("Float32", np.float32, 1 << 15), ("Float64", np.float64, 3 << 10),
+                                                 ("Float32", np.float32, 0), ("UInt8", np.uint8, 5000)])
+def test_vti_zlib_blocks_inflate_exactly(tmp_path, vtype, dtype, block):
+    """Multi-block and single-block (over the 4 MiB inflate piece) zlib data decode to the same values."""
+    rng = np.random.default_rng(2)
+    vol = (rng.random((160, 96, 70)) * 200).astype(dtype)
+    block = block or vol.nbytes  # one block larger than a piece
+    (tmp_path / "z.vti").write_text(_zlib_vti(vol, vtype, block))
+    assert np.array_equal(read_vti(tmp_path / "z.vti"), vol.astype(np.float32))
+
+
+def test_vti_refuses_entities_and_inconsistent_blocks(tmp_path):
+    vol = np.zeros((4, 4, 4), np.float32)
+    text = _zlib_vti(vol, "Float32", 1 << 15)
+    (tmp_path / "e.vti").write_text('<!DOCTYPE x [<!ENTITY a "b">]>' + text)
+    with pytest.raises(InvalidFileError, match="DOCTYPE"):
+        read_vti(tmp_path / "e.vti")
+    (tmp_path / "w.vti").write_text(text.replace('WholeExtent="0 3 0 3 0 3"', 'WholeExtent="0 3 0 3 0 4"'))
+    with pytest.raises(InvalidFileError, match="do not match"):
+        read_vti(tmp_path / "w.vti")
+
+
+def test_huge_image_header_is_a_file_error(tmp_path):
+    header = struct.pack(">IIBBBBB", 20000, 10000, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(header)) + b"IHDR" + header + struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    idat = zlib.compress(b"\0" * 1000)
+    idat = struct.pack(">I", len(idat)) + b"IDAT" + idat + struct.pack(">I", zlib.crc32(b"IDAT" + idat))
+    (tmp_path / "h.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk + idat)
+    with pytest.raises(InvalidFileError, match="too large"):
+        load_signal(tmp_path / "h.png")

@@ -1,30 +1,167 @@
-"""Fuzzing the .inrz decoder: anything malformed raises InvalidFileError, nothing else, no huge allocation.
+"""Fuzzing the .inrz decoder under a memory and CPU-time limit, and the crafted hostile files of issue 16.
 
-About 4,200 generated cases (most decode two or three inputs): random bytes, truncations, bit flips (with and without a
-repaired checksum), mutated header fields, mutated payload sections and absurd sizes.
+Every input is decoded in a worker process whose address space is limited to its size after start-up plus
+512 MiB (``resource.setrlimit(RLIMIT_AS)``), and whose CPU time per input (``time.process_time``) must stay
+under 2 s: a giant allocation or a slow input fails the test. An input may decode or raise
+``InvalidFileError``; anything else is an unclean outcome and fails the test. About 6,000 inputs from 600
+examples per test by default (most tests decode two or three inputs per example); ``INRKIT_FUZZ_EXAMPLES=N``
+runs N per test. ``python tests/test_inrz_fuzz.py`` runs the file and prints the must-show numbers (inputs,
+outcome classes, the crafted files' CPU time and peak memory).
 """
 from __future__ import annotations
 
+import base64
+import collections
 import json
-import resource
+import math
+import os
+import pickle
+import select
 import struct
-import tracemalloc
+import subprocess
+import sys
 import zlib
+from pathlib import Path
+from typing import Any
 
 import brotli
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inrkit.compress import compress_model, decode_model
-from inrkit.errors import InvalidFileError
+from inrkit import limits
+from inrkit.compress import compress_model, decode_model, pack
+from inrkit.compress import dictionary as dictionary_module
+from inrkit.compress.api import decode_image, render_cost
+from inrkit.compress.coding import encode_bitmask, encode_gaps
+from inrkit.compress.dictionary import GENERATOR_NAME
+from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.models import siren
 
-FUZZ = settings(max_examples=700, deadline=None, derandomize=True, database=None,
+EXAMPLES = int(os.environ.get("INRKIT_FUZZ_EXAMPLES", "600"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 META = {"kind": "image", "shape": [8, 8], "channels": 3, "domain": [[-1, 1], [-1, 1]],
         "value_offset": [127.5] * 3, "value_scale": [127.5] * 3}
+MEMORY = 512 * 2**20  # address space an input may add to the worker
+CPU_SECONDS = 2.0  # CPU time an input may take
+
+# ------------------------------------------------------------------ the limited worker
+WORKER = r"""
+import os, pickle, resource, sys, tempfile, time
+kind, memory = sys.argv[1], int(sys.argv[2])
+from inrkit.compress.decoder import decode
+from inrkit.errors import InvalidFileError
+if kind == "image":
+    from inrkit.compress.api import decode_image, render_cost
+    import torch
+    torch.set_num_threads(1)
+    folder = tempfile.mkdtemp()
+
+def vm(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+    return 0
+
+base_rss = vm("VmRSS:")
+resource.setrlimit(resource.RLIMIT_AS, (vm("VmSize:") + memory, resource.getrlimit(resource.RLIMIT_AS)[1]))
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+while True:
+    head = inp.read(8)
+    if len(head) < 8:
+        break
+    data = inp.read(int.from_bytes(head, "little"))
+    try:  # reset the peak-RSS mark (VmHWM) so that it measures this input alone
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base_rss = vm("VmRSS:")
+    except OSError:
+        pass
+    t0 = time.process_time()
+    try:
+        if kind == "image":
+            path = os.path.join(folder, "in.inrz")
+            with open(path, "wb") as f:
+                f.write(data)
+            decode_image(path, os.path.join(folder, "out.png"))
+        else:
+            decode(data)
+        result = ("decoded", "")
+    except InvalidFileError as exc:
+        result = ("refused", str(exc))
+    except BaseException as exc:
+        result = ("unclean", f"{type(exc).__name__}: {str(exc)[:300]}")
+    cpu = time.process_time() - t0
+    peak = vm("VmHWM:") - base_rss
+    reply = pickle.dumps(result + (cpu, peak))
+    out.write(len(reply).to_bytes(8, "little") + reply)
+    out.flush()
+"""
+
+STATS: collections.Counter[str] = collections.Counter()
+CRAFTED: dict[str, tuple[str, float, int]] = {}
+
+
+class Worker:
+    """A decoder process with an address-space limit; ``run(data)`` -> (outcome, message, cpu_s, peak_bytes)."""
+
+    def __init__(self, kind: str = "model") -> None:
+        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, kind, str(MEMORY)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env)
+
+    def run(self, data: bytes, timeout: float = 120.0) -> tuple[str, str, float, int]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(len(data).to_bytes(8, "little") + data)
+        self.proc.stdin.flush()
+        if not select.select([self.proc.stdout], [], [], timeout)[0]:
+            self.proc.kill()
+            raise AssertionError(f"the decoder did not return within {timeout} s")
+        head = self.proc.stdout.read(8)
+        if len(head) < 8:
+            raise AssertionError(f"the decoder process died (exit {self.proc.wait()})")
+        return pickle.loads(self.proc.stdout.read(int.from_bytes(head, "little")))
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+_WORKER: dict[str, Worker] = {}
+
+
+def worker(kind: str = "model") -> Worker:
+    """The shared worker of ``kind`` (``model``: the NumPy decoder; ``image``: ``decode_image``)."""
+    if kind not in _WORKER:
+        _WORKER[kind] = Worker(kind)
+    return _WORKER[kind]
+
+
+def category(message: str) -> str:
+    """A coarse class of a refusal, for the summary."""
+    for key, words in [("work beyond the file's size", ("justif", "distinct dictionaries", "-entry dictionary")),
+                       ("checksum or length", ("checksum", "exceeds the file", "only", "magic", "version")),
+                       ("compressed stream", ("compressed stream", "Brotli", "expands", "implausible")),
+                       ("JSON", ("JSON",)), ("payload", ("payload", "support", "quantised", "sections")),
+                       ("header field", ("header",)), ("values", ("non-finite",))]:
+        if any(w in message for w in words):
+            return key
+    return "other"
+
+
+def check(data: bytes) -> None:
+    """The decoder may succeed or raise InvalidFileError within the limits; anything else fails the test."""
+    outcome, message, cpu, _ = worker().run(data)
+    STATS["inputs"] += 1
+    STATS[outcome if outcome != "refused" else f"refused: {category(message)}"] += 1
+    assert outcome != "unclean", message
+    assert cpu <= CPU_SECONDS, f"{cpu:.2f} s of CPU for one input"
+    if outcome == "refused":
+        assert message and "\n" not in message
 
 
 def _samples() -> dict[str, bytes]:
@@ -39,14 +176,6 @@ def _samples() -> dict[str, bytes]:
 
 SAMPLES = _samples()
 NAMES = sorted(SAMPLES)
-
-
-def check(data: bytes) -> None:
-    """The decoder may succeed or raise InvalidFileError; anything else fails the test."""
-    try:
-        decode_model(data)
-    except InvalidFileError as exc:
-        assert str(exc) and "\n" not in str(exc)
 
 
 def with_crc(body: bytes) -> bytes:
@@ -170,17 +299,254 @@ def test_absurd_architecture_allocates_nothing(widths):
     header["model"]["activations"] = ["sine"] * (len(widths) - 2) + ["identity"]
     header["model"]["omegas"] = [30.0] * (len(widths) - 1)
     header["layers"] = [header["layers"][0]] * (len(widths) - 1)
-    tracemalloc.start()
-    try:
+    outcome, message, cpu, peak = Worker().run(build(json.dumps(header).encode(), payload))
+    assert outcome == "refused" and cpu < 0.5 and peak < 32 * 2**20, (outcome, message, cpu, peak)
+
+
+# ------------------------------------------------------------------ crafted files (issue 16)
+def _section(raw: bytes, quality: int = 11) -> bytes:
+    return brotli.compress(raw, quality=quality)
+
+
+def sinr_file(widths: list[int], coded: dict[int, tuple[str, int, int, int]], *, pad: int = 0,
+              signal: dict | None = None, support: str = "gaps", quality: int = 11) -> bytes:
+    """A valid ``sinr`` file of constant streams; ``coded[i] = (mode, k1, k2, s)``, ``pad`` random bytes in extra."""
+    records, sections = [], []
+    for i in range(len(widths) - 1):
+        out, inp = widths[i + 1], widths[i]
+        rec: dict[str, Any] = {}
+        if i in coded:
+            mode, k1, k2, s = coded[i]
+            n = out if mode == "rows" else math.ceil(out * inp / k1)
+            idx = np.tile(np.arange(s), (n, 1))
+            if support == "gaps":
+                gaps = encode_gaps(idx)
+                sections.append(_section(gaps, quality))
+                rec.update(support="gaps", support_bytes=len(gaps))
+            else:
+                sections.append(_section(encode_bitmask(idx, k2), quality))
+                rec.update(support="bitmask")
+            sections.append(_section(np.ones(n * s, np.uint8).tobytes(), quality))
+            rec.update(mode=mode, k1=k1, k2=k2, s=s, coef=[0.0, 0.001])
+        else:
+            sections.append(_section(bytes(out * inp), quality))
+            rec["w"] = [0.0, 0.0]
+        sections.append(_section(bytes(out), quality))
+        rec["b"] = [0.0, 0.0]
+        records.append(rec)
+    n = len(widths) - 1
+    extra = {"pad": base64.b64encode(np.random.default_rng(0).bytes(pad)).decode()} if pad else {}
+    header = {"format": "inrz-mlp", "codec": "sinr",
+              "model": {"widths": widths, "activations": ["sine"] * (n - 1) + ["identity"],
+                        "omegas": [30.0] * n, "fourier": None},
+              "params": {"bits": 8, "dense_bits": 8, "seed": 0, "generator": GENERATOR_NAME},
+              "layers": records, "signal": signal or {}, "extra": extra}
+    return pack(header, sections)
+
+
+def image_meta(h: int, w: int, channels: int = 1) -> dict:
+    return {"kind": "image", "shape": [h, w], "channels": channels, "domain": [[-1, 1], [-1, 1]],
+            "value_offset": [127.5] * channels, "value_scale": [127.5] * channels}
+
+
+def _dictionary_bomb() -> bytes:  # 4096 x 4096 float64 dictionary from a few hundred bytes
+    return sinr_file([2, 4096, 1, 1], {1: ("rows", 4096, 4096, 1)})
+
+
+def _forty_dictionaries() -> bytes:  # 40 distinct dictionaries near 2^24 entries each
+    widths = [2] + [64] * 41 + [1]
+    return sinr_file(widths, {i: ("blocks", 1000 + 60 * i, (1 << 24) // (1000 + 60 * i), 1) for i in range(1, 41)})
+
+
+def _thirty_dictionaries() -> bytes:  # under the count limit, far over the entry budget
+    widths = [2] + [64] * 31 + [1]
+    return sinr_file(widths, {i: ("blocks", 1000 + 60 * i, (1 << 24) // (1000 + 60 * i), 1) for i in range(1, 31)})
+
+
+def _omp_bomb() -> bytes:  # k1 = k2 = 4096, s = 4095 over 4096 vectors, padded to about 93 KB
+    return sinr_file([2, 4096, 4096, 1], {1: ("rows", 4096, 4096, 4095)}, pad=93_000, support="bitmask")
+
+
+def _huge_image() -> bytes:  # a few hundred bytes asking `decode` for a 30000 x 30000 image
+    return sinr_file([2, 8, 8, 1], {}, signal=image_meta(30000, 30000))
+
+
+def _big_image() -> bytes:  # 8192 x 8192 passes the header's shape check but not the file-size rule
+    return sinr_file([2, 8, 8, 1], {}, signal=image_meta(8192, 8192))
+
+
+def _costly_render() -> bytes:  # a sane-sized image rendered by a wide network: too much render work
+    return sinr_file([2, 1024, 1024, 1], {}, signal=image_meta(2048, 2048))
+
+
+def _constant_stream() -> bytes:  # 1 MiB of constant 16-bit codes in about 30 bytes of Brotli
+    header = {"format": "inrz-mlp", "codec": "quant",
+              "model": {"widths": [2, 724, 724, 1], "activations": ["sine", "sine", "identity"],
+                        "omegas": [30.0] * 3, "fourier": None},
+              "params": {"bits": 16}, "layers": [{"w": [0.0, 0.0], "b": [0.0, 0.0]}] * 3, "signal": {}, "extra": {}}
+    sizes = [2 * 724 * 2, 2 * 724, 2 * 724 * 724, 2 * 724, 2 * 724, 2]
+    return pack(header, [_section(bytes(n)) for n in sizes])
+
+
+def _worst_allowed() -> bytes:
+    """A 93 KB file that asks for almost all the dictionary and reconstruction work its size justifies."""
+    def make(k2a: int, k2b: int, s: int) -> bytes:
+        return sinr_file([2, 1024, 1024, 1024, 1], {1: ("rows", 1024, k2a, s), 2: ("rows", 1024, k2b, s)}, pad=93_000)
+
+    size = len(make(1024, 1024, 1)) - 64
+    entries = limits.inrz_budget(limits.INRZ_DICT_FREE, limits.INRZ_DICT_PER_BYTE, size)
+    recon = limits.inrz_budget(limits.INRZ_RECON_FREE, limits.INRZ_RECON_PER_BYTE, size)
+    k2a = min(entries // 2 // 1024, (1 << 14) - 1)
+    k2b = min((entries - 1024 * k2a) // 1024, (1 << 14) - 1)
+    s = (recon - 1024 * (k2a + k2b)) // (2 * 1024 * 1024)
+    return make(k2a, k2b, min(s, 1023))
+
+
+@settings(FUZZ, max_examples=max(EXAMPLES // 10, 20))
+@given(st.data())
+def test_structured_sinr_files(data):
+    """Valid files (right CRC, in-range fields) with random architectures, dictionaries, sparsity and padding."""
+    widths = [2] + [data.draw(st.sampled_from([8, 50, 64, 200, 256, 1024, 2048, 4096]))
+                    for _ in range(data.draw(st.integers(2, 5)))] + [1]
+    coded = {}
+    for i in range(1, len(widths) - 2):
+        out, inp = widths[i + 1], widths[i]
+        if not data.draw(st.booleans()):
+            continue
+        mode = "rows" if inp >= 50 and data.draw(st.booleans()) else "blocks"
+        k1 = inp if mode == "rows" else data.draw(st.integers(3, min(out * inp, (1 << 14) - 2)))
+        k2 = data.draw(st.integers(k1, max(k1, min((1 << 14) - 1, (1 << 25) // k1))))
+        n = out if mode == "rows" else math.ceil(out * inp / k1)
+        s = data.draw(st.integers(1, max(1, min(k1 - 1, (1 << 20) // n))))
+        coded[i] = (mode, k1, k2, s)
+    if any(widths[i] * widths[i + 1] > 1 << 22 for i in range(len(widths) - 1) if i not in coded):
+        return  # keep the test's own work small
+    pad = data.draw(st.sampled_from([0, 3000, 60_000]))
+    support = data.draw(st.sampled_from(["gaps", "bitmask"]))
+    check(sinr_file(widths, coded, pad=pad, support=support, quality=1))
+
+
+def _worst_render() -> bytes:
+    """A few hundred bytes asking `decode` for almost all the render work a small file is allowed."""
+    widths = [2, 360, 360, 1]
+    size = len(sinr_file(widths, {}, signal=image_meta(1000, 1000))) - 16
+    budget = limits.inrz_budget(limits.INRZ_RENDER_FREE, limits.INRZ_RENDER_PER_BYTE, size)
+    side = math.isqrt(budget // render_cost(widths))
+    return sinr_file(widths, {}, signal=image_meta(side, side))
+
+
+def _worst_pixels() -> bytes:
+    """A tiny network asked for almost all the pixels a small file is allowed."""
+    side = math.isqrt(limits.INRZ_PIXELS_FREE)
+    return sinr_file([2, 4, 1], {}, signal=image_meta(side, side))
+
+
+CRAFTED_FILES = {
+    "dictionary 4096x4096": ("model", _dictionary_bomb, "refused"),
+    "40 dictionaries": ("model", _forty_dictionaries, "refused"),
+    "30 dictionaries": ("model", _thirty_dictionaries, "refused"),
+    "k1=k2=4096, s=4095": ("model", _omp_bomb, "refused"),
+    "constant Brotli stream": ("model", _constant_stream, "refused"),
+    "worst allowed (93 KB)": ("model", _worst_allowed, "decoded"),
+    "image 30000x30000 (decode)": ("image", _huge_image, "refused"),
+    "image 8192x8192 (decode)": ("image", _big_image, "refused"),
+    "image 2048x2048, 1024-wide (decode)": ("image", _costly_render, "refused"),
+    "image, worst allowed render (decode)": ("image", _worst_render, "decoded"),
+    "image, worst allowed pixels (decode)": ("image", _worst_pixels, "decoded"),
+}
+
+
+@pytest.mark.parametrize("name", list(CRAFTED_FILES))
+def test_crafted_file_is_decoded_or_refused_within_limits(name):
+    kind, make, expected = CRAFTED_FILES[name]
+    data = make()
+    if kind == "model":  # a fresh process, so that its peak memory is this file's alone
+        w = Worker(kind)
+        try:
+            outcome, message, cpu, peak = w.run(data)
+        finally:
+            w.close()
+    else:  # refused before any work; one process imports torch once for all of them
+        outcome, message, cpu, peak = worker(kind).run(data)
+    CRAFTED[name] = (f"{outcome} ({len(data)} bytes)", cpu, peak)
+    assert outcome == expected, message
+    assert cpu <= CPU_SECONDS and peak <= MEMORY, (cpu, peak)
+
+
+def test_crafted_sizes_match_the_issue():
+    assert len(_dictionary_bomb()) < 600 and len(_forty_dictionaries()) < 4000 and len(_huge_image()) < 400
+    assert 90_000 < len(_omp_bomb()) < 100_000 and 90_000 < len(_worst_allowed()) < 100_000
+
+
+def test_decode_checks_the_image_before_any_dictionary(tmp_path: Path, monkeypatch):
+    def no_dictionary(*args):
+        raise AssertionError("a dictionary was built")
+
+    monkeypatch.setattr(dictionary_module, "_generate", no_dictionary)
+    dictionary_module.clear_cache()
+    coded = {1: ("rows", 256, 2048, 10)}
+    for signal in ({"kind": "volume", "shape": [8, 8, 8], "channels": 1}, {}, image_meta(8192, 8192)):
+        path = tmp_path / "x.inrz"
+        path.write_bytes(sinr_file([2, 256, 256, 1], coded, signal=signal))
         with pytest.raises(InvalidFileError):
-            decode_model(build(json.dumps(header).encode(), payload))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 32 * 2**20
+            decode_image(path, tmp_path / "x.png")
 
 
-def test_fuzzing_kept_memory_small():
-    """Peak resident memory of this process stays far below gigabytes after all the inputs above."""
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    assert peak_kib < 3 * 2**20  # < 3 GiB (the interpreter with torch uses a few hundred MiB)
+def test_dictionary_cache_is_bounded_in_bytes():
+    cache = dictionary_module._Cache(10 * 2**20)
+    for i in range(8):  # 8 arrays of 2 MiB: the oldest go
+        cache.get(("a", i), lambda: np.zeros(1 << 18))
+        assert cache.nbytes() <= 10 * 2**20
+    assert ("a", 7) in cache.items and ("a", 0) not in cache.items
+    assert cache.get(("big",), lambda: np.zeros(1 << 21)).size == 1 << 21 and ("big",) not in cache.items
+    dictionary_module.clear_cache()
+    for k2 in range(4096, 4096 + 10):  # 10 real dictionaries of 8 MiB: 80 MiB if all were kept
+        dictionary_module.sensing_matrix(256, k2, 0)
+        assert dictionary_module.cache_bytes() <= limits.INRZ_CACHE_BYTES
+    dictionary_module.clear_cache()
+
+
+def test_encoder_never_writes_a_file_the_decoder_refuses():
+    model = siren(2, 3, [64, 64], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.weights[1].zero_()  # a constant 64x64 layer compresses ~1000x: still under the free allowance
+    decode_model(compress_model(model, "quant", bits=16))
+    big = siren(2, 1, [600, 600], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        big.weights[1].zero_()  # 600 x 600 constant 16-bit codes (720 KB in ~30 bytes): beyond the ratio guard
+    with pytest.raises(InvalidInputError):
+        compress_model(big, "quant", bits=16)
+
+
+def test_legitimate_benchmark_files_decode():
+    """A SIREN 256x3 sinr file at overcomplete 8 (the sparsest setting searched) decodes, as an image too."""
+    model = siren(2, 3, [256] * 3, generator=torch.Generator().manual_seed(0))
+    # the sparsest setting searched makes the smallest file, which asks for the most work per byte
+    data = compress_model(model, "sinr", sparsity=0.02, bits=6, overcomplete=8.0, signal=image_meta(128, 192, 3))
+    for kind in ("model", "image"):
+        outcome, message, cpu, _ = worker(kind).run(data)
+        assert outcome == "decoded", message
+    limits.check_inrz_image(len(data), 512 * 768, model.num_params())  # a full Kodak image is allowed too
+
+
+def test_zz_summary():
+    """The must-show numbers: inputs fuzzed, outcome classes, zero unclean; crafted files' CPU and memory."""
+    lines = [f"inrz fuzz: {STATS['inputs']} inputs ({EXAMPLES} examples per test); outcome classes:"]
+    lines += [f"  {k}: {v}" for k, v in sorted(STATS.items()) if k != "inputs"]
+    lines.append(f"  unclean: {STATS['unclean']}")
+    for name, (outcome, cpu, peak) in CRAFTED.items():
+        lines.append(f"crafted {name}: {outcome}, {cpu:.3f} s CPU, peak +{peak / 2**20:.1f} MiB")
+    if CRAFTED:
+        worst = max(CRAFTED.items(), key=lambda kv: kv[1][1])
+        lines.append(f"worst crafted file: {worst[0]} {worst[1][1]:.3f} s CPU; "
+                     f"largest peak {max(v[2] for v in CRAFTED.values()) / 2**20:.1f} MiB")
+    print("\n" + "\n".join(lines))
+    assert STATS["unclean"] == 0
+    for w in _WORKER.values():
+        w.close()
+    _WORKER.clear()
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q", "-s", "-p", "no:cacheprovider",
+                          "-W", "ignore::pytest.PytestAssertRewriteWarning"]))

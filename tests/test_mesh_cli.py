@@ -109,7 +109,10 @@ def test_mesh_3d_preview_pyvista(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra,needle", [
     (["--domain=0,1,0"], "pair"), (["--domain=1,0,0,1"], "min < max"), (["--domain=0,1,0,1,0,1"], "coordinates"),
-    (["--P", "0"], "P"), (["--uniform", "-1"], "uniform")])
+    (["--P", "0"], "P"), (["--uniform", "-1"], "uniform"), (["--uniform", "5", "--max-level", "4"], "--uniform"),
+    (["--uniform", "13"], "--uniform"), (["--uniform", "9"], "--max-elements"), (["--seed", "-1"], "--seed"),
+    (["--eps", "1"], "eps"), (["--base", "0"], "base"), (["--init-level", "5"], "init_level"),
+    (["--preview", "p.jpg"], ".png")])
 def test_mesh_bad_arguments_exit_2(model_2d, tmp_path, capsys, extra, needle):
     rc, stdout, err = _run(capsys, "mesh", str(model_2d), "-o", str(tmp_path / "x.vtu"), *extra)
     assert rc == 2 and stdout == "" and err.count("\n") == 1 and needle in err and "Traceback" not in err
@@ -122,6 +125,8 @@ def test_mesh_bad_files_exit_2(model_2d, tmp_path, capsys):
     assert rc == 2 and err.startswith("inrkit: error:")
     rc, _, err = _run(capsys, "mesh", str(model_2d), "-o", str(tmp_path / "x.txt"), "--uniform", "0")
     assert rc == 2 and ".vtu" in err
+    rc, _, err = _run(capsys, "mesh", str(model_2d), "-o", str(tmp_path / "x.pvd"), "--uniform", "0")
+    assert rc == 2 and "2D model is meshed as .vtu" in err and err.count("\n") == 1  # before meshing
     assert not (tmp_path / "x.vtu").exists()
 
 

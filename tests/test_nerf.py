@@ -12,6 +12,7 @@ from PIL import Image
 
 from inrkit.cli import main
 from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.models.surgery import find_group, group_weights, remove_neurons
 from inrkit.nerf import (
     NeRFConfig,
     NeRFMLP,
@@ -31,7 +32,6 @@ from inrkit.nerf import (
     train_nerf,
     volume_render,
 )
-from inrkit.nerf.prune import keep_nerf_neurons, layer_matrices
 from inrkit.nerf.render import render_rays
 
 TINY = NeRFConfig.sized(16, 4, pos_freqs=4, dir_freqs=2)
@@ -198,7 +198,7 @@ def test_pruned_nerf_keeps_its_interface(method):
     assert torch.all((rgb >= 0) & (rgb <= 1))
     assert model.config.trunk_widths == [16] * 4      # the original is untouched
     for name in prunable_layers(small):
-        w_in, w_out = layer_matrices(small, name)
+        w_in, w_out = group_weights(small, find_group(small, name))
         assert w_in.shape[0] == w_out.shape[1] == 8
 
 
@@ -212,13 +212,15 @@ def test_surgery_respects_the_skip_connection():
     x, d = torch.rand(11, 3), torch.nn.functional.normalize(torch.randn(11, 3), dim=-1)
     before = model(x, d)
     keep = torch.tensor([j for j in range(n) if j not in dead])
-    small = keep_nerf_neurons(model.copy(), f"trunk.{skip}", keep)
+    small = model.copy()
+    remove_neurons(small, find_group(small, f"trunk.{skip}"), keep)
     after = small(x, d)
     assert small.trunk[skip + 1].in_features == TINY.pos_dim + n - 2
     assert torch.allclose(before[0], after[0], atol=1e-6) and torch.allclose(before[1], after[1], atol=1e-6)
     # the last trunk layer feeds the density head and the feature layer
     last = f"trunk.{len(TINY.trunk_widths) - 1}"
-    pruned = keep_nerf_neurons(model.copy(), last, torch.arange(4))
+    pruned = model.copy()
+    remove_neurons(pruned, find_group(pruned, last), torch.arange(4))
     assert pruned.sigma.in_features == 4 and pruned.feature.in_features == 4
 
 

@@ -9,7 +9,6 @@ from typing import Any, Sequence, cast
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from inrkit.errors import InvalidInputError
 from inrkit.models import ARCHITECTURES, build_model, load_model, save_model
@@ -45,6 +44,14 @@ class ModelSpec:
         """The untrained model for ``in_dim`` coordinates and ``out_dim`` values."""
         kwargs = {"omega0": self.omega0, "omega_hidden": self.omega0} if self.arch in ("siren", "finer") else {}
         return build_model(self.arch, in_dim, out_dim, self.hidden, generator=generator, **kwargs)
+
+
+def _require_mlp(model: torch.nn.Module, path: str | os.PathLike, what: str) -> MLP:
+    """``model`` as an :class:`MLP`; other types (a NeRF) are refused with :class:`InvalidInputError`."""
+    if not isinstance(model, MLP):
+        raise InvalidInputError(f"{path}: a {type(model).__name__} cannot be {what} here "
+                                "(NeRF: use the nerf-* commands)")
+    return model
 
 
 def check_compatible(model: MLP, signal: Signal) -> None:
@@ -100,8 +107,9 @@ def evaluate_file(model_path: str | os.PathLike, input_path: str | os.PathLike,
                   **signal_options: Any) -> dict[str, Any]:
     """Metrics of a saved model against the signal in ``input_path``."""
     model, header = load_model(model_path)
+    mlp = _require_mlp(model, model_path, "evaluated")
     signal = load_signal(input_path, **signal_options)
-    check_compatible(cast(MLP, model), signal)
+    check_compatible(mlp, signal)
     return {"model": str(model_path), "signal": str(input_path), **signal.evaluate(model)}
 
 
@@ -111,13 +119,15 @@ def model_info(model_path: str | os.PathLike) -> dict[str, Any]:
     info: dict[str, Any] = {"path": str(model_path), "bytes": Path(model_path).stat().st_size}
     if isinstance(model, MLP):
         info.update(widths=model.widths, activations=model.activations, omegas=model.omegas,
-                    fourier_features=0 if model.fourier is None else int(cast(Tensor, model.fourier).shape[0]))
+                    fourier_features=0 if model.fourier is None else int(model.fourier.shape[0]))
     else:
         groups: list[Any] = getattr(model, "prunable_groups", list)()
         info.update(type=header.get("type", type(model).__name__), widths={g.name: g.width for g in groups})
     params = getattr(model, "num_params", lambda: sum(p.numel() for p in model.parameters()))()
     info.update(params=params, flops_per_point=getattr(model, "flops_per_point", lambda: None)(),
                 signal=header.get("signal", {}), extra=header.get("extra", {}))
+    if header.get("notes"):  # e.g. a version-1 file whose checksum does not cover the header
+        info["notes"] = header["notes"]
     return info
 
 
@@ -129,7 +139,7 @@ def render_file(model_path: str | os.PathLike, output: str | os.PathLike,
         size: output resolution, e.g. 512,512 or 128,128,128 (none: the signal's own).
     """
     model, header = load_model(model_path)
-    path = render_model(model, header.get("signal", {}), output, size)
+    path = render_model(_require_mlp(model, model_path, "rendered"), header.get("signal", {}), output, size)
     return {"output": str(path), "bytes": Path(path).stat().st_size}
 
 

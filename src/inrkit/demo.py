@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 
 from inrkit.api import ModelSpec, run_config
+from inrkit.errors import InvalidInputError
+from inrkit.limits import MAX_OUTPUT_SIDE, check_hidden, check_range
 from inrkit.models import MLP, load_model, save_model, siren
 from inrkit.signals import ImageSignal, render_model
 from inrkit.signals.render import save_png
@@ -65,6 +67,14 @@ def run_demo(output_dir: str | os.PathLike = "inrkit-demo", size: int = 128, ste
         device: cpu, cuda, cuda:1, mps (none: pick automatically).
         progress: show a progress bar.
     """
+    # every argument is checked before the output folder is created (a refusal leaves nothing behind)
+    for name, value, low, high in (("size", size, 8, MAX_OUTPUT_SIDE // 4), ("steps", steps, 0, None)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise InvalidInputError(f"{name} must be an integer, got {value!r}")
+        check_range(name, value, low, high, optional=False)
+    hidden = check_hidden(hidden)
+    if not str(os.fspath(output_dir)).strip():
+        raise InvalidInputError("output_dir: empty path")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     signal = ImageSignal(demo_image(size), name="astronaut (scikit-image)")

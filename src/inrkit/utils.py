@@ -51,16 +51,27 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
 
 
 def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
-    """Yield a temporary path beside ``path`` for libraries that write by filename."""
+    """Yield a temporary path beside ``path`` for libraries that write by filename.
+
+    The temporary file is created by :func:`tempfile.mkstemp` in the target folder (a fresh,
+    unpredictable name opened with ``O_EXCL``: a planted file or symlink is never followed), keeps
+    ``path``'s suffix (libraries pick the format from it), replaces ``path`` on success (``os.replace``
+    replaces a symlink at ``path`` instead of writing through it) and is removed on failure.
+    """
     return _atomic_path(Path(path))
 
 
 @contextlib.contextmanager
 def _atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    tmp = Path(name)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; give them the usual permissions
+        os.close(fd)
         yield tmp
+        if tmp.is_symlink() or not tmp.is_file():
+            raise OSError(f"{tmp}: temporary file was replaced during the write")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

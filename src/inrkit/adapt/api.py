@@ -7,6 +7,7 @@ from typing import Any
 from inrkit.adapt.config import AireConfig, load_config, load_preset
 from inrkit.adapt.runner import aire, train_psnr
 from inrkit.errors import InvalidInputError
+from inrkit.limits import check_range
 from inrkit.models.io import save_model
 from inrkit.utils import resolve_device
 
@@ -33,6 +34,9 @@ def adapt_file(input_path: str | Path, output: str | Path, preset: str | None = 
     """
     from inrkit.signals import load_signal
 
+    check_range("scale", scale, 0, low_open=True, optional=False)
+    check_range("seed", seed, 0)
+    check_range("test_fraction", test_fraction, 0, 0.99, optional=False)
     cfg = resolve_config(preset, config, scale, seed)
     signal = load_signal(input_path, test_fraction=test_fraction, seed=cfg.seed)
     if signal.dim < 1:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.limits import check_hidden, check_range
 
 STAGE_KINDS = ("fit", "finetune", "densify", "twd", "prune")
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -47,8 +48,10 @@ class Stage:
             raise InvalidInputError("twd stage needs k >= 1")
         if self.kind == "prune" and self.count is not None and self.count < 0:
             raise InvalidInputError("prune count must be >= 0")
-        if self.eps < 0 or self.alpha < 0:
-            raise InvalidInputError("eps and alpha must be >= 0")
+        check_range(f"{self.kind} stage eps", self.eps, 0, optional=False)
+        check_range(f"{self.kind} stage alpha", self.alpha, 0, optional=False)
+        for name in ("steps", "n", "k"):
+            check_range(f"{self.kind} stage {name}", getattr(self, name), 0, optional=False)
 
 
 @dataclass
@@ -83,8 +86,8 @@ class AireConfig:
 
     def scaled(self, factor: float) -> "AireConfig":
         """A copy with every stage's step count multiplied by ``factor`` (at least 1 step)."""
-        if not factor > 0:
-            raise InvalidInputError(f"scale must be > 0, got {factor}")
+        if not (factor > 0 and math.isfinite(factor)):
+            raise InvalidInputError(f"scale must be a finite number > 0, got {factor}")
         stages = [replace(s, steps=max(1, math.ceil(s.steps * factor)) if s.steps else 0) for s in self.stages]
         return replace(self, stages=stages)
 
@@ -122,6 +125,11 @@ def config_from_dict(data: dict[str, Any]) -> AireConfig:
         raise InvalidInputError(f"bad config: {exc}") from exc
     if not cfg.hidden or min(cfg.hidden) < 1:
         raise InvalidInputError("hidden widths must be positive")
+    cfg.hidden = list(check_hidden(cfg.hidden, "config hidden widths"))
+    for name in ("omega0", "omega_hidden", "lr"):
+        check_range(f"config {name}", getattr(cfg, name), 0, low_open=True, optional=False)
+    check_range("config seed", cfg.seed, 0, optional=False)
+    check_range("config batch_size", cfg.batch_size, 1)
     return cfg
 
 

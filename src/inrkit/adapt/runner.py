@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from inrkit.adapt.config import AireConfig, Stage
 from inrkit.adapt.surgery import densify
@@ -26,6 +27,13 @@ from inrkit.signals.base import Signal
 from inrkit.train import FitConfig, FitState, fit
 
 TRAIN_KINDS = ("fit", "finetune", "twd")
+
+
+def _as_mlp(model: nn.Module) -> MLP:
+    """The model fit hands back to the schedule: the MLP it started with, or one that surgery replaced."""
+    if not isinstance(model, MLP):
+        raise InvalidInputError(f"AIRe schedules act on inrkit MLPs, got {type(model).__name__}")
+    return model
 
 
 @dataclass
@@ -152,14 +160,15 @@ class ScheduleCallback:
         self.bar.update(1)
         if state.psnr is not None:
             self.bar.set_postfix(psnr=f"{state.psnr:.2f}", refresh=False)
+        model = _as_mlp(state.model)
         for start, end, i in self.segments:
             if end == state.step:
                 self.log.append({"stage": i, "kind": self.config.stages[i].kind, "step": end,
-                                 "widths": state.model.widths, "params": state.model.num_params(),
-                                 "psnr_train": train_psnr(state.model, self.signal, self.config.batch_size,
+                                 "widths": model.widths, "params": model.num_params(),
+                                 "psnr_train": train_psnr(model, self.signal, self.config.batch_size,
                                                           state.device)})
         if state.step in self.events and state.step < self.total:
-            self.structural(state.model, state.step, state)
+            self.structural(model, state.step, state)
 
     def close(self) -> None:
         self.bar.close()
@@ -181,7 +190,7 @@ def run_schedule(model: MLP, signal: Signal, config: AireConfig, device: str | N
                             precision="fp32")  # AIRe's schedules and published numbers are float32
         result = fit(model, signal, fit_cfg, callbacks=[cb]) if cb.total else None
         if result is not None:
-            model = cb.structural(result.model, cb.total, None)  # trailing structural stages
+            model = cb.structural(_as_mlp(result.model), cb.total, None)  # trailing structural stages
     finally:
         cb.close()
     model.eval()

@@ -14,6 +14,8 @@ from inrkit.amr.mesh import parse_domain
 from inrkit.amr.pruning import PruningAMRConfig, pruning_amr, resolve_base
 from inrkit.errors import InvalidInputError
 
+HANGING = ("conforming", "inr")  # values at hanging nodes (mesh_field's ``hanging``)
+
 
 def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMRConfig | None = None,
                uniform: int | None = None, preview: str | Path | None = None, rmse_points: int = 16384,
@@ -30,10 +32,13 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
     with the INR on random domain points (raw units).
     """
     cfg = config or PruningAMRConfig()
-    if hanging not in ("conforming", "inr"):
-        raise InvalidInputError(f"hanging must be 'conforming' or 'inr', got {hanging!r}")
+    if hanging not in HANGING:
+        raise InvalidInputError(f"hanging must be one of {', '.join(HANGING)}, got {hanging!r}")
     if field.dim not in (2, 3, 4):
         raise InvalidInputError(f"meshing needs a 2D, 3D or 4D model, this one takes {field.dim} coordinates")
+    check_mesh_output(out, field.dim)
+    if uniform is not None:
+        check_uniform_level(uniform, cfg.max_level)
     if domain is not None:
         dom, source = parse_domain(domain, field.dim), "--domain"
     elif field.domain_assumed:
@@ -47,8 +52,10 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
     t0 = time.perf_counter()
     warnings: list[str] = []
     if uniform is not None:
-        if uniform < 0:
-            raise InvalidInputError("--uniform LEVEL must be >= 0")
+        cells = float(np.prod(base.astype(np.float64) * 2.0**uniform))
+        if cells > cfg.max_elements:
+            raise InvalidInputError(f"--uniform {uniform}: {cells:.3g} elements (base {base.tolist()} * 2^{uniform} "
+                                    f"per axis) exceed --max-elements {cfg.max_elements}")
         mesh, history, iterations = uniform_mesh(dom, uniform, base), [], 0
     else:
         res = pruning_amr(field, dom, cfg)
@@ -78,6 +85,24 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
     return report
 
 
+def check_mesh_output(out: str | Path, dim: int) -> None:
+    """Refuse an output whose suffix does not suit a ``dim``-D mesh (``.vtu`` for 2D/3D, ``.pvd`` for 4D),
+    before any meshing."""
+    want = ".pvd" if dim == 4 else ".vtu"
+    suffix = Path(out).suffix.lower()
+    if suffix != want:
+        raise InvalidInputError(f"--output {Path(out).name}: a {dim}D model is meshed as {want}"
+                                f"{' (3D slices in time)' if dim == 4 else ''}, not {suffix or 'no suffix'!r}")
+
+
+def check_uniform_level(uniform: int | None, max_level: int) -> None:
+    """Refuse a ``--uniform`` level outside ``[0, max_level]`` (cheap: before the model is read)."""
+    if uniform is None:
+        return
+    if isinstance(uniform, bool) or not isinstance(uniform, (int, np.integer)) or not 0 <= uniform <= max_level:
+        raise InvalidInputError(f"--uniform LEVEL must be an integer in [0, --max-level {max_level}], got {uniform!r}")
+
+
 def _check_finite(values: np.ndarray) -> None:
     if not np.all(np.isfinite(values)):
         raise InvalidInputError("the model gives non-finite values (NaN/inf) on the domain: corrupted weights?")
@@ -86,8 +111,31 @@ def _check_finite(values: np.ndarray) -> None:
 def mesh_model(model_path: str | Path, out: str | Path, domain=None, config: PruningAMRConfig | None = None,
                uniform: int | None = None, preview: str | Path | None = None, device: str | None = "cpu",
                hanging: str = "conforming") -> dict:
-    """Load an inrkit model (safetensors or ``.npz``) and mesh it: see :func:`mesh_field`."""
+    """Load an inrkit model (safetensors or ``.npz``) and mesh it: see :func:`mesh_field`.
+
+    The help of ``inrkit mesh`` is generated from the ``Args:`` below (:func:`inrkit.cli.common.add_config`).
+
+    Args:
+        model_path: model file (.safetensors or .npz); 2D, 3D or 4D (space + time) input.
+        out: output .vtu (2D/3D) or .pvd (4D: 3D slices in time); checked against the model before meshing.
+        domain: box as min,max per axis, e.g. --domain=-1,1,-1,1 (none: the model's own domain; [-1,1]^d,
+            reported as assumed, for an .npz).
+        config: the PruningAMR settings (:class:`PruningAMRConfig`).
+        uniform: instead of PruningAMR, refine uniformly to this level (base * 2^LEVEL cells per axis), in
+            [0, max_level] and at most max_elements elements.
+        preview: also write a PNG of the mesh and the field.
+        device: cpu, cuda, cuda:1, mps (none: pick automatically).
+        hanging: values at hanging nodes: conforming = constrained to the coarse edge/face (continuous, as MFEM),
+            inr = the INR's own value.
+    """
+    cfg = config or PruningAMRConfig()
+    check_uniform_level(uniform, cfg.max_level)
+    if hanging not in HANGING:
+        raise InvalidInputError(f"hanging must be one of {', '.join(HANGING)}, got {hanging!r}")
+    if preview is not None and Path(preview).suffix.lower() != ".png":
+        raise InvalidInputError(f"--preview {Path(preview).name}: expected a .png file")
     field, _ = load_field(model_path, device)
+    check_mesh_output(out, field.dim)
     report = mesh_field(field, out, domain, config, uniform, preview, hanging=hanging)
     report["model"] = str(model_path)
     return report

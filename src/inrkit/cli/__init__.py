@@ -12,6 +12,7 @@ import pkgutil
 import sys
 from typing import Sequence
 
+from inrkit.cli.common import ArgumentParser, check_outputs
 from inrkit.errors import InrkitError
 
 
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every discovered command."""
     from inrkit import __version__
 
-    parser = argparse.ArgumentParser(prog="inrkit", description="Efficient implicit neural representations.")
+    parser = ArgumentParser(prog="inrkit", description="Efficient implicit neural representations.")
     parser.add_argument("--version", action="version", version=f"inrkit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
@@ -44,28 +45,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run one command; user errors print one line on stderr and exit 2."""
+    """Entry point: run one command; user errors print one line on stderr and exit 2.
+
+    The arguments are parsed and every output checked (:func:`inrkit.cli.common.check_outputs`)
+    before the command's handler runs, so a bad argument never costs the command's work.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (one line, exit 2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    try:
+        check_outputs(args)
         result = args.handler(args)
     except InrkitError as exc:
-        print(f"inrkit: error: {exc}", file=sys.stderr)
+        print(f"inrkit: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
-        print(f"inrkit: error: {exc.filename or exc}: no such file", file=sys.stderr)
+        print(f"inrkit: error: {exc.filename or _one_line(exc)}: no such file", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the system refused (permission, read-only, disk full, not a folder)
+        if exc.filename is None and not isinstance(exc, PermissionError):
+            return _internal(exc)
+        print(f"inrkit: error: {exc.filename or ''}: {exc.strerror or _one_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("inrkit: error: not enough memory for this input and these arguments", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("inrkit: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # an unexpected failure: one line unless INRKIT_DEBUG is set
-        if os.environ.get("INRKIT_DEBUG"):
-            raise
-        print(f"inrkit: internal error: {type(exc).__name__}: {exc} (set INRKIT_DEBUG=1 for a traceback)",
-              file=sys.stderr)
-        return 1
+        return _internal(exc)
     return int(result or 0)
+
+
+def _internal(exc: BaseException) -> int:
+    """Report a bug (exit 1): one line, or the traceback with ``INRKIT_DEBUG`` set."""
+    if os.environ.get("INRKIT_DEBUG"):
+        raise exc
+    print(f"inrkit: internal error: {type(exc).__name__}: {_one_line(exc)} (set INRKIT_DEBUG=1 for a traceback)",
+          file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

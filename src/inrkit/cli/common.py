@@ -9,30 +9,49 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import json
 import math
+import os
 import re
 import sys
+import tempfile
 import types
 import typing
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
 from inrkit.errors import InvalidInputError
+from inrkit.limits import check_hidden
 from inrkit.utils import to_json
 
 _CONVERT = "_convert"  # namespace key: dest -> converter applied by build_config to string values
 _FIELDS = "_config_fields"  # namespace key: the dests add_config created (what build_config reads)
+_OUTPUTS = "_outputs"  # namespace key: dest -> (flag, suffixes, folder) of the outputs add_output declared
+_SIGNED = "_signed_flags"  # namespace key: the number flags declared signed (may be negative)
 _UNSET = object()
+OUTPUT_DESTS = ("output", "history_path", "checkpoint_path", "preview")  # dests checked as outputs by default
+Range = tuple[float | None, float | None]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
 # ------------------------------------------------------------------ parsing
 def parse_floats(text: str, what: str) -> list[float]:
-    """Parse ``"a,b,c"`` into floats with a clear error."""
+    """Parse ``"a,b,c"`` into finite floats with a clear error."""
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError as exc:
         raise InvalidInputError(f"cannot parse {what} {text!r}: expected comma-separated numbers") from exc
+    if not all(math.isfinite(v) for v in values):
+        raise InvalidInputError(f"{what} {text!r}: every number must be finite")
+    return values
 
 
 def parse_ints(text: str, what: str) -> list[int]:
@@ -63,6 +82,18 @@ def choices_of(registry: Iterable[str]) -> tuple[str, ...]:
 # ------------------------------------------------------------ docstrings
 def docstring_args(obj: Any) -> dict[str, str]:
     """``{name: text}`` from the ``Args:`` section of ``obj``'s docstring (``a, b: text`` names both)."""
+    try:
+        return dict(_cached_docstring_args(obj))
+    except TypeError:  # not hashable
+        return _docstring_args(obj)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_docstring_args(obj: Any) -> dict[str, str]:
+    return _docstring_args(obj)
+
+
+def _docstring_args(obj: Any) -> dict[str, str]:
     doc = inspect.getdoc(obj) or ""
     out: dict[str, str] = {}
     names: list[str] = []
@@ -92,6 +123,18 @@ def docstring_args(obj: Any) -> dict[str, str]:
 # ---------------------------------------------------------- config fields
 def _params(source: Any) -> list[tuple[str, Any, Any]]:
     """``(name, type, default)`` of a dataclass's fields or a function's keyword parameters."""
+    try:
+        return list(_cached_params(source))
+    except TypeError:  # not hashable
+        return _read_params(source)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_params(source: Any) -> tuple[tuple[str, Any, Any], ...]:
+    return tuple(_read_params(source))
+
+
+def _read_params(source: Any) -> list[tuple[str, Any, Any]]:
     try:
         hints = typing.get_type_hints(source)
     except (NameError, TypeError):  # an annotation that cannot be resolved here: infer from the default
@@ -143,6 +186,60 @@ def _flag_type(tp: Any, name: str) -> tuple[str, Any, tuple | None]:
     raise TypeError(f"no CLI flag for {name}: {tp!r} (skip it or give a parser)")
 
 
+def _number(tp: type, flag: str, signed: bool, bounds: Range | None) -> Callable[[str], Any]:
+    """The argparse ``type`` of a number flag: finite, ``>= 0`` unless ``signed``, within ``bounds``."""
+    low, high = bounds or (None, None)
+    if low is None and not signed:
+        low = 0
+
+    def convert(text: str) -> Any:
+        try:
+            value = tp(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if tp is int else 'a number'}, got {text!r}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low:g}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:g}, got {text}")
+        return value
+
+    convert.__name__ = tp.__name__
+    return convert
+
+
+def _checked_list(conv: Callable[[str], Any], name: str, flag: str, signed: bool,
+                  bounds: Range | None) -> Callable[[str], Any]:
+    """Wrap a list converter: every number finite, ``>= 0`` unless ``signed``, within ``bounds``;
+    a field named ``hidden`` is network widths (:func:`inrkit.limits.check_hidden`)."""
+    low, high = bounds or (None, None)
+    if low is None and not signed:
+        low = 0
+
+    def convert(text: str) -> Any:
+        value = conv(text)
+        if name == "hidden":
+            return type(value)(check_hidden(value, flag))
+        for v in value if isinstance(value, (list, tuple)) else ():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if not math.isfinite(v) or (low is not None and v < low) or (high is not None and v > high):
+                    span = f"in [{low:g}, {high:g}]" if low is not None and high is not None else (
+                        f">= {low:g}" if low is not None else f"<= {high:g}" if high is not None else "finite")
+                    raise InvalidInputError(f"{flag} {text}: each number must be {span}, got {v}")
+        return value
+
+    return convert
+
+
+def _span(bounds: Range | None) -> str:
+    """``"; range [1, 16384]"`` for the help of a flag with ``ranges``."""
+    if bounds is None:
+        return ""
+    low, high = ("-inf" if bounds[0] is None else f"{bounds[0]:g}"), ("inf" if bounds[1] is None else f"{bounds[1]:g}")
+    return f"; range [{low}, {high}]"
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "none"
@@ -164,6 +261,8 @@ def add_config(
     helps: Mapping[str, str] | None = None,
     optional: Sequence[str] = (),
     exclusive: Sequence[Sequence[str]] = (),
+    signed: Sequence[str] = (),
+    ranges: Mapping[str, Range] | None = None,
 ) -> list[str]:
     """Add one flag per field of ``source`` (a config dataclass or a function) to ``parser``.
 
@@ -179,10 +278,16 @@ def add_config(
         helps: help text per field where the docstring has none.
         optional: fields whose flag defaults to unset, so the source's default (or another flag) applies.
         exclusive: groups of fields that may not be given together.
+        signed: number fields that may be negative; every other number flag must be ``>= 0``.
+        ranges: ``(low, high)`` per field (either may be ``None``), checked when the flags are parsed.
+
+    Every number flag must be finite (no ``nan``/``inf``) and, unless ``signed``, ``>= 0``; a field
+    named ``hidden`` is bounded by :func:`inrkit.limits.check_hidden`. The config's own
+    ``__post_init__`` (or the function) checks the finer ranges.
     Returns the names of the fields added.
     """
     flags, aliases, parsers = dict(flags or {}), dict(aliases or {}), dict(parsers or {})
-    choices, helps = dict(choices or {}), dict(helps or {})
+    choices, helps, ranges = dict(choices or {}), dict(helps or {}), dict(ranges or {})
     docs = docstring_args(source)
     params = {name: (tp, default) for name, tp, default in _params(source)}
     added = set(parser.get_default(_FIELDS) or ())
@@ -197,6 +302,10 @@ def add_config(
         allowed = tuple(choices[name]) if name in choices else allowed
         spell = flags.get(name, f"--{name.replace('_', '-')}")
         spellings = [spell] if isinstance(spell, str) else list(spell)
+        if kind == "list" and conv is not None:
+            conv = _checked_list(conv, name, spellings[-1], name in signed, ranges.get(name))
+        elif kind == "scalar" and conv in (int, float) and allowed is None:
+            conv = _number(conv, spellings[-1], name in signed, ranges.get(name))
         text = (helps.get(name) or docs.get(name) or "").replace("%", "%%")
         target = group_of.get(name, parser)
         if kind == "bool" and default is True:
@@ -216,8 +325,11 @@ def add_config(
         target.add_argument(*spellings, *aliases.get(name, ()), dest=name, choices=allowed, metavar=metavar,
                             type=ftype,
                             default=None if unset else default,
-                            help=f"{text} (default: {_show(default)})".strip())
-    parser.set_defaults(**{_CONVERT: convert, _FIELDS: tuple(added | set(names))})
+                            help=f"{text} (default: {_show(default)}{_span(ranges.get(name))})".strip())
+    signed_flags = {s for n in names if n in signed for s in parser._option_string_actions
+                    if parser._option_string_actions[s].dest == n}
+    parser.set_defaults(**{_CONVERT: convert, _FIELDS: tuple(added | set(names)),
+                           _SIGNED: tuple(sorted(set(parser.get_default(_SIGNED) or ()) | signed_flags))})
     return names
 
 
@@ -256,6 +368,85 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: pick automatically)")
+
+
+def add_output(parser: argparse.ArgumentParser, help: str, suffixes: Sequence[str] = (), *,
+               folder: bool = False, required: bool = True, dest: str = "output",
+               flags: Sequence[str] = ("-o", "--output"), default: str | None = None) -> None:
+    """Add the output flag and declare what it names, so :func:`check_outputs` checks it before any work.
+
+    Args:
+        parser: the subcommand's parser.
+        help: help text.
+        suffixes: the accepted file suffixes (lower case, e.g. ``(".png", ".gif")``); empty: any.
+        folder: the output is a folder (created if missing), not a file.
+        required: the flag must be given.
+        dest: the namespace attribute.
+        flags: the flag spellings.
+        default: the value when the flag is not given (with ``required=False``).
+    """
+    parser.add_argument(*flags, dest=dest, required=required, default=default, help=help)
+    declare_output(parser, dest, flags[-1], suffixes, folder=folder)
+
+
+def declare_output(parser: argparse.ArgumentParser, dest: str, flag: str, suffixes: Sequence[str] = (), *,
+                   folder: bool | None = False) -> None:
+    """Declare an existing flag (``dest``) as an output that :func:`check_outputs` checks before any work."""
+    declared = dict(parser.get_default(_OUTPUTS) or {})
+    declared[dest] = (flag, tuple(s.lower() for s in suffixes), folder)
+    parser.set_defaults(**{_OUTPUTS: declared})
+
+
+def check_output(path: str | os.PathLike, flag: str = "--output", suffixes: Sequence[str] = (),
+                 folder: bool | None = False) -> Path:
+    """Refuse (:class:`InvalidInputError`) an output that cannot be written, before any work.
+
+    ``suffixes``: accepted suffixes (empty: any); ``folder``: the output is a folder (``True``),
+    a file (``False``) or either (``None``). Missing parent folders are allowed (the writers create
+    them) when the nearest existing ancestor is a folder we can create files in; this is probed with
+    a temporary file, so read-only file systems are caught too (also for root).
+    """
+    out = Path(path)
+    text = os.fspath(path)
+    if not text.strip():
+        raise InvalidInputError(f"{flag}: empty path")
+    if folder is False and suffixes and out.suffix.lower() not in suffixes:
+        raise InvalidInputError(f"{flag} {text}: expected a {' or '.join(suffixes)} file, "
+                                f"not {out.suffix or 'no suffix'!r}")
+    if out.is_dir():
+        if folder is False:
+            raise InvalidInputError(f"{flag} {text}: is a folder, expected a file")
+        where = out
+    elif out.exists() or out.is_symlink():
+        if folder:
+            raise InvalidInputError(f"{flag} {text}: exists and is not a folder")
+        where = out.parent
+    else:
+        where = out.parent
+        while not where.exists() and where != where.parent:
+            where = where.parent
+    if not where.is_dir():
+        raise InvalidInputError(f"{flag} {text}: {where} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=where, prefix=".inrkit-probe-"):
+            pass
+    except OSError as exc:
+        raise InvalidInputError(f"{flag} {text}: cannot write in {where} ({exc.strerror or exc})") from None
+    return out
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Check every output of a parsed command (:func:`add_output` declarations, and the dests in
+    :data:`OUTPUT_DESTS` of commands that declare none) before its handler runs."""
+    declared = dict(getattr(args, _OUTPUTS, None) or {})
+    for dest in OUTPUT_DESTS:
+        if dest not in declared and getattr(args, dest, None) is not None:
+            flag = {"history_path": "--history", "checkpoint_path": "--checkpoint"}.get(dest, f"--{dest}")
+            declared[dest] = (flag, (), None if dest == "output" else False)
+    for dest, (flag, suffixes, folder) in declared.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            check_output(value, flag, suffixes, folder)
 
 
 # ------------------------------------------------------------------ output

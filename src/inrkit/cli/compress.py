@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 
-from inrkit.cli.common import add_config, add_json_flag, build_config, choices_of, emit
+from inrkit.cli.common import add_config, add_json_flag, add_output, build_config, choices_of, emit
 from inrkit.compress.api import EncodeConfig, compress_file, decode_image, decompress_file, encode_image
 from inrkit.compress.codecs import CODECS
+from inrkit.limits import MAX_BPP
 from inrkit.models import ARCHITECTURES, parse_hidden
 from inrkit.models.fast import PRECISIONS
 from inrkit.train.fit import SCHEDULES
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     codecs = choices_of(CODECS)
     p = subparsers.add_parser("compress", help=f"compress a model file into .inrz ({', '.join(codecs)})")
     p.add_argument("model", help="model file (.safetensors or .npz)")
-    p.add_argument("-o", "--output", required=True, help="output .inrz file")
+    add_output(p, "output .inrz file", (".inrz",))
     add_config(p, compress_file, flags={"signal_path": "--signal", "finetune_steps": "--finetune"},
                choices={"codec": codecs})
     add_json_flag(p)
@@ -47,14 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("decompress", help="decode an .inrz file into a model file")
     p.add_argument("file", help=".inrz file")
-    p.add_argument("-o", "--output", required=True, help="output model (.safetensors)")
+    add_output(p, "output model (.safetensors)", (".safetensors",))
     add_json_flag(p)
     p.set_defaults(handler=_decompress)
 
     p = subparsers.add_parser("encode", help="fit an INR to an image and compress it to .inrz")
     p.add_argument("image", help="PNG or JPEG image")
-    p.add_argument("-o", "--output", required=True, help="output .inrz file")
-    add_config(p, encode_image, skip=["config"], flags={"finetune_steps": "--finetune"},
+    add_output(p, "output .inrz file", (".inrz",))
+    add_config(p, encode_image, skip=["config"], flags={"finetune_steps": "--finetune"}, ranges={"bpp": (0, MAX_BPP)},
                choices={"codec": codecs, "arch": choices_of(ARCHITECTURES)}, parsers={"hidden": parse_hidden},
                exclusive=[("bpp", "target_psnr")])
     add_config(p, EncodeConfig, only=ENCODE_FIT, choices={"schedule": SCHEDULES, "precision": PRECISIONS},
@@ -64,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("decode", help="decode an image .inrz file to PNG")
     p.add_argument("file", help=".inrz file")
-    p.add_argument("-o", "--output", required=True, help="output .png")
+    add_output(p, "output .png", (".png",))
     add_config(p, decode_image)
     add_json_flag(p)
     p.set_defaults(handler=_decode)

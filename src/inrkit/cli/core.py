@@ -8,8 +8,18 @@ from __future__ import annotations
 import argparse
 
 from inrkit.api import ModelSpec, evaluate_file, fit_file, model_info, render_file, synth_sin_radial
-from inrkit.cli.common import add_config, add_json_flag, build_config, choices_of, emit, parse_crop
+from inrkit.cli.common import (
+    add_config,
+    add_json_flag,
+    add_output,
+    build_config,
+    choices_of,
+    declare_output,
+    emit,
+    parse_crop,
+)
 from inrkit.demo import run_demo
+from inrkit.limits import MAX_OUTPUT_SIDE
 from inrkit.models import ARCHITECTURES, parse_hidden
 from inrkit.models.fast import PRECISIONS
 from inrkit.signals import SignalOptions
@@ -53,7 +63,7 @@ def _cmd_sin_radial(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("fit", help="fit an INR to an image, volume, field or mesh (SDF)")
     p.add_argument("input", help="PNG/JPEG, .npy/.raw/.vti/.vtk, .ply/.obj/.stl, or analytic:sin-radial")
-    p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
+    add_output(p, "model file to write (.safetensors)", (".safetensors",))
     add_config(p, ModelSpec, choices={"arch": choices_of(ARCHITECTURES)}, parsers={"hidden": parse_hidden})
     add_config(p, FitConfig, flags=FIT_FLAGS, choices=FIT_CHOICES,
                aliases={"steps": ["--iters"], "batch_size": ["--batch"]})
@@ -75,21 +85,22 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("render", help="render a model: image (.png), volume (.npy/.vti), SDF mesh (.ply)")
     p.add_argument("model")
-    p.add_argument("-o", "--output", required=True)
-    add_config(p, render_file, only=["size"])
+    add_output(p, "output file: .png image, .npy/.vti volume, .ply/.obj/.stl mesh (the model's signal decides)")
+    add_config(p, render_file, only=["size"], ranges={"size": (1, MAX_OUTPUT_SIDE)})
     add_json_flag(p)
     p.set_defaults(handler=_cmd_render)
 
     p = commands.add_parser("demo", help="fit a SIREN to a bundled image and write the results to a folder")
     add_config(p, run_demo, skip=["progress"], flags={"output_dir": ["-o", "--output"]},
-               parsers={"hidden": parse_hidden})
+               parsers={"hidden": parse_hidden}, ranges={"size": (8, MAX_OUTPUT_SIDE // 4), "steps": (0, None)})
+    declare_output(p, "output_dir", "--output", folder=True)
     add_json_flag(p)
     p.set_defaults(handler=_cmd_demo)
 
 
 def register_synth(kinds: argparse._SubParsersAction) -> None:
     p = kinds.add_parser("sin-radial", help="f(r) = sin(1/(alpha + r)) on [-1,1]^2, sampled on a grid")
-    p.add_argument("-o", "--output", required=True, help=".npy (values) or .png (colour map)")
-    add_config(p, synth_sin_radial)
+    add_output(p, ".npy (values) or .png (colour map)", (".npy", ".png"))
+    add_config(p, synth_sin_radial, ranges={"size": (2, MAX_OUTPUT_SIDE)})
     add_json_flag(p)
     p.set_defaults(handler=_cmd_sin_radial)

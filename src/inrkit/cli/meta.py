@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from inrkit.cli.common import add_config, add_json_flag, build_config, emit, parse_floats
+from inrkit.cli.common import add_config, add_json_flag, add_output, build_config, emit, parse_floats
 from inrkit.errors import InvalidInputError
+from inrkit.limits import MAX_GRID_VOXELS, MAX_SERIES_VOXELS
 from inrkit.models import parse_hidden
 
 META_FLAGS = {"checkpoint_path": "--checkpoint"}
@@ -57,6 +58,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     kwargs = build_config(generate_series, args, progress=not args.json)
     if kwargs.get("param_range") is not None and len(kwargs["param_range"]) != 2:
         raise InvalidInputError("--param-range needs two numbers: LOW,HIGH")
+    volumes = kwargs["ensemble"] or kwargs["steps"]
+    if kwargs["size"] ** 3 * volumes > MAX_SERIES_VOXELS:
+        raise InvalidInputError(f"--size {kwargs['size']} with {volumes} volumes is {kwargs['size'] ** 3 * volumes} "
+                                f"voxels (at most {MAX_SERIES_VOXELS})")
     return emit(generate_series(args.kind, args.output, **kwargs), args.json)
 
 
@@ -65,7 +70,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("meta-train", help="meta-pretrain a SIREN initialisation on a volume series (Meta-INR)")
     p.add_argument("series", help="series folder (manifest.json + .npy/.raw/.vti members)")
-    p.add_argument("-o", "--output", required=True, help="meta-model file to write (.safetensors)")
+    add_output(p, "meta-model file to write (.safetensors)", (".safetensors",))
     sizes = ", ".join(f"{k} {'x'.join(map(str, v[:1]))}x{len(v)}" for k, v in PRESETS.items())
     p.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help=f"SIREN size instead of --hidden: {sizes} (default: the config's hidden widths)")
@@ -77,14 +82,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("meta-encode", help="adapt a meta-initialisation to every volume of a series")
     p.add_argument("series")
     p.add_argument("--init", required=True, help="meta-model from meta-train (or any 3D->1D model)")
-    p.add_argument("-o", "--output", required=True, help="folder for one model per member and summary.json")
+    add_output(p, "folder for one model per member and summary.json (created)", folder=True)
     add_config(p, FinetuneConfig, aliases={"steps": ["--iters"], "batch_size": ["--batch"]})
     add_json_flag(p)
     p.set_defaults(handler=_cmd_meta_encode)
 
     p = commands.add_parser("meta-tsne", help="t-SNE plot of the adapted networks' weights (PNG)")
     p.add_argument("models", help="folder written by meta-encode")
-    p.add_argument("-o", "--output", required=True, help="PNG to write")
+    add_output(p, "PNG to write", (".png",))
     add_config(p, tsne_plot, helps={"perplexity": "t-SNE perplexity (none: chosen from the number of networks)",
                                     "seed": "t-SNE seed"})
     add_json_flag(p)
@@ -98,8 +103,9 @@ def register_synth(kinds: argparse._SubParsersAction) -> None:
              "grayscott": "3D Gray-Scott reaction-diffusion (volume series)"}
     for kind, text in helps.items():
         p = kinds.add_parser(kind, help=text)
-        p.add_argument("-o", "--output", required=True, help="series folder to write")
-        add_config(p, generate_series, skip=["progress"], helps=SYNTH_HELP, parsers={"param_range": _floats})
+        add_output(p, "series folder to write (created)", folder=True)
+        add_config(p, generate_series, skip=["progress"], helps=SYNTH_HELP, parsers={"param_range": _floats},
+                   ranges={"size": (4, round(MAX_GRID_VOXELS ** (1 / 3))), "steps": (1, None)})
         add_json_flag(p)
         p.set_defaults(handler=_cmd_synth, kind=kind)
 

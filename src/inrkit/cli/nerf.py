@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from inrkit.cli.common import add_config, add_json_flag, build_config, emit
+from inrkit.cli.common import add_config, add_json_flag, add_output, build_config, emit
+from inrkit.limits import MAX_HIDDEN_LAYERS, MAX_HIDDEN_WIDTH, MAX_OUTPUT_SIDE, MAX_RAY_SAMPLES
 
 # one spelling per idea across commands; the old NeRF spellings stay as aliases
 FLAGS = {"iters": "--steps", "batch_rays": "--batch-size", "n_samples": "--samples", "n_importance": "--importance",
@@ -36,6 +37,11 @@ HELP = {
     "device": "cpu, cuda, cuda:1, mps (none: pick automatically)",
     "test_views": "val and test views each",
 }
+SAMPLES = (2, MAX_RAY_SAMPLES)
+RANGES = {"width": (1, MAX_HIDDEN_WIDTH), "depth": (2, MAX_HIDDEN_LAYERS), "downscale": (1, 64),
+          "size": (8, MAX_OUTPUT_SIDE), "views": (1, 3600), "test_views": (1, 3600), "n_samples": SAMPLES,
+          "n_importance": (0, MAX_RAY_SAMPLES)}
+SIGNED = ("azimuth", "elevation")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -70,24 +76,24 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("nerf-train", help="train a NeRF on a Blender-format scene folder")
     p.add_argument("scene", help="folder with transforms_{train,val,test}.json and RGBA PNGs")
-    p.add_argument("-o", "--output", required=True, help="NeRF file to write (.safetensors)")
-    add_config(p, nerf_train_file, skip=["config"], helps=HELP)
-    add_config(p, TrainConfig, flags=FLAGS, aliases=ALIASES)
+    add_output(p, "NeRF file to write (.safetensors)", (".safetensors",))
+    add_config(p, nerf_train_file, skip=["config"], helps=HELP, ranges=RANGES)
+    add_config(p, TrainConfig, flags=FLAGS, aliases=ALIASES, ranges=RANGES)
     add_json_flag(p)
     p.set_defaults(handler=_train)
 
     p = commands.add_parser("nerf-render", help="render a NeRF: one view (.png) or a turntable (.gif)")
     p.add_argument("model", help="NeRF file (.safetensors)")
-    p.add_argument("-o", "--output", required=True, help=".png (one view) or .gif (turntable)")
-    add_config(p, nerf_render_file, flags=FLAGS, helps=HELP)
+    add_output(p, ".png (one view) or .gif (turntable)", (".png", ".gif"))
+    add_config(p, nerf_render_file, flags=FLAGS, helps=HELP, ranges=RANGES, signed=SIGNED)
     add_json_flag(p)
     p.set_defaults(handler=_render)
 
     weight_criteria = tuple(name for name, c in CRITERIA.items() if not getattr(c, "needs_points", False))
     p = commands.add_parser("nerf-prune", help="prune a NeRF's neurons (coreset, importance, uniform) and retrain")
     p.add_argument("model", help="NeRF file (.safetensors)")
-    p.add_argument("-o", "--output", required=True, help="pruned NeRF file to write")
-    add_config(p, nerf_prune_file, flags=FLAGS, aliases=ALIASES, helps=HELP,
+    add_output(p, "pruned NeRF file to write (.safetensors)", (".safetensors",))
+    add_config(p, nerf_prune_file, flags=FLAGS, aliases=ALIASES, helps=HELP, ranges=RANGES,
                choices={"method": weight_criteria, "mode": ("retrain", "finetune", "scratch")})
     add_json_flag(p)
     p.set_defaults(handler=_prune)
@@ -98,7 +104,8 @@ def register_synth(kinds: argparse._SubParsersAction) -> None:
     from inrkit.nerf import synth_scene
 
     p = kinds.add_parser("scene", help="analytic Blender-format scene (coloured shaded solids) for NeRF")
-    p.add_argument("-o", "--output", required=True, help="output folder")
-    add_config(p, synth_scene, helps={"size": "image side in pixels", "views": "training views", **HELP})
+    add_output(p, "output folder (created)", folder=True)
+    add_config(p, synth_scene, helps={**HELP, "size": "image side in pixels", "views": "training views"},
+               ranges=RANGES)
     add_json_flag(p)
     p.set_defaults(handler=_synth_scene)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from inrkit.cli.common import add_config, add_json_flag, build_config, choices_of, emit
+from inrkit.cli.common import add_config, add_json_flag, add_output, build_config, choices_of, emit
 
 ADAPT_HELP = {
     "preset": "built-in schedule",
@@ -53,14 +53,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("adapt", help="fit a signal with an AIRe schedule (densify, TWD, prune)")
     p.add_argument("input", help="signal file (image, volume, mesh)")
-    p.add_argument("-o", "--output", required=True, help="output model file (.safetensors)")
-    add_config(p, adapt_file, choices={"preset": preset_names()}, helps=ADAPT_HELP)
+    add_output(p, "output model file (.safetensors)", (".safetensors",))
+    add_config(p, adapt_file, choices={"preset": preset_names()}, helps=ADAPT_HELP,
+               ranges={"test_fraction": (0.0, 0.99)})
     add_json_flag(p)
     p.set_defaults(handler=_adapt)
 
     p = subparsers.add_parser("prune", help="remove neurons from a model file")
     p.add_argument("model", help="model file (.safetensors or .npz)")
-    p.add_argument("-o", "--output", required=True, help="output model file")
+    add_output(p, "output model file (.safetensors)", (".safetensors",))
     add_config(p, prune_file, choices={"method": choices_of(CRITERIA)}, helps=PRUNE_HELP,
                flags={"layers": "--layer", "signal_path": "--signal"}, aliases={"finetune": ["--retrain"]},
                exclusive=[("keep", "eps")])

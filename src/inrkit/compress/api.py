@@ -18,7 +18,8 @@ import torch
 from inrkit.compress.codecs import CODECS, Codec
 from inrkit.compress.decoder import read_file
 from inrkit.compress.model import decode_model
-from inrkit.errors import InvalidInputError
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.limits import MAX_BPP, check_hidden, check_inrz_image, check_range
 from inrkit.models import MLP, build_model, load_model, save_model
 from inrkit.signals import ImageSignal, Signal, check_metadata, load_signal, render_model
 from inrkit.train import FitConfig, fit
@@ -274,9 +275,12 @@ def compress_file(
     loaded, header = load_model(model_path, device="cpu")
     model = _as_mlp(loaded)
     meta = header.get("signal") or {}
-    signal = load_signal(Path(signal_path)) if signal_path else None
-    if finetune_steps and signal is None:
+    if finetune_steps and not signal_path:
         raise InvalidInputError("fine-tuning needs the signal (--signal)")
+    signal = load_signal(Path(signal_path)) if signal_path else None
+    if signal is not None and (signal.dim, signal.out_dim) != (model.coord_dim, model.out_dim):
+        raise InvalidInputError(f"model maps {model.coord_dim}->{model.out_dim} but the signal is "
+                                f"{signal.dim}->{signal.out_dim}")
     c = CODECS.get(codec)
     t0 = time.perf_counter()
     options = c.make_options(overcomplete=overcomplete, seed=seed)
@@ -298,7 +302,10 @@ def decompress_file(inrz_path: str | os.PathLike, out_path: str | os.PathLike) -
         out_path: the model file to write (``.safetensors``).
     """
     model, header = decode_model(read_file(inrz_path))
-    save_model(model, out_path, signal=header.get("signal") or None, extra=header.get("extra") or None)
+    try:
+        save_model(model, out_path, signal=header.get("signal") or None, extra=header.get("extra") or None)
+    except InvalidInputError as exc:  # the file's own fields (omegas, metadata) are beyond a model file's limits
+        raise InvalidFileError(f"{inrz_path}: decodes to a model that cannot be saved ({exc})") from None
     return {"output": str(out_path), "codec": header["codec"], "widths": model.widths,
             "params": model.num_params(), "bytes": Path(inrz_path).stat().st_size}
 
@@ -361,14 +368,16 @@ def encode_image(
             network and the dictionary, its device runs the compression.
         finetune_steps: steps of coefficient fine-tuning after sparse coding.
     """
-    if bpp is not None and not bpp > 0:
-        raise InvalidInputError("--bpp must be positive")
+    check_range("bpp", bpp, 0, MAX_BPP, low_open=True)
+    check_range("target_psnr", target_psnr)
+    if hidden:
+        check_hidden(hidden)
     config = config or EncodeConfig()
     signal = load_signal(Path(image_path))
     if not isinstance(signal, ImageSignal):
         raise InvalidInputError(f"{image_path}: not an image")
     pixels = signal.shape[0] * signal.shape[1]
-    hidden = list(hidden) if hidden else default_hidden(pixels, codec, bpp)
+    hidden = list(check_hidden(hidden if hidden else default_hidden(pixels, codec, bpp)))
     model = build_model(arch, 2, signal.out_dim, hidden, generator=torch.Generator().manual_seed(config.seed))
     if target_psnr is not None:
         config = replace(config, target_psnr=target_psnr + 1.0)
@@ -387,6 +396,20 @@ def encode_image(
     return rep
 
 
+def _check_image(file_bytes: int, what: str, header: dict, widths: list[int]) -> None:
+    """Refuse a file that holds no image, or one larger than its size justifies (before any decoding)."""
+    meta = check_metadata(header.get("signal"), widths[-1], kind="image")
+    shape = meta.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(type(x) is int and x >= 1 for x in shape)):
+        raise InvalidFileError(f"{what}: the image metadata needs a shape [height, width]")
+    check_inrz_image(file_bytes, shape[0] * shape[1], render_cost(widths), what)
+
+
+def render_cost(widths: list[int]) -> int:
+    """Multiply-adds per rendered point of a network (a nonlinearity counted as 16)."""
+    return sum(widths[i + 1] * (widths[i] + 1) for i in range(len(widths) - 1)) + 16 * sum(widths[1:-1])
+
+
 def decode_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
                  reference: str | os.PathLike | None = None) -> dict[str, Any]:
     """Decode an image ``.inrz`` to PNG; with ``reference`` also report the PSNR against it.
@@ -396,11 +419,11 @@ def decode_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
         out_path: the ``.png`` to write.
         reference: original image, to report the PSNR.
     """
-    data = read_file(inrz_path)
-    model, header = decode_model(data)
-    meta = check_metadata(header.get("signal"), model.out_dim, kind="image")
     if Path(out_path).suffix.lower() != ".png":
         raise InvalidInputError("decoded images are written as .png")
+    data = read_file(inrz_path)
+    model, header = decode_model(data, check=functools.partial(_check_image, len(data), str(inrz_path)))
+    meta = check_metadata(header.get("signal"), model.out_dim, kind="image")
     render_model(model, meta, Path(out_path))
     h, w = meta["shape"]
     rep: dict[str, Any] = {"output": str(out_path), "bytes": len(data), "bpp": 8.0 * len(data) / (h * w),

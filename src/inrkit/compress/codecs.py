@@ -42,6 +42,7 @@ from inrkit.compress.layout import (
     FORMAT,
     MAX_DICT,
     MAX_K2,
+    DecodeWork,
     Sections,
     SinrOptions,
     SparseLayer,
@@ -50,13 +51,15 @@ from inrkit.compress.layout import (
     as_array,
     bad,
     check_bits,
+    coded_section,
     fourier_sections,
     quant_section,
     read_int,
     read_qparams,
     reconstruct,
 )
-from inrkit.errors import InvalidInputError
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.limits import check_inrz_work
 from inrkit.registry import Registry
 
 if TYPE_CHECKING:
@@ -131,6 +134,10 @@ class Codec:
         """Read every layer's weight and bias from ``sections`` (float64), validating as it goes."""
         raise NotImplementedError
 
+    def work(self, params: dict, records: list[dict], widths: list[int]) -> DecodeWork:
+        """What :meth:`decode` will cost, from the header alone (default: each weight and bias decoded once)."""
+        return DecodeWork(values=sum(o * (n + 1) for o, n in (shape_of(widths, i) for i in range(len(records)))))
+
     def report(self, options: Any) -> dict[str, Any]:
         """The chosen parameters, as reported by ``compress_to_target``."""
         return {}
@@ -140,7 +147,15 @@ class Codec:
         """The container around the codec's sections (the Fourier features go last)."""
         header = {"format": FORMAT, "codec": self.name, "model": architecture(model), "params": params,
                   "layers": records, "signal": signal or {}, "extra": extra or {}}
-        return pack(header, sections + fourier_sections(model))
+        data = pack(header, sections + fourier_sections(model))
+        work = self.work(params, records, model.widths)
+        try:  # never write a file the decoder would refuse
+            check_inrz_work(len(data), values=work.values, recon=work.recon,
+                            dictionaries=tuple(k1 * k2 for k1, k2 in work.dictionaries))
+        except InvalidFileError as exc:
+            raise InvalidInputError(f"these codec settings make a file the decoder refuses: {exc} "
+                                    "(lower --overcomplete or raise --sparsity)") from None
+        return data
 
 
 CODECS: Registry[Codec] = Registry("codec")
@@ -217,6 +232,19 @@ class SinrCodec(Codec):
             out.append((w, sections.quantised(shape[0], dbits, read_qparams(rec, "b", where))))
         return out
 
+    def work(self, params: dict, records: list[dict], widths: list[int]) -> DecodeWork:
+        work = DecodeWork()
+        for i, rec in enumerate(records):
+            out, inp = shape_of(widths, i)
+            if "coef" in rec and i < len(records) - 1:
+                _, k1, k2, s, n = _sparse_dims(rec, (out, inp), f"layers[{i}]")
+                work.values += n * s + out
+                work.dictionaries.add((k1, k2))
+                work.recon += n * s * k1 + n * k2
+            else:
+                work.values += out * (inp + 1)
+        return work
+
     def report(self, options: SinrOptions) -> dict[str, Any]:
         return {"sparsity": options.sparsity, "bits": options.bits, "dense_bits": options.dense(),
                 "overcomplete": options.overcomplete}
@@ -225,10 +253,12 @@ class SinrCodec(Codec):
 def _sparse_sections(layer: SparseLayer, bits: int, rec: dict[str, Any]) -> list[bytes]:
     """Support and coefficient sections of a coded layer; fills its header record ``rec``."""
     gaps = coding.encode_gaps(layer.idx)
+    mask = coding.encode_bitmask(layer.idx, layer.k2)
     cand = {"gaps": (coding.brotli_compress(gaps), len(gaps)),
-            "bitmask": (coding.brotli_compress(coding.encode_bitmask(layer.idx, layer.k2)),
-                        coding.bitmask_size(layer.idx.shape[0], layer.k2))}
-    kind = min(cand, key=lambda k: len(cand[k][0]))
+            "bitmask": (coding.brotli_compress(mask), coding.bitmask_size(layer.idx.shape[0], layer.k2))}
+    kind = min(cand, key=lambda k: len(cand[k][0]) if cand[k][1] <= coding.max_expansion(len(cand[k][0]))
+               else math.inf)
+    coded_section(gaps if kind == "gaps" else mask)  # raises if neither passes the decoder's ratio guard
     coef_sec, rec["coef"] = quant_section(layer.coef, bits)
     rec.update(mode=layer.mode, k1=layer.k1, k2=layer.k2, s=int(layer.idx.shape[1]), support=kind)
     if kind == "gaps":
@@ -236,9 +266,8 @@ def _sparse_sections(layer: SparseLayer, bits: int, rec: dict[str, Any]) -> list
     return [cand[kind][0], coef_sec]
 
 
-def _read_sparse(rec: dict, sections: Sections, shape: tuple[int, int], bits: int, seed: int,
-                 where: str) -> Callable[[], np.ndarray]:
-    """Read a coded layer; the dictionary is generated later, once every section has been checked."""
+def _sparse_dims(rec: dict, shape: tuple[int, int], where: str) -> tuple[str, int, int, int, int]:
+    """``(mode, k1, k2, s, vectors)`` of a coded layer's record, checked against the layer's shape."""
     mode = rec.get("mode")
     if mode not in ("rows", "blocks"):
         raise bad(f"{where}.mode must be 'rows' or 'blocks'")
@@ -250,7 +279,13 @@ def _read_sparse(rec: dict, sections: Sections, shape: tuple[int, int], bits: in
     if k1 * k2 > MAX_DICT:
         raise bad(f"{where}: dictionary too large")
     s = read_int(rec, "s", 1, k1 - 1, where)
-    n = out if mode == "rows" else math.ceil(out * inp / k1)
+    return str(mode), k1, k2, s, out if mode == "rows" else math.ceil(out * inp / k1)
+
+
+def _read_sparse(rec: dict, sections: Sections, shape: tuple[int, int], bits: int, seed: int,
+                 where: str) -> Callable[[], np.ndarray]:
+    """Read a coded layer; the dictionary is generated later, once every section has been checked."""
+    mode, k1, k2, s, n = _sparse_dims(rec, shape, where)
     kind = rec.get("support")
     if kind == "gaps":
         nbytes = read_int(rec, "support_bytes", n * s, 2 * n * s, where)

@@ -9,6 +9,7 @@ import brotli
 import numpy as np
 
 from inrkit.errors import InvalidFileError
+from inrkit.limits import INRZ_BROTLI_FREE, INRZ_BROTLI_RATIO
 
 MAX_BITS = 16
 
@@ -110,23 +111,37 @@ def brotli_compress(data: bytes) -> bytes:
     return brotli.compress(data, quality=11)
 
 
-def brotli_decompress(data: bytes, size: int) -> bytes:
+def brotli_decompress(data: bytes, size: int, ratio: int = INRZ_BROTLI_RATIO, free: int = INRZ_BROTLI_FREE) -> bytes:
     """Decompress a Brotli stream that must expand to exactly ``size`` bytes.
 
-    Never allocates more than ``size + 1`` output bytes, whatever the input.
+    The stream is fed in 4 KiB pieces with the output capped at ``min(size, ratio * len(data) +
+    free)`` (plus one byte to detect overruns): a stream that expands further, like a constant
+    stream claiming more than its size allows, is refused without ever being held whole.
     """
+    limit = min(size, ratio * len(data) + free)
     dec = brotli.Decompressor()
+    out, pos, step = bytearray(), 0, 4096
     try:
-        out = dec.process(data, output_buffer_limit=size + 1)
-        finished = dec.is_finished()
+        while not dec.is_finished() and len(out) <= limit:
+            if dec.can_accept_more_data():
+                if pos >= len(data):
+                    break  # input exhausted, stream not finished: truncated
+                piece, pos = data[pos : pos + step], pos + step
+            else:
+                piece = b""
+            chunk = dec.process(piece, output_buffer_limit=limit + 1 - len(out))
+            if not piece and not chunk:
+                break  # no progress
+            out += chunk
     except brotli.error as exc:
         raise InvalidFileError(f"corrupt compressed stream ({exc})") from None
-    if len(out) != size or not finished:
+    if len(out) > ratio * len(data) + free:
+        raise InvalidFileError(f"compressed stream expands more than {ratio}x (a constant or crafted stream)")
+    if len(out) != size or not dec.is_finished():
         raise InvalidFileError(f"compressed stream does not expand to the declared {size} bytes")
-    return out
+    return bytes(out)
 
 
 def max_expansion(compressed: int) -> int:
-    """Largest raw size accepted for a Brotli stream of ``compressed`` bytes (bomb guard)."""
-    return 4096 * compressed + 4096
-
+    """Largest raw size accepted for a Brotli stream of ``compressed`` bytes (bomb and constant-stream guard)."""
+    return INRZ_BROTLI_RATIO * compressed + INRZ_BROTLI_FREE

@@ -23,10 +23,11 @@ import brotli
 
 from inrkit.compress.coding import brotli_compress
 from inrkit.errors import InvalidFileError
+from inrkit.limits import INRZ_MAX_HEADER, parse_json
 
 MAGIC = b"INRZ"
 VERSION = 1
-MAX_HEADER = 1 << 20
+MAX_HEADER = INRZ_MAX_HEADER
 _PREFIX = struct.Struct("<4sBI")
 _MIN_SIZE = _PREFIX.size + 4
 
@@ -38,10 +39,6 @@ def pack(header: dict[str, Any], sections: list[bytes]) -> bytes:
     head = brotli_compress(text)
     body = _PREFIX.pack(MAGIC, VERSION, len(head)) + head + b"".join(sections)
     return body + struct.pack("<I", zlib.crc32(body))
-
-
-def _reject_constant(name: str) -> None:
-    raise InvalidFileError(f"header holds the non-finite number {name}")
 
 
 def unpack(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
@@ -61,12 +58,7 @@ def unpack(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
     if head_len == 0 or payload_start > len(data) - 4:
         raise InvalidFileError(f".inrz header length {head_len} exceeds the file")
     text = _bounded_brotli(data[_PREFIX.size : payload_start])
-    try:
-        header = json.loads(text.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        if isinstance(exc, InvalidFileError):
-            raise
-        raise InvalidFileError(f".inrz header is not valid JSON ({type(exc).__name__})") from None
+    header = parse_json(text, ".inrz header", allow_nan=False)
     if not isinstance(header, dict):
         raise InvalidFileError(".inrz header is not a JSON object")
     sizes = header.get("sizes")

@@ -16,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Callable, Collection
 
 import numpy as np
 
@@ -24,8 +24,11 @@ from inrkit.compress.codecs import CODECS, DecodedLayer
 from inrkit.compress.container import unpack
 from inrkit.compress.layout import FORMAT, MAX_LAYERS, MAX_PARAMS, MAX_WIDTH, Sections, bad
 from inrkit.errors import InvalidFileError
+from inrkit.limits import INRZ_MAX_FILE, check_inrz_work
 
-MAX_FILE = 1 << 30
+MAX_FILE = INRZ_MAX_FILE
+# a check of the header before any work: (header, widths) -> None, raising InvalidFileError
+HeaderCheck = Callable[[dict[str, Any], list[int]], None]
 
 
 @dataclass
@@ -104,12 +107,17 @@ def _check_records(header: dict, n: int) -> tuple[dict, list[dict]]:
     return params, records
 
 
-def decode(data: bytes, activations: Collection[str] | None = None) -> Decoded:
+def decode(data: bytes, activations: Collection[str] | None = None, check: HeaderCheck | None = None) -> Decoded:
     """Decode ``.inrz`` bytes into NumPy weights and the header.
+
+    The work the file implies (decoded numbers, dictionaries, sparse reconstruction) is checked
+    against its size (:func:`inrkit.limits.check_inrz_work`) before any section is expanded.
 
     Args:
         data: the whole file.
         activations: the activation names a caller can run (``None``: accept any short name).
+        check: called with the header and the widths once they are validated, before any work
+            (e.g. that the file holds an image of a sane size); raises ``InvalidFileError``.
     """
     header, sections = unpack(data)
     if header.get("format") != FORMAT:
@@ -119,8 +127,14 @@ def decode(data: bytes, activations: Collection[str] | None = None) -> Decoded:
         raise bad(f"unknown codec {name!r}")
     widths, acts, omegas, fourier_shape = check_architecture(header.get("model"), activations)
     params, records = _check_records(header, len(widths) - 1)
+    if check is not None:
+        check(header, widths)
+    codec = CODECS.get(name)
+    work = codec.work(params, records, widths)
+    check_inrz_work(len(data), values=work.values, dictionaries=tuple(k1 * k2 for k1, k2 in work.dictionaries),
+                    recon=work.recon)
     reader = Sections(sections)
-    layers = CODECS.get(name).decode(reader, params, records, widths)
+    layers = codec.decode(reader, params, records, widths)
     fourier = None
     if fourier_shape is not None:
         fourier = reader.raw(tuple(fourier_shape), "<f4").astype(np.float32)
@@ -155,9 +169,10 @@ def read_file(path: str | os.PathLike, limit: int = MAX_FILE) -> bytes:
     return path.read_bytes()
 
 
-def decode_file(path: str | os.PathLike, activations: Collection[str] | None = None) -> Decoded:
+def decode_file(path: str | os.PathLike, activations: Collection[str] | None = None,
+                check: HeaderCheck | None = None) -> Decoded:
     """:func:`decode` the ``.inrz`` file at ``path``."""
-    return decode(read_file(path), activations)
+    return decode(read_file(path), activations, check)
 
 
-__all__ = ["Decoded", "check_architecture", "decode", "decode_file", "read_file"]
+__all__ = ["Decoded", "HeaderCheck", "check_architecture", "decode", "decode_file", "read_file"]

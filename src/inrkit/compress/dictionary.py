@@ -13,15 +13,20 @@ everywhere, it uses only operations whose result IEEE 754 fixes exactly:
 """
 from __future__ import annotations
 
-import functools
+import threading
+from collections import OrderedDict
+from typing import Callable
 
 import numpy as np
+
+from inrkit.limits import INRZ_CACHE_BYTES
 
 GENERATOR_NAME = "pcg64-boxmuller-v1"
 _LN2 = 0.6931471805599453
 _HALF_PI = 1.5707963267948966
 _SQRT_HALF = 0.7071067811865476
 _TWO53 = 2.0**-53
+_CHUNK = 1 << 16  # values generated at a time
 
 
 def _log(x: np.ndarray) -> np.ndarray:
@@ -50,10 +55,10 @@ def _sincos_quarter(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return phi * s, c
 
 
-def gaussian(n: int, seed: int) -> np.ndarray:
-    """``n`` standard normal float64 values from PCG64(``seed``) by Box-Muller."""
+def _normals(bitgen: np.random.PCG64, n: int) -> np.ndarray:
+    """The next ``n`` standard normal values of ``bitgen`` by Box-Muller (``n`` even, or the last call)."""
     pairs = (n + 1) // 2
-    raw = np.random.PCG64(int(seed)).random_raw(2 * pairs).reshape(pairs, 2)
+    raw = bitgen.random_raw(2 * pairs).reshape(pairs, 2)
     u1 = ((raw[:, 0] >> np.uint64(11)).astype(np.float64) + 1.0) * _TWO53  # (0, 1]
     u2 = (raw[:, 1] >> np.uint64(11)).astype(np.float64) * _TWO53  # [0, 1)
     radius = np.sqrt(-2.0 * _log(u1))
@@ -69,19 +74,76 @@ def gaussian(n: int, seed: int) -> np.ndarray:
     return out.reshape(-1)[:n]
 
 
-@functools.lru_cache(maxsize=16)
-def _cached(k1: int, k2: int, seed: int) -> np.ndarray:
-    a = gaussian(k1 * k2, seed).reshape(k1, k2)
+def gaussian(n: int, seed: int) -> np.ndarray:
+    """``n`` standard normal float64 values from PCG64(``seed``) by Box-Muller."""
+    return _normals(np.random.PCG64(int(seed)), n)
+
+
+def _generate(k1: int, k2: int, seed: int) -> np.ndarray:
+    """The dictionary, generated in row chunks (element-wise IEEE operations: the same bits as in one go).
+
+    Peak memory is the result plus about ``10 * _CHUNK`` float64 temporaries.
+    """
+    bitgen = np.random.PCG64(int(seed))
+    a = np.empty((k1, k2))
+    rows = max(1, _CHUNK // k2)
+    if k2 % 2 and rows % 2:  # every chunk but the last must draw whole Box-Muller pairs
+        rows += 1
     sumsq = np.zeros(k2)
-    for row in a:  # fixed summation order
-        sumsq = sumsq + row * row
-    a = a / np.sqrt(sumsq)
-    a.setflags(write=False)
+    for r0 in range(0, k1, rows):
+        block = a[r0 : r0 + rows]
+        block[...] = _normals(bitgen, block.size).reshape(block.shape)
+        for row in block:  # fixed summation order
+            sumsq = sumsq + row * row
+    a /= np.sqrt(sumsq)
     return a
+
+
+class _Cache:
+    """Least-recently-used dictionaries, at most ``limit`` bytes in all (one larger is not kept)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.items, self.lock = limit, OrderedDict[tuple, np.ndarray](), threading.Lock()
+
+    def get(self, key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        value = make()
+        value.setflags(write=False)
+        with self.lock:
+            if value.nbytes <= self.limit:
+                self.items[key] = value
+                while self.nbytes() > self.limit:
+                    self.items.popitem(last=False)
+        return value
+
+    def nbytes(self) -> int:
+        return sum(v.nbytes for v in self.items.values())
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+
+
+_CACHE = _Cache(INRZ_CACHE_BYTES)
+
+
+def cache_bytes() -> int:
+    """Bytes the dictionary cache holds now (at most :data:`inrkit.limits.INRZ_CACHE_BYTES`)."""
+    return _CACHE.nbytes()
+
+
+def clear_cache() -> None:
+    """Drop every cached dictionary."""
+    _CACHE.clear()
 
 
 def sensing_matrix(k1: int, k2: int, seed: int) -> np.ndarray:
     """The ``k1 x k2`` Gaussian dictionary with unit-norm columns for ``seed`` (read-only, float64).
+
+    Recently used dictionaries are cached, at most :data:`inrkit.limits.INRZ_CACHE_BYTES` in all.
 
     Args:
         k1: signal length (rows).
@@ -92,4 +154,5 @@ def sensing_matrix(k1: int, k2: int, seed: int) -> np.ndarray:
         raise ValueError(f"need 1 <= k1 <= k2, got k1={k1}, k2={k2}")
     if seed < 0:
         raise ValueError("seed must be non-negative")
-    return _cached(int(k1), int(k2), int(seed))
+    k1, k2, seed = int(k1), int(k2), int(seed)
+    return _CACHE.get((k1, k2, seed), lambda: _generate(k1, k2, seed))

@@ -15,6 +15,7 @@ import numpy as np
 from inrkit.compress import coding
 from inrkit.compress.dictionary import sensing_matrix
 from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.limits import INRZ_MAX_DICT
 
 if TYPE_CHECKING:
     from inrkit.models.mlp import MLP
@@ -24,8 +25,9 @@ TINY_INPUTS = 50  # layers with fewer inputs are coded as flattened blocks (as t
 MAX_LAYERS = 64
 MAX_WIDTH = 1 << 16
 MAX_PARAMS = 1 << 25
-MAX_DICT = 1 << 24  # k1 * k2 entries
+MAX_DICT = INRZ_MAX_DICT  # k1 * k2 entries of one dictionary
 MAX_K2 = 1 << 14
+_RECON_BLOCK = 1 << 15  # float64 values per block of the reconstruction
 
 
 @dataclass
@@ -86,6 +88,21 @@ class SparseLayer:
 
 
 @dataclass
+class DecodeWork:
+    """What decoding a file will cost, read from its header before any section is expanded.
+
+    Attributes:
+        values: numbers decoded from the sections (weights, biases, sparse coefficients).
+        dictionaries: the distinct SINR dictionaries ``(k1, k2)`` it needs.
+        recon: multiply-adds of the sparse reconstruction (``vectors x s x k1 + vectors x k2``).
+    """
+
+    values: int = 0
+    dictionaries: set[tuple[int, int]] = field(default_factory=set)
+    recon: int = 0
+
+
+@dataclass
 class SparseModel:
     """A model whose hidden weight matrices are sparse-coded (``None`` = kept dense)."""
 
@@ -116,10 +133,20 @@ def atoms_in_dictionary(k1: int, opts: SinrOptions) -> int:
 
 def reconstruct(layer: SparseLayer, coef: np.ndarray, seed: int, shape: tuple[int, int]) -> np.ndarray:
     """Weights [out, in] (float64) from a sparse code, summed atom by atom in a fixed order."""
-    atoms = sensing_matrix(layer.k1, layer.k2, seed).T  # [k2, k1]
-    vec = np.zeros((layer.idx.shape[0], layer.k1))
-    for j in range(layer.idx.shape[1]):
-        vec = vec + coef[:, j : j + 1] * atoms[layer.idx[:, j]]
+    atoms = np.ascontiguousarray(sensing_matrix(layer.k1, layer.k2, seed).T)  # [k2, k1]
+    n, s = layer.idx.shape
+    vec = np.zeros((n, layer.k1))
+    idx_t = np.ascontiguousarray(layer.idx.T)
+    coef_t = np.ascontiguousarray(np.asarray(coef, np.float64).T)[:, :, None]
+    rows = max(1, _RECON_BLOCK // layer.k1)  # a block of vectors stays in cache across the s atoms
+    term = np.empty((min(rows, n), layer.k1))
+    for r0 in range(0, n, rows):
+        block = vec[r0 : r0 + rows]
+        part = term[: len(block)]
+        for j in range(s):  # block + coef_j * atom_j, in place: the same IEEE operations in the same order
+            np.take(atoms, idx_t[j, r0 : r0 + rows], axis=0, out=part, mode="clip")  # indices checked < k2
+            part *= coef_t[j, r0 : r0 + rows]
+            block += part
     return vec.ravel()[: shape[0] * shape[1]].reshape(shape)
 
 
@@ -134,7 +161,16 @@ def as_array(t: Any) -> np.ndarray:
 def quant_section(x: np.ndarray, bits: int) -> tuple[bytes, list[float]]:
     """``x`` quantised to ``bits`` bits and Brotli-coded; returns the section and ``[lo, step]``."""
     codes, lo, step = coding.quantize(x, bits)
-    return coding.brotli_compress(codes.astype(coding.code_dtype(bits)).tobytes()), [lo, step]
+    return coded_section(codes.astype(coding.code_dtype(bits)).tobytes()), [lo, step]
+
+
+def coded_section(raw: bytes) -> bytes:
+    """``raw`` Brotli-coded; refuses (``InvalidInputError``) a stream the decoder's ratio guard would refuse."""
+    out = coding.brotli_compress(raw)
+    if len(raw) > coding.max_expansion(len(out)):
+        raise InvalidInputError(f"a tensor of {len(raw)} bytes compresses to {len(out)} (nearly constant): "
+                                "beyond the .inrz decoder's expansion guard (docs/limits.md)")
+    return out
 
 
 def architecture(model: MLP) -> dict[str, Any]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from inrkit.compress.decoder import Decoded, decode
+from inrkit.compress.decoder import Decoded, HeaderCheck, decode
 from inrkit.models.mlp import ACTIVATIONS, MLP
 
 
@@ -22,11 +22,12 @@ def to_mlp(decoded: Decoded) -> MLP:
     return model
 
 
-def decode_model(data: bytes) -> tuple[MLP, dict]:
+def decode_model(data: bytes, check: HeaderCheck | None = None) -> tuple[MLP, dict]:
     """Decode ``.inrz`` bytes into ``(model, header)``; every problem is an ``InvalidFileError``.
 
     Args:
         data: the whole ``.inrz`` file.
+        check: a check of the header and widths run before any decoding work (see ``decoder.decode``).
     """
-    decoded = decode(data, activations=ACTIVATIONS)
+    decoded = decode(data, activations=ACTIVATIONS, check=check)
     return to_mlp(decoded), decoded.header

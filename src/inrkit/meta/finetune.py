@@ -19,6 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from inrkit.errors import InvalidInputError
+from inrkit.limits import check_range
 from inrkit.models.io import load_model, save_model
 from inrkit.models.mlp import MLP
 from inrkit.signals.series import VolumeSeries
@@ -52,6 +53,9 @@ class FinetuneConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_range("lr", self.lr, 0, low_open=True, optional=False)
+        check_range("target_psnr", self.target_psnr)
+        check_range("seed", self.seed, 0, optional=False)
         if self.steps < 0 or self.lr <= 0:
             raise InvalidInputError("fine-tuning needs steps >= 0 and a positive learning rate")
         if self.batch_size is not None and self.batch_size < 1:

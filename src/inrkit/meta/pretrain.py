@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from inrkit.errors import InvalidInputError
+from inrkit.limits import check_hidden, check_range
 from inrkit.meta.batched import adapt_tasks
 from inrkit.meta.functional import maml_grad, param_dict, stack_params, task_losses
 from inrkit.models.mlp import MLP, siren
@@ -101,7 +102,14 @@ class MetaConfig:
         if not (self.inner_lr > 0 and self.outer_lr > 0):
             raise InvalidInputError("learning rates must be positive")
         if self.resume and not self.checkpoint_path:
-            raise InvalidInputError("resume needs a checkpoint path")
+            raise InvalidInputError("resume needs a checkpoint path (--checkpoint)")
+        self.hidden = check_hidden(self.hidden, "hidden widths")
+        for name in ("omega0", "inner_lr", "outer_lr"):
+            check_range(name, getattr(self, name), 0, low_open=True, optional=False)
+        check_range("inner_batch", self.inner_batch, 1)
+        check_range("log_every", self.log_every, 1, optional=False)
+        check_range("checkpoint_every", self.checkpoint_every, 0, optional=False)
+        check_range("seed", self.seed, 0, optional=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings that define the result (stored in model files and checkpoints)."""

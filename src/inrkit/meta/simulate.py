@@ -147,7 +147,7 @@ def simulate_grayscott(size: int = 32, steps: int = 20, *, feed: float = 0.037,
     rng = np.random.default_rng(seed)
     U = np.ones((n, n, n))
     V = np.zeros((n, n, n))
-    half = max(2, n // 10)
+    half = min(max(2, n // 10), (n - 1) // 2)  # seeds fit on small grids too (size 4 is the minimum)
     for _ in range(max(3, n // 8)):
         c = rng.integers(half, n - half, 3)
         sl = tuple(slice(ci - half, ci + half) for ci in c)

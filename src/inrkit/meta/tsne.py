@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.limits import check_range
 from inrkit.models.io import load_model
 from inrkit.utils import atomic_path
 
@@ -46,6 +47,7 @@ def tsne_embedding(vectors: np.ndarray, perplexity: float | None = None, seed: i
         raise InvalidInputError(f"t-SNE needs at least 3 networks, got {m}")
     from sklearn.manifold import TSNE
 
+    check_range("perplexity", perplexity, 0, None, low_open=True)  # NaN, inf and <= 0 refused
     perp = perplexity if perplexity is not None else max(1.0, min(30.0, (m - 1) / 3.0))
     if not 0 < perp < m:
         raise InvalidInputError(f"perplexity must be in (0, {m}), got {perp}")
@@ -61,6 +63,7 @@ def tsne_plot(models_dir: str | Path, output: str | Path, perplexity: float | No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    check_range("perplexity", perplexity, 0, None, low_open=True)  # before any model is read
     vectors, labels, label_name, names = weight_vectors(models_dir)
     points = tsne_embedding(vectors, perplexity, seed)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))

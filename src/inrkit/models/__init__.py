@@ -9,7 +9,6 @@ from inrkit.models.surgery import (
     find_group,
     fold_interpolation,
     group_weights,
-    keep_neurons,
     merge_state_maps,
     remove_neurons,
 )
@@ -17,6 +16,6 @@ from inrkit.models.surgery import (
 __all__ = [
     "ACTIVATIONS", "ARCHITECTURES", "MLP", "MODEL_TYPES", "NeRFConfig", "NeRFMLP", "PrunableGroup", "StateMap",
     "add_neurons", "build_model", "expected_shapes", "ffn", "find_group", "finer", "fold_interpolation",
-    "group_weights", "keep_neurons", "load_model", "merge_state_maps", "parse_hidden", "positional_encoding",
+    "group_weights", "load_model", "merge_state_maps", "parse_hidden", "positional_encoding",
     "remove_neurons", "save_model", "siren", "validate_header",
 ]

@@ -2,15 +2,25 @@
 
 One format for every registered model type (:data:`MODEL_TYPES`): the plain :class:`MLP`
 (``header["type"]`` absent or ``"mlp"``) and the NeRF MLP (``"nerf"``). No pickle is ever used.
-Loading validates the header and every tensor shape, and ONE SHA-256 digest of the tensor
-bytes (:func:`digest`) detects altered payloads. Old ``inrkit-nerf`` v1 files still load.
+Loading checks the header against :mod:`inrkit.limits` (bounded JSON, finite in-range fields,
+element counts) and every tensor shape and dtype BEFORE reading tensors, and ONE SHA-256
+(:func:`digest`) over the canonical header and the tensor bytes detects altered headers and payloads.
+Version-1 files (checksum over the tensors only) and old ``inrkit-nerf`` files still load, with a
+note (``header["notes"]`` and a warning). ``.npz`` weight lists are parsed header-first: each
+``.npy`` member's header is checked against the limits and the member's size before its data is read.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import lzma
+import math
 import os
+import struct
+import tokenize
+import warnings
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -22,22 +32,47 @@ from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from inrkit.errors import InrkitError, InvalidFileError, InvalidInputError
+from inrkit.limits import (
+    MAX_MLP_WIDTH,
+    MAX_MODEL_ELEMENTS,
+    MAX_MODEL_LAYERS,
+    MAX_NPY_HEADER,
+    MAX_NPZ_MEMBERS,
+    MAX_NPZ_RATIO,
+    MAX_NPZ_SLACK,
+    MAX_OMEGA,
+    MAX_TENSOR_ELEMENTS,
+    parse_json,
+)
 from inrkit.models.mlp import ACTIVATIONS, MLP
 from inrkit.models.nerf_mlp import NeRFConfig, NeRFMLP, nerf_shapes
 from inrkit.registry import Registry
 from inrkit.utils import atomic_write, resolve_device
 
 FORMAT = "inrkit-model"
-VERSION = 1
+VERSION = 2  # 2: the checksum covers the header too; 1: the tensors only (still read, with a note)
 LEGACY_NERF_FORMAT = "inrkit-nerf"
-MAX_LAYERS = 1024
-MAX_WIDTH = 1 << 20
+MAX_LAYERS = MAX_MODEL_LAYERS
+MAX_WIDTH = MAX_MLP_WIDTH
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors dtypes a model tensor may have
+V1_NOTE = "version-1 model file: its checksum covers the weights but not the header; re-save it to protect both"
 _NPZ_ACTIVATION_ALIASES = {"sin": "sine", "siren": "sine", "linear": "identity", "none": "identity"}
 
 
-def digest(tensors: dict[str, torch.Tensor], names: list[str]) -> str:
-    """SHA-256 over ``name`` and float32 bytes of each tensor, in the order of ``names``."""
+def canonical_header(header: dict[str, Any]) -> bytes:
+    """The header without its ``sha256`` as canonical JSON (sorted keys, no spaces): what the checksum covers."""
+    body = {k: v for k, v in header.items() if k != "sha256"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def digest(tensors: dict[str, torch.Tensor], names: list[str], header: dict[str, Any] | None = None) -> str:
+    """SHA-256 over the canonical ``header`` (when given) and ``name`` + float32 bytes of each tensor.
+
+    Version-2 files store the digest with the header; version-1 files the one without.
+    """
     sha = hashlib.sha256()
+    if header is not None:
+        sha.update(b"inrkit-header\0" + canonical_header(header) + b"\0")
     for name in names:
         sha.update(name.encode())
         sha.update(tensors[name].detach().cpu().contiguous().float().numpy().tobytes())
@@ -87,14 +122,21 @@ def _mlp_header(model: MLP) -> dict[str, Any]:
 def _mlp_check(header: dict) -> None:
     widths, acts, omegas = header.get("widths"), header.get("activations"), header.get("omegas")
     if not (isinstance(widths, list) and 2 <= len(widths) <= MAX_LAYERS + 1):
-        raise InvalidFileError("header 'widths' must be a list of 2 or more sizes")
-    if not all(isinstance(w, int) and 0 < w <= MAX_WIDTH for w in widths):
-        raise InvalidFileError(f"header 'widths' holds invalid sizes: {widths}")
+        raise InvalidFileError(f"header 'widths' must be a list of 2 to {MAX_LAYERS + 1} sizes")
+    if not all(type(w) is int and 0 < w <= MAX_WIDTH for w in widths):
+        raise InvalidFileError(f"header 'widths' must hold integers in [1, {MAX_WIDTH}]: {str(widths)[:200]}")
     n = len(widths) - 1
-    if not (isinstance(acts, list) and len(acts) == n and all(a in ACTIVATIONS for a in acts)):
+    if not (isinstance(acts, list) and len(acts) == n and all(isinstance(a, str) and a in ACTIVATIONS for a in acts)):
         raise InvalidFileError(f"header 'activations' must list {n} of {list(ACTIVATIONS)}")
-    if not (isinstance(omegas, list) and len(omegas) == n and all(isinstance(o, (int, float)) for o in omegas)):
-        raise InvalidFileError(f"header 'omegas' must list {n} numbers")
+    if not (isinstance(omegas, list) and len(omegas) == n
+            and all(type(o) in (int, float) and math.isfinite(o) and 0 < o <= MAX_OMEGA for o in omegas)):
+        raise InvalidFileError(f"header 'omegas' must list {n} finite numbers in (0, {MAX_OMEGA:g}]: "
+                               f"{str(omegas)[:200]}")
+    if not isinstance(header.get("fourier", False), bool):
+        raise InvalidFileError("header 'fourier' must be true or false")
+    coord_dim = header.get("coord_dim", widths[0])
+    if type(coord_dim) is not int or not 0 < coord_dim <= MAX_WIDTH:
+        raise InvalidFileError(f"header 'coord_dim' must be an integer in [1, {MAX_WIDTH}]")
 
 
 def _mlp_shapes(header: dict) -> dict[str, tuple[int, ...]]:
@@ -123,8 +165,8 @@ def _mlp_build(tensors: dict[str, torch.Tensor], header: dict) -> MLP:
 def _nerf_config(header: dict) -> NeRFConfig:
     try:
         return NeRFConfig(**header["nerf"]).validate()
-    except (KeyError, TypeError, InvalidInputError) as exc:
-        raise InvalidFileError(f"invalid NeRF architecture in the header ({exc})") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidFileError(f"invalid NeRF architecture in the header ({str(exc)[:200]})") from None
 
 
 def _nerf_check(header: dict) -> None:
@@ -168,11 +210,21 @@ def model_header(model: nn.Module, signal: dict | None = None, extra: dict | Non
 
 
 def model_to_bytes(model: nn.Module, signal: dict | None = None, extra: dict | None = None) -> bytes:
-    """Serialise ``model`` to safetensors bytes (what :func:`save_model` writes)."""
+    """Serialise ``model`` to safetensors bytes (what :func:`save_model` writes).
+
+    Refuses (:class:`InvalidInputError`) a model whose file :func:`load_model` would refuse: a header
+    beyond the JSON limits (e.g. metadata nested too deep), NaN or out-of-range fields, too many elements.
+    """
     tensors = model_tensors(model)
     header = model_header(model, signal, extra)
-    header["sha256"] = digest(tensors, list(expected_shapes(header)))
-    return safetensors_save(tensors, metadata={"inrkit": json.dumps(header)})
+    try:  # the header as a reader will see it (JSON round trip: tuples, int keys), checked like a reader
+        parsed = validate_header(parse_json(json.dumps(header), "model header"))
+    except RecursionError:
+        raise InvalidInputError("cannot save this model: its header is nested too deep") from None
+    except (InvalidFileError, ValueError, TypeError) as exc:
+        raise InvalidInputError(f"cannot save this model: {str(exc)[:300]}") from None
+    parsed["sha256"] = digest(tensors, list(expected_shapes(parsed)), parsed)
+    return safetensors_save(tensors, metadata={"inrkit": json.dumps(parsed)})
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, signal: dict | None = None,
@@ -188,7 +240,7 @@ def _from_legacy_nerf(header: dict) -> dict[str, Any]:
     """An ``inrkit-nerf`` v1 header in today's form (same tensors and digest order)."""
     if header.get("version") != 1:
         raise InvalidFileError(f"unsupported NeRF file version {header.get('version')!r}")
-    return {"format": FORMAT, "version": VERSION, "type": "nerf", "nerf": header.get("config"),
+    return {"format": FORMAT, "version": 1, "type": "nerf", "nerf": header.get("config"),
             "signal": header.get("scene", {}), "extra": header.get("extra", {}), "sha256": header.get("sha256")}
 
 
@@ -201,14 +253,22 @@ def validate_header(header: Any) -> dict[str, Any]:
         header = _from_legacy_nerf(header)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise InvalidFileError("not an inrkit model (missing or wrong 'format' in the header)")
-    if header.get("version") != VERSION:
-        raise InvalidFileError(f"unsupported model version {header.get('version')!r} (this inrkit reads {VERSION})")
+    version = header.get("version")
+    if type(version) is not int or not 1 <= version <= VERSION:
+        raise InvalidFileError(f"unsupported model version {str(version)[:20]} (this inrkit reads 1 to {VERSION})")
     kind = header.get("type", "mlp")
-    if kind not in MODEL_TYPES:
-        raise InvalidFileError(f"unknown model type {kind!r}; this inrkit reads {', '.join(MODEL_TYPES.names())}")
+    if not isinstance(kind, str) or kind not in MODEL_TYPES:
+        known = ", ".join(MODEL_TYPES.names())
+        raise InvalidFileError(f"unknown model type {str(kind)[:40]!r}; this inrkit reads {known}")
     MODEL_TYPES.get(kind).check(header)
     if not isinstance(header.get("signal", {}), dict) or not isinstance(header.get("extra", {}), dict):
         raise InvalidFileError("header 'signal' and 'extra' must be objects")
+    if "sha256" in header and not isinstance(header["sha256"], str):
+        raise InvalidFileError("header 'sha256' must be a string")
+    sizes = [math.prod(shape) for shape in expected_shapes(header).values()]
+    if max(sizes, default=0) > MAX_TENSOR_ELEMENTS or sum(sizes) > MAX_MODEL_ELEMENTS:
+        raise InvalidFileError(f"the header implies {sum(sizes)} weights (at most {MAX_TENSOR_ELEMENTS} per tensor "
+                               f"and {MAX_MODEL_ELEMENTS} per model)")
     return header
 
 
@@ -223,69 +283,141 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             metadata = handle.metadata() or {}
             if "inrkit" not in metadata:
                 raise InvalidFileError(f"{path}: safetensors file without an inrkit header")
-            header = validate_header(json.loads(metadata["inrkit"]))
+            header = validate_header(parse_json(metadata["inrkit"], f"{path}: header"))
             shapes = expected_shapes(header)
             keys = set(handle.keys())
             if keys != set(shapes):
                 raise InvalidFileError(
-                    f"{path}: tensors {sorted(keys)} do not match the header (expected {sorted(shapes)})"
+                    f"{path}: tensors {sorted(keys)[:20]} do not match the header (expected {sorted(shapes)[:20]})"
                 )
-            tensors = {}
-            for name, shape in shapes.items():
-                got = tuple(handle.get_slice(name).get_shape())
+            for name, shape in shapes.items():  # every shape and dtype before any tensor is read
+                part = handle.get_slice(name)
+                got, dtype = tuple(part.get_shape()), part.get_dtype()
                 if got != shape:
                     raise InvalidFileError(f"{path}: tensor {name} has shape {got}, header says {shape}")
-                tensors[name] = handle.get_tensor(name).float()
-    except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError, OSError, RuntimeError) as exc:
+                if dtype not in FLOAT_DTYPES:
+                    raise InvalidFileError(f"{path}: tensor {name} has dtype {dtype} (expected one of {FLOAT_DTYPES})")
+            tensors = {name: handle.get_tensor(name).float() for name in shapes}
+    except (SafetensorError, ValueError, TypeError, OSError, RuntimeError, OverflowError) as exc:
+        if isinstance(exc, InrkitError):
+            raise
         if isinstance(exc, FileNotFoundError):
             raise InvalidFileError(f"{path}: no such file") from exc
-        raise InvalidFileError(f"{path}: corrupt or truncated model file ({exc})") from exc
-    if header.get("sha256") != digest(tensors, list(shapes)):
-        raise InvalidFileError(f"{path}: checksum mismatch: the weights were altered or damaged")
+        raise InvalidFileError(f"{path}: corrupt or truncated model file ({str(exc)[:200]})") from exc
+    version = header.get("version")
+    expected = digest(tensors, list(shapes), header if version != 1 else None)
+    if header.get("sha256") != expected:
+        what = "the weights were altered or damaged" if version == 1 else "the header or the weights were altered"
+        raise InvalidFileError(f"{path}: checksum mismatch: {what}")
+    if version == 1:
+        warnings.warn(f"{path}: {V1_NOTE}", stacklevel=3)
+        header = {**header, "notes": [*header.get("notes", []), V1_NOTE]}
     return tensors, header
 
 
-def _npz_activations(data: Any, n_layers: int, path: Path) -> list[str]:
-    if "activations" not in data:
-        raise InvalidFileError(f"{path}: .npz needs a string array 'activations'")
-    raw = [str(a).strip().lower() for a in np.asarray(data["activations"]).reshape(-1)]
+def _npz_activations(raw_array: np.ndarray, n_layers: int, path: Path) -> list[str]:
+    raw = [a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in raw_array.reshape(-1).tolist()]
+    raw = [a.strip().lower() for a in raw]
     acts = [_NPZ_ACTIVATION_ALIASES.get(a, a) for a in raw]
     if len(acts) != n_layers or any(a not in ACTIVATIONS for a in acts):
-        raise InvalidFileError(f"{path}: 'activations' must list {n_layers} of {list(ACTIVATIONS)}, got {raw}")
+        raise InvalidFileError(
+            f"{path}: 'activations' must list {n_layers} of {list(ACTIVATIONS)}, got {str(raw[:MAX_LAYERS])[:200]}")
     return acts
+
+
+#: what reading a hostile zip/.npy can raise besides our own checks (all become InvalidFileError);
+#: RuntimeError: an encrypted member, NotImplementedError: an unknown compression method
+_NPZ_ERRORS = (OSError, ValueError, EOFError, LookupError, TypeError, OverflowError, RecursionError, SyntaxError,
+               SystemError, NotImplementedError, zipfile.BadZipFile, zlib.error, struct.error, tokenize.TokenError,
+               lzma.LZMAError, AttributeError, UnicodeError, RuntimeError, zipfile.LargeZipFile)
+
+
+def _npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, kinds: str) -> np.ndarray:
+    """One ``.npy`` member of an ``.npz``: the header is parsed and checked (dtype kind in ``kinds``,
+    element count, size = header + data exactly, inflation ratio) BEFORE any data is read."""
+    name = info.filename
+    if info.file_size > MAX_NPZ_RATIO * info.compress_size + MAX_NPZ_SLACK:
+        raise InvalidFileError(f"{path}: member {name} inflates {info.compress_size} bytes to {info.file_size} "
+                               f"(more than {MAX_NPZ_RATIO}x)")
+    with archive.open(info) as fp:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp, max_header_size=MAX_NPY_HEADER)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp, max_header_size=MAX_NPY_HEADER)
+        else:
+            raise InvalidFileError(f"{path}: member {name} has unsupported .npy version {version}")
+        if (dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in kinds
+                or dtype.itemsize == 0):
+            raise InvalidFileError(f"{path}: member {name} has unsupported dtype {dtype.str}")
+        if not all(type(n) is int and n >= 0 for n in shape):
+            raise InvalidFileError(f"{path}: member {name} has an invalid shape")
+        count = math.prod(shape)
+        if count > MAX_TENSOR_ELEMENTS:
+            raise InvalidFileError(f"{path}: member {name} has {count} elements (at most {MAX_TENSOR_ELEMENTS})")
+        nbytes = count * dtype.itemsize
+        if fp.tell() + nbytes != info.file_size:
+            raise InvalidFileError(f"{path}: member {name} holds {info.file_size - fp.tell()} data bytes, "
+                                   f"its header says {nbytes}")
+        data = fp.read(nbytes)
+        if len(data) != nbytes:
+            raise InvalidFileError(f"{path}: member {name} is truncated")
+    array = np.frombuffer(data, dtype=dtype, count=count)
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
 
 
 def _read_npz(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
-        with np.load(path, allow_pickle=False) as data:
-            n_layers = sum(1 for k in data.files if k.startswith("W") and k[1:].isdigit())
-            if n_layers == 0 or any(f"W{i}" not in data or f"b{i}" not in data for i in range(n_layers)):
+        with zipfile.ZipFile(path) as archive, np.errstate(over="ignore", invalid="ignore"):  # inf: refused below
+            infos = archive.infolist()
+            if len(infos) > MAX_NPZ_MEMBERS:
+                raise InvalidFileError(f"{path}: .npz with {len(infos)} members (at most {MAX_NPZ_MEMBERS})")
+            members = {i.filename[:-4]: i for i in infos if i.filename.endswith(".npy")}
+            if len(members) != sum(1 for i in infos if i.filename.endswith(".npy")):
+                raise InvalidFileError(f"{path}: .npz with duplicate member names")
+            n_layers = sum(1 for k in members if k.startswith("W") and k[1:].isdigit())
+            if n_layers > MAX_LAYERS:
+                raise InvalidFileError(f"{path}: .npz with {n_layers} layers (at most {MAX_LAYERS})")
+            if n_layers == 0 or any(f"W{i}" not in members or f"b{i}" not in members for i in range(n_layers)):
                 raise InvalidFileError(f"{path}: .npz needs arrays W0..Wn and b0..bn")
+            if "activations" not in members:
+                raise InvalidFileError(f"{path}: .npz needs a string array 'activations'")
+            total = 0
             tensors: dict[str, torch.Tensor] = {}
             for i in range(n_layers):
-                w = np.asarray(data[f"W{i}"], dtype=np.float32)
-                b = np.asarray(data[f"b{i}"], dtype=np.float32).reshape(-1)
+                w = _npy_member(archive, members[f"W{i}"], path, "fiu")
+                b = _npy_member(archive, members[f"b{i}"], path, "fiu").reshape(-1)
                 if w.ndim != 2 or b.shape != (w.shape[0],):
                     raise InvalidFileError(f"{path}: W{i} {w.shape} and b{i} {b.shape} do not fit (W is out x in)")
                 if i and w.shape[1] != tensors[f"W{i - 1}"].shape[0]:
                     prev = tensors[f"W{i - 1}"].shape[0]
                     raise InvalidFileError(f"{path}: W{i} takes {w.shape[1]} inputs, W{i - 1} gives {prev}")
-                tensors[f"W{i}"], tensors[f"b{i}"] = torch.from_numpy(w), torch.from_numpy(b)
-            acts = _npz_activations(data, n_layers, path)
+                total += w.size + b.size
+                if total > MAX_MODEL_ELEMENTS:
+                    raise InvalidFileError(f"{path}: more than {MAX_MODEL_ELEMENTS} weights")
+                tensors[f"W{i}"] = torch.from_numpy(w.astype(np.float32))
+                tensors[f"b{i}"] = torch.from_numpy(b.astype(np.float32))
+            acts = _npz_activations(_npy_member(archive, members["activations"], path, "US"), n_layers, path)
             omegas = np.ones(n_layers)
-            if "omega0" in data:
-                given = np.asarray(data["omega0"], dtype=np.float64).reshape(-1)
+            if "omega0" in members:
+                given = _npy_member(archive, members["omega0"], path, "fiu").astype(np.float64).reshape(-1)
                 if given.size not in (1, n_layers):
                     raise InvalidFileError(f"{path}: 'omega0' must hold 1 or {n_layers} values")
                 omegas = np.broadcast_to(given, (n_layers,)).copy()
-    except (OSError, ValueError, zipfile.BadZipFile, KeyError, EOFError) as exc:
+    except _NPZ_ERRORS as exc:
         if isinstance(exc, InrkitError):
             raise
-        raise InvalidFileError(f"{path}: cannot read .npz weights ({exc})") from exc
+        if isinstance(exc, FileNotFoundError):
+            raise InvalidFileError(f"{path}: no such file") from None
+        raise InvalidFileError(f"{path}: cannot read .npz weights ({type(exc).__name__}: {str(exc)[:200]})") from None
     widths = [int(tensors["W0"].shape[1])] + [int(tensors[f"W{i}"].shape[0]) for i in range(n_layers)]
     header = {"format": FORMAT, "version": VERSION, "widths": widths, "activations": acts,
               "omegas": [float(o) for o in omegas], "coord_dim": widths[0], "fourier": False,
               "signal": {}, "extra": {"source": "npz"}}
+    try:
+        validate_header(header)
+    except InvalidFileError as exc:
+        raise InvalidFileError(f"{path}: {exc}") from None
     return tensors, header
 
 

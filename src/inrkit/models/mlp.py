@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from inrkit.errors import InvalidInputError
+from inrkit.limits import MAX_MODEL_ELEMENTS, MAX_MODEL_LAYERS, MAX_TENSOR_ELEMENTS
 from inrkit.models.surgery import PrunableGroup
 from inrkit.registry import Registry
 
@@ -80,6 +81,11 @@ class MLP(nn.Module):
         omegas = [1.0] * n_layers if omegas is None else [float(o) for o in omegas]
         if len(omegas) != n_layers:
             raise InvalidInputError(f"need {n_layers} omegas, got {len(omegas)}")
+        sizes = [widths[i + 1] * (widths[i] + 1) for i in range(n_layers)]
+        if n_layers > MAX_MODEL_LAYERS or max(sizes) > MAX_TENSOR_ELEMENTS or sum(sizes) > MAX_MODEL_ELEMENTS:
+            raise InvalidInputError(f"an MLP of {n_layers} layers and {sum(sizes)} weights is too large "
+                                    f"(at most {MAX_MODEL_LAYERS} layers, {MAX_TENSOR_ELEMENTS} per layer, "
+                                    f"{MAX_MODEL_ELEMENTS} in all)")
         self.activations = list(activations)
         self.omegas = [o if a in PERIODIC else 1.0 for o, a in zip(omegas, self.activations)]
         # nn.Linear's default initialisation, U(-1/sqrt(n), 1/sqrt(n)); constructors refine it.

@@ -11,6 +11,7 @@ sigmoid RGB head. Every hidden width can differ per layer (pruning shrinks them 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -18,9 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from inrkit.errors import InvalidInputError
+from inrkit.limits import MAX_MODEL_ELEMENTS, MAX_NERF_LAYERS, MAX_NERF_WIDTH, MAX_TENSOR_ELEMENTS
 from inrkit.models.surgery import PrunableGroup
 
-MAX_WIDTH = 1 << 16
+MAX_WIDTH = MAX_NERF_WIDTH
 DENSITY_ACTIVATIONS = ("softplus", "relu")
 
 
@@ -66,17 +68,26 @@ class NeRFConfig:
                    view_widths=[max(1, width // 2)], **kw)
 
     def validate(self) -> "NeRFConfig":
-        widths = [*self.trunk_widths, self.feature_width, *self.view_widths]
+        """Check types and bounds (:mod:`inrkit.limits`), parameter counts included, before anything is built."""
+        lists = (self.trunk_widths, self.view_widths, self.skips)
+        if not all(isinstance(v, list) for v in lists):
+            raise InvalidInputError("trunk_widths, view_widths and skips must be lists")
         if not self.trunk_widths or not self.view_widths:
             raise InvalidInputError("a NeRF needs at least one trunk layer and one view layer")
-        if not all(isinstance(w, int) and 0 < w <= MAX_WIDTH for w in widths):
-            raise InvalidInputError(f"invalid NeRF widths {widths}")
-        if self.density_activation not in DENSITY_ACTIVATIONS:
+        if max(len(self.trunk_widths), len(self.view_widths), len(self.skips)) > MAX_NERF_LAYERS:
+            raise InvalidInputError(f"a NeRF has at most {MAX_NERF_LAYERS} trunk and view layers")
+        widths = [*self.trunk_widths, self.feature_width, *self.view_widths]
+        if not all(type(w) is int and 0 < w <= MAX_WIDTH for w in widths):
+            raise InvalidInputError(f"NeRF widths must be integers in [1, {MAX_WIDTH}], got {str(widths)[:200]}")
+        if not isinstance(self.density_activation, str) or self.density_activation not in DENSITY_ACTIVATIONS:
             raise InvalidInputError(f"density_activation must be one of {DENSITY_ACTIVATIONS}")
-        if not all(isinstance(f, int) and 0 <= f <= 32 for f in (self.pos_freqs, self.dir_freqs)):
+        if not all(type(f) is int and 0 <= f <= 32 for f in (self.pos_freqs, self.dir_freqs)):
             raise InvalidInputError("pos_freqs and dir_freqs must be integers in [0, 32]")
-        if not all(isinstance(s, int) and 0 <= s < len(self.trunk_widths) - 1 for s in self.skips):
-            raise InvalidInputError(f"skips must be trunk indices below the last layer, got {self.skips}")
+        if not all(type(s) is int and 0 <= s < len(self.trunk_widths) - 1 for s in self.skips):
+            raise InvalidInputError(f"skips must be trunk indices below the last layer, got {str(self.skips)[:100]}")
+        sizes = [math.prod(shape) for shape in nerf_shapes(self).values()]
+        if max(sizes) > MAX_TENSOR_ELEMENTS or sum(sizes) > MAX_MODEL_ELEMENTS:
+            raise InvalidInputError(f"a NeRF of {sum(sizes)} weights is too large (at most {MAX_MODEL_ELEMENTS})")
         return self
 
     @property

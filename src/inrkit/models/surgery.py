@@ -252,10 +252,3 @@ def merge_state_maps(previous: StateMap, new: StateMap, model: nn.Module) -> Sta
             out[param] = (src, fn)
     live = set(model.parameters())
     return {k: v for k, v in out.items() if k in live}
-
-
-def keep_neurons(model: nn.Module, layer: int | str, keep_idx: Tensor | list[int],
-                 out_scale: Tensor | None = None) -> nn.Module:
-    """Deprecated alias: ``remove_neurons(model, find_group(model, layer), ...)``; returns ``model``."""
-    remove_neurons(model, find_group(model, layer), keep_idx, out_scale)
-    return model

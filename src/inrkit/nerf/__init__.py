@@ -1,7 +1,7 @@
 """Radiance fields: Blender-format scenes, the NeRF MLP, volume rendering, training and pruning."""
 from inrkit.nerf.api import nerf_prune_file, nerf_render_file, nerf_train_file, synth_scene
 from inrkit.nerf.model import NeRFConfig, NeRFMLP, load_nerf, positional_encoding, save_nerf
-from inrkit.nerf.prune import keep_nerf_neurons, prunable_layers, prune_and_train, prune_nerf
+from inrkit.nerf.prune import prunable_layers, prune_and_train, prune_nerf
 from inrkit.nerf.render import render_rays, sample_pdf, stratified_samples, volume_render
 from inrkit.nerf.scene import Scene, SceneSplit, generate_scene, load_blender, pixel_rays, sphere_pose
 from inrkit.nerf.train import (
@@ -18,7 +18,7 @@ __all__ = [
     "NeRFConfig", "NeRFMLP", "load_nerf", "save_nerf", "positional_encoding",
     "render_rays", "sample_pdf", "stratified_samples", "volume_render",
     "Scene", "SceneSplit", "generate_scene", "load_blender", "pixel_rays", "sphere_pose",
-    "keep_nerf_neurons", "prunable_layers", "prune_and_train", "prune_nerf",
+    "prunable_layers", "prune_and_train", "prune_nerf",
     "nerf_prune_file", "nerf_render_file", "nerf_train_file", "synth_scene",
     "RayTask", "TrainConfig", "TrainResult", "evaluate_nerf", "render_image", "render_turntable", "train_nerf",
 ]

@@ -11,6 +11,14 @@ import numpy as np
 from PIL import Image
 
 from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.limits import (
+    MAX_HIDDEN_LAYERS,
+    MAX_HIDDEN_WIDTH,
+    MAX_OUTPUT_SIDE,
+    MAX_RAY_SAMPLES,
+    MAX_SCENE_PIXELS,
+    check_range,
+)
 from inrkit.metrics import psnr_from_mse
 from inrkit.nerf.model import NeRFConfig, NeRFMLP, load_nerf, save_nerf
 from inrkit.nerf.prune import prune_and_train
@@ -24,6 +32,14 @@ RENDER_KEYS = ("n_samples", "n_importance", "batch_rays", "lr", "lr_final", "coa
 def synth_scene(output: str | os.PathLike, size: int = 100, views: int = 25, test_views: int = 8,
                 seed: int = 0) -> dict[str, Any]:
     """Generate the analytic Blender-format scene (see :func:`generate_scene`) and describe it."""
+    check_range("size", size, 8, MAX_OUTPUT_SIDE, optional=False)
+    check_range("views", views, 1, optional=False)
+    check_range("test_views", test_views, 1, optional=False)
+    check_range("seed", seed, 0, optional=False)
+    pixels = size * size * (views + 2 * test_views)
+    if pixels > MAX_SCENE_PIXELS:
+        raise InvalidInputError(f"a scene of {views} + 2x{test_views} views of {size}x{size} is {pixels} pixels "
+                                f"(at most {MAX_SCENE_PIXELS})")
     start = time.perf_counter()
     path = generate_scene(output, size=size, views=views, test_views=test_views, seed=seed)
     return {"output": str(path), "size": size, "views": views, "test_views": test_views, "seed": seed,
@@ -37,6 +53,9 @@ def _file_bytes(path: str | os.PathLike) -> int:
 def nerf_train_file(scene_dir: str | os.PathLike, output: str | os.PathLike, width: int = 256, depth: int = 8,
                     config: TrainConfig | None = None, downscale: int = 1) -> dict[str, Any]:
     """Train a NeRF on a Blender-format scene folder and save it; returns psnr, params, bytes, seconds."""
+    check_range("width", width, 1, MAX_HIDDEN_WIDTH, optional=False)
+    check_range("depth", depth, 2, MAX_HIDDEN_LAYERS, optional=False)
+    check_range("downscale", downscale, 1, optional=False)
     cfg = config or TrainConfig()
     scene = load_blender(scene_dir, downscale=downscale)
     model = NeRFMLP(NeRFConfig.sized(width, depth), seed=cfg.seed)
@@ -61,12 +80,23 @@ def nerf_render_file(model_path: str | os.PathLike, output: str | os.PathLike, v
                      n_samples: int | None = None, n_importance: int | None = None) -> dict[str, Any]:
     """Render a NeRF file: ``.png`` one view (a test view of ``scene_dir`` when ``view`` is given,
     else the camera at ``azimuth``/``elevation``), ``.gif`` a turntable of ``views`` frames."""
+    suffix = Path(output).suffix.lower()
+    if suffix not in (".png", ".gif"):
+        raise InvalidInputError(f"output must end in .png or .gif, got {str(output)!r}")
+    check_range("views", views, 1, optional=False)
+    check_range("azimuth", azimuth, optional=False)
+    check_range("elevation", elevation, optional=False)
+    check_range("size", size, 8, MAX_OUTPUT_SIDE)
+    check_range("view", view, 0)
+    check_range("n_samples", n_samples, 2, MAX_RAY_SAMPLES)
+    check_range("n_importance", n_importance, 0, MAX_RAY_SAMPLES)
+    if view is not None and scene_dir is None:
+        raise InvalidInputError("--view needs --scene (the folder with the test views)")
     model, header = load_nerf(model_path)
     meta = header.get("scene") or {}
     if not {"height", "width", "focal", "near", "far"} <= set(meta):
         raise InvalidFileError(f"{model_path}: no camera metadata in the NeRF file")
     cfg = _train_config(header, n_samples=n_samples, n_importance=n_importance)
-    suffix = Path(output).suffix.lower()
     start = time.perf_counter()
     result: dict[str, Any] = {"output": str(output)}
     if suffix == ".gif":
@@ -105,6 +135,10 @@ def nerf_prune_file(model_path: str | os.PathLike, output: str | os.PathLike, me
     The scene defaults to the one recorded in the file; without a scene (or ``retrain=0``
     and no scene) PSNR is ``None``.
     """
+    check_range("width", width, 1, MAX_HIDDEN_WIDTH, optional=False)
+    check_range("retrain", retrain, 0, optional=False)
+    check_range("seed", seed, 0, optional=False)
+    check_range("eval_views", eval_views, 0)
     model, header = load_nerf(model_path)
     extra = header.get("extra", {})
     scene_dir = scene_dir or extra.get("scene_path")

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from inrkit.errors import InvalidInputError
 from inrkit.models.nerf_mlp import NeRFMLP
-from inrkit.models.surgery import find_group, group_weights, remove_neurons
+from inrkit.models.surgery import find_group
 from inrkit.nerf.scene import Scene
 from inrkit.nerf.train import TrainConfig, TrainResult, evaluate_nerf, train_nerf
 from inrkit.prune.criteria import CRITERIA
@@ -27,17 +26,6 @@ MODES = ("retrain", "finetune", "scratch")
 def prunable_layers(model: NeRFMLP) -> list[str]:
     """Names of the groups whose neurons can be removed, input to output."""
     return [g.name for g in model.prunable_groups()]
-
-
-def layer_matrices(model: NeRFMLP, name: str) -> tuple[Tensor, Tensor]:
-    """Deprecated alias: :func:`inrkit.models.surgery.group_weights` of group ``name``."""
-    return group_weights(model, find_group(model, name))
-
-
-def keep_nerf_neurons(model: NeRFMLP, name: str, keep_idx: Tensor, out_scale: Tensor | None = None) -> NeRFMLP:
-    """Deprecated alias: :func:`inrkit.models.surgery.remove_neurons` of group ``name``; returns ``model``."""
-    remove_neurons(model, find_group(model, name), keep_idx, out_scale)
-    return model
 
 
 def prune_nerf(model: NeRFMLP, method: str, width: int, layers: list[str] | None = None,

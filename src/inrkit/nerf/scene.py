@@ -5,11 +5,17 @@ The Blender ("NeRF synthetic") format is a folder with ``transforms_{train,val,t
 ``transform_matrix``, camera looking along -z with y up) and RGBA PNGs. Images are
 composited on white. Optional extra keys ``near``, ``far`` and ``aabb`` (written by
 :func:`generate_scene`) bound the rays; plain Blender scenes use ``near=2, far=6``.
+
+Loading is bounded (:mod:`inrkit.limits`): the JSON goes through ``parse_json``; at most
+``MAX_SCENE_FRAMES`` frames per split; every frame's ``file_path`` must lead to a regular file inside
+the scene folder (after resolving ``..`` and symlinks) and appear once per split; image sizes are
+read from the headers and checked (per image, and ``MAX_SCENE_PIXELS`` plus the decode-ratio rule
+for all frames together) before any image is decoded.
 """
 from __future__ import annotations
 
-import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +23,8 @@ import numpy as np
 from PIL import Image
 
 from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.limits import MAX_JSON_BYTES, MAX_SCENE_FRAMES, MAX_SCENE_PIXELS, decode_budget, inside_folder, parse_json
+from inrkit.signals.readers import file_size, open_image
 from inrkit.utils import atomic_path, to_uint8, write_json
 
 SPLITS = ("train", "val", "test")
@@ -173,7 +181,7 @@ def _camera_poses(n_train: int, n_test: int, radius: float, rng: np.random.Gener
     return {"train": train, "val": val, "test": test}
 
 
-def generate_scene(out_dir: str | Path, size: int = 100, views: int = 25, test_views: int = 8,
+def generate_scene(out_dir: str | os.PathLike, size: int = 100, views: int = 25, test_views: int = 8,
                    seed: int = 0, camera_angle_x: float = 0.6911, radius: float = 4.0) -> Path:
     """Render the analytic scene into a Blender-format folder; deterministic for a given seed.
 
@@ -240,34 +248,57 @@ class Scene:
 
 
 def _read_json(path: Path) -> dict:
+    size = file_size(path)
+    if size > MAX_JSON_BYTES:
+        raise InvalidFileError(f"{path}: {size} bytes of JSON (at most {MAX_JSON_BYTES})")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise InvalidFileError(f"{path}: no such file") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidFileError(f"{path}: not valid JSON ({exc})") from exc
+        text = path.read_bytes()
+    except OSError as exc:
+        raise InvalidFileError(f"{path}: cannot read ({exc})") from None
+    data = parse_json(text, str(path), allow_nan=False)
     if not isinstance(data, dict) or not isinstance(data.get("frames"), list) or not data["frames"]:
         raise InvalidFileError(f"{path}: expected an object with a non-empty 'frames' list")
+    if len(data["frames"]) > MAX_SCENE_FRAMES:
+        raise InvalidFileError(f"{path}: {len(data['frames'])} frames (at most {MAX_SCENE_FRAMES})")
     angle = data.get("camera_angle_x")
-    if not isinstance(angle, (int, float)) or not 0 < angle < math.pi:
+    if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not 0 < angle < math.pi:
         raise InvalidFileError(f"{path}: 'camera_angle_x' must be a number in (0, pi)")
     return data
 
 
+def _frame_path(root: Path, frame: object, jpath: Path) -> Path:
+    """The image of a frame: a regular file inside the scene folder (``.png`` added when there is no suffix)."""
+    if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
+        raise InvalidFileError(f"{jpath}: frame without a 'file_path' string")
+    name = frame["file_path"]
+    if name and not Path(name).suffix:
+        name += ".png"
+    return inside_folder(root, name, f"{jpath}: frame")
+
+
+def _image_size(path: Path, downscale: int) -> tuple[int, int]:
+    """``(height, width)`` after downscaling, from the image header only (no decoding)."""
+    with open_image(path) as img:
+        width, height = img.size
+    if width // downscale < 1 or height // downscale < 1:
+        raise InvalidFileError(f"{path}: a {width}x{height} image cannot be downscaled by {downscale}")
+    return height // downscale, width // downscale
+
+
 def _read_image(path: Path, downscale: int) -> np.ndarray:
-    if not path.suffix:
-        path = path.with_suffix(".png")
-    try:
-        with Image.open(path) as src:
-            img = src.convert("RGBA")
-            if downscale > 1:
-                img = img.resize((img.width // downscale, img.height // downscale), Image.Resampling.BOX)
-            rgba = np.asarray(img, dtype=np.float32) / 255.0
-    except FileNotFoundError as exc:
-        raise InvalidFileError(f"{path}: image file missing") from exc
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidFileError(f"{path}: cannot read image ({exc})") from exc
+    with open_image(path) as src:
+        img = src.convert("RGBA")
+        if downscale > 1:
+            img = img.resize((img.width // downscale, img.height // downscale), Image.Resampling.BOX)
+        rgba = np.asarray(img, dtype=np.float32)
+    rgba /= 255.0
     return rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
+
+
+def _finite_number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidFileError(f"{what} must be a finite number, got {str(value)[:50]}")
+    return float(value)
 
 
 def _parse_pose(frame: dict, path: Path) -> np.ndarray:
@@ -280,7 +311,7 @@ def _parse_pose(frame: dict, path: Path) -> np.ndarray:
     return pose
 
 
-def load_blender(path: str | Path, downscale: int = 1, splits: tuple[str, ...] = SPLITS,
+def load_blender(path: str | os.PathLike, downscale: int = 1, splits: tuple[str, ...] = SPLITS,
                  max_views: int | None = None) -> Scene:
     """Load a Blender-format scene folder; images composited on white, optionally downscaled.
 
@@ -293,11 +324,15 @@ def load_blender(path: str | Path, downscale: int = 1, splits: tuple[str, ...] =
     root = Path(path)
     if not root.is_dir():
         raise InvalidFileError(f"{root}: not a scene folder")
-    if not isinstance(downscale, int) or downscale < 1:
+    if isinstance(downscale, bool) or not isinstance(downscale, int) or downscale < 1:
         raise InvalidInputError(f"downscale must be a positive integer, got {downscale!r}")
-    loaded: dict[str, SceneSplit] = {}
+    if max_views is not None and (isinstance(max_views, bool) or not isinstance(max_views, int) or max_views < 1):
+        raise InvalidInputError(f"max_views must be a positive integer, got {max_views!r}")
+    plans: dict[str, tuple[Path, dict, list[Path], list[np.ndarray]]] = {}
     meta: dict | None = None
-    for split in splits:
+    shape: tuple[int, int] | None = None
+    pixels = file_bytes = 0
+    for split in splits:  # first pass: JSON, paths, poses and image headers; nothing decoded yet
         jpath = root / f"transforms_{split}.json"
         if split == "val" and not jpath.exists():
             continue
@@ -305,29 +340,51 @@ def load_blender(path: str | Path, downscale: int = 1, splits: tuple[str, ...] =
         frames = data["frames"]
         if max_views is not None and len(frames) > max_views:
             frames = [frames[i] for i in np.linspace(0, len(frames) - 1, max_views).round().astype(int)]
-        images, poses = [], []
+        paths, poses, seen = [], [], set()
         for frame in frames:
-            if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
+            if not isinstance(frame, dict):
                 raise InvalidFileError(f"{jpath}: frame without a 'file_path' string")
-            images.append(_read_image((root / frame["file_path"]).resolve(), downscale))
             poses.append(_parse_pose(frame, jpath))
-        shapes = {im.shape for im in images}
-        if len(shapes) != 1:
-            raise InvalidFileError(f"{jpath}: images have different sizes {sorted(shapes)}")
-        loaded[split] = SceneSplit(np.stack(images).astype(np.float32), np.stack(poses).astype(np.float32))
+            image_path = _frame_path(root, frame, jpath)
+            if image_path in seen:
+                raise InvalidFileError(f"{jpath}: image {image_path.name} is listed twice")
+            seen.add(image_path)
+            size = _image_size(image_path, downscale)
+            if shape is not None and size != shape:
+                raise InvalidFileError(f"{jpath}: images have different sizes ({size[1]}x{size[0]} and "
+                                       f"{shape[1]}x{shape[0]} after downscaling)")
+            shape = size
+            pixels += size[0] * size[1]
+            file_bytes += file_size(image_path)
+            if pixels > MAX_SCENE_PIXELS or 12 * pixels > decode_budget(file_bytes):
+                raise InvalidFileError(f"{root}: the frames hold more pixels than the limits allow "
+                                       f"(at most {MAX_SCENE_PIXELS}, and the decode-ratio rule of docs/limits.md)")
+            paths.append(image_path)
+        plans[split] = (jpath, data, paths, poses)
         meta = meta or data
-        if loaded[split].images.shape[1:3] != next(iter(loaded.values())).images.shape[1:3]:
-            raise InvalidFileError(f"{jpath}: image size differs from the other splits")
-    if not loaded or meta is None:
+    if not plans or meta is None or shape is None:
         raise InvalidInputError("no splits requested")
-    height, width = next(iter(loaded.values())).images.shape[1:3]
+    height, width = shape
+    loaded: dict[str, SceneSplit] = {}
+    for split, (jpath, _, paths, poses) in plans.items():  # second pass: decode into one array per split
+        images = np.empty((len(paths), height, width, 3), dtype=np.float32)
+        for i, image_path in enumerate(paths):
+            img = _read_image(image_path, downscale)
+            if img.shape[:2] != (height, width):
+                raise InvalidFileError(f"{image_path}: decoded size differs from its header")
+            images[i] = img
+        loaded[split] = SceneSplit(images, np.stack(poses).astype(np.float32))
     focal = 0.5 * width / math.tan(0.5 * float(meta["camera_angle_x"]))
     aabb = meta.get("aabb")
     if aabb is not None:
-        aabb = np.asarray(aabb, dtype=np.float64)
-        if aabb.shape != (2, 3) or not (aabb[1] > aabb[0]).all():
+        ok = (isinstance(aabb, list) and len(aabb) == 2
+              and all(isinstance(c, list) and len(c) == 3 for c in aabb))
+        if ok:
+            aabb = np.asarray([[_finite_number(v, f"{root}: 'aabb'") for v in c] for c in aabb], dtype=np.float64)
+        if not ok or not (aabb[1] > aabb[0]).all():
             raise InvalidFileError(f"{root}: 'aabb' must be [[xmin, ymin, zmin], [xmax, ymax, zmax]]")
-    near, far = float(meta.get("near", 2.0)), float(meta.get("far", 6.0))
+    near = _finite_number(meta.get("near", 2.0), f"{root}: 'near'")
+    far = _finite_number(meta.get("far", 6.0), f"{root}: 'far'")
     if not 0 <= near < far:
         raise InvalidFileError(f"{root}: need 0 <= near < far, got {near}, {far}")
     return Scene(loaded, int(height), int(width), focal, near, far, aabb, str(root))

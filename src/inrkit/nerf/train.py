@@ -6,6 +6,7 @@ precrop schedule, coarse + fine rendering, squared colour error; evaluation on t
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from inrkit.errors import InvalidInputError
+from inrkit.limits import MAX_RAY_SAMPLES, check_range
 from inrkit.metrics import psnr_from_mse
 from inrkit.nerf.render import render_chunked, render_rays
 from inrkit.nerf.scene import Scene, aabb_near_far, pixel_rays, sphere_pose
@@ -75,6 +77,16 @@ class TrainConfig:
             raise InvalidInputError("precrop_frac must be in (0, 1]")
         if self.log_every < 1:
             raise InvalidInputError("log_every must be >= 1")
+        for name in ("lr", "lr_final", "precrop_frac"):
+            check_range(name, getattr(self, name), 0, low_open=True, optional=False)
+        check_range("coarse_weight", self.coarse_weight, 0, optional=False)
+        check_range("n_samples", self.n_samples, 2, MAX_RAY_SAMPLES, optional=False)
+        check_range("n_importance", self.n_importance, 0, MAX_RAY_SAMPLES, optional=False)
+        check_range("precrop_iters", self.precrop_iters, 0)
+        check_range("eval_views", self.eval_views, 0)
+        check_range("eval_chunk", self.eval_chunk, 1, optional=False)
+        check_range("seed", self.seed, 0, optional=False)
+        check_range("time_budget", self.time_budget, 0, low_open=True)
         return self
 
     def fit_config(self) -> FitConfig:
@@ -237,7 +249,7 @@ def resized_meta(meta: dict, size: int | None) -> dict:
             "focal": meta["focal"] * scale}
 
 
-def render_turntable(model: nn.Module, meta: dict, path: str | Path, frames: int = 36, elevation: float = 30.0,
+def render_turntable(model: nn.Module, meta: dict, path: str | os.PathLike, frames: int = 36, elevation: float = 30.0,
                      radius: float | None = None, n_samples: int = 64, n_importance: int = 64,
                      fps: int = 12, progress: bool = True) -> Path:
     """Render ``frames`` views around the scene into an animated GIF (Pillow)."""

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 
 from inrkit.errors import InvalidInputError
+from inrkit.limits import MAX_PRUNE_POINTS, check_range
 from inrkit.models.io import load_model, save_model
 from inrkit.models.mlp import MLP
 from inrkit.prune.criteria import CRITERIA
@@ -36,9 +37,17 @@ def prune_file(model_path: str | Path, output: str | Path, method: str = "l1",
         raise InvalidInputError("--finetune needs --signal")
     if finetune < 0 or points < 1:
         raise InvalidInputError("finetune must be >= 0 and points >= 1")
-    model, header = load_model(model_path, device=device or "cpu")
-    if not isinstance(model, MLP):
+    check_range("keep", keep, 0, low_open=True)
+    check_range("eps", eps, 0)
+    check_range("lr", lr, 0, low_open=True, optional=False)
+    check_range("points", points, 1, MAX_PRUNE_POINTS, optional=False)
+    check_range("seed", seed, 0, optional=False)
+    if layers is not None and any(int(i) < 0 for i in layers):
+        raise InvalidInputError(f"layers must be >= 0, got {list(layers)}")
+    loaded, header = load_model(model_path, device=device or "cpu")
+    if not isinstance(loaded, MLP):
         raise InvalidInputError(f"{model_path}: prune_file prunes coordinate MLPs; use nerf_prune_file for a NeRF")
+    model = loaded
     signal = None
     if signal_path is not None:
         from inrkit.signals import load_signal
@@ -56,8 +65,10 @@ def prune_file(model_path: str | Path, output: str | Path, method: str = "l1",
     if finetune:
         from inrkit.train import FitConfig, fit
 
-        model = fit(model, signal, FitConfig(steps=finetune, lr=lr, schedule="constant", seed=seed,
-                                             progress=progress, device=device, precision="fp32")).model
+        assert signal is not None  # finetune without signal_path was rejected above
+        config = FitConfig(steps=finetune, lr=lr, schedule="constant", seed=seed, progress=progress,
+                           device=device, precision="fp32")
+        model = cast(MLP, fit(model, signal, config).model)  # no callbacks: fit returns the MLP it trained
     psnr_after = _psnr(model, signal) if finetune else psnr_pruned
     prune_info = {"method": method, "layers": list(layers) if layers is not None else None, "keep": keep,
                   "eps": eps, "finetune": finetune, "seed": seed}

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +14,8 @@ from inrkit.errors import InvalidInputError
 from inrkit.models.mlp import MLP
 from inrkit.models.surgery import PrunableGroup, StateMap, find_group, group_weights, prunable_groups
 from inrkit.prune.criteria import CRITERIA, Criterion, keep_count
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
 
 
 def layer_weights(model: nn.Module, layer: int | str) -> tuple[Tensor, Tensor]:
@@ -51,9 +53,9 @@ def prune_group(model: nn.Module, group: PrunableGroup, method: str | Criterion 
     return criterion_of(method).prune_group(model, group, keep, eps, points, generator)
 
 
-def prune_layer(model: nn.Module, layer: int | str, method: str | Criterion = "l1", keep: float | int | None = None,
+def prune_layer(model: ModelT, layer: int | str, method: str | Criterion = "l1", keep: float | int | None = None,
                 eps: float | None = None, points: Tensor | None = None,
-                generator: torch.Generator | None = None) -> tuple[nn.Module, Tensor]:
+                generator: torch.Generator | None = None) -> tuple[ModelT, Tensor]:
     """Prune hidden ``layer`` in place; return ``(model, kept indices)``.
 
     ``keep``: fraction in (0, 1] or a neuron count; ``eps``: for score criteria, drop
@@ -69,10 +71,10 @@ def prune_layer(model: nn.Module, layer: int | str, method: str | Criterion = "l
     return model, idx
 
 
-def prune_model(model: nn.Module, method: str | Criterion = "l1", layers: Sequence[int | str] | None = None,
+def prune_model(model: ModelT, method: str | Criterion = "l1", layers: Sequence[int | str] | None = None,
                 keep: float | int | None = None, eps: float | None = None,
                 points: Tensor | None = None, generator: torch.Generator | None = None
-                ) -> tuple[nn.Module, list[int]]:
+                ) -> tuple[ModelT, list[int]]:
     """Prune ``layers`` (default: every prunable group) in turn; return the model and the new group widths."""
     names = [g.name for g in prunable_groups(model)] if layers is None else [str(i) for i in layers]
     for name in names:

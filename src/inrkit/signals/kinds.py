@@ -17,12 +17,13 @@ from typing import Any, Callable, Sequence
 import torch
 
 from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.limits import MAX_RENDER_POINTS, MAX_RENDER_SIDE
 from inrkit.registry import Registry
 
 Loader = Callable[..., Any]  # returns a Signal (not imported here: base.py imports this module)
 Renderer = Callable[[torch.nn.Module, dict, Path, "Sequence[int] | None"], Path]
 Check = Callable[[dict, int], dict]
-MAX_SIDE, MAX_VALUES = 1 << 15, 1 << 31
+MAX_SIDE, MAX_VALUES = 1 << 15, MAX_RENDER_POINTS  # header 'signal.shape' bounds (renders must stay bounded)
 DEFAULT_KIND = "field"  # renders models whose header names no registered kind (e.g. .npz imports)
 
 
@@ -95,20 +96,33 @@ def check_metadata(meta: Any, out_dim: int, kind: str | None = None) -> dict[str
         raise InvalidFileError("signal metadata must be an object")
     name = meta.get("kind")
     if kind is not None and name != kind:
-        raise InvalidFileError(f"the file does not hold a {kind} signal (kind {name!r})")
-    if name not in KINDS:
+        raise InvalidFileError(f"the file does not hold a {kind} signal (kind {str(name)[:40]!r})")
+    if not isinstance(name, str) or name not in KINDS:
         return check_grid_meta(meta, out_dim)
     return KINDS.get(str(name)).check(meta, out_dim)
 
 
 def render_model(model: torch.nn.Module, meta: dict[str, Any], path: str | os.PathLike,
                  size: Sequence[int] | None = None) -> Path:
-    """Render ``model`` to ``path`` from its signal metadata alone; the kind and the suffix pick the format."""
+    """Render ``model`` to ``path`` from its signal metadata alone; the kind and the suffix pick the format.
+
+    The metadata is checked first (an unknown or missing kind as a plain grid), so a header's
+    ``shape`` is bounded before the renderer allocates anything.
+    """
     meta = meta or {}
+    if not isinstance(meta, dict):
+        raise InvalidFileError("signal metadata must be an object")
     name = meta.get("kind") or ""
-    kind = KINDS.get(name if name in KINDS else DEFAULT_KIND)
-    if name in KINDS:
-        kind.check(meta, int(getattr(model, "out_dim", meta.get("channels", 1))))
+    known = isinstance(name, str) and name in KINDS
+    kind = KINDS.get(name if known else DEFAULT_KIND)
+    out_dim = getattr(model, "out_dim", None)
+    if not isinstance(out_dim, int):
+        channels = meta.get("channels", 1)
+        out_dim = channels if type(channels) is int else 1
+    if known:
+        kind.check(meta, out_dim)
+    else:
+        check_grid_meta(meta, out_dim)
     return kind.render(model, meta, Path(path), size)
 
 
@@ -118,19 +132,21 @@ def _numbers(value: Any, n: int) -> bool:
             and all(type(x) in (int, float) and math.isfinite(x) for x in value))
 
 
-def check_grid_meta(meta: dict[str, Any], out_dim: int, dims: int | None = None,
-                    required: Sequence[str] = (), max_side: int = MAX_SIDE * 4, max_values: int = MAX_VALUES) -> dict:
+def check_grid_meta(meta: dict[str, Any], out_dim: int, dims: int | None = None, required: Sequence[str] = (),
+                    max_side: int = MAX_RENDER_SIDE, max_values: int = MAX_VALUES) -> dict:
     """Check the grid keys of signal metadata that are present (and the ``required`` ones)."""
     missing = [k for k in required if k not in meta]
     if missing:
         raise InvalidFileError(f"signal metadata lacks {', '.join(missing)}")
     shape = meta.get("shape")
     if shape is not None:
-        ok = isinstance(shape, list) and all(type(s) is int and 1 <= s <= max_side for s in shape)
+        ok = (isinstance(shape, list) and 1 <= len(shape) <= 4
+              and all(type(s) is int and 1 <= s <= max_side for s in shape))
         if not ok or (dims is not None and len(shape) != dims) or math.prod(shape) > max_values:
-            raise InvalidFileError(f"signal shape {shape!r} is invalid")
+            raise InvalidFileError(f"signal shape {str(shape)[:80]} is invalid (at most {max_side} per side, "
+                                   f"{max_values} in all)")
     if "channels" in meta and meta["channels"] != out_dim:
-        raise InvalidFileError(f"signal has {meta['channels']!r} channels but the model has {out_dim} outputs")
+        raise InvalidFileError(f"signal has {str(meta['channels'])[:20]} channels but the model has {out_dim} outputs")
     for key in ("value_offset", "value_scale"):
         if key in meta and not _numbers(meta[key], out_dim):
             raise InvalidFileError(f"signal field {key!r} is invalid")

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from inrkit.errors import InvalidInputError
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.limits import MAX_RENDER_POINTS, MAX_RENDER_SIDE
 from inrkit.signals.base import grid_coords, predict
 from inrkit.signals.readers import write_vti
 from inrkit.utils import atomic_path, atomic_write, to_uint8
@@ -68,7 +69,15 @@ def render_sdf(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: S
     """Marching-cubes mesh (``.ply``/``.obj``/``.stl``) of an SDF model, in the signal's physical box."""
     if path.suffix.lower() not in (".ply", ".obj", ".stl"):
         raise InvalidInputError(f"an SDF renders to a mesh (.ply/.obj/.stl), not {path.suffix!r}")
-    mesh = extract_sdf_mesh(model, int(size[0]) if size else int(meta.get("shape", [128])[0]))
+    if size:
+        resolution = check_render_shape([size[0]] * 3, InvalidInputError, "render size")[0]
+    else:
+        shape = meta.get("shape") or [128]
+        side = shape[0] if isinstance(shape, list) else shape
+        resolution = check_render_shape([side] * 3, InvalidFileError, "header 'signal.shape'")[0]
+    if resolution < 2:
+        raise InvalidInputError("an SDF mesh needs a resolution of at least 2")
+    mesh = extract_sdf_mesh(model, resolution)
     domain = np.asarray(meta.get("domain", [[-1.0, 1.0]] * 3), dtype=np.float64)
     mesh.apply_transform(np.diag([*((domain[:, 1] - domain[:, 0]) / 2.0), 1.0]))
     mesh.apply_translation(domain.mean(axis=1))
@@ -77,10 +86,33 @@ def render_sdf(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: S
     return path
 
 
+def check_render_shape(shape: Any, error: type[Exception], what: str) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints, each in ``[1, MAX_RENDER_SIDE]``, at most ``MAX_RENDER_POINTS`` in all.
+
+    Checked before anything is allocated; ``error`` is :class:`InvalidInputError` for a ``--size`` and
+    :class:`InvalidFileError` for a shape read from a file header.
+    """
+    if not isinstance(shape, (list, tuple)) or not 1 <= len(shape) <= 4:
+        raise error(f"{what} must list 1 to 4 sizes, got {str(shape)[:80]}")
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 1 <= s <= MAX_RENDER_SIDE
+               for s in shape):
+        raise error(f"{what} must hold integers in [1, {MAX_RENDER_SIDE}], got {str(list(shape))[:80]}")
+    points = int(np.prod([int(s) for s in shape], dtype=object))
+    if points > MAX_RENDER_POINTS:
+        raise error(f"{what} {[int(s) for s in shape]} asks for {points} points (at most {MAX_RENDER_POINTS})")
+    return tuple(int(s) for s in shape)
+
+
 def render_shape(model: torch.nn.Module, meta: dict[str, Any], size: Sequence[int] | None) -> tuple[int, ...]:
-    """The grid to render: ``size``, else the signal's shape, else 256 per axis."""
-    dim = getattr(model, "coord_dim", len(meta.get("shape", [])))
-    shape = tuple(int(s) for s in (size or meta.get("shape") or [256] * dim))
+    """The grid to render: ``size``, else the signal's shape, else 256 per axis (bounded before allocating)."""
+    header_shape = meta.get("shape")
+    dim = getattr(model, "coord_dim", len(header_shape) if isinstance(header_shape, list) else 2)
+    if size:
+        shape = check_render_shape(list(size), InvalidInputError, "render size")
+    elif header_shape:
+        shape = check_render_shape(header_shape, InvalidFileError, "header 'signal.shape'")
+    else:
+        shape = check_render_shape([256] * int(dim), InvalidInputError, "default render size")
     if len(shape) != dim:
         raise InvalidInputError(f"render size needs {dim} numbers, got {list(shape)}")
     return shape

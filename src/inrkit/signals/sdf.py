@@ -9,27 +9,99 @@ import torch
 from torch import Tensor
 
 from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.limits import MAX_MESH_FACES, MAX_MESH_VERTICES, MAX_TEXT_FILE_BYTES
 from inrkit.metrics import chamfer_distance, normal_consistency
 from inrkit.signals.base import Signal, predict
 from inrkit.signals.kinds import SignalKind, check_grid_meta, register_kind
+from inrkit.signals.readers import file_size
 from inrkit.signals.render import extract_sdf_mesh, render_sdf
 
 # Loss weights of SIREN's sdf loss (explore_siren / loss_functions.sdf).
 W_SURFACE, W_NORMAL, W_EIKONAL, W_OFF = 3e3, 1e2, 5e1, 1e2
 
 
+MESH_FORMATS = (".ply", ".obj", ".stl", ".off")
+
+
+def _declared_counts(path: Path, size: int) -> tuple[int, int]:
+    """``(vertices, faces)`` a mesh file declares, read from its header (PLY, OFF, binary STL) or counted (OBJ)."""
+    suffix = path.suffix.lower()
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if suffix == ".ply":
+        end = head.find(b"end_header")
+        if not head.startswith(b"ply") or end < 0:
+            raise InvalidFileError(f"{path}: not a PLY file (no header)")
+        counts: dict[str, int] = {}
+        total = 0
+        for line in head[:end].decode("latin-1").splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "element":
+                if not parts[2].isdigit() or len(parts[2]) > 12:
+                    raise InvalidFileError(f"{path}: bad element count {parts[2][:20]!r}")
+                counts[parts[1]] = int(parts[2])
+                total += int(parts[2])
+        if total > size:  # every element takes at least one byte
+            raise InvalidFileError(f"{path}: header declares {total} elements in a {size}-byte file")
+        return counts.get("vertex", 0), counts.get("face", 0)
+    if suffix == ".off":
+        tokens = [t for line in head.decode("latin-1").splitlines()[:64] for t in line.split("#")[0].split()]
+        if not tokens or not tokens[0].endswith("OFF"):
+            raise InvalidFileError(f"{path}: not an OFF file")
+        try:
+            nv, nf = (int(t[:12]) for t in tokens[1:3])
+        except ValueError:
+            raise InvalidFileError(f"{path}: bad OFF counts") from None
+        if nv < 0 or nf < 0 or nv + nf > size:
+            raise InvalidFileError(f"{path}: OFF header declares {nv} vertices and {nf} faces in {size} bytes")
+        return nv, nf
+    if suffix == ".stl":
+        if len(head) >= 84 and 84 + 50 * int(np.frombuffer(head[80:84], "<u4")[0]) == size:
+            nf = int(np.frombuffer(head[80:84], "<u4")[0])
+            return 3 * nf, nf
+        return size // 40, size // 100  # ASCII: a facet takes well over 100 bytes
+    if suffix == ".obj":
+        with open(path, "rb") as fh:
+            data = fh.read()
+        return data.count(b"\nv ") + data.startswith(b"v "), data.count(b"\nf ") + data.startswith(b"f ")
+    raise InvalidFileError(f"{path}: unsupported mesh format {suffix!r} (use {', '.join(MESH_FORMATS)})")
+
+
 def load_mesh(path: Path):
-    """Load a triangle mesh with trimesh; raise InvalidFileError on failure."""
+    """Load a triangle mesh with trimesh, its size checked first; raise InvalidFileError on failure.
+
+    Bounds: the file at most ``MAX_TEXT_FILE_BYTES``; the vertices and faces its header declares (or an
+    OBJ's lines) at most ``MAX_MESH_VERTICES``/``MAX_MESH_FACES``, checked before trimesh parses it.
+    The file is handed to trimesh as an open file, so references in it (OBJ ``mtllib``, PLY textures)
+    are never opened.
+    """
     import trimesh
 
-    if not path.is_file():
-        raise InvalidFileError(f"{path}: no such file")
+    path = Path(path)
+    size = file_size(path)
+    if size > MAX_TEXT_FILE_BYTES:
+        raise InvalidFileError(f"{path}: {size} bytes (at most {MAX_TEXT_FILE_BYTES} for a mesh)")
     try:
-        mesh = trimesh.load(path, force="mesh", process=True)
+        nv, nf = _declared_counts(path, size)
+    except OSError as exc:
+        raise InvalidFileError(f"{path}: cannot read mesh ({exc})") from None
+    if nv > MAX_MESH_VERTICES or nf > MAX_MESH_FACES:
+        raise InvalidFileError(f"{path}: {nv} vertices and {nf} faces (at most {MAX_MESH_VERTICES} and "
+                               f"{MAX_MESH_FACES})")
+    try:
+        with open(path, "rb") as fh:
+            mesh = trimesh.load(fh, file_type=path.suffix.lower().lstrip("."), force="mesh", process=True)
     except Exception as exc:  # trimesh raises many exception types for bad files
-        raise InvalidFileError(f"{path}: cannot read mesh ({exc})") from exc
-    if not hasattr(mesh, "faces") or len(mesh.faces) == 0:
+        if isinstance(exc, MemoryError):
+            raise
+        raise InvalidFileError(f"{path}: cannot read mesh ({str(exc)[:200]})") from None
+    faces, vertices = getattr(mesh, "faces", None), getattr(mesh, "vertices", None)
+    if faces is None or vertices is None or len(faces) == 0:
         raise InvalidFileError(f"{path}: mesh has no triangles")
+    if len(vertices) > MAX_MESH_VERTICES or len(faces) > MAX_MESH_FACES:
+        raise InvalidFileError(f"{path}: mesh is too large ({len(vertices)} vertices, {len(faces)} faces)")
+    if not np.isfinite(np.asarray(vertices)).all():
+        raise InvalidFileError(f"{path}: mesh has non-finite vertices")
     return mesh
 
 
@@ -132,5 +204,5 @@ def load_sdf(path: str | Path, test_fraction: float = 0.0, seed: int = 0, num_po
     return SDFSignal.from_file(path, num_points=num_points, seed=seed)
 
 
-register_kind(SignalKind("sdf", (".ply", ".obj", ".stl", ".off"), load_sdf, render_sdf,
+register_kind(SignalKind("sdf", MESH_FORMATS, load_sdf, render_sdf,
                          lambda meta, out_dim: check_grid_meta(meta, out_dim, dims=3)))

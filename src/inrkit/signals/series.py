@@ -11,10 +11,15 @@ A series is a folder with ``manifest.json`` and one file per member (``.npy``, `
 ``dtype`` is required for ``.raw`` members (``x`` varies fastest). A folder without a manifest
 is accepted when it holds only ``.npy``/``.vti`` files (sorted by name, labels 0..T-1).
 All members are normalised to [-1, 1] with ONE global min/max, so values stay comparable.
+
+Bounds (see :mod:`inrkit.limits`): the manifest is parsed with ``parse_json``; at most
+``MAX_SERIES_MEMBERS`` members, each listed once, each a regular file inside the series folder
+after resolving symlinks; all members together at most ``MAX_SERIES_VALUES`` values and within the
+decode-ratio rule applied to the members' total size, checked before the second member is read.
 """
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,9 +29,17 @@ import torch
 from torch import Tensor
 
 from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.limits import (
+    MAX_JSON_BYTES,
+    MAX_SERIES_MEMBERS,
+    MAX_SERIES_VALUES,
+    decode_budget,
+    inside_folder,
+    parse_json,
+)
 from inrkit.signals.base import grid_coords
 from inrkit.signals.grid import VolumeSignal
-from inrkit.signals.readers import read_npy, read_raw, read_vti
+from inrkit.signals.readers import file_size, npy_header, read_npy, read_raw, read_vti
 
 MANIFEST = "manifest.json"
 SERIES_FORMAT = "inrkit-series"
@@ -72,13 +85,20 @@ class VolumeSeries:
     def from_arrays(cls, volumes: np.ndarray, labels: Sequence[float] | np.ndarray | None = None,
                     **kw: Any) -> "VolumeSeries":
         """Normalise raw ``volumes [T, X, Y, Z]`` with their global min/max."""
-        raw = np.asarray(volumes, dtype=np.float32)
-        if not np.isfinite(raw).all():
-            raise InvalidInputError("volume series contains NaN or infinity")
+        return cls._normalise(np.array(volumes, dtype=np.float32), labels, **kw)
+
+    @classmethod
+    def _normalise(cls, raw: np.ndarray, labels: Sequence[float] | np.ndarray | None = None,
+                   **kw: Any) -> "VolumeSeries":
+        """Normalise the float32 array ``raw`` IN PLACE (no second copy of a large series)."""
+        if raw.ndim < 1 or raw.size == 0 or not np.isfinite(raw).all():
+            raise InvalidInputError("volume series is empty or contains NaN or infinity")
         lo, hi = float(raw.min()), float(raw.max())
         offset, scale = (hi + lo) / 2.0, ((hi - lo) / 2.0 if hi > lo else 1.0)
         lab = np.arange(raw.shape[0], dtype=np.float64) if labels is None else np.asarray(labels, np.float64)
-        return cls(((raw - offset) / scale).astype(np.float32), lab, offset=offset, scale=scale, **kw)
+        raw -= offset
+        raw /= scale
+        return cls(raw, lab, offset=offset, scale=scale, **kw)
 
     def coords(self, stride: int = 1, device: torch.device | str = "cpu") -> Tensor:
         """Grid coordinates ``[N, 3]`` in [-1, 1]^3 (the core's grid), every ``stride``-th voxel per axis."""
@@ -116,7 +136,9 @@ class VolumeSeries:
 
 
 def _manifest_labels(man: dict[str, Any], n: int, path: Path) -> tuple[np.ndarray, str]:
-    name = str(man.get("label_name", ""))
+    name = man.get("label_name", "")
+    if not isinstance(name, str) or len(name) > 200:
+        raise InvalidFileError(f"{path}: 'label_name' must be a short string")
     if "labels" in man:
         labels = man["labels"]
     elif "timesteps" in man:
@@ -125,6 +147,8 @@ def _manifest_labels(man: dict[str, Any], n: int, path: Path) -> tuple[np.ndarra
         params = man["parameters"]
         if not isinstance(params, list) or not all(isinstance(p, dict) and p for p in params):
             raise InvalidFileError(f"{path}: 'parameters' must be a list of non-empty objects")
+        if len(params) != n:
+            raise InvalidFileError(f"{path}: {len(params)} parameters for {n} files")
         key = name or next(iter(params[0]))
         try:
             labels = [p[key] for p in params]
@@ -133,37 +157,59 @@ def _manifest_labels(man: dict[str, Any], n: int, path: Path) -> tuple[np.ndarra
         name = key
     else:
         labels = list(range(n))
-    try:
-        arr = np.asarray(labels, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidFileError(f"{path}: labels must be numbers") from exc
+    if not isinstance(labels, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               for v in labels):
+        raise InvalidFileError(f"{path}: labels must be a list of numbers")
+    arr = np.asarray(labels, dtype=np.float64)
     if arr.shape != (n,):
         raise InvalidFileError(f"{path}: {arr.size} labels for {n} files")
+    if not np.isfinite(arr).all():
+        raise InvalidFileError(f"{path}: labels must be finite numbers")
     return arr, name or "time"
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
+    size = file_size(path)
+    if size > MAX_JSON_BYTES:
+        raise InvalidFileError(f"{path}: manifest of {size} bytes (at most {MAX_JSON_BYTES})")
     try:
-        man = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidFileError(f"{path}: not a readable JSON manifest ({exc})") from exc
+        text = path.read_bytes()
+    except OSError as exc:
+        raise InvalidFileError(f"{path}: not a readable JSON manifest ({exc})") from None
+    man = parse_json(text, str(path), allow_nan=False)
     if not isinstance(man, dict) or man.get("format", SERIES_FORMAT) != SERIES_FORMAT:
         raise InvalidFileError(f"{path}: not an inrkit series manifest")
     files = man.get("files")
     if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
         raise InvalidFileError(f"{path}: manifest needs a non-empty list 'files'")
+    if len(files) > MAX_SERIES_MEMBERS:
+        raise InvalidFileError(f"{path}: {len(files)} members (at most {MAX_SERIES_MEMBERS})")
+    for key in ("name", "dtype"):
+        if key in man and not (isinstance(man[key], str) and len(man[key]) <= 200):
+            raise InvalidFileError(f"{path}: {key!r} must be a short string")
     return man
 
 
-def _member_paths(folder: Path, files: list[str]) -> list[Path]:
-    paths = []
+def _member_paths(folder: Path, files: list[str], what: Path) -> list[Path]:
+    """Resolve members inside ``folder``: relative, no escape through ``..`` or symlinks, each file once."""
+    if len(files) > MAX_SERIES_MEMBERS:
+        raise InvalidFileError(f"{what}: {len(files)} members (at most {MAX_SERIES_MEMBERS})")
+    paths: list[Path] = []
+    seen: dict[Any, str] = {}
     for name in files:
-        p = (folder / name)
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise InvalidFileError(f"{folder / MANIFEST}: member {name!r} must be a path inside the series folder")
-        if p.suffix.lower() not in MEMBER_EXTS:
-            raise InvalidFileError(f"{p}: unsupported member format (use {', '.join(MEMBER_EXTS)})")
-        paths.append(p)
+        pure = Path(name)
+        if pure.is_absolute() or ".." in pure.parts:
+            raise InvalidFileError(f"{what}: member {name[:200]!r} must be a path inside the series folder")
+        if pure.suffix.lower() not in MEMBER_EXTS:
+            raise InvalidFileError(f"{folder / name}: unsupported member format (use {', '.join(MEMBER_EXTS)})")
+        target = inside_folder(folder, name, f"{what}: member")
+        info = target.stat()
+        key = (info.st_dev, info.st_ino)
+        if key in seen:
+            raise InvalidFileError(f"{what}: member {name[:200]!r} repeats {seen[key][:200]!r} "
+                                   "(each file may be listed once)")
+        seen[key] = name
+        paths.append(target)
     return paths
 
 
@@ -177,17 +223,33 @@ def _read_member(path: Path, dims: tuple[int, ...] | None, dtype: str | None) ->
         except InvalidInputError as exc:
             raise InvalidFileError(str(exc)) from exc
     if ext == ".npy":
-        arr = read_npy(path)
         if dtype is not None:
-            stored = np.load(path, allow_pickle=False, mmap_mode="r").dtype
-            if stored != np.dtype(dtype):
+            stored = npy_header(path)[1]
+            try:
+                same = stored == np.dtype(dtype)
+            except (TypeError, ValueError, SyntaxError):
+                raise InvalidFileError(f"{path}: manifest dtype {dtype[:50]!r} is not a numeric type") from None
+            if not same:
                 raise InvalidFileError(f"{path}: dtype {stored} differs from the manifest's {dtype}")
-        return arr
+        return read_npy(path)
     return read_vti(path)
 
 
+def _check_total(n: int, dims: Sequence[int], total_bytes: int, path: Path) -> None:
+    """All members together: MAX_SERIES_VALUES, and the decode-ratio rule on the members' total size."""
+    values = n * math.prod(int(d) for d in dims)
+    if values > MAX_SERIES_VALUES or 4 * values > decode_budget(total_bytes):
+        raise InvalidFileError(
+            f"{path}: {n} members of {list(dims)} are {values} values from {total_bytes} bytes of files (at most "
+            f"{MAX_SERIES_VALUES} values, and the decode-ratio rule of docs/limits.md)")
+
+
 def load_series(path: str | Path) -> VolumeSeries:
-    """Load a series folder (or its ``manifest.json``); every member must share one grid."""
+    """Load a series folder (or its ``manifest.json``); every member must share one grid.
+
+    Sizes are checked before the data: the member count, each member's place (inside the folder,
+    listed once) and the total value count, before the second member is read.
+    """
     path = Path(path)
     folder = path.parent if path.is_file() else path
     if not folder.is_dir():
@@ -197,33 +259,47 @@ def load_series(path: str | Path) -> VolumeSeries:
     dtype: str | None = None
     if man_path.is_file():
         man = _read_manifest(man_path)
-        paths = _member_paths(folder, man["files"])
+        paths, names = _member_paths(folder, man["files"], man_path), list(man["files"])
         if "dims" in man:
-            try:
-                dims = tuple(int(d) for d in man["dims"])
-            except (TypeError, ValueError) as exc:
-                raise InvalidFileError(f"{man_path}: 'dims' must be three integers") from exc
-            if len(dims) != 3 or min(dims) < 2:
-                raise InvalidFileError(f"{man_path}: 'dims' must be three integers >= 2, got {list(dims)}")
+            raw_dims = man["dims"]
+            if not (isinstance(raw_dims, list) and len(raw_dims) == 3
+                    and all(isinstance(d, int) and not isinstance(d, bool) and d >= 2 for d in raw_dims)):
+                raise InvalidFileError(f"{man_path}: 'dims' must be three integers >= 2, got {str(raw_dims)[:100]}")
+            dims = tuple(raw_dims)
         dtype = man.get("dtype")
         labels, label_name = _manifest_labels(man, len(paths), man_path)
         name = str(man.get("name", folder.name))
     else:
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".npy", ".vti"))
-        if not paths:
+        candidates = []
+        for p in folder.iterdir():
+            if p.suffix.lower() in (".npy", ".vti"):
+                candidates.append(p.name)
+                if len(candidates) > MAX_SERIES_MEMBERS:
+                    raise InvalidFileError(f"{folder}: more than {MAX_SERIES_MEMBERS} members")
+        if not candidates:
             raise InvalidFileError(f"{folder}: no {MANIFEST} and no .npy/.vti members")
+        names = sorted(candidates)
+        paths = _member_paths(folder, names, folder)
         labels, label_name, name = np.arange(len(paths), dtype=np.float64), "time", folder.name
-    volumes: list[np.ndarray] = []
-    for p in paths:
+    total_bytes = sum(file_size(p) for p in paths)
+    if dims is not None:
+        _check_total(len(paths), dims, total_bytes, man_path)
+    out: np.ndarray | None = None
+    for i, p in enumerate(paths):
         vol = _read_member(p, dims, dtype)
         if vol.ndim != 3:
             raise InvalidFileError(f"{p}: member is not a 3D volume (shape {list(vol.shape)})")
-        ref = dims or (volumes[0].shape if volumes else vol.shape)
+        ref = dims or (out.shape[1:] if out is not None else vol.shape)
         if tuple(vol.shape) != tuple(ref):
             raise InvalidFileError(
                 f"{p}: member shape {list(vol.shape)} differs from the series grid {list(ref)}")
         if not np.isfinite(vol).all():
             raise InvalidFileError(f"{p}: member contains NaN or infinity")
-        volumes.append(vol)
-    return VolumeSeries.from_arrays(np.stack(volumes), labels, label_name=label_name, name=name,
-                                    files=[p.name for p in paths], folder=folder)
+        if out is None:
+            _check_total(len(paths), vol.shape, total_bytes, man_path if man_path.is_file() else folder)
+            out = np.empty((len(paths), *vol.shape), dtype=np.float32)
+        out[i] = vol
+        del vol
+    assert out is not None
+    return VolumeSeries._normalise(out, labels, label_name=label_name, name=name,
+                                   files=[Path(n).name for n in names], folder=folder)

@@ -13,11 +13,19 @@ import torch
 from torch import Tensor, nn
 
 from inrkit.errors import InvalidInputError
+from inrkit.limits import check_range
 from inrkit.metrics import psnr_from_mse
 from inrkit.models.fast import PRECISIONS, resolve_precision, with_precision
 from inrkit.models.mlp import MLP
 from inrkit.models.surgery import StateMap
-from inrkit.train.checkpoint import load_checkpoint, restore_model, restore_optimizer, save_checkpoint
+from inrkit.train.checkpoint import (
+    check_fingerprint,
+    load_checkpoint,
+    restore_model,
+    restore_optimizer,
+    run_fingerprint,
+    save_checkpoint,
+)
 from inrkit.train.task import Task
 from inrkit.utils import resolve_device, write_json
 
@@ -84,8 +92,16 @@ class FitConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.lr <= 0 or self.log_every < 1 or self.eval_every < 0:
-            raise InvalidInputError("steps must be >= 0, lr > 0, log_every >= 1 and eval_every >= 0")
+        check_range("lr", self.lr, 0, low_open=True, optional=False)
+        check_range("lr_min_factor", self.lr_min_factor, 0, 1, optional=False)
+        check_range("target_psnr", self.target_psnr)
+        check_range("time_budget", self.time_budget, 0, low_open=True)
+        for name in ("steps", "seed", "eval_every", "checkpoint_every"):
+            check_range(name, getattr(self, name), 0, optional=False)
+        check_range("log_every", self.log_every, 1, optional=False)
+        check_range("max_full_batch", self.max_full_batch, 1, optional=False)
+        if self.resume and not self.checkpoint_path:
+            raise InvalidInputError("resume needs a checkpoint path (--checkpoint)")
         if self.schedule not in SCHEDULES:
             raise InvalidInputError(f"unknown schedule {self.schedule!r}; choose from {list(SCHEDULES)}")
         if self.optimizer not in OPTIMIZERS:
@@ -136,11 +152,7 @@ class FitState:
     metrics: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     stop: bool = False
-
-    @property
-    def signal(self) -> Task:
-        """The task (the name from when only signals were trained)."""
-        return self.task
+    fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)  # starting model + input (checkpoints)
 
     def replace_model(self, model: nn.Module, state_map: StateMap | None = None) -> None:
         """Switch to ``model`` (e.g. after surgery), rebuilding the optimizer.
@@ -249,8 +261,12 @@ class _Forward:
 
 
 def _resume(state: FitState, path: str) -> float:
-    """Restore ``state`` from the checkpoint at ``path``; returns the seconds already spent."""
+    """Restore ``state`` from the checkpoint at ``path``; returns the seconds already spent.
+
+    A checkpoint made for another starting model or another input is refused (InvalidInputError).
+    """
     ckpt = load_checkpoint(path, "fit")
+    check_fingerprint(path, ckpt, state.fingerprint)
     state.replace_model(restore_model(ckpt, state.model, state.device))
     restore_optimizer(ckpt, state.model, state.optimizer)
     state.generator.set_state(ckpt.rng)
@@ -262,7 +278,7 @@ def _checkpoint(state: FitState, path: str, seconds: float) -> None:
     meta = getattr(state.task, "metadata", None)
     save_checkpoint(path, state.model, state.optimizer, state.generator,
                     step=state.step, seconds=seconds, history=state.history, config=asdict(state.config),
-                    kind="fit", signal=meta() if callable(meta) else None)
+                    kind="fit", signal=meta() if callable(meta) else None, fingerprint=state.fingerprint)
 
 
 def _batch_size(config: FitConfig, task: Task) -> int | None:
@@ -351,6 +367,8 @@ def _start(model: nn.Module, task: Task, config: FitConfig) -> tuple[FitState, _
     torch.manual_seed(config.seed)
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
     state = FitState(model, optimizer, task, config, device, generator)
+    if config.checkpoint_path:
+        state.fingerprint = run_fingerprint(model, task)
     elapsed = 0.0
     if config.resume and config.checkpoint_path and Path(config.checkpoint_path).exists():
         elapsed = _resume(state, config.checkpoint_path)
