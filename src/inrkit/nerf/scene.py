@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 
 from inrkit.errors import InvalidFileError, InvalidInputError
-from inrkit.limits import MAX_JSON_BYTES, MAX_SCENE_FRAMES, MAX_SCENE_PIXELS, decode_budget, inside_folder, parse_json
-from inrkit.signals.readers import file_size, open_image
+from inrkit.limits import MAX_SCENE_FRAMES, MAX_SCENE_PIXELS, decode_budget, inside_folder
+from inrkit.signals.readers import file_size, open_image, read_json_file
 from inrkit.utils import atomic_path, to_uint8, write_json
 
 SPLITS = ("train", "val", "test")
@@ -248,14 +248,7 @@ class Scene:
 
 
 def _read_json(path: Path) -> dict:
-    size = file_size(path)
-    if size > MAX_JSON_BYTES:
-        raise InvalidFileError(f"{path}: {size} bytes of JSON (at most {MAX_JSON_BYTES})")
-    try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise InvalidFileError(f"{path}: cannot read ({exc})") from None
-    data = parse_json(text, str(path), allow_nan=False)
+    data = read_json_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("frames"), list) or not data["frames"]:
         raise InvalidFileError(f"{path}: expected an object with a non-empty 'frames' list")
     if len(data["frames"]) > MAX_SCENE_FRAMES:

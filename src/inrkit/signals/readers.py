@@ -31,9 +31,11 @@ from inrkit.limits import (
     MAX_GRID_VALUES,
     MAX_IMAGE_PIXELS,
     MAX_IMAGE_SIDE,
+    MAX_JSON_BYTES,
     MAX_TEXT_FILE_BYTES,
     check_decode,
     decode_budget,
+    parse_json,
 )
 from inrkit.utils import atomic_write
 
@@ -65,6 +67,23 @@ def file_size(path: Path) -> int:
     if not stat.S_ISREG(info.st_mode):
         raise InvalidFileError(f"{path}: not a regular file")
     return int(info.st_size)
+
+
+
+def read_json_file(path: Path) -> Any:
+    """A JSON file (a manifest, a scene's transforms) read with :func:`inrkit.limits.parse_json`.
+
+    The size is checked before reading; NaN and infinity are refused. Every problem is an
+    :class:`InvalidFileError`.
+    """
+    size = file_size(path)
+    if size > MAX_JSON_BYTES:
+        raise InvalidFileError(f"{path}: {size} bytes of JSON (at most {MAX_JSON_BYTES})")
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise InvalidFileError(f"{path}: cannot read ({exc})") from None
+    return parse_json(text, str(path), allow_nan=False)
 
 
 def _require_file(path: Path) -> None:

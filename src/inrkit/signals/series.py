@@ -30,16 +30,14 @@ from torch import Tensor
 
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import (
-    MAX_JSON_BYTES,
     MAX_SERIES_MEMBERS,
     MAX_SERIES_VALUES,
     decode_budget,
     inside_folder,
-    parse_json,
 )
 from inrkit.signals.base import grid_coords
 from inrkit.signals.grid import VolumeSignal
-from inrkit.signals.readers import file_size, npy_header, read_npy, read_raw, read_vti
+from inrkit.signals.readers import file_size, npy_header, read_json_file, read_npy, read_raw, read_vti
 
 MANIFEST = "manifest.json"
 SERIES_FORMAT = "inrkit-series"
@@ -169,14 +167,7 @@ def _manifest_labels(man: dict[str, Any], n: int, path: Path) -> tuple[np.ndarra
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    size = file_size(path)
-    if size > MAX_JSON_BYTES:
-        raise InvalidFileError(f"{path}: manifest of {size} bytes (at most {MAX_JSON_BYTES})")
-    try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise InvalidFileError(f"{path}: not a readable JSON manifest ({exc})") from None
-    man = parse_json(text, str(path), allow_nan=False)
+    man = read_json_file(path)
     if not isinstance(man, dict) or man.get("format", SERIES_FORMAT) != SERIES_FORMAT:
         raise InvalidFileError(f"{path}: not an inrkit series manifest")
     files = man.get("files")
