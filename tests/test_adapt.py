@@ -275,3 +275,17 @@ def test_schedule_with_gradient_loss_and_no_mse() -> None:
     result = run_schedule(_net((12, 8)), signal, cfg, progress=False)
     assert result.model.widths == [2, 8, 8, 1]
     assert result.stages[1]["psnr_before"] is None and result.stages[1]["removed"] == [4]
+
+
+def test_hostile_config_files_are_refused(tmp_path):
+    big = tmp_path / "big.toml"
+    big.write_text("# x\n" * (1 << 19))  # 2 MiB of comments: over the config size limit
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 5000 + "]" * 5000)
+    nan = tmp_path / "nan.json"
+    nan.write_text('{"lr": NaN}')
+    bad = tmp_path / "bad.toml"
+    bad.write_text("a = [" * 3000)
+    for path in (big, deep, nan, bad):
+        with pytest.raises(InvalidFileError):
+            load_config(path)

@@ -9,6 +9,7 @@ import torch
 from torch.func import functional_call
 
 from inrkit.cli import main
+from inrkit.errors import InvalidFileError
 from inrkit.meta import (
     FinetuneConfig,
     MetaConfig,
@@ -152,6 +153,14 @@ def test_encode_series_and_tsne(tmp_path):
     out = tsne_plot(tmp_path / "enc", tmp_path / "tsne.png")
     assert (tmp_path / "tsne.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(out["points"]) == 5 and out["labels"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    # a hostile summary: a model path outside the folder, a repeated model, NaN: refused cleanly
+    (tmp_path / "outside.safetensors").write_bytes((tmp_path / "enc" / "blobs_0002.safetensors").read_bytes())
+    for rows in ([{"model": "../outside.safetensors", "label": 0}] * 3,
+                 [{"model": "blobs_0001.safetensors", "label": 0}] * 3,
+                 [{"model": "blobs_0001.safetensors", "label": float("nan")}]):
+        (tmp_path / "enc" / "summary.json").write_text(json.dumps({"members": rows}))
+        with pytest.raises(InvalidFileError):
+            tsne_plot(tmp_path / "enc", tmp_path / "tsne2.png")
 
 
 def test_cli_meta_commands(tmp_path, capsys):

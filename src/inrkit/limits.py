@@ -196,6 +196,7 @@ MAX_MESH_FACES = 1 << 24  # faces a mesh file may declare
 MAX_SERIES_MEMBERS = 4096  # members listed in a series manifest or found in a series folder
 MAX_SERIES_VALUES = 1 << 28  # values of all members of a series together (1 GiB as float32)
 MAX_SCENE_FRAMES = 4096  # frames per split of a NeRF scene
+MAX_CONFIG_BYTES = 1 << 20  # a schedule/config file (.toml/.json) given to a command
 MAX_SCENE_PIXELS = 1 << 28  # pixels of all loaded NeRF frames together (after downscaling)
 
 

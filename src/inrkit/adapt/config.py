@@ -1,7 +1,6 @@
 """AIRe schedules: stages, config files (TOML or JSON) and presets."""
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import asdict, dataclass, field, replace
@@ -9,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from inrkit.errors import InvalidFileError, InvalidInputError
-from inrkit.limits import check_hidden, check_range
+from inrkit.limits import MAX_CONFIG_BYTES, check_hidden, check_range, parse_json
 
 STAGE_KINDS = ("fit", "finetune", "densify", "twd", "prune")
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -140,22 +139,21 @@ def _parse_toml(text: str, path: Path) -> dict[str, Any]:
         import tomli as tomllib
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidFileError(f"{path}: invalid TOML: {exc}") from exc
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise InvalidFileError(f"{path}: invalid TOML: {str(exc)[:200]}") from None
 
 
 def load_config(path: str | Path) -> AireConfig:
     """Read a schedule from a ``.toml`` or ``.json`` file."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise InvalidFileError(f"{path}: a config of {path.stat().st_size} bytes (at most {MAX_CONFIG_BYTES})")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidFileError(f"cannot read config {path}: {exc}") from exc
+        raise InvalidFileError(f"cannot read config {path}: {exc}") from None
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidFileError(f"{path}: invalid JSON: {exc}") from exc
+        data = parse_json(text, str(path), allow_nan=False)
     else:
         data = _parse_toml(text, path)
     if not isinstance(data, dict):

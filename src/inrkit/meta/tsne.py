@@ -1,15 +1,15 @@
 """Parameter-space analysis: t-SNE of the weights of the adapted networks of a series."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inrkit.errors import InvalidFileError, InvalidInputError
-from inrkit.limits import check_range
+from inrkit.limits import MAX_SERIES_MEMBERS, check_range, inside_folder
 from inrkit.models.io import load_model
+from inrkit.signals.readers import read_json_file
 from inrkit.utils import atomic_path
 
 
@@ -20,18 +20,20 @@ def weight_vectors(models_dir: str | Path) -> tuple[np.ndarray, np.ndarray, str,
     summary_path = folder / "summary.json"
     if not summary_path.is_file():
         raise InvalidFileError(f"{folder}: no summary.json (run 'inrkit meta-encode' first)")
+    summary = read_json_file(summary_path)
     try:
-        summary = json.loads(summary_path.read_text())
         rows = summary["members"]
+        if len(rows) > MAX_SERIES_MEMBERS:
+            raise InvalidFileError(f"{summary_path}: {len(rows)} members (at most {MAX_SERIES_MEMBERS})")
         files = [str(r["model"]) for r in rows]
         labels = np.asarray([float(r["label"]) for r in rows])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidFileError(f"{summary_path}: not a meta-encode summary ({exc})") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidFileError(f"{summary_path}: not a meta-encode summary ({exc})") from None
+    if len(set(files)) != len(files):
+        raise InvalidFileError(f"{summary_path}: a model is listed twice")
     vectors, size = [], None
     for name in files:
-        if Path(name).name != name:
-            raise InvalidFileError(f"{summary_path}: model {name!r} must be a file inside {folder}")
-        model, _ = load_model(folder / name)
+        model, _ = load_model(inside_folder(folder, name, f"{summary_path}: model"))
         vec = np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
         if size is not None and vec.size != size:
             raise InvalidFileError(f"{folder / name}: architecture differs from the other members")
