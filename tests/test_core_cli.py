@@ -94,3 +94,29 @@ def test_fit_other_architectures(arch, png, tmp_path, capsys):
     assert code == 0 and json.loads(out)["steps"] == 10
     code, out, _ = run(["info", tmp_path / "m.safetensors", "--json"], capsys)
     assert json.loads(out)["activations"][0] == ("finer" if arch == "finer" else "relu")
+
+
+def test_sigterm_during_fit_leaves_no_temp_files_and_a_valid_checkpoint(tmp_path):
+    """SIGTERM becomes an exception: atomic writers clean up, the last checkpoint stays loadable."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from inrkit.train.checkpoint import load_checkpoint
+
+    ckpt = tmp_path / "ck.safetensors"
+    cmd = [sys.executable, "-m", "inrkit", "fit", "analytic:sin-radial", "-o", str(tmp_path / "m.safetensors"),
+           "--hidden", "8x2", "--steps", "1000000", "--checkpoint", str(ckpt), "--checkpoint-every", "1",
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 60
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and b"terminated" in err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert load_checkpoint(ckpt, "fit").step >= 1

@@ -9,8 +9,10 @@ import argparse
 import importlib
 import os
 import pkgutil
+import signal
 import sys
-from typing import Sequence
+import threading
+from typing import Any, Sequence
 
 from inrkit.cli.common import ArgumentParser, check_outputs
 from inrkit.errors import InrkitError
@@ -60,9 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (one line, exit 2)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    previous = _catch_sigterm()
     try:
         check_outputs(args)
         result = args.handler(args)
+    except _Terminated:
+        print("inrkit: terminated", file=sys.stderr)
+        return 143
     except InrkitError as exc:
         print(f"inrkit: error: {_one_line(exc)}", file=sys.stderr)
         return 2
@@ -82,7 +88,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # an unexpected failure: one line unless INRKIT_DEBUG is set
         return _internal(exc)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(result or 0)
+
+
+class _Terminated(BaseException):
+    """SIGTERM turned into an exception, so atomic writers remove their temp files on the way out."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _catch_sigterm() -> Any:
+    """Install the SIGTERM handler (main thread only); returns the previous handler, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _internal(exc: BaseException) -> int:
