@@ -1,7 +1,7 @@
 """A batch of meta-learning tasks trained by :func:`inrkit.train.fit` in one go.
 
-:class:`StackedModel` holds ``B`` copies of one network's parameters stacked on a leading
-axis and evaluates all of them at once (``torch.func.vmap`` of ``functional_call``).
+:class:`~inrkit.train.batched.StackedModel` (moved to :mod:`inrkit.train.batched`, re-exported here)
+holds ``B`` copies of one network's parameters stacked on a leading axis and evaluates them at once.
 :class:`TaskBatch` is the task: targets ``[B, N, C]`` at shared coordinates ``[N, d]``; its loss
 is the sum of the per-task MSEs, so Adam (elementwise) adapts every copy exactly as if it
 were trained alone. :func:`adapt_tasks` is the first-order inner loop of meta-training.
@@ -10,44 +10,14 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
 
 from inrkit.metrics import psnr_from_mse
+from inrkit.train.batched import StackedModel
 from inrkit.train.fit import FitConfig, fit
 
 Params = dict[str, Tensor]
 
-
-class StackedModel(nn.Module):
-    """``copies`` independent copies of ``base`` (same initial weights), evaluated together.
-
-    Args:
-        base: the network; its parameters are copied, never changed.
-        copies: number of stacked copies ``B``.
-    """
-
-    base: nn.Module
-
-    def __init__(self, base: nn.Module, copies: int) -> None:
-        super().__init__()
-        self.__dict__["base"] = base  # not a submodule: its own parameters are not trained
-        self.names = [name for name, _ in base.named_parameters()]
-        self.stacked = nn.ParameterList(
-            nn.Parameter(p.detach().unsqueeze(0).expand(copies, *p.shape).clone()) for p in base.parameters())
-
-    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001 - nn.Module's signature
-        self.base._apply(fn, *args, **kwargs)  # buffers of the base (e.g. Fourier features) follow
-        return super()._apply(fn, *args, **kwargs)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Outputs ``[B, N, C]`` for shared ``x [N, d]`` or per-copy ``x [B, N, d]``."""
-        params = dict(zip(self.names, self.stacked))
-        call = lambda p, xi: functional_call(self.base, p, (xi,))  # noqa: E731
-        return vmap(call, in_dims=(0, 0 if x.dim() == 3 else None))(params, x)
-
-    def member_params(self) -> Params:
-        """The stacked parameters ``{name: [B, ...]}``, detached."""
-        return {name: p.detach() for name, p in zip(self.names, self.stacked)}
+__all__ = ["StackedModel", "TaskBatch", "adapt_tasks"]
 
 
 class TaskBatch:

@@ -1,0 +1,359 @@
+"""Many networks of one architecture trained as one: stacked weights, batched matmuls, one optimiser.
+
+:class:`StackedModel` holds ``B`` networks' parameters stacked on a leading axis and evaluates
+all of them at once: for an inrkit :class:`~inrkit.models.mlp.MLP` with batched matmuls
+(``torch.baddbmm``, the same fused ``omega * (h W^T + b)`` as the single layer), for any other
+module with ``torch.func.vmap`` of ``functional_call``. :class:`StackedTask` is the task: targets
+``[B, N, C]`` at shared coordinates ``[N, d]``; its loss is the *sum* of the per-member MSEs, so
+each member's gradient is its own and Adam (elementwise) moves every member exactly as if it were
+trained alone. :func:`fit_many` fits ``N`` models to ``N`` same-shape grid signals through
+:func:`inrkit.train.fit` and returns one ordinary :class:`FitResult` (with an ordinary MLP) per signal.
+
+Batched and single fits agree to float round-off (the batched GEMMs sum in another order);
+``tests/test_batched.py`` states the tolerance.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import replace
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from inrkit.errors import InvalidInputError
+from inrkit.metrics import psnr_from_mse
+from inrkit.models.mlp import MLP, apply_activation
+from inrkit.signals.base import GridSignal
+from inrkit.train.fit import FitConfig, FitResult, FitState, fit
+
+Params = dict[str, Tensor]
+
+
+def _architecture(model: nn.Module) -> tuple[Any, ...]:
+    """What must agree between members: type, parameter names and shapes, MLP activations and omegas."""
+    shapes = tuple((name, tuple(p.shape)) for name, p in model.named_parameters())
+    if isinstance(model, MLP):
+        return type(model), shapes, tuple(model.activations), tuple(model.omegas), model.fourier is None
+    return type(model), shapes
+
+
+class StackedModel(nn.Module):
+    """``copies`` independent copies of ``base`` (same initial weights), evaluated together.
+
+    Use :meth:`from_models` for members with distinct weights and :meth:`members` to get
+    ordinary models back.
+
+    Args:
+        base: the network (its architecture; its parameters are copied, never changed).
+        copies: number of stacked copies ``B``.
+    """
+
+    base: nn.Module
+
+    def __init__(self, base: nn.Module, copies: int) -> None:
+        super().__init__()
+        if copies < 1:
+            raise InvalidInputError(f"a stacked model needs at least one member, got {copies}")
+        self.__dict__["base"] = base  # not a submodule: its own parameters are not trained
+        self.copies = int(copies)
+        self.names = [name for name, _ in base.named_parameters()]
+        self.stacked = nn.ParameterList(
+            nn.Parameter(p.detach().unsqueeze(0).expand(copies, *p.shape).clone()) for p in base.parameters())
+        self.buffer_names = [name for name, b in base.named_buffers() if b is not None]
+        for k, name in enumerate(self.buffer_names):  # per-member buffers (e.g. Fourier features)
+            buf = base.get_buffer(name)
+            self.register_buffer(f"member_buffer_{k}", buf.detach().unsqueeze(0).expand(copies, *buf.shape).clone())
+
+    @classmethod
+    def from_models(cls, models: Sequence[nn.Module]) -> "StackedModel":
+        """Stack ``models`` (same architecture, distinct weights and buffers); the models are not changed."""
+        models = list(models)
+        if not models:
+            raise InvalidInputError("no models to stack")
+        arch = _architecture(models[0])
+        for i, m in enumerate(models[1:], 1):
+            if _architecture(m) != arch:
+                raise InvalidInputError(f"model {i} differs in architecture from model 0; stacked models "
+                                        f"must share type, widths, activations and frequencies")
+        stacked = cls(models[0], len(models))
+        with torch.no_grad():
+            for name, p in zip(stacked.names, stacked.stacked):
+                p.copy_(torch.stack([m.get_parameter(name).detach() for m in models]))
+            for k, name in enumerate(stacked.buffer_names):
+                stacked.get_buffer(f"member_buffer_{k}").copy_(torch.stack([m.get_buffer(name) for m in models]))
+        return stacked
+
+    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001 - nn.Module's signature
+        self.base._apply(fn, *args, **kwargs)  # buffers of the base follow
+        return super()._apply(fn, *args, **kwargs)
+
+    def _buffers_of_members(self) -> Params:
+        return {name: self.get_buffer(f"member_buffer_{k}") for k, name in enumerate(self.buffer_names)}
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Outputs ``[B, N, C]`` for shared ``x [N, d]`` or per-member ``x [B, N, d]``."""
+        if isinstance(self.base, MLP):
+            return self._mlp_forward(x)
+        params = {**dict(zip(self.names, self.stacked)), **self._buffers_of_members()}
+        call = lambda p, xi: functional_call(self.base, p, (xi,))  # noqa: E731
+        return vmap(call, in_dims=(0, 0 if x.dim() == 3 else None))(params, x)
+
+    def _mlp_forward(self, x: Tensor) -> Tensor:
+        """The MLP's layers with batched matmuls: ``act(omega * (h W^T + b))`` per member."""
+        base = self.base
+        assert isinstance(base, MLP)
+        params = dict(zip(self.names, self.stacked))
+        h = x if x.dim() == 3 else x.unsqueeze(0).expand(self.copies, *x.shape)
+        if base.fourier is not None:
+            fourier = self._buffers_of_members()["fourier"]
+            proj = (2.0 * math.pi) * torch.bmm(h, fourier.transpose(1, 2))
+            h = torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
+        for i, (act, omega) in enumerate(zip(base.activations, base.omegas)):
+            weight, bias = params[f"weights.{i}"], params[f"biases.{i}"].unsqueeze(1)
+            if act == "sine":
+                h = torch.sin(torch.baddbmm(bias, h, weight.transpose(1, 2), beta=omega, alpha=omega))
+            elif act == "finer":
+                z = torch.baddbmm(bias, h, weight.transpose(1, 2))
+                h = torch.sin(omega * (z.abs() + 1.0) * z)
+            else:
+                h = apply_activation(torch.baddbmm(bias, h, weight.transpose(1, 2)), act)
+        return h
+
+    def member_params(self) -> Params:
+        """The stacked parameters ``{name: [B, ...]}``, detached."""
+        return {name: p.detach() for name, p in zip(self.names, self.stacked)}
+
+    def member(self, i: int) -> nn.Module:
+        """Member ``i`` as an ordinary model (a copy of its current weights, on the stack's device)."""
+        model = copy.deepcopy(self.base)
+        with torch.no_grad():
+            for name, p in zip(self.names, self.stacked):
+                model.get_parameter(name).data = p[i].detach().clone()
+            for name, buf in self._buffers_of_members().items():
+                _set_buffer(model, name, buf[i].detach().clone())
+        return model.to(self.stacked[0].device)
+
+    def members(self) -> list[MLP]:
+        """Every member as an ordinary model (copies of the current weights): MLPs for a stack of MLPs."""
+        return [self.member(i) for i in range(self.copies)]  # type: ignore[misc]
+
+
+def _set_buffer(model: nn.Module, name: str, value: Tensor) -> None:
+    owner, _, leaf = name.rpartition(".")
+    (model.get_submodule(owner) if owner else model).register_buffer(leaf, value)
+
+
+class StackedTask:
+    """``B`` members' targets ``[B, N, C]`` at shared ``coords [N, d]``, trained as one task.
+
+    The loss is the sum of the per-member MSEs. After every step the task records, per member,
+    the MSE of that step (before its update) at the history steps, and, with ``target_psnr``,
+    freezes a copy of every member that reached it (the weights after that step, as a single
+    :func:`fit` would return them) and asks the fit to stop once every member has.
+
+    Args:
+        coords: shared input points; targets: ``[B, N, C]``.
+        target_psnr: per-member early stop (dB), on the training PSNR, or on the evaluated
+            PSNR when the fit's ``eval_every`` is set.
+        evaluators: one task per member whose ``evaluate(member)`` gives its metrics (e.g. the
+            signals); ``None``: PSNR of the MSE over all points.
+        data_range: peak-to-peak range of the targets for PSNR.
+    """
+
+    supports_bf16 = False
+
+    def __init__(self, coords: Tensor, targets: Tensor, target_psnr: float | None = None,
+                 evaluators: Sequence[Any] | None = None, data_range: float = 2.0) -> None:
+        if targets.dim() != 3 or targets.shape[1] != coords.shape[0]:
+            raise InvalidInputError(f"targets {tuple(targets.shape)} do not match coordinates {tuple(coords.shape)}")
+        if evaluators is not None and len(evaluators) != targets.shape[0]:
+            raise InvalidInputError("need one evaluator per member")
+        self.coords, self.targets = coords, targets
+        self.target_psnr, self.evaluators, self.data_range = target_psnr, evaluators, data_range
+        self.copies = int(targets.shape[0])
+        self.last_mse: Tensor | None = None
+        self.member_history: list[dict[str, Any]] = []  # {"step", "mse": [B]} before update ``step``
+        self.done_step = torch.zeros(self.copies, dtype=torch.long)  # 0: not stopped
+        self.frozen: list[Tensor] | None = None
+        self._device_cache: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def num_samples(self) -> int:
+        """Points per member."""
+        return int(self.coords.shape[0])
+
+    def _on(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        key = str(device)
+        if key not in self._device_cache:
+            self._device_cache = {key: (self.coords.to(device), self.targets.to(device))}
+        return self._device_cache[key]
+
+    def train_batch(self, batch_size: int | None, generator: torch.Generator,
+                    device: torch.device) -> tuple[Tensor, Tensor]:
+        """All points, or ``batch_size`` random points (the same ones for every member, as a single fit draws)."""
+        coords, targets = self._on(device)
+        n = coords.shape[0]
+        if batch_size is None or batch_size >= n:
+            return coords, targets
+        idx = torch.randint(n, (batch_size,), generator=generator).to(device)
+        return coords[idx], targets[:, idx]
+
+    def per_member_mse(self, model: nn.Module, coords: Tensor, targets: Tensor) -> Tensor:
+        """MSE of every member ``[B]``."""
+        return torch.mean((model(coords) - targets) ** 2, dim=(1, 2))
+
+    def loss(self, model: nn.Module, coords: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Sum of the per-member MSEs (each member's gradient is its own) and their mean."""
+        per_member = self.per_member_mse(model, coords, targets)
+        self.last_mse = per_member.detach()
+        return per_member.sum(), per_member.mean()
+
+    def on_step_end(self, state: FitState) -> None:
+        """Per-member history rows and early stop."""
+        cfg = state.config
+        mse = self.last_mse
+        if mse is None:
+            return
+        log = state.step % cfg.log_every == 0 or state.step == cfg.steps
+        watch = self.target_psnr is not None
+        if not (log or watch):
+            return
+        values = mse.cpu()
+        if log:
+            self.member_history.append({"step": state.step, "mse": values.tolist()})
+        if not watch:
+            return
+        if cfg.eval_every:
+            if state.step % cfg.eval_every or not state.metrics:
+                return
+            psnr = torch.tensor(state.metrics["member_psnr"])
+        else:
+            psnr = torch.tensor([psnr_from_mse(float(v), self.data_range) for v in values])
+        newly = (self.done_step == 0) & (psnr >= float(self.target_psnr))  # type: ignore[arg-type]
+        if bool(newly.any()):
+            params = list(state.model.parameters())
+            if self.frozen is None:
+                self.frozen = [p.detach().clone() for p in params]
+            mask = newly.to(params[0].device)
+            with torch.no_grad():
+                for keep, p in zip(self.frozen, params):
+                    keep[mask] = p.detach()[mask]
+            self.done_step[newly] = state.step
+        if bool((self.done_step > 0).all()):
+            state.stop = True
+
+    def restore_frozen(self, model: StackedModel) -> None:
+        """Put back the weights every early-stopped member had when it stopped."""
+        if self.frozen is None:
+            return
+        mask = (self.done_step > 0).to(model.stacked[0].device)
+        with torch.no_grad():
+            for keep, p in zip(self.frozen, model.stacked):
+                p[mask] = keep[mask]
+
+    def member_metrics(self, model: StackedModel) -> list[dict[str, Any]]:
+        """Metrics of every member: its evaluator's, else the PSNR over all points."""
+        if self.evaluators is not None:
+            return [ev.evaluate(m) for ev, m in zip(self.evaluators, model.members())]
+        coords, targets = self._on(model.stacked[0].device)
+        with torch.no_grad():
+            mse = self.per_member_mse(model, coords, targets).cpu()
+        return [{"psnr": psnr_from_mse(float(v), self.data_range)} for v in mse]
+
+    def evaluate(self, model: nn.Module) -> dict[str, Any]:
+        """Mean, minimum and per-member PSNR (``member_psnr``)."""
+        assert isinstance(model, StackedModel)
+        psnrs = [float(m["psnr"]) for m in self.member_metrics(model)]
+        return {"psnr": sum(psnrs) / len(psnrs), "psnr_min": min(psnrs), "member_psnr": psnrs}
+
+
+def fit_stacked(stacked: StackedModel, task: StackedTask, config: FitConfig) -> FitResult:
+    """Train a stack with :func:`inrkit.train.fit` (per-member stop via the task; no final evaluation).
+
+    Frozen members' weights are restored at the end. ``config.target_psnr`` must be ``None``
+    (the task's ``target_psnr`` stops members one by one); checkpoints are not supported.
+    """
+    if config.checkpoint_path:
+        raise InvalidInputError("checkpoints are not supported for batched fits")
+    if config.precision == "bf16":
+        raise InvalidInputError("batched fits run in fp32 (precision fp32 or auto)")
+    if config.target_psnr is not None:
+        raise InvalidInputError("give the target PSNR to the StackedTask (per member), not to the fit")
+    result = fit(stacked, task, config)
+    task.restore_frozen(stacked)
+    return result
+
+
+def _signal_batch(signals: Sequence[Any]) -> tuple[Tensor, Tensor]:
+    """Shared training coordinates and stacked targets of same-shape grid signals."""
+    first = signals[0]
+    for i, s in enumerate(signals):
+        if not isinstance(s, GridSignal):
+            raise InvalidInputError(f"signal {i} is a {type(s).__name__}; batched fits take grid signals "
+                                    "(images, volumes, fields, crops)")
+        if (s.shape, s.out_dim) != (first.shape, first.out_dim):
+            raise InvalidInputError(f"signal {i} has shape {list(s.shape)}x{s.out_dim}, signal 0 "
+                                    f"{list(first.shape)}x{first.out_dim}; batched signals must all match")
+        same_split = (s.train_idx is None and first.train_idx is None) or (
+            s.train_idx is not None and first.train_idx is not None and torch.equal(s.train_idx, first.train_idx))
+        if not same_split:
+            raise InvalidInputError(f"signal {i} holds out other samples than signal 0 (use the same test "
+                                    "fraction and seed)")
+    coords = first._train_set(torch.device("cpu"))[0]
+    targets = torch.stack([s._train_set(torch.device("cpu"))[1] for s in signals])
+    return coords, targets
+
+
+def fit_many(models: Sequence[MLP], signals: Sequence[Any], config: FitConfig | None = None) -> list[FitResult]:
+    """Fit ``models[i]`` to ``signals[i]`` for every ``i`` in one batched training run.
+
+    Each member trains exactly as if fitted alone with ``fit(models[i], signals[i], config)``
+    in fp32 (same steps, schedule and point batches), up to float round-off. ``target_psnr``
+    stops members one by one (a member keeps the weights it had when it reached it; the run
+    ends when all have). The models are not changed.
+
+    Args:
+        models: same-architecture MLPs, the starting points.
+        signals: same-shape grid signals (same coordinates and held-out split).
+        config: settings; ``precision`` auto means fp32 here, bf16 and checkpoints are refused.
+    Returns:
+        One :class:`FitResult` per signal: an ordinary MLP (``save_model`` writes the same file
+        format as a single fit), its per-member history (training loss/PSNR before each logged
+        step), its metrics (``signal.evaluate``), the step it stopped at, and its share of the
+        run's training seconds (run seconds / number of members).
+    """
+    config = config or FitConfig()
+    models, signals = list(models), list(signals)
+    if not models or len(models) != len(signals):
+        raise InvalidInputError(f"need one model per signal, got {len(models)} models and {len(signals)} signals")
+    for i, m in enumerate(models):
+        if not isinstance(m, MLP):
+            raise InvalidInputError(f"model {i} is a {type(m).__name__}; batched fits take inrkit MLPs")
+        if (m.coord_dim, m.out_dim) != (signals[i].dim, signals[i].out_dim):
+            raise InvalidInputError(f"model {i} maps {m.coord_dim}D -> {m.out_dim}D; its signal needs "
+                                    f"{signals[i].dim}D -> {signals[i].out_dim}D")
+    coords, targets = _signal_batch(signals)
+    stacked = StackedModel.from_models(models)
+    task = StackedTask(coords, targets, config.target_psnr, evaluators=signals)
+    inner = replace(config, target_psnr=None, evaluate=False,
+                    precision="fp32" if config.precision == "auto" else config.precision)
+    run = fit_stacked(stacked, task, inner)
+    members = stacked.members()
+    metrics = [s.evaluate(m) for s, m in zip(signals, members)] if config.evaluate else [{} for _ in members]
+    share = run.seconds / len(members)
+    results = []
+    times = {row["step"]: row.get("seconds", 0.0) for row in run.history}
+    for i, model in enumerate(members):
+        stop = int(task.done_step[i])
+        steps = stop or run.steps
+        history = [{"step": row["step"], "loss": row["mse"][i], "psnr": psnr_from_mse(row["mse"][i]),
+                    "seconds": times.get(row["step"], 0.0) / len(members)}
+                   for row in task.member_history if row["step"] <= steps]
+        results.append(FitResult(model, history, metrics[i], steps, share,
+                                 "target_psnr" if stop else run.stopped_by))
+    return results
+
+
+__all__ = ["StackedModel", "StackedTask", "fit_many", "fit_stacked"]
