@@ -9,7 +9,7 @@ update comes for free from the loss; with mini-batches the whole volume is evalu
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,9 +20,11 @@ from tqdm import tqdm
 
 from inrkit.errors import InvalidInputError
 from inrkit.limits import check_range
+from inrkit.metrics import psnr_from_mse
 from inrkit.models.io import load_model, save_model
 from inrkit.models.mlp import MLP
 from inrkit.signals.series import VolumeSeries
+from inrkit.train.batched import StackedModel, StackedTask, fit_stacked, stack_size
 from inrkit.train.fit import FitConfig, FitResult, fit
 from inrkit.train.task import PointTask
 from inrkit.utils import write_json
@@ -118,17 +120,71 @@ def finetune(model: nn.Module, coords: torch.Tensor, target: torch.Tensor,
                           result.seconds)
 
 
+def finetune_many(model: nn.Module, coords: torch.Tensor, targets: torch.Tensor,
+                  config: FinetuneConfig | None = None, max_stack: int | None = None) -> list[FinetuneResult]:
+    """:func:`finetune` of ``model`` to every ``targets[b]``, batched (stacks of members, one fit each).
+
+    Each member trains as :func:`finetune` would train it alone (same steps, point batches and
+    per-member early stop), up to float round-off. ``seconds`` of each result is its share of
+    its stack's run (run seconds / members), so the members' seconds add up to the runs'.
+
+    Args:
+        model: the starting network (not changed).
+        coords: shared points ``[N, d]``; targets: ``[B, N, C]`` (normalised to [-1, 1]).
+        config: settings; see :class:`FinetuneConfig`.
+        max_stack: members per stack (``None``: :func:`inrkit.train.batched.stack_size`: all on
+            a GPU, a cache-sized stack on a CPU).
+    """
+    config = config or FinetuneConfig()
+    n, copies = int(coords.shape[0]), int(targets.shape[0])
+    width = max(model.widths) if isinstance(model, MLP) else max((p.shape[0] for p in model.parameters()), default=1)
+    size = stack_size(copies, n, width, config.device, max_stack)
+    results: list[FinetuneResult] = []
+    for start in range(0, copies, size):
+        results += _finetune_stack(model, coords, targets[start:start + size], config)
+    return results
+
+
+def _finetune_stack(model: nn.Module, coords: torch.Tensor, targets: torch.Tensor,
+                    config: FinetuneConfig) -> list[FinetuneResult]:
+    n, copies = int(coords.shape[0]), int(targets.shape[0])
+    full = config.batch_size is None or config.batch_size >= n
+    stacked = StackedModel(model, copies)
+    task = StackedTask(coords, targets, config.target_psnr)
+    run = fit_stacked(stacked, task, replace(config.fit_config(n), target_psnr=None, evaluate=False))
+    final = [m["psnr"] for m in task.member_metrics(stacked)]
+    times = [0.0] + [r["seconds"] / copies for r in run.history]
+    results = []
+    for b, member in enumerate(stacked.members()):
+        steps = int(task.done_step[b]) or run.steps
+        if full:  # row s holds the MSE before update s, i.e. the PSNR after s - 1 updates
+            rows = [{"step": r["step"] - 1, "psnr": psnr_from_mse(r["mse"][b]), "seconds": times[r["step"] - 1]}
+                    for r in task.member_history if r["step"] <= steps]
+        else:
+            rows = [{"step": r["step"], "psnr": r["eval"]["member_psnr"][b], "seconds": r["seconds"] / copies}
+                    for r in run.history if "eval" in r and r["step"] <= steps]
+        if not rows or rows[-1]["step"] != steps:
+            rows.append({"step": steps, "psnr": final[b], "seconds": run.seconds / copies})
+        results.append(FinetuneResult(member.cpu(), rows, final[b], steps, run.seconds / copies))
+    return results
+
+
 def first_reaching(history: Sequence[dict[str, float]], target: float) -> dict[str, float] | None:
     """The first history row with ``psnr >= target`` (``None`` if never reached)."""
     return next((row for row in history if row["psnr"] >= target), None)
 
 
 def encode_series(series: VolumeSeries, init: MLP | str | Path, out_dir: str | Path,
-                  config: FinetuneConfig | None = None, members: Sequence[int] | None = None) -> dict[str, Any]:
+                  config: FinetuneConfig | None = None, members: Sequence[int] | None = None,
+                  batched: bool = True, max_stack: int | None = None) -> dict[str, Any]:
     """Fine-tune ``init`` to every member (or ``members``) of ``series``; write one model each.
 
     Writes ``out_dir/<member>.safetensors`` and ``out_dir/summary.json`` with per-volume PSNR,
-    steps and training seconds; returns the summary.
+    steps and training seconds; returns the summary. ``batched`` (default) adapts all members
+    at once (:func:`finetune_many`; each member's seconds are its share of the run), ``False``
+    one after the other (:func:`finetune`); both give the same models up to float round-off.
+    ``max_stack``: members per stack (default: all on a GPU, cache-sized on a CPU; see
+    :func:`inrkit.train.batched.stack_size`).
     """
     config = config or FinetuneConfig()
     model = init if isinstance(init, nn.Module) else load_model(init)[0]
@@ -143,8 +199,11 @@ def encode_series(series: VolumeSeries, init: MLP | str | Path, out_dir: str | P
         raise InvalidInputError(f"members must be in [0, {len(series) - 1}]")
     coords = series.coords()
     rows = []
-    for i in tqdm(idx, desc="meta-encode", disable=not config.progress):
-        res = finetune(model, coords, series.targets([i])[0], config)
+    if batched and idx:
+        fitted = iter(finetune_many(model, coords, series.targets(idx), config, max_stack))
+    else:
+        fitted = (finetune(model, coords, series.targets([i])[0], config) for i in idx)
+    for i, res in zip(tqdm(idx, desc="meta-encode", disable=not config.progress), fitted):
         fname = f"{series.member_names[i]}.safetensors"
         row = {"member": i, "name": series.member_names[i], "label": float(series.labels[i]),
                "model": fname, "psnr": res.psnr, "steps": res.steps, "seconds": res.seconds}
@@ -153,7 +212,7 @@ def encode_series(series: VolumeSeries, init: MLP | str | Path, out_dir: str | P
     psnrs = [r["psnr"] for r in rows]
     summary = {
         "series": series.name, "label_name": series.label_name, "dims": list(series.dims),
-        "steps": config.steps, "lr": config.lr, "batch_size": config.batch_size,
+        "steps": config.steps, "lr": config.lr, "batch_size": config.batch_size, "batched": bool(batched),
         "members": rows, "mean_psnr": float(np.mean(psnrs)) if rows else float("nan"),
         "min_psnr": float(np.min(psnrs)) if rows else float("nan"),
         "total_seconds": float(sum(r["seconds"] for r in rows)),

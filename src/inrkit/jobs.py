@@ -1,0 +1,423 @@
+"""The job layer behind ``inrkit fit-many``: many signals, fitted in batches, in-process or on Ray.
+
+A dataset (files, folders, globs, series manifests) is expanded into :class:`Item` s, grouped by
+signal shape and cut into batches of at most ``batch`` items; each batch is one
+:func:`inrkit.train.batched.fit_many` run (all members trained at once), run in this process or as
+a Ray task (``ray.init()`` with no address starts a local Ray; ``ray_address`` joins a cluster).
+
+- **Resumable**: an item whose output exists, loads with :func:`~inrkit.models.load_model` and was
+  fitted from the same source with the same settings is skipped (status ``skipped``).
+- **Atomic**: every model file is written by :func:`~inrkit.models.save_model` (temp file, then
+  rename), by the driver, as each batch finishes; an interrupted run keeps every finished batch.
+- **Isolated failures**: an item that cannot be read, or whose fit fails, gives one ``failed`` row;
+  the other items complete.
+- Every item is fitted exactly as ``inrkit fit ITEM --seed S`` would be (same initial weights, same
+  seed), and its file is identical in format (header ``extra``: arch, seed, steps, source, config).
+- A summary per run: ``summary.json`` and ``summary.csv`` in the output folder (item, status, psnr,
+  bytes, seconds, error, ...).
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence, cast
+
+import numpy as np
+
+from inrkit.api import ModelSpec, run_config
+from inrkit.errors import InrkitError, InvalidFileError, InvalidInputError
+from inrkit.limits import MAX_JSON_BYTES, parse_json
+from inrkit.models import load_model, save_model
+from inrkit.models.mlp import MLP
+from inrkit.signals import SignalOptions, load_signal
+from inrkit.signals.kinds import suffixes as signal_suffixes
+from inrkit.train import FitConfig
+from inrkit.utils import atomic_write, write_json
+
+MAX_ITEMS = 1 << 20  # items one job may list (inputs after expanding folders, globs and manifests)
+MAX_BATCH = 4096  # signals one batched fit may hold
+SUMMARY_JSON, SUMMARY_CSV = "summary.json", "summary.csv"
+MODEL_SUFFIX = ".safetensors"
+COLUMNS = ("item", "status", "psnr", "bytes", "seconds", "error", "steps", "source", "output")
+GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class JobOptions:
+    """How ``fit-many`` runs its batches.
+
+    Args:
+        batch: signals fitted together in one batched run (same shape; memory grows with it).
+        ray: run the batches as Ray tasks (a local Ray on this machine unless --ray-address is given).
+        ray_address: join this existing Ray cluster (e.g. auto or ray://HEAD:10001); implies --ray.
+        redo: fit every item again, also those whose output already exists and validates.
+    """
+
+    batch: int = 8
+    ray: bool = False
+    ray_address: str | None = None
+    redo: bool = False
+
+    def __post_init__(self) -> None:
+        if type(self.batch) is not int or not 1 <= self.batch <= MAX_BATCH:
+            raise InvalidInputError(f"--batch must be an integer in [1, {MAX_BATCH}], got {self.batch}")
+        if self.ray_address is not None:
+            if not self.ray_address.strip():
+                raise InvalidInputError("--ray-address: empty address")
+            self.ray = True
+
+
+@dataclass(frozen=True)
+class Item:
+    """One signal of a job: its name (the output's stem), source path and ``load_signal`` options."""
+
+    name: str
+    source: str
+    options: tuple[tuple[str, Any], ...] = ()
+    group: Any = None  # a cheap shape key (items of one batch share it)
+
+    def output(self, outdir: str | os.PathLike) -> Path:
+        return Path(outdir) / f"{self.name}{MODEL_SUFFIX}"
+
+
+@dataclass
+class Outcome:
+    """What a batch returns per item: the fitted model (or the error) and its numbers."""
+
+    name: str
+    status: str  # "ok" or "failed"
+    model: MLP | None = None
+    signal: dict[str, Any] | None = None
+    steps: int = 0
+    seconds: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+# ------------------------------------------------------------------ inputs
+def _is_glob(text: str) -> bool:
+    return bool(GLOB_CHARS & set(text)) and not Path(text).exists()
+
+
+def _series_items(manifest: Path) -> list[Item]:
+    """One item per member of a series manifest (each member fitted on its own, as ``inrkit fit MEMBER``)."""
+    from inrkit.signals.series import _member_paths, _read_manifest
+
+    man = _read_manifest(manifest)
+    paths = _member_paths(manifest.parent, list(man["files"]), manifest)
+    options: tuple[tuple[str, Any], ...] = ()
+    if "dims" in man and isinstance(man["dims"], list):
+        options = (("dims", tuple(man["dims"])), ("dtype", str(man.get("dtype", "uint8"))))
+    return [Item(p.stem, str(p), options if p.suffix.lower() == ".raw" else ()) for p in paths]
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Item]:
+    """The items of a job: each input is a signal file, a folder (its signal files, sorted; a folder
+    with ``manifest.json`` is a series), a series ``manifest.json``, or a glob (``'crops/*.png'``).
+
+    Names are the files' stems, made unique with ``-2``, ``-3``... in input order. Raises
+    :class:`InvalidFileError` for a missing input, a glob or folder without signals, a bad manifest,
+    or an explicit file of no known signal format; before anything is fitted.
+    """
+    known = set(signal_suffixes())
+    items: list[Item] = []
+    for raw in inputs:
+        text = os.fspath(raw)
+        path = Path(text)
+        if _is_glob(text):
+            found = sorted(p for p in glob.glob(text, recursive=True) if Path(p).suffix.lower() in known)
+            if not found:
+                raise InvalidFileError(f"{text}: the pattern matches no signal files")
+            items += [Item(Path(p).stem, p) for p in found]
+        elif path.is_dir():
+            if (path / "manifest.json").is_file():
+                items += _series_items(path / "manifest.json")
+            else:
+                found = sorted(str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in known)
+                if not found:
+                    raise InvalidFileError(f"{text}: a folder without signal files ({', '.join(sorted(known))})")
+                items += [Item(Path(p).stem, p) for p in found]
+        elif path.name == "manifest.json" and path.is_file():
+            items += _series_items(path)
+        elif not path.exists():
+            raise InvalidFileError(f"{text}: no such file")
+        elif path.suffix.lower() not in known:
+            raise InvalidFileError(f"{text}: unsupported format {path.suffix!r} (known: {', '.join(sorted(known))})")
+        else:
+            items.append(Item(path.stem, text))
+        if len(items) > MAX_ITEMS:
+            raise InvalidInputError(f"more than {MAX_ITEMS} items in one job")
+    if not items:
+        raise InvalidInputError("no inputs")
+    used: set[str] = set()
+    unique = []
+    for item in items:
+        name, count = item.name, 1
+        while name in used:
+            count += 1
+            name = f"{item.name}-{count}"
+        used.add(name)
+        unique.append(replace(item, name=name, group=_shape_key(item)))
+    return unique
+
+
+def _shape_key(item: Item) -> Any:
+    """A cheap guess of the signal's shape (image size, ``.npy`` header), to batch alike signals; the
+    batch regroups by the loaded shapes anyway, so a wrong or missing guess costs speed only."""
+    suffix = Path(item.source).suffix.lower()
+    try:
+        if suffix == ".npy":
+            with open(item.source, "rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                          else np.lib.format.read_array_header_2_0)(handle)
+            return (suffix, tuple(header[0]))
+        if suffix in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
+            from PIL import Image
+
+            with Image.open(item.source) as img:
+                return ("image", img.size, img.mode)
+    except Exception:  # an unreadable file fails later, as its own row
+        return (suffix, None)
+    return (suffix, item.options)
+
+
+def make_batches(items: Sequence[Item], batch: int) -> list[list[Item]]:
+    """Group items by shape key (first appearance order) and cut each group into batches of ``batch``."""
+    groups: dict[Any, list[Item]] = {}
+    for item in items:
+        groups.setdefault(repr(item.group), []).append(item)
+    return [g[i:i + batch] for g in groups.values() for i in range(0, len(g), batch)]
+
+
+# ------------------------------------------------------------------ one batch (in-process or a Ray task)
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, InrkitError) else f"{type(exc).__name__}: {text}"
+
+
+def _fit_many(models: list[MLP], signals: list[Any], config: FitConfig) -> list[Any]:
+    from inrkit.train.batched import fit_many
+
+    return cast(list[Any], fit_many(models, signals, config))
+
+
+def run_batch(items: Sequence[Item], spec: ModelSpec, config: FitConfig,
+              options: SignalOptions) -> list[Outcome]:
+    """Load and fit one batch: the signals of one shape are fitted together by ``fit_many``; an item that
+    fails to load fails alone, and a batched fit that fails is retried member by member."""
+    import torch
+
+    config = replace(config, progress=False, history_path=None, checkpoint_path=None, resume=False)
+    outcomes: dict[str, Outcome] = {}
+    loaded: dict[Any, list[tuple[Item, Any]]] = {}
+    for item in items:
+        try:
+            kwargs = {**options.kwargs(), **dict(item.options)}
+            signal = load_signal(item.source, seed=config.seed, **kwargs)
+            key = (signal.dim, signal.out_dim, repr(signal.metadata().get("shape")), type(signal).__name__)
+            loaded.setdefault(key, []).append((item, signal))
+        except Exception as exc:  # one bad input: one failed row
+            outcomes[item.name] = Outcome(item.name, "failed", error=_one_line(exc))
+
+    def fit_group(group: list[tuple[Item, Any]]) -> None:
+        start = time.perf_counter()
+        models = [spec.build(s.dim, s.out_dim, torch.Generator().manual_seed(config.seed)) for _, s in group]
+        results = _fit_many(models, [s for _, s in group], config)
+        each = (time.perf_counter() - start) / len(group)
+        for (item, signal), result in zip(group, results):
+            model = cast(MLP, result.model).cpu()
+            outcomes[item.name] = Outcome(item.name, "ok", model, signal.metadata(), result.steps, each,
+                                          dict(result.metrics))
+
+    for group in loaded.values():
+        try:
+            fit_group(group)
+        except Exception as exc:
+            if len(group) == 1:
+                outcomes[group[0][0].name] = Outcome(group[0][0].name, "failed", error=_one_line(exc))
+                continue
+            for member in group:  # find the member that breaks the batch; the others still complete
+                try:
+                    fit_group([member])
+                except Exception as inner:
+                    outcomes[member[0].name] = Outcome(member[0].name, "failed", error=_one_line(inner))
+    return [outcomes[item.name] for item in items]
+
+
+# ------------------------------------------------------------------ the job
+def _done(item: Item, out: Path, expected: dict[str, Any]) -> bool:
+    """``out`` exists, validates, and was fitted from ``item`` with the ``expected`` settings."""
+    if not out.is_file():
+        return False
+    try:
+        _, header = load_model(out)
+    except Exception:
+        return False
+    extra = header.get("extra") or {}
+    return bool(extra.get("source") == item.source and extra.get("config") == expected)
+
+
+def _previous_rows(outdir: Path) -> dict[str, dict[str, Any]]:
+    """Rows of the last run's ``summary.json`` (for the numbers of skipped items); empty if unreadable."""
+    path = outdir / SUMMARY_JSON
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
+            return {}
+        data = parse_json(path.read_bytes(), str(path))
+        rows = data.get("rows", []) if isinstance(data, dict) else []
+        return {r["item"]: r for r in rows if isinstance(r, dict) and isinstance(r.get("item"), str)}
+    except (InrkitError, OSError):
+        return {}
+
+
+def check_ray() -> None:
+    """Refuse ``--ray`` (:class:`InvalidInputError`) when Ray is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise InvalidInputError("--ray needs Ray: pip install -e '.[ray]' (without --ray the batches run in-process)")
+
+
+def _batches_in_process(batches: list[list[Item]], run: Callable[[list[Item]], list[Outcome]],
+                        on_done: Callable[[list[Item], list[Outcome]], None]) -> None:
+    for batch in batches:
+        on_done(batch, run(batch))
+
+
+def _batches_on_ray(batches: list[list[Item]], spec: ModelSpec, config: FitConfig, options: SignalOptions,
+                    address: str | None, on_done: Callable[[list[Item], list[Outcome]], None]) -> None:
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1)(run_batch)
+        spec_ref, config_ref, options_ref = ray.put(spec), ray.put(config), ray.put(options)
+        pending = {task.remote(b, spec_ref, config_ref, options_ref): b for b in batches}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                batch = pending.pop(ref)
+                try:
+                    outcomes = ray.get(ref)
+                except Exception as exc:  # a task that died (worker lost, ...): its items fail
+                    outcomes = [Outcome(i.name, "failed", error=_one_line(exc)) for i in batch]
+                on_done(batch, outcomes)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_job(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, spec: ModelSpec | None = None,
+            config: FitConfig | None = None, options: SignalOptions | None = None,
+            job: JobOptions | None = None, progress: bool | None = None) -> dict[str, Any]:
+    """Fit one model per signal of ``inputs`` into ``outdir`` (``NAME.safetensors``), in batches.
+
+    Args:
+        inputs: signal files, folders, globs or series manifests (see :func:`expand_inputs`).
+        outdir: the output folder (created); ``summary.json`` and ``summary.csv`` are written there.
+        spec, config, options: the model, fit settings and signal options, as for ``inrkit fit``.
+        job: batch size, Ray, redo (:class:`JobOptions`).
+        progress: a progress bar on stderr (items done/failed, items/s); default ``config.progress``
+            when stderr is a terminal.
+
+    Returns the summary (counts, seconds, items/s, one row per item). Failed items do not raise.
+    """
+    spec, config = spec or ModelSpec(), config or FitConfig()
+    options, job = options or SignalOptions(), job or JobOptions()
+    items = expand_inputs(inputs)
+    if job.ray:
+        check_ray()
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    expected = run_config(spec, config, options)
+    previous = _previous_rows(out)
+    rows: dict[str, dict[str, Any]] = {}
+    todo: list[Item] = []
+    for item in items:
+        target = item.output(out)
+        if not job.redo and _done(item, target, expected):
+            old = previous.get(item.name, {})
+            rows[item.name] = _row(item, target, "skipped", psnr=old.get("psnr"), seconds=old.get("seconds"),
+                                   steps=old.get("steps"))
+        else:
+            todo.append(item)
+    batches = make_batches(todo, job.batch)
+    show = config.progress if progress is None else progress
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(items), initial=len(items) - len(todo), desc="fit-many", unit="item", file=sys.stderr,
+               disable=not (show and sys.stderr.isatty()), dynamic_ncols=True)
+    counts = {"ok": 0, "failed": 0}
+    start = time.perf_counter()
+
+    def on_done(batch: list[Item], outcomes: list[Outcome]) -> None:
+        by_name = {o.name: o for o in outcomes}
+        for item in batch:
+            outcome = by_name.get(item.name) or Outcome(item.name, "failed", error="no result")
+            target = item.output(out)
+            if outcome.status == "ok" and outcome.model is not None:
+                try:
+                    extra = {"arch": spec.arch, "seed": config.seed, "steps": outcome.steps,
+                             "source": item.source, "config": expected}
+                    save_model(outcome.model, target, signal=outcome.signal, extra=extra)
+                except Exception as exc:
+                    outcome = replace(outcome, status="failed", error=_one_line(exc))
+            counts[outcome.status] += 1
+            rows[item.name] = _row(item, target, outcome.status, psnr=outcome.metrics.get("psnr"),
+                                   seconds=round(outcome.seconds, 4), steps=outcome.steps or None,
+                                   error=outcome.error)
+        bar.update(len(batch))
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(done=counts["ok"], failed=counts["failed"],
+                        rate=f"{(counts['ok'] + counts['failed']) / max(elapsed, 1e-9):.2f}/s")
+
+    try:
+        if job.ray:
+            _batches_on_ray(batches, spec, config, options, job.ray_address, on_done)
+        else:
+            _batches_in_process(batches, lambda b: run_batch(b, spec, config, options), on_done)
+    finally:
+        bar.close()
+        seconds = time.perf_counter() - start
+        summary = _summary(out, [rows[i.name] for i in items if i.name in rows], len(items), seconds, job)
+        _write_summary(out, summary)
+    return summary
+
+
+def _row(item: Item, target: Path, status: str, *, psnr: Any = None, seconds: Any = None, steps: Any = None,
+         error: str = "") -> dict[str, Any]:
+    psnr = float(psnr) if isinstance(psnr, (int, float)) and math.isfinite(psnr) else None
+    size = target.stat().st_size if status != "failed" and target.is_file() else None
+    return {"item": item.name, "status": status, "psnr": psnr, "bytes": size, "seconds": seconds,
+            "error": error, "steps": steps, "source": item.source, "output": str(target) if size else None}
+
+
+def _summary(out: Path, rows: list[dict[str, Any]], total: int, seconds: float, job: JobOptions) -> dict[str, Any]:
+    status = [r["status"] for r in rows]
+    fitted = status.count("ok") + status.count("failed")
+    return {"outdir": str(out), "items": total, "ok": status.count("ok"), "skipped": status.count("skipped"),
+            "failed": status.count("failed"), "unfinished": total - len(rows), "seconds": round(seconds, 3),
+            "items_per_s": round(fitted / seconds, 4) if seconds > 0 else None,
+            "batch": job.batch, "ray": job.ray, "summary_json": str(out / SUMMARY_JSON),
+            "summary_csv": str(out / SUMMARY_CSV), "rows": rows}
+
+
+def _write_summary(out: Path, summary: dict[str, Any]) -> None:
+    write_json(out / SUMMARY_JSON, summary)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in summary["rows"]:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in COLUMNS})
+    with atomic_write(out / SUMMARY_CSV, "w") as handle:
+        handle.write(text.getvalue())
