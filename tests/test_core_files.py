@@ -189,28 +189,15 @@ def test_one_digest_for_every_model_type():
 import hashlib  # noqa: E402
 import warnings  # noqa: E402
 
+from model_files import rewrite_header  # noqa: E402
+
 from inrkit.errors import InvalidInputError  # noqa: E402
 from inrkit.limits import MAX_JSON_DEPTH, parse_json  # noqa: E402
 
 
 def _rewrite(path, edit, resign=False):
     """Replace the inrkit header of a model file (``resign``: recompute the v2 checksum)."""
-    from safetensors.torch import load_file
-
-    data = path.read_bytes()
-    n = struct.unpack("<Q", data[:8])[0]
-    outer = json.loads(data[8: 8 + n])
-    meta = json.loads(outer["__metadata__"]["inrkit"])
-    edit(meta)
-    if resign:
-        tensors = load_file(str(path))
-        meta["sha256"] = digest(tensors, list(expected_shapes(meta)), meta)
-    outer["__metadata__"]["inrkit"] = json.dumps(meta)
-    blob = json.dumps(outer).encode()
-    blob += b" " * (-len(blob) % 8)
-    out = path.with_name("edited-" + path.name)
-    out.write_bytes(struct.pack("<Q", len(blob)) + blob + data[8 + n:])
-    return out
+    return rewrite_header(path, edit, resign=resign, out=path.with_name("edited-" + path.name))
 
 
 def test_checksum_covers_the_header(tmp_path):

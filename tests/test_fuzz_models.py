@@ -29,6 +29,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from model_files import rewrite_header
 
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.models import NeRFConfig, NeRFMLP, load_model, save_model, siren
@@ -444,21 +445,9 @@ def test_fuzz_npz_mutations():
 
 # ------------------------------------------------------------------ crafted regression files (issue 16)
 def _rewrite_header(path: Path, edit: Callable[[dict], Any], resign: bool = True, text: str | None = None) -> Path:
-    """Replace a model file's inrkit header (``edit`` changes it in place; ``resign`` recomputes the checksum)."""
-    data = path.read_bytes()
-    n = struct.unpack("<Q", data[:8])[0]
-    outer = json.loads(data[8: 8 + n])
-    meta = json.loads(outer["__metadata__"]["inrkit"])
-    edit(meta)
-    if resign:
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(path))
-        meta["sha256"] = digest(tensors, list(expected_shapes(meta)), meta)
-    outer["__metadata__"]["inrkit"] = text if text is not None else json.dumps(meta)
+    """A crafted copy of a model file with its inrkit header changed (``resign``: recompute the checksum)."""
     out = path.with_name(f"crafted-{len(list(path.parent.glob('crafted-*')))}-{path.name}")
-    out.write_bytes(st_bytes(outer, data[8 + n:]))
-    return out
+    return rewrite_header(path, edit, resign=resign, out=out, text=text)
 
 
 def crafted_cases(folder: Path) -> dict[str, tuple[Callable[[], Any], type[Exception] | None, str]]:

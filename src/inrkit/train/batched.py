@@ -15,7 +15,6 @@ Batched and single fits agree to float round-off (the batched layers fold ``omeg
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import replace
 from typing import Any, Sequence
 
@@ -25,7 +24,7 @@ from torch.func import functional_call, vmap
 
 from inrkit.errors import InvalidInputError
 from inrkit.metrics import psnr_from_mse
-from inrkit.models.mlp import MLP, apply_activation
+from inrkit.models.mlp import MLP, fourier_features, layer_output
 from inrkit.signals.base import GridSignal
 from inrkit.train.fit import FitConfig, FitResult, FitState, fit
 from inrkit.utils import resolve_device
@@ -109,21 +108,9 @@ class StackedModel(nn.Module):
         params = dict(zip(self.names, self.stacked))
         h = x if x.dim() == 3 else x.unsqueeze(0).expand(self.copies, *x.shape)
         if base.fourier is not None:
-            fourier = self._buffers_of_members()["fourier"]
-            proj = (2.0 * math.pi) * torch.bmm(h, fourier.transpose(1, 2))
-            h = torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
+            h = fourier_features(h, self._buffers_of_members()["fourier"])
         for i, (act, omega) in enumerate(zip(base.activations, base.omegas)):
-            weight, bias = params[f"weights.{i}"], params[f"biases.{i}"].unsqueeze(1)
-            if act == "sine":
-                # omega scales the small weights, not the large activations: the backward pass of
-                # baddbmm(beta=alpha=omega) would multiply every [B, N, H] gradient by omega
-                # (measured: a third of the step time at 32 members x 4096 points x 32 wide).
-                h = torch.sin(torch.baddbmm(omega * bias, h, (omega * weight).transpose(1, 2)))
-            elif act == "finer":
-                z = torch.baddbmm(bias, h, weight.transpose(1, 2))
-                h = torch.sin(omega * (z.abs() + 1.0) * z)
-            else:
-                h = apply_activation(torch.baddbmm(bias, h, weight.transpose(1, 2)), act)
+            h = layer_output(h, params[f"weights.{i}"], params[f"biases.{i}"], act, omega)
         return h
 
     def member_params(self) -> Params:
