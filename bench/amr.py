@@ -48,6 +48,7 @@ from inrkit.amr import (
     write_mesh,
 )
 from inrkit.amr.flows import bent_vortex_tube
+from inrkit.amr.timeslices import parse_times, slice_field, space_base
 from inrkit.models import MLP, siren
 from inrkit.signals.analytic import AnalyticSignal
 from inrkit.train import FitConfig, fit
@@ -240,6 +241,33 @@ def plot(result: dict, name: str) -> Path:
     return path
 
 
+def plot_slices(result: dict, name: str) -> Path:
+    """DOFs (summed over the time slices) vs RMSE: uniform 3D levels, the default run and the T sweep."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    uni = result["uniform"]
+    ax.loglog(uni["dofs"], uni["rmse_inr"], "k-o", label="uniform (3D per slice)")
+    runs = sorted((r["dofs"], r["rmse_inr"]) for r in result.get("sweeps", {}).values())
+    if runs:
+        ax.loglog(*zip(*runs), "--D", ms=4, color="tab:blue", label="PruningAMR sweep T (max_iters 5)")
+    d = result["default"]
+    ax.loglog([d["dofs"]], [d["rmse_inr"]], "*", ms=14, color="tab:red", label="PruningAMR defaults")
+    ax.set_xlabel(f"DOFs summed over {len(result['times'])} time slices (hanging included)")
+    ax.set_ylabel("RMS over slices of the RMSE vs INR")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"PruningAMR, 4D as 3D time slices: {name}")
+    fig.tight_layout()
+    path = RESULTS / f"amr_{name}_slices.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 # ------------------------------------------------------------------- cases
 def sweep_configs(full: bool, max_iters: int, max_dofs: int) -> dict:
     Ts = [1e-2, 3e-3, 1e-3, 3e-4, 1e-4] if not full else [3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5]
@@ -377,6 +405,76 @@ def _sweeps_4d(args) -> dict:
             for t in ([1e-2, 1e-3, 1e-4] if not args.full else [3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4])}
 
 
+def slices_curve(field: InrField, domain: np.ndarray, times: np.ndarray, meshes_of, n: int) -> dict:
+    """Totals over the time slices: DOFs summed, RMSE = root mean square of the per-slice RMSEs (n points each)."""
+    out = {"dofs": 0, "true_dofs": 0, "elements": 0, "per_slice": []}
+    sq = []
+    for t in times:
+        sf = slice_field(field, float(t))
+        mesh = meshes_of(sf)
+        rmse = mesh_rmse(mesh, vertex_values(sf, mesh), sf, n=n)
+        sq.append(rmse ** 2)
+        out["dofs"] += mesh.dofs
+        out["true_dofs"] += mesh.true_dofs
+        out["elements"] += mesh.num_elements
+        out["per_slice"].append({"time": float(t), "dofs": mesh.dofs, "rmse_inr": rmse})
+    out["rmse_inr"] = float(np.sqrt(np.mean(sq)))
+    return out
+
+
+def run_slices(field: InrField, domain: np.ndarray, cfg: PruningAMRConfig, times: np.ndarray, n: int) -> dict:
+    """PruningAMR on each time slice (3D), as ``inrkit mesh`` does by default for a 4D model."""
+    space = domain[:-1]
+    slice_cfg = replace(cfg, base=tuple(int(v) for v in space_base(cfg.base, space, cfg.init_level)), progress=False)
+    t0 = time.perf_counter()
+    runs: list = []
+    res = slices_curve(field, domain, times, lambda sf: runs.append(pruning_amr(sf, space, slice_cfg)) or runs[-1].mesh,
+                       n)
+    history = [h for r in runs for h in r.history]
+    evaluated = sum(h["evaluated"] for h in history)
+    res.update(config=asdict(cfg), seconds=time.perf_counter() - t0, iterations=max(r.iterations for r in runs),
+               stopped=[r.stopped for r in runs], p_above_P_everywhere=all(r.p_above_P_everywhere for r in runs),
+               elements_tested=evaluated, min_p=min(h["min_p"] for h in history),
+               ms_per_element=1e3 * sum(h["seconds"] for h in history) / evaluated if evaluated else None)
+    return res
+
+
+def slices_case(name: str, field: InrField, domain: np.ndarray, args, seed: int, sweeps: bool = True) -> dict:
+    """The 4D protocol of the reference code (--time_slice): each of the default slice times meshed in 3D,
+    against uniform 3D meshes of the same slices; sweeps over T give PruningAMR's curve."""
+    times = parse_times("auto", domain[-1])
+    default = PruningAMRConfig(seed=seed, progress=False)
+    base = space_base(default.base, domain[:-1], default.init_level)
+    levels = list(range(0, 6))
+    print(f"[{name}/slices] uniform 3D levels {levels} on {len(times)} slices (base {base.tolist()})", file=sys.stderr)
+    uni = {"levels": levels, "dofs": [], "true_dofs": [], "rmse_inr": []}
+    for lv in levels:
+        c = slices_curve(field, domain, times, lambda sf, lv=lv: uniform_mesh(domain[:-1], lv, base), 16384)
+        for k in ("dofs", "true_dofs", "rmse_inr"):
+            uni[k].append(c[k])
+    print(f"[{name}/slices] PruningAMR defaults per slice", file=sys.stderr)
+    out: dict = {"times": times.tolist(), "base": base.tolist(), "uniform": uni,
+                 "default": run_slices(field, domain, default, times, 16384)}
+    if sweeps:
+        out["sweeps"] = {}
+        for t_val in (1e-2, 1e-3, 1e-4):
+            kw = {"T": t_val, "max_iters": 5, "max_dofs": 40_000}
+            print(f"[{name}/slices] sweep {kw}", file=sys.stderr)
+            out["sweeps"][f"T={t_val:g},max_iters=5,max_dofs=40000"] = run_slices(field, domain, replace(default, **kw),
+                                                                                 times, 16384)
+    d = out["default"]
+    out["comparison"] = compare(d["dofs"], d["true_dofs"], d["rmse_inr"], uni, None, "rmse_inr")
+    out["sweep_comparison"] = {k: compare(r["dofs"], r["true_dofs"], r["rmse_inr"], uni, None, "rmse_inr")
+                               for k, r in out.get("sweeps", {}).items()}
+    if sweeps:
+        plot_slices(out, name)
+    c = out["comparison"]
+    pct = "n/a" if c["dof_reduction_vs_uniform"] is None else f"{100 * c['dof_reduction_vs_uniform']:.1f}%"
+    print(f"[{name}/slices] default: {c['dofs']} DOFs at RMSE {c['rmse_inr']:.3e}; uniform needs "
+          f"{c['uniform_dofs_at_equal_error']}; reduction {pct}", file=sys.stderr)
+    return out
+
+
 # name -> (builder(args, seed), uniform levels, sweeps(args), RMSE points, preview, pvd, ReLU)
 CASES = {
     "2d-relu": (lambda a, s: build_2d(a, s, "relu"), lambda a: range(0, 8 if a.full else 7),
@@ -426,6 +524,9 @@ def seed_spread(name: str, args, main: Built, main_res: dict, seeds: list[int]) 
                     for ida in ("pruned", "original")}
         row = {"seed": seed, "psnr": b.training.get("psnr"),
                **{f"id_{k}": _default_summary(r, uni) for k, r in runs.items()}}
+        if name in FOUR_D:
+            row["slices"] = (main_res["slices"] if seed == args.seed else
+                             slices_case(name, b.field, b.domain, args, args.seed, sweeps=False))["comparison"]
         per_seed.append(row)
         print(f"[{name}] seed {seed}: PSNR {row['psnr']:.1f} dB, DOF change vs uniform "
               f"{-100 * (row['id_pruned']['dof_reduction_vs_uniform'] or 0):+.1f}% (ID on pruned), "
@@ -433,7 +534,9 @@ def seed_spread(name: str, args, main: Built, main_res: dict, seeds: list[int]) 
     return {"seeds": seeds, "per_seed": per_seed,
             "dof_reduction_id_pruned": _stats([r["id_pruned"]["dof_reduction_vs_uniform"] for r in per_seed]),
             "dof_reduction_id_original": _stats([r["id_original"]["dof_reduction_vs_uniform"] for r in per_seed]),
-            "psnr": _stats([r["psnr"] for r in per_seed])}
+            "psnr": _stats([r["psnr"] for r in per_seed]),
+            "slices_dof_reduction": _stats([r["slices"]["dof_reduction_vs_uniform"] for r in per_seed
+                                            if "slices" in r])}
 
 
 @torch.no_grad()
@@ -514,6 +617,8 @@ def run_named(report: dict, args, name: str) -> None:
     res["default_id_original"] = orig
     res["comparison"]["id_original"] = compare(orig["dofs"][-1], orig["true_dofs"][-1], orig["rmse_inr"][-1],
                                                res["uniform"], res["error_amr"], "rmse_inr")
+    if name in FOUR_D:  # the default of `inrkit mesh` for a 4D model: 3D time slices (the reference code's way)
+        res["slices"] = slices_case(name, b.field, b.domain, args, args.seed)
     seeds = [int(v) for v in args.spread_seeds.split(",") if v.strip()]
     if relu and len(seeds) > 1:
         res["seed_spread"] = seed_spread(name, args, b, res, seeds)
@@ -586,7 +691,21 @@ def table(report: dict) -> list[dict]:
         if "comparison" not in res:
             continue
         c = res["comparison"]["rmse_inr"]
-        rows.append({"case": case, "pruning_amr_dofs": c["dofs"], "pruning_amr_true_dofs": c["true_dofs"],
+        spread = res.get("seed_spread", {})
+        if "slices" in res:  # 4D: the default is the time-slice protocol; the space-time mesh is reported beside it
+            sl = res["slices"]
+            rows.append({"case": case, "mode": "slices (default)", "pruning_amr_dofs": sl["comparison"]["dofs"],
+                         "pruning_amr_true_dofs": sl["comparison"]["true_dofs"],
+                         "rmse_inr": sl["comparison"]["rmse_inr"],
+                         "uniform_dofs_at_equal_rmse": sl["comparison"]["uniform_dofs_at_equal_error"],
+                         "dof_reduction": sl["comparison"]["dof_reduction_vs_uniform"],
+                         "p_above_P_everywhere": sl["default"]["p_above_P_everywhere"],
+                         "ms_per_element": sl["default"]["ms_per_element"],
+                         "psnr": res.get("training", {}).get("psnr"),
+                         "seed_spread_dof_reduction": spread.get("slices_dof_reduction"),
+                         "seed_spread_psnr": spread.get("psnr")})
+        rows.append({"case": case, "mode": "spacetime" if "slices" in res else "default",
+                     "pruning_amr_dofs": c["dofs"], "pruning_amr_true_dofs": c["true_dofs"],
                      "rmse_inr": c["rmse_inr"], "uniform_dofs_at_equal_rmse": c["uniform_dofs_at_equal_error"],
                      "dof_reduction": c["dof_reduction_vs_uniform"],
                      "error_amr_dofs_at_equal_rmse": c.get("error_amr_dofs_at_equal_error"),

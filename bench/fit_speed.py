@@ -22,6 +22,15 @@ plain PyTorch SIREN loop using the same schedule; ``--cli`` adds one real ``inrk
 
     .venv/bin/python bench/fit_speed.py           # CPU default: 128x128 crop, 1 thread, ~8 min here
     .venv/bin/python bench/fit_speed.py --full    # GPU scale: 512x512 image, 1000 steps
+
+Grid part (issue 12, ``--grid``; writes results/fit_speed_grid.json + .png): time to 30 and 35 dB on
+full kodim05 and kodim19 (768x512) and to 40 dB on hydrogen.vti for inrkit's grid model, a textbook
+per-level hash-grid loop (nn.Embedding per level, same config), inrkit SIREN 256x3 (its best setting:
+lr 1e-3, bf16) and siren-pytorch (lr 1e-4); grids: MLP lr 1e-2, tables 1e-1, random batches of
+16384, constant lr; one run each with per-arm training-time budgets:
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/fit_speed.py --grid      # ~25 min on one CPU thread
+    .venv/bin/python bench/fit_speed.py --grid --signals kodim05 --budget-s 5 --grid-budget-s 5   # smoke
 """
 from __future__ import annotations
 
@@ -46,6 +55,7 @@ from torch import Tensor, nn
 
 from inrkit.metrics import psnr_from_mse
 from inrkit.models.fast import bf16_supported, resolve_precision, with_precision
+from inrkit.models.grid import GridConfig
 from inrkit.models.mlp import siren
 from inrkit.signals.grid import ImageSignal
 from inrkit.train import FitConfig, fit
@@ -454,6 +464,315 @@ def plot(part: dict[str, Any], path: Path, title: str) -> None:
 
 
 # -------------------------------------------------------------------- main
+# ------------------------------------------------------------ grid part (issue 12)
+DATA = ROOT.parents[1] / "shared" / "data"
+GRID_SIGNALS = {"kodim05": (DATA / "kodak" / "kodim05.png", (30.0, 35.0)),
+                "kodim19": (DATA / "kodak" / "kodim19.png", (30.0, 35.0)),
+                "hydrogen": (DATA / "volumes" / "hydrogen.vti", (40.0,))}
+GRID_LR, GRID_ENC_LR, GRID_BATCH = 1e-2, 1e-1, 16384  # MLP lr, table lr, random batch (measured: docs/grid.md)
+SIREN_LR = 1e-3  # inrkit SIREN's best measured setting (docs/speed.md: lr 1e-3, bf16 GEMMs), full batch
+
+
+class TextbookHashGrid(nn.Module):
+    """A multi-resolution hash grid written the way tutorials write it: a Python loop over levels,
+    one ``nn.Embedding`` per level, corners looped per level, features concatenated.
+
+    Same resolutions, table sizes, hash (instant-NGP primes) and init as :class:`inrkit.models.grid.GridEncoding`.
+    """
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.dim, self.res, self.size = config.dim, config.resolutions(), config.level_sizes()
+        self.dense = config.dense()
+        self.tables = nn.ModuleList(nn.Embedding(n, config.features) for n in self.size)
+        for table in self.tables:
+            assert isinstance(table, nn.Embedding)
+            nn.init.uniform_(table.weight, -1e-4, 1e-4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        primes = (1, 2654435761, 805459861, 3674653429)
+        u = (x.clamp(-1, 1) + 1) / 2
+        feats: list[Tensor] = []
+        for res, size, dense, table in zip(self.res, self.size, self.dense, self.tables):
+            pos = u * res
+            cell = torch.minimum(pos.floor(), torch.tensor(res - 1.0))
+            frac, cell = pos - cell, cell.long()
+            out = torch.zeros(())
+            for corner in range(1 << self.dim):
+                bits = [(corner >> a) & 1 for a in range(self.dim)]
+                c = cell + torch.tensor(bits)
+                if dense:
+                    idx = sum(c[:, a] * (res + 1) ** a for a in range(self.dim))
+                else:
+                    idx = c[:, 0] * primes[0]
+                    for a in range(1, self.dim):
+                        idx = idx ^ (c[:, a] * primes[a])
+                    idx = (idx % (1 << 32)) % size
+                w = torch.ones_like(frac[:, 0])
+                for a in range(self.dim):
+                    w = w * (frac[:, a] if bits[a] else 1 - frac[:, a])
+                out = out + w[:, None] * table(idx)
+            feats.append(out)
+        return torch.cat(feats, dim=-1)
+
+
+def textbook_grid_net(config: Any, out_dim: int, hidden: list[int]) -> nn.Module:
+    """The textbook grid followed by an ``nn.Linear`` ReLU MLP (the widths inrkit's grid model uses)."""
+    widths = [config.levels * config.features, *hidden]
+    layers: list[nn.Module] = [TextbookHashGrid(config)]
+    for a, b in zip(widths, widths[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(widths[-1], out_dim))
+
+
+class Watch:
+    """Training clock, PSNR curve and stop rule shared by every arm of the grid part.
+
+    The full signal is evaluated (float32, untimed) every ``eval_s`` training seconds; an arm stops
+    at its last target or after ``budget`` training seconds.
+    """
+
+    def __init__(self, coords: Tensor, values: Tensor, target: float, budget: float, eval_s: float) -> None:
+        self.coords, self.values, self.target, self.budget, self.eval_s = coords, values, target, budget, eval_s
+        self.curve: list[list[float]] = []
+        self.steps, self.excluded, self.next_eval = 0, 0.0, 0.0
+        self.t0 = time.perf_counter()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0 - self.excluded
+
+    def psnr(self, model: nn.Module) -> float:
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            mse = sum(float(((model(self.coords[i:i + 65536]).float() - self.values[i:i + 65536]) ** 2).sum())
+                      for i in range(0, self.coords.shape[0], 65536)) / self.values.numel()
+        model.train(was)
+        return psnr_from_mse(mse, 2.0)
+
+    def tick(self, model: nn.Module) -> bool:
+        """Count a step; evaluate when due; True when the arm should stop."""
+        self.steps += 1
+        t = self.seconds()
+        if t < self.next_eval and t < self.budget:
+            return False
+        e0 = time.perf_counter()
+        p = self.psnr(model)
+        self.excluded += time.perf_counter() - e0
+        self.curve.append([self.steps, round(t, 3), round(p, 3)])
+        self.next_eval = t + self.eval_s
+        return p >= self.target or t >= self.budget
+
+    def on_step_end(self, state: Any) -> None:  # an inrkit.train.fit callback
+        if self.tick(state.model):
+            state.stop = True
+
+    def result(self, targets: tuple[float, ...], params: int, nbytes: int, extra: dict[str, Any]) -> dict[str, Any]:
+        reach = {}
+        for target in targets:
+            hit = next((row for row in self.curve if row[2] >= target), None)
+            reach[f"seconds_to_{target:g}db"] = hit[1] if hit else None
+            reach[f"steps_to_{target:g}db"] = hit[0] if hit else None
+            if hit is None:  # a lower bound: not reached within the budget
+                reach[f"seconds_to_{target:g}db_lower_bound"] = self.curve[-1][1] if self.curve else 0.0
+        train = self.curve[-1][1] if self.curve else 0.0
+        return {**reach, "final_psnr": self.curve[-1][2] if self.curve else None, "steps": self.steps,
+                "train_seconds": train, "seconds_per_step": train / max(self.steps, 1), "params": params,
+                "file_bytes": nbytes, "curve": self.curve, **extra}
+
+
+def _state_bytes(model: nn.Module) -> int:
+    from safetensors.torch import save
+
+    return len(save({k: v.detach().contiguous() for k, v in model.state_dict().items()}))
+
+
+def plain_loop(model: nn.Module, watch: Watch, batch: int | None, groups: list[dict[str, Any]], seed: int) -> None:
+    """Adam on MSE, random batches (or the full set), until ``watch`` says stop."""
+    opt = torch.optim.Adam(groups)
+    gen = torch.Generator().manual_seed(seed)
+    coords, values = watch.coords, watch.values
+    n = coords.shape[0]
+    watch.t0 = time.perf_counter()
+    while True:
+        if batch is None or batch >= n:
+            x, y = coords, values
+        else:
+            idx = torch.randint(0, n, (batch,), generator=gen)
+            x, y = coords[idx], values[idx]
+        loss = ((model(x) - y) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if watch.tick(model):
+            return
+
+
+def grid_arm(name: str, signal: Any, targets: tuple[float, ...], budget: float, args: argparse.Namespace
+             ) -> dict[str, Any]:
+    """One method on one signal: ``inrkit-grid`` (bf16 MLP where native), ``inrkit-grid-fp32``, ``textbook-grid``,
+    ``inrkit-siren`` or ``siren-pytorch``."""
+    from inrkit.api import ModelSpec
+    from inrkit.models.io import save_model
+
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    coords, values = signal.coords, signal.values
+    is_grid = "grid" in name
+    watch = Watch(coords, values, max(targets), budget, args.grid_eval_s if is_grid else args.siren_eval_s)
+    spec = ModelSpec(arch="grid") if is_grid else ModelSpec(arch="siren", hidden=(256, 256, 256), omega0=30.0)
+    model = spec.build(signal.dim, signal.out_dim, gen, resolution=max(signal.shape))
+    extra: dict[str, Any] = {}
+    if name in ("inrkit-grid", "inrkit-grid-fp32", "inrkit-siren"):
+        precision = "fp32" if name.endswith("fp32") else resolve_precision("auto", torch.device("cpu"), True)
+        batch = args.grid_batch if is_grid else None
+        lr = args.grid_lr if is_grid else SIREN_LR
+        cfg = FitConfig(steps=10**9, lr=lr, encoding_lr=args.grid_encoding_lr if is_grid else None, precision=precision,
+                        schedule="constant", batch_size=batch, evaluate=False, progress=False, log_every=10**9,
+                        seed=args.seed)
+        signal.train_batch(batch, torch.Generator(), torch.device("cpu"))  # warm-up, untimed: data cache,
+        with torch.no_grad():  # oneDNN's bf16 kernels
+            with_precision(model, precision)(coords[:64])
+        watch.t0 = time.perf_counter()
+        fit(model, signal, cfg, callbacks=[watch])
+        with tempfile.TemporaryDirectory() as tmp:
+            nbytes = save_model(model.cpu(), Path(tmp) / "m.safetensors").stat().st_size
+        extra = {"batch": batch, "lr": lr, "encoding_lr": cfg.encoding_lr,
+                 "precision": precision,
+                 "model": spec.arch, "hidden": list(spec.widths)}
+        if is_grid:
+            extra["grid"] = model.encoding.summary()
+        return watch.result(targets, model.num_params(), nbytes, extra)
+    if name == "textbook-grid":
+        net = textbook_grid_net(model.encoding.config, signal.out_dim, list(spec.widths))
+        tables = list(net.get_submodule("0").parameters())
+        rest = [p for p in net.parameters() if all(p is not t for t in tables)]
+        groups = [{"params": rest, "lr": args.grid_lr}, {"params": tables, "lr": args.grid_encoding_lr}]
+        plain_loop(net, watch, args.grid_batch, groups, args.seed)
+        extra = {"batch": args.grid_batch, "lr": args.grid_lr, "encoding_lr": args.grid_encoding_lr,
+                 "precision": "fp32"}
+    else:  # siren-pytorch (the package when installed), the SIREN paper's lr 1e-4, full batch
+        try:
+            from siren_pytorch import SirenNet
+
+            net = SirenNet(dim_in=signal.dim, dim_hidden=256, dim_out=signal.out_dim, num_layers=3, w0=30.0,
+                           w0_initial=30.0)
+            impl = "siren_pytorch.SirenNet"
+        except ImportError:  # the same module re-implemented (see textbook_siren)
+            net, impl = textbook_siren([256, 256, 256]), "re-implementation of siren_pytorch.SirenNet"
+        plain_loop(net, watch, None, [{"params": list(net.parameters()), "lr": 1e-4}], args.seed)
+        extra = {"batch": None, "lr": 1e-4, "precision": "fp32", "implementation": impl}
+    params = sum(p.numel() for p in net.parameters())
+    return watch.result(targets, params, _state_bytes(net), extra)
+
+
+GRID_ARMS = ("inrkit-grid", "inrkit-grid-fp32", "textbook-grid", "inrkit-siren", "siren-pytorch")
+
+
+def grid_part(args: argparse.Namespace) -> dict[str, Any]:
+    """Time to 30/35 dB (Kodak) and 40 dB (hydrogen) for the grid and SIREN arms, one run each."""
+    from inrkit.signals import load_signal
+
+    out: dict[str, Any] = {}
+    for key in args.signals.split(","):
+        path, targets = GRID_SIGNALS[key]
+        signal = load_signal(path)
+        rows: dict[str, Any] = {}
+        for arm in args.arms.split(","):
+            budget = args.grid_budget_s if "grid" in arm else args.budget_s
+            t = time.perf_counter()
+            rows[arm] = grid_arm(arm, signal, targets, budget, args)
+            rows[arm]["wall_seconds"] = round(time.perf_counter() - t, 1)
+            print(f"{key} {arm}: " + json.dumps({k: v for k, v in rows[arm].items()
+                                                  if k not in ("curve", "grid")}), file=sys.stderr)
+        res: dict[str, Any] = {"signal": str(path.relative_to(DATA)) if path.is_relative_to(DATA) else str(path),
+                               "points": int(signal.coords.shape[0]), "targets": list(targets), "methods": rows}
+        for ours in ("inrkit-grid", "inrkit-grid-fp32"):  # fp32: the same precision as the textbook loop
+            if ours in rows and "textbook-grid" in rows:
+                res[f"per_step_textbook_over_{ours}"] = (rows["textbook-grid"]["seconds_per_step"]
+                                                         / max(rows[ours]["seconds_per_step"], 1e-12))
+        first = f"seconds_to_{targets[0]:g}db"
+        sirens = [rows[a] for a in ("inrkit-siren", "siren-pytorch") if a in rows]
+        if "inrkit-grid" in rows and rows["inrkit-grid"][first] and sirens:
+            best = [r[first] if r[first] is not None else r[first + "_lower_bound"] for r in sirens]
+            res[f"speedup_to_{targets[0]:g}db_vs_best_siren"] = min(best) / rows["inrkit-grid"][first]
+            res["speedup_is_lower_bound"] = any(r[first] is None for r in sirens)
+        out[key] = res
+    return out
+
+
+def grid_step_times(points: int = 768 * 512, reps: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Forward + backward seconds of the 2D grid encoding alone (default image config) at ``points`` random
+    points: inrkit's GridEncoding against the textbook per-level loop (best of ``reps``)."""
+    from inrkit.models.grid import GridEncoding
+    from inrkit.models.mlp import GRID_DEFAULTS
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(points, 2, generator=gen) * 2 - 1
+    enc = GridEncoding(GridConfig(dim=2, **GRID_DEFAULTS[2]), gen)
+    textbook = TextbookHashGrid(enc.config)
+    out: dict[str, Any] = {"points": points, "config": enc.config.to_dict()}
+    for name, module in (("inrkit", enc), ("textbook", textbook)):
+        times = []
+        for _ in range(reps + 1):
+            module.zero_grad(set_to_none=True)
+            t = time.perf_counter()
+            module(x).square().sum().backward()
+            times.append(time.perf_counter() - t)
+        out[f"{name}_seconds"] = min(times[1:])
+    out["textbook_over_inrkit"] = out["textbook_seconds"] / out["inrkit_seconds"]
+    return out
+
+
+def plot_grid(part: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(part), figsize=(5.2 * len(part), 4.2), squeeze=False)
+    for ax, (key, res) in zip(axes[0], part.items()):
+        for arm, row in res["methods"].items():
+            curve = np.asarray(row["curve"]) if row["curve"] else np.zeros((0, 3))
+            ax.plot(curve[:, 1], curve[:, 2], label=arm, marker=".", ms=3)
+        for target in res["targets"]:
+            ax.axhline(target, color="grey", lw=0.6, ls="--")
+        ax.set_xscale("log")  # every curve starts after its first step (t > 0)
+        ax.set(title=f"{key} ({res['points']} points)", xlabel="training seconds (1 CPU thread)", ylabel="PSNR (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def grid_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    torch.set_num_threads(args.threads or 1)
+    t0 = time.perf_counter()
+    report: dict[str, Any] = {
+        "benchmark": "fit_speed_grid", "device": "cpu", "threads": args.threads or 1, "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(), "bf16_native": bf16_supported(torch.device("cpu")),
+        "command": " ".join(["bench/fit_speed.py", *(argv if argv is not None else sys.argv[1:])]),
+        "timing": "arms run one after another in one process; training seconds exclude the float32 full-signal "
+                  "PSNR evaluations (every --grid-eval-s / --siren-eval-s training seconds, so times to a target "
+                  "are resolved to that interval); a target not reached within the arm's budget is reported as "
+                  "a lower bound (seconds_to_X_lower_bound)",
+        "settings": {"grid_lr": args.grid_lr, "grid_encoding_lr": args.grid_encoding_lr, "grid_batch": args.grid_batch,
+                     "siren_lr": SIREN_LR, "siren_pytorch_lr": 1e-4, "budget_s": args.budget_s,
+                     "grid_budget_s": args.grid_budget_s, "seed": args.seed},
+    }
+    torch.optim.Adam([nn.Parameter(torch.zeros(1))])  # the first optimizer imports torch._dynamo (~3 s): not timed
+    report["encoding_step"] = grid_step_times()
+    print("encoding forward+backward: " + json.dumps(report["encoding_step"]), file=sys.stderr)
+    report["signals"] = grid_part(args)
+    report["wall_seconds"] = time.perf_counter() - t0
+    out = Path(args.grid_out)
+    write_json(out, report)
+    plot_grid(report["signals"], out.with_suffix(".png"))
+    print(json.dumps({"json": str(out), "wall_seconds": round(report["wall_seconds"], 1)}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="GPU scale: 512x512 image, 1000 steps, all threads")
@@ -472,7 +791,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=str(RESULTS / "fit_speed.json"))
+    grid = parser.add_argument_group("grid part (issue 12; --grid runs only this part)")
+    grid.add_argument("--grid", action="store_true", help="time-to-PSNR of grid vs SIREN arms (~25 min on 1 thread)")
+    grid.add_argument("--signals", default="kodim05,kodim19,hydrogen", help="of " + ",".join(GRID_SIGNALS))
+    grid.add_argument("--arms", default=",".join(GRID_ARMS), help="of " + ",".join(GRID_ARMS))
+    grid.add_argument("--budget-s", type=float, default=150.0, help="training seconds per SIREN arm")
+    grid.add_argument("--grid-budget-s", type=float, default=90.0, help="training seconds per grid arm")
+    grid.add_argument("--grid-eval-s", type=float, default=1.0, help="training seconds between PSNR evals (grids)")
+    grid.add_argument("--siren-eval-s", type=float, default=8.0, help="training seconds between PSNR evals (SIRENs)")
+    grid.add_argument("--grid-lr", type=float, default=GRID_LR, help="MLP lr of the grid arms")
+    grid.add_argument("--grid-encoding-lr", type=float, default=GRID_ENC_LR, help="table lr of the grid arms")
+    grid.add_argument("--grid-batch", type=int, default=GRID_BATCH, help="random batch of the grid arms")
+    grid.add_argument("--grid-out", default=str(RESULTS / "fit_speed_grid.json"))
     args = parser.parse_args(argv)
+    if args.grid:
+        return grid_main(args, argv)
     device = resolve_device(args.device)
     args.size = args.size or (512 if args.full else 128)
     args.steps = args.steps or (1000 if args.full else 100)

@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
         meta = meta_part(a, work / "meta")
     throughput = {
         "crops": a.crops, "size": a.size, "hidden": a.hidden, "steps": a.steps, "batch": a.batch,
-        "members_per_stack": stack_size(a.batch, a.size * a.size, max(spec.hidden), None),
+        "members_per_stack": stack_size(a.batch, a.size * a.size, max(spec.widths), None),
         "cpu_stack_bytes": CPU_STACK_BYTES,
         "fit": {"lr": cfg.lr, "schedule": cfg.schedule, "precision": cfg.precision, "full_batch": True,
                 "seed": a.seed},

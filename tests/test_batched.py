@@ -15,7 +15,7 @@ from inrkit.errors import InvalidInputError
 from inrkit.models.io import load_model, model_header, save_model
 from inrkit.models.mlp import ffn, siren
 from inrkit.signals.base import GridSignal
-from inrkit.train import FitConfig, StackedModel, fit, fit_many
+from inrkit.train import FitConfig, StackedModel, StackedTask, fit, fit_many, fit_stacked
 
 ATOL, PSNR_TOL = 1e-4, 1e-3
 
@@ -85,8 +85,10 @@ def test_mismatched_inputs_are_refused():
         fit_many(_models(2), [_image(0)], cfg)
     with pytest.raises(InvalidInputError, match="2D -> 3D"):
         fit_many([siren(2, 1, (8,))], [_image(0)], cfg)
-    with pytest.raises(InvalidInputError, match="bf16"):
-        fit_many(_models(1), [_image(0)], FitConfig(steps=1, progress=False, precision="bf16"))
+    with pytest.raises(InvalidInputError, match="bf16"):  # fit_many honours bf16 (test_many_forms.py); a task
+        fit_stacked(StackedModel(_models(1)[0], 1),   # without supports_bf16 refuses it
+                    StackedTask(torch.zeros(4, 2), torch.zeros(1, 4, 3)), FitConfig(steps=1, progress=False,
+                                                                                   precision="bf16"))
 
 
 def test_members_are_ordinary_models_and_files(tmp_path):

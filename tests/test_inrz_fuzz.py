@@ -32,10 +32,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inrkit import limits
-from inrkit.compress import compress_model, decode_model, pack
+from inrkit.compress import compress_model, decode_model, entropy, pack
 from inrkit.compress import dictionary as dictionary_module
 from inrkit.compress.api import decode_image, render_cost
 from inrkit.compress.coding import encode_bitmask, encode_gaps
+from inrkit.compress.container import dump_value, unpack, writing_version
 from inrkit.compress.dictionary import GENERATOR_NAME
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.models import siren
@@ -146,6 +147,10 @@ def category(message: str) -> str:
     for key, words in [("work beyond the file's size", ("justif", "distinct dictionaries", "-entry dictionary")),
                        ("checksum or length", ("checksum", "exceeds the file", "only", "magic", "version")),
                        ("compressed stream", ("compressed stream", "Brotli", "expands", "implausible")),
+                       ("v2 entropy-coded section", ("range-coded", "coding method", "bit-packed", "stored .inrz",
+                                                     "empty .inrz section", "model parameter")),
+                       ("v2 binary header or index", ("varint", "tag", "string id", "trailing bytes", "repeats",
+                                                      "quantiser", "UTF-8", "truncated", "nests")),
                        ("JSON", ("JSON",)), ("payload", ("payload", "support", "quantised", "sections")),
                        ("header field", ("header",)), ("values", ("non-finite",))]:
         if any(w in message for w in words):
@@ -164,18 +169,24 @@ def check(data: bytes) -> None:
         assert message and "\n" not in message
 
 
-def _samples() -> dict[str, bytes]:
+def _samples(version: int) -> dict[str, bytes]:
     model = siren(2, 3, [12, 56, 8], generator=torch.Generator().manual_seed(0))  # blocks and rows layers
-    return {
-        "sinr": compress_model(model, "sinr", sparsity=0.3, bits=6, code_first=True, signal=META),
-        "sinr-bitmask": compress_model(model, "sinr", sparsity=0.45, overcomplete=1.2, signal=META),
-        "quant": compress_model(model, "quant", bits=5, signal=META),
-        "coin": compress_model(model, "coin", signal=META),
-    }
+    with writing_version(version):
+        return {
+            "sinr": compress_model(model, "sinr", sparsity=0.3, bits=6, code_first=True, signal=META),
+            "sinr-bitmask": compress_model(model, "sinr", sparsity=0.45, overcomplete=1.2, signal=META),
+            "quant": compress_model(model, "quant", bits=5, signal=META),
+            "quant12": compress_model(model, "quant", bits=12, signal=META),
+            "coin": compress_model(model, "coin", signal=META),
+        }
 
 
-SAMPLES = _samples()
+SAMPLES = _samples(1)  # the v1 container (JSON header, Brotli sections): split/build below edit it
 NAMES = sorted(SAMPLES)
+SAMPLES_V2 = _samples(2)  # the v2 container (binary header, entropy-coded sections)
+NAMES_V2 = sorted(SAMPLES_V2)
+ALL = {**{f"v1-{k}": v for k, v in SAMPLES.items()}, **{f"v2-{k}": v for k, v in SAMPLES_V2.items()}}
+ALL_NAMES = sorted(ALL)
 
 
 def with_crc(body: bytes) -> bytes:
@@ -224,9 +235,10 @@ ABSURD = st.one_of(
 
 
 def test_valid_samples_decode():
-    for name in NAMES:
-        model, header = decode_model(SAMPLES[name])
+    for name in ALL_NAMES:
+        model, header = decode_model(ALL[name])
         assert header["signal"] == META and model.widths == [2, 12, 56, 8, 3]
+    assert all(data[4] == 2 for data in SAMPLES_V2.values()) and all(data[4] == 1 for data in SAMPLES.values())
 
 
 @FUZZ
@@ -234,12 +246,13 @@ def test_valid_samples_decode():
 def test_random_bytes(data, magic):
     check((b"INRZ\x01" + data) if magic else data)
     check(with_crc(b"INRZ\x01" + data))
+    check(with_crc(b"INRZ\x02" + data))
 
 
 @FUZZ
-@given(st.sampled_from(NAMES), st.integers(0, 10**6), st.booleans())
+@given(st.sampled_from(ALL_NAMES), st.integers(0, 10**6), st.booleans())
 def test_truncations(name, cut, fix_crc):
-    data = SAMPLES[name]
+    data = ALL[name]
     cut %= len(data)
     check(data[:cut])
     if fix_crc and cut > 4:
@@ -247,10 +260,10 @@ def test_truncations(name, cut, fix_crc):
 
 
 @FUZZ
-@given(st.sampled_from(NAMES), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 7)), min_size=1, max_size=4),
-       st.booleans())
+@given(st.sampled_from(ALL_NAMES), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 7)), min_size=1,
+                                            max_size=4), st.booleans())
 def test_bit_flips(name, flips, fix_crc):
-    data = bytearray(SAMPLES[name])
+    data = bytearray(ALL[name])
     for pos, bit in flips:
         data[pos % len(data)] ^= 1 << bit
     check(bytes(data))
@@ -292,6 +305,109 @@ def test_absurd_lengths_and_raw_json(name, head_len, text):
     check(build(text * 2000, payload))  # deep nesting, non-finite numbers, bad UTF-8
 
 
+# ------------------------------------------------------------------ container v2
+def build_v2(head: bytes, sections: list[bytes], count: int | None = None) -> bytes:
+    """A v2 file from raw header bytes and sections (``count`` overrides the section count)."""
+    index = entropy.write_varint(len(sections) if count is None else count)
+    index += b"".join(entropy.write_varint(len(x)) for x in sections[:-1])
+    return with_crc(b"INRZ\x02" + entropy.write_varint(len(head)) + head + index + b"".join(sections))
+
+
+def split_v2(name: str) -> tuple[dict, list[bytes]]:
+    header, sections = unpack(SAMPLES_V2[name])
+    header.pop("sizes")
+    return header, sections
+
+
+@FUZZ
+@given(st.sampled_from(NAMES_V2), st.data())
+def test_v2_header_field_mutations(name, data):
+    header, sections = split_v2(name)
+    paths = list(leaf_paths(header))
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        try:
+            header = set_path(header, path, json.loads(json.dumps(data.draw(ABSURD))))
+        except (TypeError, IndexError, KeyError):
+            pass
+        paths = list(leaf_paths(header)) if isinstance(header, (dict, list)) else [()]
+    try:
+        head = dump_value(header)
+    except InvalidInputError:
+        return  # not storable (e.g. an integer beyond 64 bits): the writer refuses it
+    check(build_v2(head, sections))
+
+
+@FUZZ
+@given(st.sampled_from(NAMES_V2), st.integers(0, 10**6), st.binary(min_size=1, max_size=12), st.integers(0, 3))
+def test_v2_header_bytes_and_index(name, pos, junk, mode):
+    """Raw header bytes overwritten/inserted, absurd section counts and sizes, absurd header lengths."""
+    header, sections = split_v2(name)
+    head = dump_value(header)
+    pos %= len(head)
+    if mode == 0:
+        check(build_v2(head[:pos] + junk + head[pos + len(junk):], sections))
+    elif mode == 1:
+        check(build_v2(head[:pos] + junk + head[pos:], sections))
+    elif mode == 2:
+        check(build_v2(head, sections, count=int.from_bytes(junk[:8], "little")))
+    else:
+        body = b"INRZ\x02" + junk + head + b"".join(sections)
+        check(with_crc(body))
+
+
+@FUZZ
+@given(st.sampled_from(NAMES_V2), st.data(), st.binary(min_size=1, max_size=8), st.booleans())
+def test_v2_section_mutations(name, data, junk, insert):
+    """Entropy-coded sections with bytes overwritten or inserted (method bytes, model parameters, words)."""
+    header, sections = split_v2(name)
+    i = data.draw(st.integers(0, len(sections) - 1))
+    sec = sections[i]
+    pos = data.draw(st.integers(0, max(len(sec) - 1, 0)))
+    sections[i] = sec[:pos] + junk + sec[pos + (0 if insert else len(junk)):]
+    check(build_v2(dump_value(header), sections))
+
+
+@FUZZ
+@given(st.binary(max_size=300), st.integers(0, 5000), st.integers(1, 16), st.sampled_from([0, 1, 2, 3, 4, 5, 9]))
+def test_entropy_decoder_on_random_sections(body, count, bits, method):
+    """The section decoder alone: random bodies under every method give codes in range or InvalidFileError."""
+    try:
+        raw = entropy.decode_bytes(bytes([(method + 5) % 6]) + body, count)  # stored, brotli, varints, unknown
+        assert len(raw) == count
+    except InvalidFileError:
+        pass
+    try:
+        codes = entropy.decode_codes(bytes([method]) + body, count, bits)
+    except InvalidFileError:
+        return
+    assert codes.shape == (count,) and (count == 0 or (codes.min() >= 0 and codes.max() < 1 << bits))
+
+
+def test_v2_range_coded_bombs():
+    """A few bytes of range coding that claim many codes: decoded within the limits or refused by the size rule."""
+    def quant_file(width: int) -> bytes:
+        n = 3 * width + width * width + 1
+        peaked = bytes([entropy.LAPLACE]) + entropy.param_for(0.5).to_bytes(2, "little") + entropy.write_varint(0)
+        header = {"format": "inrz-mlp", "codec": "quant",
+                  "model": {"widths": [2, width, width, 1], "activations": ["sine", "sine", "identity"],
+                            "omegas": [30.0] * 3, "fourier": None},
+                  "params": {"bits": 16}, "layers": [{"w": [0.0, 1e-3], "b": [0.0, 1e-3]}] * 3, "signal": {},
+                  "extra": {}}
+        assert n > 0
+        return pack(header, [peaked + b"\0" * 4] * 6, version=2)
+
+    for width, expected in ((700, "decoded"), (3000, "refused")):
+        w = Worker()
+        try:
+            outcome, message, cpu, peak = w.run(quant_file(width))
+        finally:
+            w.close()
+        CRAFTED[f"v2 range-coded zeros, {width}x{width}"] = (f"{outcome} ({len(quant_file(width))} bytes)", cpu, peak)
+        assert outcome == expected, message
+        assert cpu <= CPU_SECONDS and peak <= MEMORY, (cpu, peak)
+
+
 @pytest.mark.parametrize("widths", [[2, 65536, 65536, 3], [2, 4096, 4096, 4096, 3], [2] + [5000] * 5 + [3]])
 def test_absurd_architecture_allocates_nothing(widths):
     header, payload = split(SAMPLES["sinr"])
@@ -304,12 +420,12 @@ def test_absurd_architecture_allocates_nothing(widths):
 
 
 # ------------------------------------------------------------------ crafted files (issue 16)
-def _section(raw: bytes, quality: int = 11) -> bytes:
-    return brotli.compress(raw, quality=quality)
+def _section(raw: bytes, quality: int = 11, version: int = 1) -> bytes:
+    return (b"" if version == 1 else bytes([entropy.BROTLI])) + brotli.compress(raw, quality=quality)
 
 
 def sinr_file(widths: list[int], coded: dict[int, tuple[str, int, int, int]], *, pad: int = 0,
-              signal: dict | None = None, support: str = "gaps", quality: int = 11) -> bytes:
+              signal: dict | None = None, support: str = "gaps", quality: int = 11, version: int = 1) -> bytes:
     """A valid ``sinr`` file of constant streams; ``coded[i] = (mode, k1, k2, s)``, ``pad`` random bytes in extra."""
     records, sections = [], []
     for i in range(len(widths) - 1):
@@ -321,17 +437,17 @@ def sinr_file(widths: list[int], coded: dict[int, tuple[str, int, int, int]], *,
             idx = np.tile(np.arange(s), (n, 1))
             if support == "gaps":
                 gaps = encode_gaps(idx)
-                sections.append(_section(gaps, quality))
+                sections.append(_section(gaps, quality, version))
                 rec.update(support="gaps", support_bytes=len(gaps))
             else:
-                sections.append(_section(encode_bitmask(idx, k2), quality))
+                sections.append(_section(encode_bitmask(idx, k2), quality, version))
                 rec.update(support="bitmask")
-            sections.append(_section(np.ones(n * s, np.uint8).tobytes(), quality))
+            sections.append(_section(np.ones(n * s, np.uint8).tobytes(), quality, version))
             rec.update(mode=mode, k1=k1, k2=k2, s=s, coef=[0.0, 0.001])
         else:
-            sections.append(_section(bytes(out * inp), quality))
+            sections.append(_section(bytes(out * inp), quality, version))
             rec["w"] = [0.0, 0.0]
-        sections.append(_section(bytes(out), quality))
+        sections.append(_section(bytes(out), quality, version))
         rec["b"] = [0.0, 0.0]
         records.append(rec)
     n = len(widths) - 1
@@ -341,7 +457,7 @@ def sinr_file(widths: list[int], coded: dict[int, tuple[str, int, int, int]], *,
                         "omegas": [30.0] * n, "fourier": None},
               "params": {"bits": 8, "dense_bits": 8, "seed": 0, "generator": GENERATOR_NAME},
               "layers": records, "signal": signal or {}, "extra": extra}
-    return pack(header, sections)
+    return pack(header, sections, version=version)
 
 
 def image_meta(h: int, w: int, channels: int = 1) -> dict:
@@ -385,7 +501,7 @@ def _constant_stream() -> bytes:  # 1 MiB of constant 16-bit codes in about 30 b
                         "omegas": [30.0] * 3, "fourier": None},
               "params": {"bits": 16}, "layers": [{"w": [0.0, 0.0], "b": [0.0, 0.0]}] * 3, "signal": {}, "extra": {}}
     sizes = [2 * 724 * 2, 2 * 724, 2 * 724 * 724, 2 * 724, 2 * 724, 2]
-    return pack(header, [_section(bytes(n)) for n in sizes])
+    return pack(header, [_section(bytes(n)) for n in sizes], version=1)
 
 
 def _worst_allowed() -> bytes:
@@ -423,7 +539,7 @@ def test_structured_sinr_files(data):
         return  # keep the test's own work small
     pad = data.draw(st.sampled_from([0, 3000, 60_000]))
     support = data.draw(st.sampled_from(["gaps", "bitmask"]))
-    check(sinr_file(widths, coded, pad=pad, support=support, quality=1))
+    check(sinr_file(widths, coded, pad=pad, support=support, quality=1, version=data.draw(st.sampled_from([1, 2]))))
 
 
 def _worst_render() -> bytes:
@@ -447,6 +563,10 @@ CRAFTED_FILES = {
     "30 dictionaries": ("model", _thirty_dictionaries, "refused"),
     "k1=k2=4096, s=4095": ("model", _omp_bomb, "refused"),
     "constant Brotli stream": ("model", _constant_stream, "refused"),
+    "v2 dictionary 4096x4096": ("model", lambda: sinr_file([2, 4096, 1, 1], {1: ("rows", 4096, 4096, 1)}, version=2),
+                                "refused"),
+    "v2 k1=k2=4096, s=4095": ("model", lambda: sinr_file([2, 4096, 4096, 1], {1: ("rows", 4096, 4096, 4095)},
+                                                         pad=93_000, support="bitmask", version=2), "refused"),
     "worst allowed (93 KB)": ("model", _worst_allowed, "decoded"),
     "image 30000x30000 (decode)": ("image", _huge_image, "refused"),
     "image 8192x8192 (decode)": ("image", _big_image, "refused"),
@@ -514,8 +634,11 @@ def test_encoder_never_writes_a_file_the_decoder_refuses():
     big = siren(2, 1, [600, 600], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         big.weights[1].zero_()  # 600 x 600 constant 16-bit codes (720 KB in ~30 bytes): beyond the ratio guard
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError), writing_version(1):
         compress_model(big, "quant", bits=16)
+    # v2 range-codes (or bit-packs) the constant layer: no Brotli stream, the size rule alone bounds the work
+    data = compress_model(big, "quant", bits=16)
+    assert data[4] == 2 and np.all(decode_model(data)[0].weights[1].detach().numpy() == 0)
 
 
 def test_legitimate_benchmark_files_decode():

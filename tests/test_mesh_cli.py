@@ -90,11 +90,17 @@ def test_mesh_3d_and_4d(tmp_path, capsys):
     assert rc == 0 and json.loads(stdout)["dofs"] == 27
     assert meshio.read(tmp_path / "v.vtu").cells[0].type == "hexahedron"
     rc, stdout, _ = _run(capsys, "mesh", str(tmp_path / "m4.safetensors"), "-o", str(tmp_path / "t.pvd"),
-                         "--uniform", "0", "--base", "2", "--json")
+                         "--uniform", "0", "--base", "2", "--four-d", "spacetime", "--json")
     report = json.loads(stdout)
     assert rc == 0 and report["output"].endswith("t.pvd") and report["dofs"] == 81
     slices = sorted(tmp_path.glob("t_*.vtu"))
     assert len(slices) == 3 and len(meshio.read(slices[0]).points) == 27
+    # the default: each of 9 time slices meshed in 3D (the reference code's way): 2x2x2 cells per slice here
+    rc, stdout, _ = _run(capsys, "mesh", str(tmp_path / "m4.safetensors"), "-o", str(tmp_path / "s.pvd"),
+                         "--uniform", "0", "--base", "2", "--json")
+    report = json.loads(stdout)
+    assert rc == 0 and report["four_d"] == "slices" and report["dofs"] == 9 * 27
+    assert len(sorted(tmp_path.glob("s_*.vtu"))) == 9
 
 
 def test_mesh_3d_preview_pyvista(tmp_path, capsys):

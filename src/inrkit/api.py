@@ -12,8 +12,9 @@ import torch
 
 from inrkit.errors import InvalidInputError
 from inrkit.models import ARCHITECTURES, build_model, load_model, save_model
-from inrkit.models.mlp import MLP
+from inrkit.models.mlp import ACTIVATIONS, MLP
 from inrkit.signals import AnalyticSignal, Signal, SignalOptions, load_signal, render_model
+from inrkit.signals.match import load_matching_signal
 from inrkit.signals.render import save_field_png, save_npy
 from inrkit.train import FitConfig, FitResult, fit
 from inrkit.utils import to_json
@@ -25,25 +26,64 @@ class ModelSpec:
 
     Args:
         arch: architecture (a name registered in inrkit.models.ARCHITECTURES).
-        hidden: hidden widths: 256x3 or 256,128,64.
+        hidden: hidden widths: 256x3 or 256,128,64 (default: 256x3; 64x2 for grid).
         omega0: SIREN/FINER frequency omega_0 of the first and hidden layers.
+        levels: grid: resolution levels (default per dimension: docs/grid.md).
+        features: grid: features per level.
+        table_size: grid: entries of a hashed level (coarse levels that fit are dense).
+        finest: grid: cells per axis of the finest level (default: the signal's largest side).
+        activation: grid: hidden activation of the MLP after the grid (default relu).
     """
 
     arch: str = "siren"
-    hidden: tuple[int, ...] = (256, 256, 256)
+    hidden: tuple[int, ...] | None = None
     omega0: float = 30.0
+    levels: int | None = None
+    features: int | None = None
+    table_size: int | None = None
+    finest: int | None = None
+    activation: str | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise InvalidInputError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
-        self.hidden = tuple(int(h) for h in self.hidden)
-        if not self.hidden or min(self.hidden) < 1:
-            raise InvalidInputError(f"hidden widths must be positive, got {list(self.hidden)}")
+        if self.hidden is not None:
+            self.hidden = tuple(int(h) for h in self.hidden)
+            if not self.hidden or min(self.hidden) < 1:
+                raise InvalidInputError(f"hidden widths must be positive, got {list(self.hidden)}")
+        grid_fields = {k: getattr(self, k) for k in GRID_FIELDS if getattr(self, k) is not None}
+        if grid_fields and self.arch != "grid":
+            raise InvalidInputError(f"{', '.join(sorted(grid_fields))} apply to arch grid only, not {self.arch!r}")
+        for name in ("levels", "features", "table_size", "finest"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 1):
+                raise InvalidInputError(f"grid {name} must be a positive integer, got {value!r}")
+        if self.activation is not None and self.activation not in ACTIVATIONS:
+            raise InvalidInputError(f"unknown activation {self.activation!r}; choose from {list(ACTIVATIONS)}")
 
-    def build(self, in_dim: int, out_dim: int, generator: torch.Generator | None = None) -> MLP:
-        """The untrained model for ``in_dim`` coordinates and ``out_dim`` values."""
-        kwargs = {"omega0": self.omega0, "omega_hidden": self.omega0} if self.arch in ("siren", "finer") else {}
-        return build_model(self.arch, in_dim, out_dim, self.hidden, generator=generator, **kwargs)
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The hidden widths, the architecture's default when not given."""
+        return self.hidden if self.hidden is not None else GRID_HIDDEN if self.arch == "grid" else (256, 256, 256)
+
+    def build(self, in_dim: int, out_dim: int, generator: torch.Generator | None = None,
+              resolution: int | None = None) -> MLP:
+        """The untrained model for ``in_dim`` coordinates and ``out_dim`` values.
+
+        ``resolution`` (the signal's largest side) is a grid's finest resolution when ``finest`` is not given.
+        """
+        kwargs: dict[str, Any] = {}
+        if self.arch in ("siren", "finer"):
+            kwargs = {"omega0": self.omega0, "omega_hidden": self.omega0}
+        elif self.arch == "grid":
+            kwargs = {k: getattr(self, k) for k in GRID_FIELDS if getattr(self, k) is not None}
+            if self.finest is None and resolution:
+                kwargs["finest"] = max(int(resolution), 2)
+        return build_model(self.arch, in_dim, out_dim, self.widths, generator=generator, **kwargs)
+
+
+GRID_FIELDS = ("levels", "features", "table_size", "finest", "activation")
+GRID_HIDDEN = (64, 64)
 
 
 def _require_mlp(model: torch.nn.Module, path: str | os.PathLike, what: str) -> MLP:
@@ -66,7 +106,9 @@ def check_compatible(model: MLP, signal: Signal) -> None:
 def fit_signal(signal: Signal, spec: ModelSpec | None = None, config: FitConfig | None = None) -> FitResult:
     """Fit a new ``spec`` model (seeded with ``config.seed``) to ``signal``."""
     spec, config = spec or ModelSpec(), config or FitConfig()
-    model = spec.build(signal.dim, signal.out_dim, torch.Generator().manual_seed(config.seed))
+    shape = getattr(signal, "shape", None)
+    model = spec.build(signal.dim, signal.out_dim, torch.Generator().manual_seed(config.seed),
+                       resolution=max(shape) if shape else None)
     return fit(model, signal, config)
 
 
@@ -105,10 +147,11 @@ def fit_file(
 
 def evaluate_file(model_path: str | os.PathLike, input_path: str | os.PathLike,
                   **signal_options: Any) -> dict[str, Any]:
-    """Metrics of a saved model against the signal in ``input_path``."""
+    """Metrics of a saved model against the signal in ``input_path`` (checked against the header: kind,
+    shape, crop; see :func:`inrkit.signals.match.load_matching_signal`)."""
     model, header = load_model(model_path)
     mlp = _require_mlp(model, model_path, "evaluated")
-    signal = load_signal(input_path, **signal_options)
+    signal = load_matching_signal(input_path, header, "input", **signal_options)
     check_compatible(mlp, signal)
     return {"model": str(model_path), "signal": str(input_path), **signal.evaluate(model)}
 
@@ -120,6 +163,10 @@ def model_info(model_path: str | os.PathLike) -> dict[str, Any]:
     if isinstance(model, MLP):
         info.update(widths=model.widths, activations=model.activations, omegas=model.omegas,
                     fourier_features=0 if model.fourier is None else int(model.fourier.shape[0]))
+        if model.encoding is not None:
+            grid = model.encoding.summary()
+            grid["param_share"] = round(grid["params"] / max(model.num_params(), 1), 4)
+            info["encoding"] = grid
     else:
         groups: list[Any] = getattr(model, "prunable_groups", list)()
         info.update(type=header.get("type", type(model).__name__), widths={g.name: g.width for g in groups})

@@ -21,11 +21,12 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import json
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence, cast
 
@@ -39,7 +40,7 @@ from inrkit.models.mlp import MLP
 from inrkit.signals import SignalOptions, load_signal
 from inrkit.signals.kinds import suffixes as signal_suffixes
 from inrkit.train import FitConfig
-from inrkit.utils import atomic_write, write_json
+from inrkit.utils import atomic_write, to_json, write_json
 
 MAX_ITEMS = 1 << 20  # items one job may list (inputs after expanding folders, globs and manifests)
 MAX_BATCH = 4096  # signals one batched fit may hold
@@ -118,15 +119,20 @@ def _series_items(manifest: Path) -> list[Item]:
     return [Item(p.stem, str(p), options if p.suffix.lower() == ".raw" else ()) for p in paths]
 
 
-def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Item]:
+def expand_inputs(inputs: Sequence[str | os.PathLike], suffixes: Sequence[str] | None = None,
+                  what: str = "signal") -> list[Item]:
     """The items of a job: each input is a signal file, a folder (its signal files, sorted; a folder
     with ``manifest.json`` is a series), a series ``manifest.json``, or a glob (``'crops/*.png'``).
 
     Names are the files' stems, made unique with ``-2``, ``-3``... in input order. Raises
     :class:`InvalidFileError` for a missing input, a glob or folder without signals, a bad manifest,
     or an explicit file of no known signal format; before anything is fitted.
+
+    ``suffixes``/``what``: other files than signals (e.g. ``(".safetensors", ".npz")``, ``"model"``);
+    series manifests are then plain files.
     """
-    known = set(signal_suffixes())
+    known = set(signal_suffixes()) if suffixes is None else {s.lower() for s in suffixes}
+    series = suffixes is None
     items: list[Item] = []
     for raw in inputs:
         text = os.fspath(raw)
@@ -134,17 +140,17 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Item]:
         if _is_glob(text):
             found = sorted(p for p in glob.glob(text, recursive=True) if Path(p).suffix.lower() in known)
             if not found:
-                raise InvalidFileError(f"{text}: the pattern matches no signal files")
+                raise InvalidFileError(f"{text}: the pattern matches no {what} files")
             items += [Item(Path(p).stem, p) for p in found]
         elif path.is_dir():
-            if (path / "manifest.json").is_file():
+            if series and (path / "manifest.json").is_file():
                 items += _series_items(path / "manifest.json")
             else:
                 found = sorted(str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in known)
                 if not found:
-                    raise InvalidFileError(f"{text}: a folder without signal files ({', '.join(sorted(known))})")
+                    raise InvalidFileError(f"{text}: a folder without {what} files ({', '.join(sorted(known))})")
                 items += [Item(Path(p).stem, p) for p in found]
-        elif path.name == "manifest.json" and path.is_file():
+        elif series and path.name == "manifest.json" and path.is_file():
             items += _series_items(path)
         elif not path.exists():
             raise InvalidFileError(f"{text}: no such file")
@@ -421,3 +427,219 @@ def _write_summary(out: Path, summary: dict[str, Any]) -> None:
         writer.writerow({k: "" if row.get(k) is None else row[k] for k in COLUMNS})
     with atomic_write(out / SUMMARY_CSV, "w") as handle:
         handle.write(text.getvalue())
+
+
+# ------------------------------------------------------------------ per-item jobs (encode --many, mesh --many)
+EACH_COLUMNS = ("item", "status", "psnr", "bytes", "seconds", "error", "source", "output", "sha256")
+
+
+@dataclass
+class ManyOptions:
+    """The ``--many`` form of a one-file command: one output per input file, into an output folder.
+
+    Args:
+        many: INPUT is a folder, a quoted glob or a file and -o names an output folder (one output per input,
+            resumable, summary.json/summary.csv there); implied when INPUT is a folder.
+        redo: with --many, process every input again, also those whose output exists and validates.
+    """
+
+    many: bool = False
+    redo: bool = False
+
+
+def wants_many(source: str | os.PathLike, options: ManyOptions) -> bool:
+    """Whether a command runs its ``--many`` form: ``--many`` given or the input is a folder."""
+    return bool(options.many or Path(source).is_dir())
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _each_done(row: dict[str, Any] | None, item: Item, validate: Callable[[Path], None]) -> bool:
+    """The last run's ``row`` finished ``item`` and its output is still the file it wrote and validates."""
+    if not row or row.get("status") not in ("ok", "skipped") or row.get("source") != item.source:
+        return False
+    out = row.get("output")
+    if not isinstance(out, str) or not Path(out).is_file() or row.get("sha256") != _sha256(Path(out)):
+        return False
+    try:
+        validate(Path(out))
+    except Exception:
+        return False
+    return True
+
+
+def run_each(items: Sequence[Item], outdir: str | os.PathLike, work: Callable[[Item, Path], dict[str, Any]],
+             validate: Callable[[Path], None], settings: dict[str, Any], *, redo: bool = False,
+             progress: bool = False, desc: str = "items") -> dict[str, Any]:
+    """Run ``work`` once per item into ``outdir``: resumable, failures isolated, summary JSON/CSV.
+
+    Args:
+        items: the inputs (:func:`expand_inputs`).
+        outdir: the output folder (created); ``summary.json`` and ``summary.csv`` are rewritten after every item.
+        work: ``work(item, outdir)`` writes the item's output atomically and returns its row numbers:
+            ``output`` (the path written, required), and e.g. ``psnr``, ``bytes``, ``bpp``.
+        validate: raises for an output that does not load (run on outputs of earlier runs before skipping them).
+        settings: the settings of the run (JSON); an item is skipped only when the last run's summary has the
+            same settings, an ``ok`` row for the same source, and the output it wrote is unchanged
+            (SHA-256) and validates; ``redo`` processes everything.
+        progress: a progress bar on stderr (when it is a terminal).
+        desc: the bar's label.
+
+    Returns the summary (counts, seconds, items/s, settings, one row per item). Failed items do not raise.
+    """
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = json.loads(to_json(settings, indent=None))
+    previous = _previous_summary(out)
+    same = previous.get("settings") == settings
+    old_rows = {r["item"]: r for r in previous.get("rows", [])
+                if isinstance(r, dict) and isinstance(r.get("item"), str)}
+    rows: dict[str, dict[str, Any]] = {}
+    todo: list[Item] = []
+    for item in items:
+        old = old_rows.get(item.name)
+        if not redo and same and _each_done(old, item, validate):
+            rows[item.name] = {**cast(dict, old), "status": "skipped", "error": ""}
+        else:
+            todo.append(item)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=desc, unit="item", file=sys.stderr,
+               disable=not (progress and sys.stderr.isatty()), dynamic_ncols=True)
+    counts = {"ok": 0, "failed": 0}
+    start = time.perf_counter()
+
+    def summary() -> dict[str, Any]:
+        done = [rows[i.name] for i in items if i.name in rows]
+        status = [r["status"] for r in done]
+        seconds = time.perf_counter() - start
+        worked = status.count("ok") + status.count("failed")
+        return {"outdir": str(out), "items": len(items), "ok": status.count("ok"), "skipped": status.count("skipped"),
+                "failed": status.count("failed"), "unfinished": len(items) - len(done), "seconds": round(seconds, 3),
+                "items_per_s": round(worked / seconds, 4) if seconds > 0 and worked else None,
+                "settings": settings, "summary_json": str(out / SUMMARY_JSON),
+                "summary_csv": str(out / SUMMARY_CSV), "rows": done}
+
+    try:
+        for item in todo:
+            t0 = time.perf_counter()
+            try:
+                numbers = dict(work(item, out))
+                target = Path(numbers.pop("output"))
+                row: dict[str, Any] = {"item": item.name, "status": "ok", "error": "", "source": item.source,
+                                       "output": str(target), "bytes": target.stat().st_size,
+                                       "sha256": _sha256(target), **numbers}
+            except Exception as exc:  # one bad input: one failed row, the others go on
+                row = {"item": item.name, "status": "failed", "error": _one_line(exc), "source": item.source,
+                       "output": None, "bytes": None, "sha256": None}
+            row["seconds"] = round(time.perf_counter() - t0, 4)
+            psnr = row.get("psnr")
+            row["psnr"] = float(psnr) if isinstance(psnr, (int, float)) and math.isfinite(psnr) else None
+            rows[item.name] = row
+            counts[row["status"]] += 1
+            _write_each_summary(out, summary())  # after every item: an interrupted run resumes from it
+            bar.update(1)
+            bar.set_postfix(done=counts["ok"], failed=counts["failed"])
+    finally:
+        bar.close()
+        result = summary()
+        _write_each_summary(out, result)
+    return result
+
+
+def _previous_summary(outdir: Path) -> dict[str, Any]:
+    path = outdir / SUMMARY_JSON
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
+            return {}
+        data = parse_json(path.read_bytes(), str(path))
+        return data if isinstance(data, dict) else {}
+    except (InrkitError, OSError):
+        return {}
+
+
+def _write_each_summary(out: Path, summary: dict[str, Any]) -> None:
+    write_json(out / SUMMARY_JSON, summary)
+    extra = sorted({k for r in summary["rows"] for k in r} - set(EACH_COLUMNS))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=[*EACH_COLUMNS, *extra], extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in summary["rows"]:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in (*EACH_COLUMNS, *extra)})
+    with atomic_write(out / SUMMARY_CSV, "w") as handle:
+        handle.write(text.getvalue())
+
+
+# ------------------------------------------------------------------ encode --many, mesh --many
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MODEL_SUFFIXES = (".safetensors", ".npz")
+
+
+def _valid_inrz(path: Path) -> None:
+    from inrkit.compress.container import unpack
+    from inrkit.compress.decoder import read_file
+
+    unpack(read_file(path))
+
+
+def _valid_mesh(path: Path) -> None:
+    with open(path, "rb") as handle:
+        head = handle.read(64).lstrip()
+    if not head.startswith(b"<"):
+        raise InvalidFileError(f"{path}: not a VTK XML file")
+
+
+def encode_many(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *, config: Any = None,
+                redo: bool = False, progress: bool = False, **options: Any) -> dict[str, Any]:
+    """``inrkit encode --many``: :func:`inrkit.compress.api.encode_image` of every image of ``inputs`` (files,
+    folders, globs) into ``outdir/NAME.inrz``, resumable, with ``summary.json``/``summary.csv`` (psnr, bytes, bpp,
+    seconds per image). ``config`` and ``options`` as for ``encode_image``."""
+    from inrkit.compress.api import EncodeConfig, encode_image
+
+    config = config or EncodeConfig()
+    items = expand_inputs(inputs, IMAGE_SUFFIXES, "image")
+    settings = {"command": "encode", "options": options,
+                "config": {k: v for k, v in asdict(config).items() if k not in ("progress", "device")}}
+
+    def work(item: Item, out: Path) -> dict[str, Any]:
+        rep = encode_image(item.source, out / f"{item.name}.inrz", config=replace(config, progress=False), **options)
+        return {"output": rep["output"], "psnr": rep.get("psnr"), "bpp": rep.get("bpp"),
+                "fit_psnr": rep.get("fit_psnr"), "hidden": "x".join(str(h) for h in rep.get("hidden", []))}
+
+    return run_each(items, outdir, work, _valid_inrz, settings, redo=redo, progress=progress, desc="encode")
+
+
+def mesh_many(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *, config: Any = None,
+              redo: bool = False, progress: bool = False, device: str | None = "cpu",
+              **options: Any) -> dict[str, Any]:
+    """``inrkit mesh --many``: :func:`inrkit.amr.api.mesh_model` of every model of ``inputs`` (files, folders,
+    globs) into ``outdir/NAME.vtu`` (``NAME.pvd`` for a 4D model), resumable, with ``summary.json``/``summary.csv``
+    (dofs, elements, rmse, seconds per model). ``config`` and ``options`` as for ``mesh_model`` (no preview)."""
+    from inrkit.amr.api import mesh_model
+    from inrkit.amr.pruning import PruningAMRConfig
+
+    config = config or PruningAMRConfig()
+    if options.get("preview") is not None:
+        raise InvalidInputError("--preview names one file; it cannot be used with --many")
+    options.pop("preview", None)
+    items = expand_inputs(inputs, MODEL_SUFFIXES, "model")
+    settings = {"command": "mesh", "options": options,
+                "config": {k: v for k, v in asdict(config).items() if k != "progress"}}
+
+    def work(item: Item, out: Path) -> dict[str, Any]:
+        model, _ = load_model(item.source)
+        suffix = ".pvd" if int(getattr(model, "coord_dim", 0)) == 4 else ".vtu"
+        rep = mesh_model(item.source, out / f"{item.name}{suffix}", config=replace(config, progress=False),
+                         device=device, **options)
+        return {"output": rep["output"], "dofs": rep.get("dofs"), "elements": rep.get("elements"),
+                "rmse": rep.get("rmse")}
+
+    return run_each(items, outdir, work, _valid_mesh, settings, redo=redo, progress=progress, desc="mesh")

@@ -31,6 +31,10 @@ MAX_MLP_WIDTH = 1 << 20  # neurons of one MLP layer (the element limits bind fir
 MAX_NERF_WIDTH = 4096  # neurons of one NeRF layer (the paper uses 256)
 MAX_NERF_LAYERS = 64  # trunk or view layers of a NeRF
 MAX_OMEGA = 1e5  # largest SIREN/FINER frequency factor in a model header (omegas must be finite and > 0)
+MAX_GRID_LEVELS = 64  # resolution levels of a grid encoding
+MAX_GRID_FEATURES = 64  # features per level of a grid encoding
+MAX_GRID_RESOLUTION = 1 << 20  # cells per axis of a grid level
+MAX_GRID_TABLE = 1 << 26  # entries of one hashed grid level (the element limits bind first)
 MAX_NPZ_MEMBERS = 4 * MAX_MODEL_LAYERS + 16  # arrays in an .npz weight list
 MAX_NPZ_RATIO = 64  # an .npz member may inflate to at most 64 x its compressed size + MAX_NPZ_SLACK
 MAX_NPZ_SLACK = 1 * MIB  # uncompressed bytes every .npz member may have regardless of its ratio
@@ -255,6 +259,8 @@ MAX_SCENE_PIXELS = 1 << 28  # most pixels of all the views of a synthetic NeRF s
 MAX_RAY_SAMPLES = 4096  # most coarse or fine samples per NeRF ray (--samples, --importance)
 MAX_PRUNE_POINTS = 1 << 22  # most domain points sampled for ID pruning (prune --points)
 MAX_BPP = 64.0  # highest bits per pixel a compression target may ask (24-bit RGB is raw)
+MAX_THREADS = 1024  # most CPU threads --threads may ask PyTorch for
+MAX_CODEC_IMAGES = 10_000  # most images eval-codec reads from one folder
 
 
 def check_hidden(widths: Any, what: str = "hidden widths") -> tuple[int, ...]:

@@ -1,4 +1,4 @@
-"""Quality metrics: PSNR, SSIM (images), Chamfer distance, normal consistency, IoU (shapes).
+"""Quality metrics: PSNR, SSIM and MS-SSIM (images), Chamfer distance, normal consistency, IoU (shapes).
 
 :func:`psnr` and :func:`psnr_from_mse` are inrkit's only PSNR (normalised values: ``data_range=2``;
 colours in [0, 1]: ``data_range=1``).
@@ -58,6 +58,73 @@ def ssim(pred: np.ndarray, target: np.ndarray, data_range: float = 255.0) -> flo
     else:  # tiny images: the largest odd uniform window that fits
         kwargs = {"win_size": side if side % 2 else side - 1}
     return float(structural_similarity(a, b, data_range=data_range, channel_axis=channel_axis, **kwargs))
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli, Bovik 2003 (5 scales)
+
+
+def ms_ssim(pred: np.ndarray, target: np.ndarray, data_range: float = 255.0,
+            weights: tuple[float, ...] = MS_SSIM_WEIGHTS) -> float:
+    """Multi-scale SSIM of two images ``[H, W]`` or ``[H, W, C]``, as CompressAI reports it.
+
+    The computation of ``pytorch_msssim.ms_ssim`` (what CompressAI's ``ms-ssim-rgb`` uses): an
+    11-tap Gaussian window (sigma 1.5) without padding, K1 = 0.01, K2 = 0.03, contrast-structure
+    terms of the first scales and SSIM of the last one (each clipped at 0) raised to the standard
+    weights, 2x average pooling between scales (odd sides padded with zeros); the mean over channels.
+    The shorter side must exceed ``10 * 2^(scales - 1)`` (160 pixels for 5 scales).
+
+    Args:
+        pred: the approximation.
+        target: the reference.
+        data_range: peak-to-peak range of the values (255 for 8-bit images).
+        weights: per-scale exponents (their count is the number of scales).
+    """
+    a, b = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if a.shape != b.shape:
+        raise InvalidInputError(f"MS-SSIM needs equal shapes, got {a.shape} and {b.shape}")
+    a, b = (a[..., None], b[..., None]) if a.ndim == 2 else (a, b)
+    if a.ndim != 3:
+        raise InvalidInputError(f"MS-SSIM needs images [H, W] or [H, W, C], got shape {a.shape}")
+    need = 10 * 2 ** (len(weights) - 1)
+    if min(a.shape[:2]) <= need:
+        raise InvalidInputError(f"MS-SSIM with {len(weights)} scales needs both sides > {need} pixels, "
+                                f"got {a.shape[1]}x{a.shape[0]}")
+    taps = np.arange(11, dtype=np.float64) - 5
+    window = np.exp(-(taps**2) / (2 * 1.5**2))
+    window /= window.sum()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    terms = []
+    for level in range(len(weights)):
+        mu_a, mu_b = _gauss_valid(a, window), _gauss_valid(b, window)
+        var_a = _gauss_valid(a * a, window) - mu_a**2
+        var_b = _gauss_valid(b * b, window) - mu_b**2
+        cov = _gauss_valid(a * b, window) - mu_a * mu_b
+        cs_map = (2 * cov + c2) / (var_a + var_b + c2)
+        if level < len(weights) - 1:
+            terms.append(np.maximum(cs_map.mean(axis=(0, 1)), 0.0))
+            a, b = _pool2(a), _pool2(b)
+        else:
+            ssim_map = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1) * cs_map
+            terms.append(np.maximum(ssim_map.mean(axis=(0, 1)), 0.0))
+    per_channel = np.prod(np.stack(terms) ** np.asarray(weights)[:, None], axis=0)
+    return float(per_channel.mean())
+
+
+def _gauss_valid(x: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Separable ``window`` along axes 0 and 1 of ``x [H, W, C]``, 'valid' (no padding)."""
+    k = len(window)
+    rows = sum(window[i] * x[i: x.shape[0] - k + 1 + i] for i in range(k))
+    return sum(window[i] * rows[:, i: rows.shape[1] - k + 1 + i] for i in range(k))
+
+
+def _pool2(x: np.ndarray) -> np.ndarray:
+    """2x2 average pooling, stride 2; an odd side padded with one zero each end (as torch's
+    ``avg_pool2d(padding=side % 2)``, zeros counted)."""
+    pads = [(s % 2, s % 2) for s in x.shape[:2]] + [(0, 0)]
+    x = np.pad(x, pads)
+    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
+    x = x[:h, :w]
+    return 0.25 * (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2])
 
 
 def chamfer_distance(points_a: np.ndarray, points_b: np.ndarray) -> float:

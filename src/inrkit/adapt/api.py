@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from inrkit.adapt.config import AireConfig, load_config, load_preset
 from inrkit.adapt.runner import aire, train_psnr
@@ -24,13 +24,15 @@ def resolve_config(preset: str | None = "image", config: str | Path | None = Non
 
 def adapt_file(input_path: str | Path, output: str | Path, preset: str | None = "image",
                config: str | Path | None = None, scale: float = 1.0, seed: int | None = None,
-               test_fraction: float = 0.0, device: str | None = None, progress: bool = True) -> dict[str, Any]:
+               test_fraction: float = 0.0, device: str | None = None, progress: bool = True,
+               crop: Sequence[int] | None = None) -> dict[str, Any]:
     """Fit a network to the signal in ``input_path`` with an AIRe schedule and save it.
 
     Reports ``params_before`` (the starting network), ``params_after``, ``psnr_before``
     (training PSNR of the largest network, just before the first prune stage) and
     ``psnr_after`` (training PSNR of the final network), the final ``metrics``
-    (held-out where ``test_fraction`` > 0) and the per-stage log.
+    (held-out where ``test_fraction`` > 0) and the per-stage log. ``crop`` (images) fits a window
+    ``(row0, row1, col0, col1)``, recorded in the header.
     """
     from inrkit.signals import load_signal
 
@@ -38,7 +40,8 @@ def adapt_file(input_path: str | Path, output: str | Path, preset: str | None = 
     check_range("seed", seed, 0)
     check_range("test_fraction", test_fraction, 0, 0.99, optional=False)
     cfg = resolve_config(preset, config, scale, seed)
-    signal = load_signal(input_path, test_fraction=test_fraction, seed=cfg.seed)
+    options = {} if crop is None else {"crop": tuple(int(v) for v in crop)}
+    signal = load_signal(input_path, test_fraction=test_fraction, seed=cfg.seed, **options)
     if signal.dim < 1:
         raise InvalidInputError(f"{input_path}: signal has no coordinates")
     result = aire(signal, cfg, device=device, progress=progress)

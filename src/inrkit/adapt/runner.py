@@ -3,7 +3,9 @@
 Training stages (fit, finetune, twd) are consecutive step ranges of a single Adam
 run; structural stages (densify, prune) happen between them through
 ``FitState.replace_model`` with a ``state_map``, so Adam's moments of every
-surviving weight carry over (as in AIRe). A progress bar on stderr names the stage.
+surviving weight carry over (as in AIRe). Weights added later (densified neurons) start with zero
+moments AND their own Adam step count (:class:`AdamStepCounts`), so their first update has the size of
+a fresh parameter's. A progress bar on stderr names the stage.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from inrkit.adapt.config import AireConfig, Stage
 from inrkit.adapt.surgery import densify
@@ -98,6 +100,91 @@ def apply_structural(model: MLP, stage: Stage, generator: torch.Generator) -> tu
     return model, state_map, info
 
 
+class AdamStepCounts:
+    """Per-element Adam step counts for weights added during training (densified neurons).
+
+    ``torch.optim.Adam`` keeps one step count ``t`` per parameter tensor. A densified neuron's new
+    rows/columns get zero moments (AIRe) but live inside tensors with a large ``t``, so Adam's bias
+    correction ``1 / (1 - beta^t) ~ 1`` is skipped for them: their first update is
+    ``lr * (1 - beta1) / sqrt(1 - beta2) ~ 3.2 lr`` instead of ``~lr``, decaying over ~1000 steps.
+    This tracker records, per element, the tensor's step count at the element's birth; around each
+    optimizer step it re-applies the update of the young elements with their own count
+    ``s = t - birth`` (``lr * m / (1 - beta1^s) / (sqrt(v / (1 - beta2^s)) + eps)``), exactly what
+    Adam does for a fresh parameter. Old elements are untouched. A record is dropped once
+    ``beta^s`` is negligible for all its elements. Plain Adam only (no weight decay, amsgrad, maximize).
+    """
+
+    def __init__(self) -> None:
+        self.births: dict[nn.Parameter, Tensor] = {}
+        self._saved: dict[nn.Parameter, Tensor] = {}
+        self._handles: list[Any] = []
+
+    def record(self, old_optimizer: torch.optim.Optimizer, state_map: StateMap, model: nn.Module) -> None:
+        """After surgery: carry the births of every parameter through ``state_map``; elements the map
+        fills with zero moments (new neurons) are born at the old tensor's current step count."""
+        births: dict[nn.Parameter, Tensor] = {}
+        live = set(model.parameters())
+        for new, (old, index_fn) in state_map.items():
+            state = old_optimizer.state.get(old, {})
+            if "step" not in state or new not in live:
+                continue  # no Adam step yet: torch's own count starts with the new tensor
+            t = float(state["step"])
+            prev = self.births.get(old)
+            base = (prev if prev is not None else torch.zeros_like(old.detach())) - t
+            births[new] = index_fn(base) + t  # kept elements keep their birth; inserted ones: born at t
+        for param in live:
+            if param in self.births and param not in state_map:
+                births[param] = self.births[param]
+        self.births = {p: b for p, b in births.items() if bool((b > 0).any())}
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        """Hook into ``optimizer`` (the one :meth:`FitState.replace_model` built); detaches the previous one."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if not isinstance(optimizer, torch.optim.Adam) or not self.births:
+            return
+        for group in optimizer.param_groups:
+            if group.get("weight_decay") or group.get("amsgrad") or group.get("maximize"):
+                raise InvalidInputError("AdamStepCounts supports plain Adam (no weight decay, amsgrad, maximize)")
+        self._handles = [optimizer.register_step_pre_hook(self._pre),
+                         optimizer.register_step_post_hook(self._post)]
+
+    def _pre(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._saved = {p: p.detach().clone() for p in self.births if p.grad is not None}
+
+    @torch.no_grad()
+    def _post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        done = []
+        for group in optimizer.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, eps = float(group["lr"]), float(group["eps"])
+            for p in group["params"]:
+                born, saved = self.births.get(p), self._saved.get(p)
+                state = optimizer.state.get(p, {})
+                if born is None or saved is None or "exp_avg" not in state:
+                    continue
+                dtype = torch.float32 if p.device.type == "mps" else torch.float64  # MPS has no float64
+                s = (float(state["step"]) - born).clamp_min(1.0).to(dtype)
+                young = born > 0
+                bc1, bc2 = 1.0 - beta1 ** s, 1.0 - beta2 ** s
+                m, v = state["exp_avg"].to(dtype), state["exp_avg_sq"].to(dtype)
+                update = lr * (m / bc1) / (v.sqrt() / bc2.sqrt() + eps)
+                fixed = saved.to(dtype) - update
+                p.copy_(torch.where(young, fixed.to(p.dtype), p))
+                if float((beta2 ** s[young]).max()) < 1e-9 and float((beta1 ** s[young]).max()) < 1e-9:
+                    done.append(p)
+        for p in done:
+            del self.births[p]
+        self._saved = {}
+
+    def close(self) -> None:
+        """Remove the hooks."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
 class ScheduleCallback:
     """Drives the stages during :func:`fit`: surgery at stage boundaries, TWD, progress."""
 
@@ -119,6 +206,7 @@ class ScheduleCallback:
         self.log: list[dict[str, Any]] = []
         self.bar = self._bar(progress)
         self._stage = -1
+        self.adam = AdamStepCounts()
 
     def _bar(self, progress: bool):
         from tqdm.auto import tqdm
@@ -140,7 +228,10 @@ class ScheduleCallback:
             before = train_psnr(model, self.signal, self.config.batch_size, device)
             model, state_map, info = apply_structural(model, stage, self.generator)
             if state is not None:
+                old_optimizer = state.optimizer
                 state.replace_model(model, state_map)
+                self.adam.record(old_optimizer, state_map, model)
+                self.adam.attach(state.optimizer)
             model.to(device)
             after = train_psnr(model, self.signal, self.config.batch_size, device)
             self.log.append({"stage": i, "kind": stage.kind, "step": step, "widths": model.widths,
@@ -172,6 +263,7 @@ class ScheduleCallback:
 
     def close(self) -> None:
         self.bar.close()
+        self.adam.close()
 
 
 def run_schedule(model: MLP, signal: Signal, config: AireConfig, device: str | None = None,

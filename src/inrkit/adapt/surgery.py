@@ -42,8 +42,9 @@ def densify(model: MLP, n_new: int, generator: torch.Generator | None = None,
         generator: random source of the new outgoing columns.
         init_scale: bound of the new outgoing columns.
     """
-    if model.activations[0] not in PERIODIC or model.fourier is not None:
-        raise InvalidInputError("densification needs a sine/finer first layer on raw coordinates (SIREN or FINER)")
+    if model.activations[0] not in PERIODIC or model.fourier is not None or model.encoding is not None:
+        raise InvalidInputError("densification needs a sine/finer first layer on raw coordinates (SIREN or FINER; "
+                                "not a Fourier-feature or grid model: docs/grid.md)")
     src = densify_indices(model, n_new)
     w0, b0, w1 = model.weights[0].detach(), model.biases[0].detach(), model.weights[1].detach()
     src_d = src.to(w0.device)

@@ -12,20 +12,25 @@ from inrkit.amr.export import preview_png, write_mesh
 from inrkit.amr.field import InrField, load_field
 from inrkit.amr.mesh import parse_domain
 from inrkit.amr.pruning import PruningAMRConfig, pruning_amr, resolve_base
+from inrkit.amr.timeslices import FOUR_D_MODES, mesh_time_slices, parse_times
 from inrkit.errors import InvalidInputError
+from inrkit.signals.frames import clean_array_name
 
 HANGING = ("conforming", "inr")  # values at hanging nodes (mesh_field's ``hanging``)
 
 
 def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMRConfig | None = None,
                uniform: int | None = None, preview: str | Path | None = None, rmse_points: int = 16384,
-               hanging: str = "conforming") -> dict:
+               hanging: str = "conforming", name: str = "inr", four_d: str = "slices",
+               times: str | None = "auto") -> dict:
     """Mesh ``field`` with PruningAMR (or uniformly to level ``uniform``), write it, and report.
 
     Args:
+        four_d, times: a 4D (space + time) field: see :func:`mesh_model`.
         hanging: ``"conforming"`` (default): hanging nodes carry the value of the coarse element's interpolant,
             so the written field and the RMSE are those of a continuous interpolant (as MFEM); ``"inr"``: the
             INR's own value at every vertex (may jump across non-conforming faces).
+        name: the point-data array's name (the source's array name when the header records one).
 
     Returns ``{"output", "dofs", "true_dofs", "elements", "hanging", "iterations", "seconds", "rmse",
     "max_level", "domain", "domain_source", "warnings", "history", ...}``; ``rmse`` compares the mesh interpolant
@@ -37,6 +42,7 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
     if field.dim not in (2, 3, 4):
         raise InvalidInputError(f"meshing needs a 2D, 3D or 4D model, this one takes {field.dim} coordinates")
     check_mesh_output(out, field.dim)
+    check_four_d(four_d)
     if uniform is not None:
         check_uniform_level(uniform, cfg.max_level)
     if domain is not None:
@@ -47,6 +53,19 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
                   f"[-1, 1]^{field.dim} is meshed (outside its training box a network extrapolates); pass --domain")
     else:
         dom, source = field.model_domain.copy(), "model"
+    if times not in (None, "auto") and (field.dim != 4 or four_d != "slices"):
+        raise InvalidInputError("--times sets the slice times of a 4D model meshed with --four-d slices")
+    if field.dim == 4 and four_d == "slices":
+        parse_times(times, dom[-1])  # refuse bad times before the finite-value check
+        _check_finite(vertex_values(field, uniform_mesh(dom, 1, 1), conforming=False))
+        report = mesh_time_slices(field, out, dom, times, cfg, uniform, rmse_points, hanging, preview, name)
+        report.update(array=name, method="uniform" if uniform is not None else "pruning-amr", domain=dom.tolist(),
+                      domain_source=source, hanging_values=hanging, amr_seconds=report["seconds"],
+                      config=_config_report(cfg, report["base"]))
+        evaluated = sum(h["evaluated"] for h in report["history"])
+        report["ms_per_element"] = (1e3 * sum(h["seconds"] for h in report["history"]) / evaluated
+                                    if evaluated else None)
+        return report
     base = resolve_base(cfg.base, dom, cfg.init_level)
     _check_finite(vertex_values(field, uniform_mesh(dom, 1, base), conforming=False))
     t0 = time.perf_counter()
@@ -65,24 +84,36 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
     values = vertex_values(field, mesh, conforming=hanging == "conforming")
     _check_finite(values)
     seconds = time.perf_counter() - t0
-    path = write_mesh(mesh, values, out)
+    path = write_mesh(mesh, values, out, name=name)
     evaluated = sum(h["evaluated"] for h in history)
     report = {"output": str(path), "method": "uniform" if uniform is not None else "pruning-amr",
-              "dim": mesh.dim, "domain": dom.tolist(), "domain_source": source, "base": base.tolist(),
+              "dim": mesh.dim, "domain": dom.tolist(), "domain_source": source, "array": name,
+              "base": base.tolist(),
               "dofs": mesh.dofs, "true_dofs": mesh.true_dofs, "elements": mesh.num_elements,
               "hanging": mesh.num_hanging, "hanging_values": hanging, "iterations": iterations,
               "seconds": seconds, "amr_seconds": amr_seconds,
               "ms_per_element": 1e3 * sum(h["seconds"] for h in history) / evaluated if evaluated else None,
               "rmse": mesh_rmse(mesh, values, field, n=rmse_points),
               "max_level": mesh.max_level, "warnings": warnings,
-              "config": {k: (getattr(cfg, k) if k != "base" else base.tolist()) for k in
-                         ("error", "id_activations", "eps", "T", "P", "n_id", "n_err", "init_level", "max_iters",
-                          "max_dofs", "base")},
-              "history": history}
+              "config": _config_report(cfg, base.tolist()), "history": history}
+    if field.dim == 4:
+        report["four_d"] = "spacetime"
     if preview is not None:
         shown = preview_png(mesh, values, preview)
         report["preview"], report["preview_renderer"] = shown["path"], shown["renderer"]
     return report
+
+
+def _config_report(cfg: PruningAMRConfig, base: list) -> dict:
+    return {k: (getattr(cfg, k) if k != "base" else base) for k in
+            ("error", "id_activations", "eps", "T", "P", "n_id", "n_err", "init_level", "max_iters", "max_dofs",
+             "base")}
+
+
+def check_four_d(four_d: str) -> None:
+    """Refuse an unknown ``four_d`` mode (cheap: before the model is read)."""
+    if four_d not in FOUR_D_MODES:
+        raise InvalidInputError(f"--four-d must be one of {', '.join(FOUR_D_MODES)}, got {four_d!r}")
 
 
 def check_mesh_output(out: str | Path, dim: int) -> None:
@@ -110,7 +141,7 @@ def _check_finite(values: np.ndarray) -> None:
 
 def mesh_model(model_path: str | Path, out: str | Path, domain=None, config: PruningAMRConfig | None = None,
                uniform: int | None = None, preview: str | Path | None = None, device: str | None = "cpu",
-               hanging: str = "conforming") -> dict:
+               hanging: str = "conforming", four_d: str = "slices", times: str | None = "auto") -> dict:
     """Load an inrkit model (safetensors or ``.npz``) and mesh it: see :func:`mesh_field`.
 
     The help of ``inrkit mesh`` is generated from the ``Args:`` below (:func:`inrkit.cli.common.add_config`).
@@ -127,16 +158,23 @@ def mesh_model(model_path: str | Path, out: str | Path, domain=None, config: Pru
         device: cpu, cuda, cuda:1, mps (none: pick automatically).
         hanging: values at hanging nodes: conforming = constrained to the coarse edge/face (continuous, as MFEM),
             inr = the INR's own value.
+        four_d: a 4D (space + time) model: slices = each time slice meshed as its own adaptive 3D mesh (the
+            reference code's way, --time_slice), spacetime = one 4D mesh of the space-time box, cut into slices.
+        times: slice times of a 4D model with --four-d slices: auto (9 evenly spaced, ends included), a count N,
+            or comma-separated times.
     """
     cfg = config or PruningAMRConfig()
     check_uniform_level(uniform, cfg.max_level)
+    check_four_d(four_d)
     if hanging not in HANGING:
         raise InvalidInputError(f"hanging must be one of {', '.join(HANGING)}, got {hanging!r}")
     if preview is not None and Path(preview).suffix.lower() != ".png":
         raise InvalidInputError(f"--preview {Path(preview).name}: expected a .png file")
-    field, _ = load_field(model_path, device)
+    field, header = load_field(model_path, device)
     check_mesh_output(out, field.dim)
-    report = mesh_field(field, out, domain, config, uniform, preview, hanging=hanging)
+    name = clean_array_name((header.get("signal") or {}).get("array")) or "inr"
+    report = mesh_field(field, out, domain, config, uniform, preview, hanging=hanging, name=name,
+                        four_d=four_d, times=times)
     report["model"] = str(model_path)
     return report
 

@@ -363,7 +363,7 @@ def config_dict(config: Any, drop: Sequence[str] = ()) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ flags
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout (default: off)")
 
 
 def add_device_flag(parser: argparse.ArgumentParser) -> None:

@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import argparse
 
-from inrkit.cli.common import add_config, add_json_flag, add_output, build_config, choices_of, emit
+from inrkit.cli.common import add_config, add_json_flag, add_output, build_config, choices_of, emit, parse_crop
+from inrkit.cli.many import add_many, check_single, emit_many
 from inrkit.compress.api import EncodeConfig, compress_file, decode_image, decompress_file, encode_image
 from inrkit.compress.codecs import CODECS
+from inrkit.compress.decoder import read_file
+from inrkit.compress.latent import PRESETS as GRID_PRESETS
+from inrkit.compress.latent import decode_grid_image, encode_grid_image
+from inrkit.compress.latent_codec import is_grid_file
+from inrkit.errors import InvalidInputError
+from inrkit.jobs import ManyOptions, encode_many, wants_many
 from inrkit.limits import MAX_BPP
 from inrkit.models import ARCHITECTURES, parse_hidden
 from inrkit.models.fast import PRECISIONS
@@ -27,11 +34,32 @@ def _decompress(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
+    if args.codec == "grid":
+        return emit(_encode_grid(args), args.json)
     config = build_config(EncodeConfig, args)
-    return emit(encode_image(args.image, args.output, config=config, **build_config(encode_image, args)), args.json)
+    options = build_config(encode_image, args)
+    if wants_many(args.image, build_config(ManyOptions, args)):  # a folder of images: one .inrz each
+        summary = encode_many([args.image], args.output, config=config, redo=args.redo,
+                              progress=config.progress and not args.json, **options)
+        return emit_many(summary, args.json)
+    check_single(args, (".inrz",))
+    return emit(encode_image(args.image, args.output, config=config, **options), args.json)
+
+
+def _encode_grid(args: argparse.Namespace) -> dict:
+    """``encode --codec grid``: the latent-grid codec (``--lambda``, ``--preset``; ``--steps`` overrides the preset)."""
+    build_config(EncodeConfig, args)  # validates the shared fitting flags
+    if wants_many(args.image, build_config(ManyOptions, args)):
+        raise InvalidInputError("--codec grid encodes one image at a time (no --many yet)")
+    if args.bpp is not None or args.target_psnr is not None:
+        raise InvalidInputError("--codec grid takes --lambda (rate-distortion trade-off), not --bpp/--target-psnr")
+    check_single(args, (".inrz",))
+    return encode_grid_image(args.image, args.output, **build_config(encode_grid_image, args))
 
 
 def _decode(args: argparse.Namespace) -> int:
+    if is_grid_file(read_file(args.file)):
+        return emit(decode_grid_image(args.file, args.output, reference=args.reference), args.json)
     return emit(decode_image(args.file, args.output, **build_config(decode_image, args)), args.json)
 
 
@@ -42,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="model file (.safetensors or .npz)")
     add_output(p, "output .inrz file", (".inrz",))
     add_config(p, compress_file, flags={"signal_path": "--signal", "finetune_steps": "--finetune"},
-               choices={"codec": codecs})
+               choices={"codec": codecs}, parsers={"crop": parse_crop})
     add_json_flag(p)
     p.set_defaults(handler=_compress)
 
@@ -53,19 +81,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_decompress)
 
     p = subparsers.add_parser("encode", help="fit an INR to an image and compress it to .inrz")
-    p.add_argument("image", help="PNG or JPEG image")
-    add_output(p, "output .inrz file", (".inrz",))
+    p.add_argument("image", help="PNG or JPEG image (with --many: a folder or a quoted glob of images)")
+    add_output(p, "output .inrz file (with --many: a folder, NAME.inrz per image)", (".inrz",))
+    add_many(p, "image")
     add_config(p, encode_image, skip=["config"], flags={"finetune_steps": "--finetune"}, ranges={"bpp": (0, MAX_BPP)},
                choices={"codec": codecs, "arch": choices_of(ARCHITECTURES)}, parsers={"hidden": parse_hidden},
                exclusive=[("bpp", "target_psnr")])
+    add_config(p, encode_grid_image, only=["lmbda", "preset"], flags={"lmbda": "--lambda"},
+               choices={"preset": tuple(GRID_PRESETS)})
     add_config(p, EncodeConfig, only=ENCODE_FIT, choices={"schedule": SCHEDULES, "precision": PRECISIONS},
-               aliases={"steps": ["--iters"], "batch_size": ["--batch"]})
+               aliases={"steps": ["--iters"], "batch_size": ["--batch"]}, optional=["steps"])
     add_json_flag(p)
     p.set_defaults(handler=_encode)
 
     p = subparsers.add_parser("decode", help="decode an image .inrz file to PNG")
     p.add_argument("file", help=".inrz file")
     add_output(p, "output .png", (".png",))
-    add_config(p, decode_image)
+    add_config(p, decode_image, parsers={"crop": parse_crop})
     add_json_flag(p)
     p.set_defaults(handler=_decode)

@@ -20,7 +20,7 @@ from inrkit.cli.common import (
 )
 from inrkit.demo import run_demo
 from inrkit.limits import MAX_OUTPUT_SIDE
-from inrkit.models import ARCHITECTURES, parse_hidden
+from inrkit.models import ACTIVATIONS, ARCHITECTURES, parse_hidden
 from inrkit.models.fast import PRECISIONS
 from inrkit.signals import SignalOptions
 from inrkit.train import FitConfig
@@ -64,7 +64,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("fit", help="fit an INR to an image, volume, field or mesh (SDF)")
     p.add_argument("input", help="PNG/JPEG, .npy/.raw/.vti/.vtk, .ply/.obj/.stl, or analytic:sin-radial")
     add_output(p, "model file to write (.safetensors)", (".safetensors",))
-    add_config(p, ModelSpec, choices={"arch": choices_of(ARCHITECTURES)}, parsers={"hidden": parse_hidden})
+    add_config(p, ModelSpec, choices={"arch": choices_of(ARCHITECTURES), "activation": ACTIVATIONS},
+               parsers={"hidden": parse_hidden})
     add_config(p, FitConfig, flags=FIT_FLAGS, choices=FIT_CHOICES,
                aliases={"steps": ["--iters"], "batch_size": ["--batch"]})
     add_config(p, SignalOptions, parsers=SIGNAL_PARSERS)
@@ -83,9 +84,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(handler=_cmd_info)
 
-    p = commands.add_parser("render", help="render a model: image (.png), volume (.npy/.vti), SDF mesh (.ply)")
+    p = commands.add_parser("render", help="render a model: image (.png), volume (.npy/.vti), SDF mesh (.ply) "
+                                           "or distance volume (.vti)")
     p.add_argument("model")
-    add_output(p, "output file: .png image, .npy/.vti volume, .ply/.obj/.stl mesh (the model's signal decides)")
+    add_output(p, "output file: .png image, .npy/.vti volume, .ply/.obj/.stl mesh or .vti distances of an SDF "
+                  "(the model's signal decides)")
     add_config(p, render_file, only=["size"], ranges={"size": (1, MAX_OUTPUT_SIDE)})
     add_json_flag(p)
     p.set_defaults(handler=_cmd_render)

@@ -1,4 +1,5 @@
-"""``inrkit fit-many``: one model per signal of a dataset, in batched fits, in-process or on Ray.
+"""``inrkit fit-many``: one model per signal of a dataset, in batched fits, in-process or on Ray; and the
+helpers of the ``--many`` forms of ``encode`` and ``mesh`` (:func:`add_many`, :func:`emit_many`).
 
 Flags come from :class:`inrkit.api.ModelSpec`, :class:`inrkit.train.FitConfig`,
 :class:`inrkit.signals.SignalOptions` (as ``inrkit fit``) and :class:`inrkit.jobs.JobOptions`.
@@ -7,12 +8,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from inrkit.api import ModelSpec
-from inrkit.cli.common import add_config, add_json_flag, add_output, build_config, choices_of, emit
+from inrkit.cli.common import (
+    _OUTPUTS,
+    add_config,
+    add_json_flag,
+    add_output,
+    build_config,
+    check_output,
+    choices_of,
+    declare_output,
+    emit,
+)
 from inrkit.cli.core import FIT_CHOICES, SIGNAL_PARSERS
-from inrkit.jobs import MAX_BATCH, JobOptions, check_ray, expand_inputs, run_job
-from inrkit.models import ARCHITECTURES, parse_hidden
+from inrkit.errors import InvalidInputError
+from inrkit.jobs import MAX_BATCH, JobOptions, ManyOptions, check_ray, expand_inputs, run_job
+from inrkit.models import ACTIVATIONS, ARCHITECTURES, parse_hidden
 from inrkit.signals import SignalOptions
 from inrkit.train import FitConfig
 
@@ -28,8 +41,13 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
     if job.ray:
         check_ray()
     summary = run_job(args.inputs, args.output, spec, config, options, job, progress=config.progress and not args.json)
-    shown = summary if args.json else {k: v for k, v in summary.items() if k != "rows"}
-    emit(shown, args.json)
+    return emit_many(summary, args.json)
+
+
+def emit_many(summary: dict[str, Any], as_json: bool) -> int:
+    """Print a job summary (``--json``: with its rows) and, when items failed, one error line; exit 2 then."""
+    shown = summary if as_json else {k: v for k, v in summary.items() if k not in ("rows", "settings")}
+    emit(shown, as_json)
     if summary["failed"]:
         first = next(r for r in summary["rows"] if r["status"] == "failed")
         print(f"inrkit: error: {summary['failed']} of {summary['items']} items failed (first: {first['item']}: "
@@ -38,13 +56,32 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_many(parser: argparse.ArgumentParser, what: str) -> None:
+    """The ``--many``/``--redo`` flags (:class:`inrkit.jobs.ManyOptions`) of a one-file command; its ``--output``
+    may then be a folder (the command checks the single form's suffix itself, see :func:`check_single`)."""
+    add_config(parser, ManyOptions)
+    flag, suffixes, _ = parser.get_default(_OUTPUTS)["output"]
+    declare_output(parser, "output", flag, suffixes, folder=None)
+    parser.epilog = (f"--many: INPUT is a folder or a quoted glob of {what} files (a folder implies --many) and "
+                     "-o an output folder: one output per input, resumable (re-running skips finished items), "
+                     "summary.json/summary.csv there (see docs/many.md).")
+
+
+def check_single(args: argparse.Namespace, parser_suffixes: tuple[str, ...]) -> None:
+    """The single-file form: ``--redo`` needs ``--many``; ``--output`` must be a file with one of the suffixes."""
+    if args.redo:
+        raise InvalidInputError("--redo needs --many (or a folder INPUT)")
+    check_output(args.output, "--output", parser_suffixes, folder=False)
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("fit-many", help="fit one INR per signal of a dataset, in batches (in-process or Ray)")
     p.add_argument("inputs", nargs="+", metavar="INPUTS",
                    help="signal files, folders, globs ('crops/*.png') or series manifests")
     add_output(p, "output folder: NAME.safetensors per item, summary.json, summary.csv", folder=True)
     add_config(p, JobOptions, ranges={"batch": (1, MAX_BATCH)})
-    add_config(p, ModelSpec, choices={"arch": choices_of(ARCHITECTURES)}, parsers={"hidden": parse_hidden})
+    add_config(p, ModelSpec, choices={"arch": choices_of(ARCHITECTURES), "activation": ACTIVATIONS},
+               parsers={"hidden": parse_hidden})
     add_config(p, FitConfig, skip=FIT_SKIP, choices=FIT_CHOICES, aliases={"steps": ["--iters"]})
     add_config(p, SignalOptions, parsers=SIGNAL_PARSERS)
     add_json_flag(p)

@@ -11,6 +11,7 @@ import sys
 from inrkit.amr.api import HANGING, mesh_model
 from inrkit.amr.mesh import MAX_LEVEL
 from inrkit.amr.pruning import ERROR_MODES, ID_ACTIVATIONS, PruningAMRConfig
+from inrkit.amr.timeslices import FOUR_D_MODES
 from inrkit.cli.common import (
     add_config,
     add_device_flag,
@@ -20,6 +21,8 @@ from inrkit.cli.common import (
     declare_output,
     emit,
 )
+from inrkit.cli.many import add_many, check_single, emit_many
+from inrkit.jobs import ManyOptions, mesh_many, wants_many
 
 # the library's method/chunk_values are tuning knobs, progress is always on here
 CONFIG_SKIP = ("method", "chunk_values", "progress")
@@ -28,6 +31,11 @@ CONFIG_SKIP = ("method", "chunk_values", "progress")
 def _mesh(args: argparse.Namespace) -> int:
     cfg = build_config(PruningAMRConfig, args, progress=True)  # validated here (__post_init__), before any work
     options = build_config(mesh_model, args)  # mesh_model checks --uniform and the outputs before reading the model
+    if wants_many(args.model, build_config(ManyOptions, args)):  # a folder of models: one mesh each
+        summary = mesh_many([args.model], args.output, config=cfg, redo=args.redo, device=args.device,
+                            progress=not args.json, **options)
+        return emit_many(summary, args.json)
+    check_single(args, (".vtu", ".pvd"))
     report = mesh_model(args.model, args.output, config=cfg, device=args.device, **options)
     if report["domain_source"] not in ("model", "--domain"):
         print(f"inrkit mesh: domain {report['domain_source']}", file=sys.stderr)
@@ -39,6 +47,7 @@ def _mesh(args: argparse.Namespace) -> int:
     if not args.json:
         report.pop("history", None)
         report.pop("config", None)
+        report.pop("slices", None)
         report["warnings"] = "; ".join(report["warnings"]) or "none"
     return emit(report, args.json)
 
@@ -46,12 +55,16 @@ def _mesh(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``mesh``."""
     p = subparsers.add_parser("mesh", help="adaptive mesh of an INR (PruningAMR) as VTU/PVD for ParaView")
-    p.add_argument("model", help="model file (.safetensors or .npz); 2D, 3D or 4D (space + time) input")
-    add_output(p, "output .vtu (2D/3D) or .pvd (4D: 3D slices in time)", (".vtu", ".pvd"))
+    p.add_argument("model", help="model file (.safetensors or .npz); 2D, 3D or 4D (space + time) input "
+                   "(with --many: a folder or a quoted glob of models)")
+    add_output(p, "output .vtu (2D/3D) or .pvd (4D: 3D slices in time) (with --many: a folder, NAME.vtu or "
+               "NAME.pvd per model)", (".vtu", ".pvd"))
+    add_many(p, "model")
     add_config(p, mesh_model, only=["domain"])
     add_config(p, PruningAMRConfig, skip=CONFIG_SKIP, choices={"error": ERROR_MODES, "id_activations": ID_ACTIVATIONS},
                ranges={"eps": (0, 1), "P": (0, 1), "n_id": (1, None), "n_err": (1, None), "max_dofs": (1, None),
                        "max_elements": (1, None), "max_level": (0, MAX_LEVEL)})
+    add_config(p, mesh_model, only=["four_d", "times"], choices={"four_d": FOUR_D_MODES})
     add_config(p, mesh_model, only=["hanging", "uniform", "preview"], choices={"hanging": HANGING},
                ranges={"uniform": (0, MAX_LEVEL)})
     declare_output(p, "preview", "--preview", (".png",))

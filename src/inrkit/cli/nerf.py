@@ -47,7 +47,8 @@ SIGNED = ("azimuth", "elevation")
 def _train(args: argparse.Namespace) -> int:
     from inrkit.nerf import TrainConfig, nerf_train_file
 
-    return emit(nerf_train_file(args.scene, args.output, config=build_config(TrainConfig, args),
+    config = build_config(TrainConfig, args, progress=args.progress and not args.json)  # bars: not under --json
+    return emit(nerf_train_file(args.scene, args.output, config=config,
                                 **build_config(nerf_train_file, args)), args.json)
 
 

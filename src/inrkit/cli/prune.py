@@ -6,8 +6,9 @@ Flags and defaults come from :func:`inrkit.adapt.adapt_file` and :func:`inrkit.p
 from __future__ import annotations
 
 import argparse
+import sys
 
-from inrkit.cli.common import add_config, add_json_flag, add_output, build_config, choices_of, emit
+from inrkit.cli.common import add_config, add_json_flag, add_output, build_config, choices_of, emit, parse_crop
 
 ADAPT_HELP = {
     "preset": "built-in schedule",
@@ -17,12 +18,13 @@ ADAPT_HELP = {
     "test_fraction": "share of samples held out for the metrics",
     "device": "cpu, cuda, cuda:1, mps (none: pick automatically)",
     "progress": "show a progress bar",
+    "crop": "image window ROW0:ROW1,COL0:COL1 (e.g. 128:384,256:512)",
 }
 PRUNE_HELP = {
     "method": "criterion (l1 is AIRe's; id: interpolative decomposition)",
     "layers": "hidden layers to prune, e.g. 0,1 (none: all)",
-    "keep": "fraction (<=1) or number of neurons kept per layer (none with no --eps: 0.5)",
-    "eps": "drop neurons scoring <= eps (ID: relative tolerance)",
+    "keep": "fraction (<=1) or number of neurons kept per layer (none with no --eps: 0.5; id: rank-targeted)",
+    "eps": "drop neurons scoring <= eps (id: relative tolerance; the output says what it kept)",
     "signal_path": "signal file, to measure PSNR and fine-tune",
     "finetune": "fine-tuning steps after pruning (needs --signal)",
     "lr": "fine-tuning learning rate",
@@ -30,6 +32,7 @@ PRUNE_HELP = {
     "seed": "seed of the criterion and fine-tuning",
     "device": "cpu, cuda, cuda:1, mps (none: pick automatically)",
     "progress": "show a progress bar",
+    "crop": "image window of --signal, ROW0:ROW1,COL0:COL1 (as the model was fitted)",
 }
 
 
@@ -42,7 +45,15 @@ def _adapt(args: argparse.Namespace) -> int:
 def _prune(args: argparse.Namespace) -> int:
     from inrkit.prune.api import prune_file
 
-    return emit(prune_file(args.model, args.output, **build_config(prune_file, args)), args.json)
+    result = prune_file(args.model, args.output, **build_config(prune_file, args))
+    if "note" in result and args.json:  # the human output lists it already
+        print(f"inrkit prune: {result['note']}", file=sys.stderr)
+    if not args.json and "id_layers" in result:  # one readable line per layer instead of a JSON list
+        result["id_layers"] = "; ".join(
+            f"layer {r['layer']}: {r['width']}->{r['kept']} (error {r['error']:.3g}, best rank-{r['kept']} "
+            f"{r['svd_error']:.3g}" + ("" if r["spectral_rank"] is None else f", spectral rank {r['spectral_rank']}")
+            + ")" for r in result["id_layers"])
+    return emit(result, args.json)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="signal file (image, volume, mesh)")
     add_output(p, "output model file (.safetensors)", (".safetensors",))
     add_config(p, adapt_file, choices={"preset": preset_names()}, helps=ADAPT_HELP,
-               ranges={"test_fraction": (0.0, 0.99)})
+               ranges={"test_fraction": (0.0, 0.99)}, parsers={"crop": parse_crop})
     add_json_flag(p)
     p.set_defaults(handler=_adapt)
 
@@ -64,6 +75,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output(p, "output model file (.safetensors)", (".safetensors",))
     add_config(p, prune_file, choices={"method": choices_of(CRITERIA)}, helps=PRUNE_HELP,
                flags={"layers": "--layer", "signal_path": "--signal"}, aliases={"finetune": ["--retrain"]},
-               exclusive=[("keep", "eps")])
+               exclusive=[("keep", "eps")], parsers={"crop": parse_crop})
     add_json_flag(p)
     p.set_defaults(handler=_prune)

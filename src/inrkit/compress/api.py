@@ -6,6 +6,7 @@ The codecs come from :data:`inrkit.compress.CODECS`; decoding goes through the s
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import os
 import time
@@ -22,6 +23,7 @@ from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import MAX_BPP, check_hidden, check_inrz_image, check_range
 from inrkit.models import MLP, build_model, load_model, save_model
 from inrkit.signals import ImageSignal, Signal, check_metadata, load_signal, render_model
+from inrkit.signals.match import load_matching_signal
 from inrkit.train import FitConfig, fit
 from inrkit.utils import atomic_write
 
@@ -84,6 +86,7 @@ def compress_to_target(
     finetune_lr: float = 1e-4,
     meta: dict | None = None,
     device: str | None = None,
+    progress: bool = False,
 ) -> Compressed:
     """Compress ``model``, choosing the codec's searched options (bit depth, sparsity) for a target.
 
@@ -108,6 +111,8 @@ def compress_to_target(
         finetune_lr: fine-tuning learning rate.
         meta: signal metadata stored in the file.
         device: where the transform and fine-tuning run.
+        progress: a progress bar on stderr over the candidates tried (and each one's fine-tuning
+            steps); off on a non-terminal stderr.
     """
     c = CODECS.get(codec)
     if target_psnr is not None and signal is None:
@@ -118,23 +123,45 @@ def compress_to_target(
     bit_list = _axis(c, "bits", bits, bits_grid, base, targeted)
     sp_list = _axis(c, "sparsity", sparsity, sparsity_grid, base, targeted)
     prepared: dict[Any, Any] = {}
+    bar = _search_bar(progress, len(bit_list) * _search_length(len(sp_list), targeted), codec)
 
     def build(sp: float | None, b: int | None) -> Compressed:
         opts = replace(base, **{k: v for k, v in (("sparsity", sp), ("bits", b)) if v is not None})
+        bar.set_postfix_str(", ".join(f"{k}={v}" for k, v in (("bits", b), ("sparsity", sp)) if v is not None))
         if sp not in prepared:
             p = c.prepare(model, opts, device)
             if finetune_steps and signal is not None:
-                p = c.finetune(p, signal, finetune_steps, finetune_lr, device)
+                tune = {"progress": True} if progress and "progress" in inspect.signature(c.finetune).parameters else {}
+                p = c.finetune(p, signal, finetune_steps, finetune_lr, device, **tune)
             prepared[sp] = p
         data = c.encode_prepared(prepared[sp], opts, meta)
         params = dict(c.report(opts), **({"finetune_steps": finetune_steps} if c.can_finetune else {}))
         dec, psnr = _evaluate(data, signal)
+        bar.update(1)
         return Compressed(data, dec, codec, params, psnr)
 
     candidates: list[Compressed] = []
-    for b in bit_list:
-        candidates += _search_sparsity(functools.partial(build, b=b), sp_list, target_psnr, target_bytes)
+    with bar:  # its total is the most candidates a binary search builds; it often needs fewer
+        for b in bit_list:
+            candidates += _search_sparsity(functools.partial(build, b=b), sp_list, target_psnr, target_bytes)
+        bar.total = bar.n
+        bar.refresh()
     return _choose(candidates, target_psnr, target_bytes)
+
+
+def _search_length(n: int, targeted: bool) -> int:
+    """Most candidates the binary search of :func:`_search_sparsity` builds along a grid of ``n``."""
+    return 1 if n <= 1 or not targeted else math.ceil(math.log2(n)) + 1
+
+
+def _search_bar(progress: bool, total: int, codec: str) -> Any:
+    """The candidates' bar (tqdm on stderr; disabled when ``progress`` is off or stderr is no terminal)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"compress ({codec})", unit="try", file=sys.stderr, leave=False,
+                disable=None if progress else True, dynamic_ncols=True)
 
 
 def _codec_options(codec: Codec, options: Any) -> Any:
@@ -254,6 +281,8 @@ def compress_file(
     overcomplete: float = 8.0,
     seed: int = 0,
     device: str | None = None,
+    crop: Sequence[int] | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Compress a model file into ``.inrz``; returns the report (``bytes``, ``psnr``, ``bpp``...).
 
@@ -271,13 +300,15 @@ def compress_file(
         overcomplete: dictionary atoms per vector length (k2/k1).
         seed: dictionary seed.
         device: where the transform and fine-tuning run (cpu, cuda, ...; default: pick automatically).
+        crop: image window of the signal, ROW0:ROW1,COL0:COL1 (as the model was fitted).
+        progress: show a progress bar over the search and fine-tuning (on a terminal).
     """
     loaded, header = load_model(model_path, device="cpu")
     model = _as_mlp(loaded)
     meta = header.get("signal") or {}
     if finetune_steps and not signal_path:
         raise InvalidInputError("fine-tuning needs the signal (--signal)")
-    signal = load_signal(Path(signal_path)) if signal_path else None
+    signal = load_matching_signal(Path(signal_path), header, "--signal", crop=crop) if signal_path else None
     if signal is not None and (signal.dim, signal.out_dim) != (model.coord_dim, model.out_dim):
         raise InvalidInputError(f"model maps {model.coord_dim}->{model.out_dim} but the signal is "
                                 f"{signal.dim}->{signal.out_dim}")
@@ -286,7 +317,7 @@ def compress_file(
     options = c.make_options(overcomplete=overcomplete, seed=seed)
     result = compress_to_target(model, signal, codec, target_psnr=target_psnr, target_bytes=target_bytes,
                                 bits=bits, sparsity=sparsity, options=options,
-                                finetune_steps=finetune_steps, meta=meta, device=device)
+                                finetune_steps=finetune_steps, meta=meta, device=device, progress=progress)
     write_bytes(out_path, result.data)
     rep = result.report(_pixels(meta))
     rep.update(output=str(out_path), original_bytes=4 * model.num_params(),
@@ -388,7 +419,7 @@ def encode_image(
     options = CODECS.get(codec).make_options(seed=config.seed)
     result = compress_to_target(_as_mlp(fitted.model.cpu()), signal, codec, target_psnr=target_psnr,
                                 target_bytes=target_bytes, finetune_steps=finetune_steps, options=options,
-                                meta=signal.metadata(), device=config.device)
+                                meta=signal.metadata(), device=config.device, progress=config.progress)
     write_bytes(out_path, result.data)
     rep = result.report(pixels)
     rep.update(output=str(out_path), hidden=hidden, fit_psnr=float(fitted.metrics["psnr"]), fit_steps=fitted.steps,
@@ -411,13 +442,14 @@ def render_cost(widths: list[int]) -> int:
 
 
 def decode_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
-                 reference: str | os.PathLike | None = None) -> dict[str, Any]:
+                 reference: str | os.PathLike | None = None, crop: Sequence[int] | None = None) -> dict[str, Any]:
     """Decode an image ``.inrz`` to PNG; with ``reference`` also report the PSNR against it.
 
     Args:
         inrz_path: the ``.inrz`` file.
         out_path: the ``.png`` to write.
-        reference: original image, to report the PSNR.
+        reference: original image, to report the PSNR (checked against the file's shape and crop).
+        crop: image window of the reference, ROW0:ROW1,COL0:COL1 (as the model was fitted).
     """
     if Path(out_path).suffix.lower() != ".png":
         raise InvalidInputError("decoded images are written as .png")
@@ -429,5 +461,6 @@ def decode_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
     rep: dict[str, Any] = {"output": str(out_path), "bytes": len(data), "bpp": 8.0 * len(data) / (h * w),
                            "codec": header["codec"], "shape": [h, w]}
     if reference is not None:
-        rep["psnr"] = float(load_signal(Path(reference)).evaluate(model)["psnr"])
+        ref = load_matching_signal(Path(reference), header, "--reference", crop=crop)
+        rep["psnr"] = float(ref.evaluate(model)["psnr"])
     return rep

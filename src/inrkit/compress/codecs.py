@@ -5,8 +5,9 @@
   with fewer than 50 inputs); each vector is sparse-coded with ``s`` atoms of the seeded
   Gaussian dictionary ``A`` (``k1 x k2``) by OMP; the coefficients are quantised to
   ``bits`` bits, the supports stored as sorted gaps or bitmasks (whichever is smaller),
-  biases and the last layer quantised to ``dense_bits``; every stream is Brotli-coded.
-* ``quant``: every tensor uniformly quantised to ``bits`` bits, Brotli-coded.
+  biases and the last layer quantised to ``dense_bits``; every stream is entropy-coded
+  (v2: range coding, bit packing or Brotli per stream, :mod:`inrkit.compress.entropy`; v1: Brotli).
+* ``quant``: every tensor uniformly quantised to ``bits`` bits, entropy-coded.
 * ``coin``: every tensor in float16, no entropy coding (COIN, Dupont et al. 2021).
 
 This module imports NumPy only, so the decoder can use it without torch; the costly
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 import numpy as np
 
 from inrkit.compress import coding
-from inrkit.compress.container import pack
+from inrkit.compress.container import pack, write_version
 from inrkit.compress.dictionary import GENERATOR_NAME
 from inrkit.compress.layout import (
     FORMAT,
@@ -50,6 +51,7 @@ from inrkit.compress.layout import (
     architecture,
     as_array,
     bad,
+    byte_section,
     check_bits,
     coded_section,
     fourier_sections,
@@ -57,6 +59,7 @@ from inrkit.compress.layout import (
     read_int,
     read_qparams,
     reconstruct,
+    table_section,
 )
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import check_inrz_work
@@ -142,15 +145,27 @@ class Codec:
         """The chosen parameters, as reported by ``compress_to_target``."""
         return {}
 
+    def table_bits(self, params: dict) -> int | None:
+        """Bit depth of a grid encoding's table (from the validated ``params``); None: raw float16."""
+        return None
+
     def pack(self, model: MLP, params: dict, records: list[dict], sections: list[bytes], signal: dict | None,
              extra: dict | None) -> bytes:
-        """The container around the codec's sections (the Fourier features go last)."""
-        header = {"format": FORMAT, "codec": self.name, "model": architecture(model), "params": params,
+        """The container around the codec's sections (a grid's table, then the Fourier features, go last)."""
+        arch = architecture(model)
+        tables, q = table_section(model, self.table_bits(params))
+        if tables:
+            arch["encoding"]["q"] = q
+        if write_version() >= 2 and signal:  # v2 keeps what decoding and the signal checks use, not the file name
+            signal = {k: v for k, v in signal.items() if k != "name"}
+        header = {"format": FORMAT, "codec": self.name, "model": arch, "params": params,
                   "layers": records, "signal": signal or {}, "extra": extra or {}}
-        data = pack(header, sections + fourier_sections(model))
+        data = pack(header, sections + tables + fourier_sections(model))
         work = self.work(params, records, model.widths)
+        encoding = getattr(model, "encoding", None)
+        table_values = int(encoding.table.numel()) if encoding is not None else 0
         try:  # never write a file the decoder would refuse
-            check_inrz_work(len(data), values=work.values, recon=work.recon,
+            check_inrz_work(len(data), values=work.values + table_values, recon=work.recon,
                             dictionaries=tuple(k1 * k2 for k1, k2 in work.dictionaries))
         except InvalidFileError as exc:
             raise InvalidInputError(f"these codec settings make a file the decoder refuses: {exc} "
@@ -190,10 +205,11 @@ class SinrCodec(Codec):
 
         return sparse_code(model, options, device)
 
-    def finetune(self, prepared: SparseModel, signal: Signal, steps: int, lr: float, device: Any = None) -> SparseModel:
+    def finetune(self, prepared: SparseModel, signal: Signal, steps: int, lr: float, device: Any = None,
+                 progress: bool = False) -> SparseModel:
         from inrkit.compress.finetune import finetune_codes
 
-        return finetune_codes(prepared, signal, steps, lr, device=device)
+        return finetune_codes(prepared, signal, steps, lr, device=device, progress=progress)
 
     def encode_prepared(self, prepared: SparseModel, options: SinrOptions, signal: dict | None = None,
                         extra: dict | None = None) -> bytes:
@@ -245,6 +261,9 @@ class SinrCodec(Codec):
                 work.values += out * (inp + 1)
         return work
 
+    def table_bits(self, params: dict) -> int | None:
+        return read_int(params, "dense_bits", 1, coding.MAX_BITS, "params")
+
     def report(self, options: SinrOptions) -> dict[str, Any]:
         return {"sparsity": options.sparsity, "bits": options.bits, "dense_bits": options.dense(),
                 "overcomplete": options.overcomplete}
@@ -258,12 +277,18 @@ def _sparse_sections(layer: SparseLayer, bits: int, rec: dict[str, Any]) -> list
             "bitmask": (coding.brotli_compress(mask), coding.bitmask_size(layer.idx.shape[0], layer.k2))}
     kind = min(cand, key=lambda k: len(cand[k][0]) if cand[k][1] <= coding.max_expansion(len(cand[k][0]))
                else math.inf)
-    coded_section(gaps if kind == "gaps" else mask)  # raises if neither passes the decoder's ratio guard
+    if write_version() >= 2:  # each stream stored, Brotli or (gaps) range-coded: the smaller of the two supports
+        v2 = {"gaps": byte_section(gaps, varints=True), "bitmask": byte_section(mask)}
+        kind = min(v2, key=lambda k: len(v2[k]))
+        support = v2[kind]
+    else:
+        coded_section(gaps if kind == "gaps" else mask)  # raises if neither passes the decoder's ratio guard
+        support = cand[kind][0]
     coef_sec, rec["coef"] = quant_section(layer.coef, bits)
     rec.update(mode=layer.mode, k1=layer.k1, k2=layer.k2, s=int(layer.idx.shape[1]), support=kind)
     if kind == "gaps":
         rec["support_bytes"] = cand[kind][1]
-    return [cand[kind][0], coef_sec]
+    return [support, coef_sec]
 
 
 def _sparse_dims(rec: dict, shape: tuple[int, int], where: str) -> tuple[str, int, int, int, int]:
@@ -343,6 +368,9 @@ class QuantCodec(Codec):
             out.append((w, sections.quantised(o, bits, read_qparams(rec, "b", where))))
         return out
 
+    def table_bits(self, params: dict) -> int | None:
+        return read_int(params, "bits", 1, coding.MAX_BITS, "params")
+
     def report(self, options: QuantOptions) -> dict[str, Any]:
         return {"bits": options.bits}
 
@@ -381,5 +409,32 @@ class CoinCodec(Codec):
 
 CODECS.register(CoinCodec.name, CoinCodec())
 
-__all__ = ["CODECS", "Codec", "CoinCodec", "CoinOptions", "DecodedLayer", "QuantCodec", "QuantOptions", "SinrCodec",
-           "SinrOptions"]
+
+# ------------------------------------------------------------------ grid
+@dataclass
+class GridCodecOptions:
+    """The ``grid`` codec's options live in :class:`inrkit.compress.latent.GridOptions` (``--lambda``, ``--preset``)."""
+
+
+class GridCodec(Codec):
+    """The latent-grid image codec (Cool-chic/C3; :mod:`inrkit.compress.latent`, file format and decoder in
+    :mod:`inrkit.compress.latent_codec`). It codes images, not networks: ``inrkit encode IMAGE --codec grid``
+    and ``inrkit decode``; as a model-file codec it refuses."""
+
+    name = "grid"
+    options_type = GridCodecOptions
+    bits_per_param = 8.0
+
+    def encode_prepared(self, prepared: MLP, options: GridCodecOptions, signal: dict | None = None,
+                        extra: dict | None = None) -> bytes:
+        raise InvalidInputError("the grid codec encodes images, not model files: use "
+                                "`inrkit encode IMAGE -o OUT.inrz --codec grid`")
+
+    def decode(self, sections: Sections, params: dict, records: list[dict], widths: list[int]) -> list[DecodedLayer]:
+        raise InvalidFileError("a grid .inrz file holds an image, not a network: use `inrkit decode`")
+
+
+CODECS.register(GridCodec.name, GridCodec())
+
+__all__ = ["CODECS", "Codec", "CoinCodec", "CoinOptions", "DecodedLayer", "GridCodec", "GridCodecOptions", "QuantCodec",
+           "QuantOptions", "SinrCodec", "SinrOptions"]

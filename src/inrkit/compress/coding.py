@@ -5,6 +5,8 @@ it gives the same bits on every machine.
 """
 from __future__ import annotations
 
+import math
+
 import brotli
 import numpy as np
 
@@ -20,22 +22,44 @@ def short_float(x: float) -> float:
     return float(repr(np.float32(x)).removeprefix("np.float32(").removesuffix(")"))
 
 
+STEP_MANTISSA = 12  # significant bits of a quantiser step
+LO_FRACTION = 16  # the grid's origin is a multiple of step / 16
+
+
 def quantize(x: np.ndarray, bits: int) -> tuple[np.ndarray, float, float]:
-    """Uniform quantisation of ``x`` to ``bits`` bits over ``[min, max]``.
+    """Uniform quantisation of ``x`` to ``bits`` bits covering ``[min, max]``.
 
     Returns ``(codes, lo, step)`` with ``codes`` uint8 (``bits <= 8``) or uint16, and
-    ``x ~= lo + codes * step``; ``lo`` and ``step`` are float32 values (short in JSON).
+    ``x ~= lo + codes * step``. ``step`` has 12 significant bits (rounded up) and
+    ``lo = -(z / 16) * step`` for an integer ``z`` (the largest such ``lo <= min``), so that the
+    ``.inrz`` v2 header stores the pair in a few bytes; the step is a factor of at most
+    ``(1 + 2**-11) * L / (L - 1/16)`` (``L = 2**bits - 1``) wider than ``(max - min) / L``: +0.15 % at
+    6 bits, +6.7 % at 1 bit. A constant ``x`` gives ``step = 0``, ``lo = min`` (float32).
     """
     if not 1 <= bits <= MAX_BITS:
         raise ValueError(f"bits must be in [1, {MAX_BITS}], got {bits}")
     x = np.asarray(x, dtype=np.float64).ravel()
+    dtype = np.uint8 if bits <= 8 else np.uint16
     if x.size == 0:
-        return np.zeros(0, np.uint8 if bits <= 8 else np.uint16), 0.0, 0.0
-    lo, hi = short_float(x.min()), float(x.max())
+        return np.zeros(0, dtype), 0.0, 0.0
+    mn, mx = float(x.min()), float(x.max())
     levels = (1 << bits) - 1
-    step = short_float((hi - lo) / levels) if hi > lo else 0.0
-    codes = np.zeros(x.shape, np.int64) if step == 0.0 else np.rint((x - lo) / step).astype(np.int64)
-    return np.clip(codes, 0, levels).astype(np.uint8 if bits <= 8 else np.uint16), lo, step
+    if not mx > mn:
+        return np.zeros(x.shape, dtype), short_float(mn), 0.0
+    step = _round_up(max((mx - mn) / (levels - 1 / LO_FRACTION), 1e-300), STEP_MANTISSA)
+    z = math.ceil(-mn * LO_FRACTION / step)
+    lo = -(z / LO_FRACTION) * step
+    while lo > mn:  # rounding guard: the grid starts at or below the minimum
+        z += 1
+        lo = -(z / LO_FRACTION) * step
+    codes = np.rint((x - lo) / step).astype(np.int64)
+    return np.clip(codes, 0, levels).astype(dtype), lo, step
+
+
+def _round_up(v: float, bits: int) -> float:
+    """``v > 0`` rounded up to ``bits`` significant bits."""
+    m, e = math.frexp(v)
+    return math.ldexp(math.ceil(math.ldexp(m, bits)), e - bits)
 
 
 def dequantize(codes: np.ndarray, lo: float, step: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The standalone ``.inrz`` decoder: NumPy, the standard library and Brotli only (no torch).
+"""The standalone ``.inrz`` decoder: NumPy, the standard library, Brotli and constriction only (no torch).
 
 ``decode(data)`` parses the container, checks every header field, reads and expands
 every section (the codec of the file, from :data:`inrkit.compress.codecs.CODECS`,
@@ -21,8 +21,8 @@ from typing import Any, Callable, Collection
 import numpy as np
 
 from inrkit.compress.codecs import CODECS, DecodedLayer
-from inrkit.compress.container import unpack
-from inrkit.compress.layout import FORMAT, MAX_LAYERS, MAX_PARAMS, MAX_WIDTH, Sections, bad
+from inrkit.compress.container import unpack, version_of
+from inrkit.compress.layout import FORMAT, MAX_LAYERS, MAX_PARAMS, MAX_WIDTH, Sections, bad, read_int, read_qparams
 from inrkit.errors import InvalidFileError
 from inrkit.limits import INRZ_MAX_FILE, check_inrz_work
 
@@ -43,6 +43,9 @@ class Decoded:
         weights: ``W_i`` as float32 ``[out, in]``.
         biases: ``b_i`` as float32 ``[out]``.
         fourier: the Fourier-feature matrix ``[m, coord_dim]`` (float32), or ``None``.
+        encoding: the grid encoding's record (``type``, ``dim``, ``levels``, ``features``, ``base``, ``finest``,
+            ``table_size``, ``rows``), or ``None``.
+        table: the grid's table ``[rows, features]`` (float32), or ``None``.
     """
 
     header: dict[str, Any]
@@ -52,6 +55,8 @@ class Decoded:
     weights: list[np.ndarray]
     biases: list[np.ndarray]
     fourier: np.ndarray | None
+    encoding: dict[str, Any] | None = None
+    table: np.ndarray | None = None
 
     @property
     def codec(self) -> str:
@@ -87,6 +92,26 @@ def check_architecture(arch: Any, activations: Collection[str] | None = None
                 and 2 * fourier[0] == widths[0] and 1 <= fourier[1] <= 16):
             raise bad("'model.fourier' must be [widths[0] / 2, coord_dim]")
     return widths, acts, [float(o) for o in omegas], fourier
+
+
+GRID_FIELDS = ("dim", "levels", "features", "base", "finest", "table_size", "rows")
+
+
+def check_encoding(arch: dict, widths: list[int]) -> dict[str, Any] | None:
+    """The header's grid encoding record, checked (integers in range, ``levels * features = widths[0]``,
+    table size bounded); its consistency with the grid's shape is checked when the model is built."""
+    enc = arch.get("encoding")
+    if enc is None:
+        return None
+    if not isinstance(enc, dict) or enc.get("type") != "grid" or arch.get("fourier") is not None:
+        raise bad("'model.encoding' must be a grid record (and no Fourier features)")
+    for key in GRID_FIELDS:
+        read_int(enc, key, 1, MAX_PARAMS, "model.encoding")
+    if enc["dim"] > 4 or enc["levels"] * enc["features"] != widths[0] or enc["rows"] * enc["features"] > MAX_PARAMS:
+        raise bad("'model.encoding' does not fit the first layer or is too large")
+    if enc.get("q") is not None:
+        read_qparams(enc, "q", "model.encoding")
+    return enc
 
 
 def _known(name: Any, allowed: Collection[str] | None) -> bool:
@@ -130,11 +155,24 @@ def decode(data: bytes, activations: Collection[str] | None = None, check: Heade
     if check is not None:
         check(header, widths)
     codec = CODECS.get(name)
+    encoding = check_encoding(header["model"], widths)
     work = codec.work(params, records, widths)
-    check_inrz_work(len(data), values=work.values, dictionaries=tuple(k1 * k2 for k1, k2 in work.dictionaries),
-                    recon=work.recon)
-    reader = Sections(sections)
+    table_values = encoding["rows"] * encoding["features"] if encoding else 0
+    check_inrz_work(len(data), values=work.values + table_values,
+                    dictionaries=tuple(k1 * k2 for k1, k2 in work.dictionaries), recon=work.recon)
+    reader = Sections(sections, version_of(data))
     layers = codec.decode(reader, params, records, widths)
+    table = None
+    if encoding is not None:
+        count = encoding["rows"] * encoding["features"]
+        bits = codec.table_bits(params)
+        if bits is None:
+            values = reader.raw((count,), "<f2").astype(np.float64)
+        else:
+            values = reader.quantised(count, bits, read_qparams(encoding, "q", "model.encoding"))
+        table = values.astype(np.float32).reshape(encoding["rows"], encoding["features"])
+        if not np.all(np.isfinite(table)):
+            raise InvalidFileError("non-finite grid table")
     fourier = None
     if fourier_shape is not None:
         fourier = reader.raw(tuple(fourier_shape), "<f4").astype(np.float32)
@@ -142,7 +180,7 @@ def decode(data: bytes, activations: Collection[str] | None = None, check: Heade
             raise InvalidFileError("non-finite Fourier features")
     reader.done()
     weights, biases = _materialise(layers)
-    return Decoded(header, widths, acts, omegas, weights, biases, fourier)
+    return Decoded(header, widths, acts, omegas, weights, biases, fourier, encoding, table)
 
 
 def _materialise(layers: list[DecodedLayer]) -> tuple[list[np.ndarray], list[np.ndarray]]:

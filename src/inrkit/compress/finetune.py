@@ -62,7 +62,8 @@ class CodedMLP(nn.Module):
 
 
 def finetune_codes(code: SparseModel, signal: Signal, steps: int = 100, lr: float = 1e-4,
-                   batch_size: int | None = None, device: str | None = None, seed: int = 0) -> SparseModel:
+                   batch_size: int | None = None, device: str | None = None, seed: int = 0,
+                   progress: bool = False) -> SparseModel:
     """Fine-tune the kept coefficients (supports fixed), biases and uncoded layers on ``signal``.
 
     An addition to SINR (the paper quantises the OMP coefficients directly). Adam at a
@@ -77,11 +78,12 @@ def finetune_codes(code: SparseModel, signal: Signal, steps: int = 100, lr: floa
         batch_size: points per step (``None``: fit's rule).
         device: where to train.
         seed: seed of the batches.
+        progress: show fit's progress bar (stderr).
     """
     if steps <= 0:
         return code
     net = CodedMLP(code, resolve_device(device))
     config = FitConfig(steps=steps, lr=lr, schedule="constant", batch_size=batch_size, seed=seed, device=device,
-                       progress=False, precision="fp32", log_every=steps, evaluate=False)
+                       progress=progress, precision="fp32", log_every=steps, evaluate=False)
     fit(net, signal, config)
     return net.sparse_model(code)

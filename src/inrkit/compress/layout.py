@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inrkit.compress import coding
+from inrkit.compress import coding, entropy
+from inrkit.compress.container import write_version
 from inrkit.compress.dictionary import sensing_matrix
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import INRZ_MAX_DICT
@@ -159,9 +160,23 @@ def as_array(t: Any) -> np.ndarray:
 
 
 def quant_section(x: np.ndarray, bits: int) -> tuple[bytes, list[float]]:
-    """``x`` quantised to ``bits`` bits and Brotli-coded; returns the section and ``[lo, step]``."""
+    """``x`` quantised to ``bits`` bits and entropy-coded; returns the section and ``[lo, step]``.
+
+    Version 2 (:func:`inrkit.compress.container.write_version`) keeps the smallest of range coding, bit
+    packing and Brotli (:func:`inrkit.compress.entropy.encode_codes`); version 1 Brotli-codes the codes.
+    """
     codes, lo, step = coding.quantize(x, bits)
+    if write_version() >= 2:
+        return entropy.encode_codes(codes, bits), [lo, step]
     return coded_section(codes.astype(coding.code_dtype(bits)).tobytes()), [lo, step]
+
+
+def byte_section(raw: bytes, varints: bool = False) -> bytes:
+    """A byte stream as a section: v2 the smallest of stored, Brotli and (``varints``: a stream of gap
+    varints) range-coded values (:func:`inrkit.compress.entropy.encode_bytes`); v1 Brotli (:func:`coded_section`)."""
+    if write_version() >= 2:
+        return entropy.encode_bytes(raw, varints)
+    return coded_section(raw)
 
 
 def coded_section(raw: bytes) -> bytes:
@@ -176,7 +191,24 @@ def coded_section(raw: bytes) -> bytes:
 def architecture(model: MLP) -> dict[str, Any]:
     """The ``model`` record of the header."""
     fourier = None if model.fourier is None else list(as_array(model.fourier).shape)
-    return {"widths": model.widths, "activations": model.activations, "omegas": model.omegas, "fourier": fourier}
+    arch = {"widths": model.widths, "activations": model.activations, "omegas": model.omegas, "fourier": fourier}
+    encoding = getattr(model, "encoding", None)
+    if encoding is not None:  # a grid encoding: its config and table shape (the table is a section)
+        arch["encoding"] = {"type": "grid", **encoding.config.to_dict(), "rows": int(encoding.table.shape[0])}
+    return arch
+
+
+def table_section(model: MLP, bits: int | None) -> tuple[list[bytes], Any]:
+    """A grid encoding's table as one section: quantised to ``bits`` bits and Brotli-coded, or raw float16
+    (``bits`` None); returns the sections (none without a grid) and the quantiser ``[lo, step]`` (or None)."""
+    encoding = getattr(model, "encoding", None)
+    if encoding is None:
+        return [], None
+    table = as_array(encoding.table).ravel()
+    if bits is None:
+        return [table.astype("<f2").tobytes()], None
+    sec, q = quant_section(table, bits)
+    return [sec], q
 
 
 def fourier_sections(model: MLP) -> list[bytes]:
@@ -216,27 +248,35 @@ class Sections:
 
     Args:
         sections: the payload sections of the container.
+        version: the container version (2: coded sections start with a method byte).
     """
 
-    def __init__(self, sections: list[bytes]) -> None:
-        self.sections, self.pos = sections, 0
+    def __init__(self, sections: list[bytes], version: int = 1) -> None:
+        self.sections, self.pos, self.version = sections, 0, version
+
+    def _take(self) -> bytes:
+        if self.pos >= len(self.sections):
+            raise bad("fewer payload sections than the layers need")
+        self.pos += 1
+        return self.sections[self.pos - 1]
 
     def next(self, raw_size: int, compressed: bool = True) -> bytes:
         """The next section, expanded to exactly ``raw_size`` bytes."""
-        if self.pos >= len(self.sections):
-            raise bad("fewer payload sections than the layers need")
-        data = self.sections[self.pos]
-        self.pos += 1
+        data = self._take()
         if not compressed:
             if len(data) != raw_size:
                 raise InvalidFileError(f"payload section {self.pos - 1} has {len(data)} bytes, expected {raw_size}")
             return data
+        if self.version >= 2:
+            return entropy.decode_bytes(data, raw_size)
         if raw_size > coding.max_expansion(len(data)):
             raise InvalidFileError(f"payload section {self.pos - 1} claims an implausible size")
         return coding.brotli_decompress(data, raw_size)
 
     def quantised(self, count: int, bits: int, q: tuple[float, float]) -> np.ndarray:
         """The next section as ``count`` dequantised float64 values."""
+        if self.version >= 2:
+            return coding.dequantize(entropy.decode_codes(self._take(), count, bits), *q)
         dt = coding.code_dtype(bits)
         codes = np.frombuffer(self.next(count * dt.itemsize), dt)
         if codes.size and int(codes.max()) >= 1 << bits:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 
 from inrkit.compress.decoder import Decoded, HeaderCheck, decode
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.models.grid import GridConfig, GridEncoding
 from inrkit.models.mlp import ACTIVATIONS, MLP
 
 
@@ -14,7 +16,20 @@ def to_mlp(decoded: Decoded) -> MLP:
         decoded: the output of :func:`inrkit.compress.decoder.decode`.
     """
     fourier = None if decoded.fourier is None else torch.from_numpy(decoded.fourier.copy())
-    model = MLP(decoded.widths, decoded.activations, decoded.omegas, fourier=fourier)
+    encoding = None
+    if decoded.encoding is not None and decoded.table is not None:
+        fields = {k: v for k, v in decoded.encoding.items() if k in GridConfig.__dataclass_fields__}
+        try:
+            config = GridConfig(**fields)
+        except InvalidInputError as exc:
+            raise InvalidFileError(f"invalid .inrz grid encoding: {exc}") from None
+        if decoded.table.shape != (config.num_entries(), config.features):
+            raise InvalidFileError(f"invalid .inrz grid encoding: a table of {decoded.table.shape[0]} rows; the grid "
+                                   f"needs {config.num_entries()}")
+        encoding = GridEncoding(config)
+        with torch.no_grad():
+            encoding.table.copy_(torch.from_numpy(decoded.table))
+    model = MLP(decoded.widths, decoded.activations, decoded.omegas, fourier=fourier, encoding=encoding)
     with torch.no_grad():
         for i, (w, b) in enumerate(zip(decoded.weights, decoded.biases)):
             model.weights[i].copy_(torch.from_numpy(w))

@@ -44,6 +44,7 @@ from inrkit.limits import (
     MAX_TENSOR_ELEMENTS,
     parse_json,
 )
+from inrkit.models.grid import GridConfig, GridEncoding
 from inrkit.models.mlp import ACTIVATIONS, MLP
 from inrkit.models.nerf_mlp import NeRFConfig, NeRFMLP, nerf_shapes
 from inrkit.registry import Registry
@@ -111,12 +112,33 @@ def _mlp_tensors(model: MLP) -> dict[str, torch.Tensor]:
         tensors[f"b{i}"] = b.detach().float().cpu().contiguous()
     if model.fourier is not None:
         tensors["fourier_B"] = model.fourier.detach().float().cpu().contiguous()
+    if model.encoding is not None:
+        tensors["grid_table"] = model.encoding.table.detach().float().cpu().contiguous()
     return tensors
 
 
 def _mlp_header(model: MLP) -> dict[str, Any]:
-    return {"widths": model.widths, "activations": model.activations, "omegas": model.omegas,
-            "coord_dim": model.coord_dim, "fourier": model.fourier is not None}
+    header = {"widths": model.widths, "activations": model.activations, "omegas": model.omegas,
+              "coord_dim": model.coord_dim, "fourier": model.fourier is not None}
+    if model.encoding is not None:  # absent for plain MLPs: their headers stay as they always were
+        header["encoding"] = {"type": "grid", **model.encoding.config.to_dict()}
+    return header
+
+
+def _grid_config(header: dict) -> GridConfig | None:
+    """The header's grid encoding (``None`` without one); InvalidFileError when malformed."""
+    if "encoding" not in header:
+        return None
+    try:
+        config = GridConfig.from_dict(header["encoding"])
+    except (InvalidInputError, TypeError) as exc:
+        raise InvalidFileError(f"invalid grid encoding in the header ({str(exc)[:200]})") from None
+    if header.get("fourier"):
+        raise InvalidFileError("a header cannot hold both Fourier features and a grid encoding")
+    if header["widths"][0] != config.out_dim or header.get("coord_dim", config.dim) != config.dim:
+        raise InvalidFileError(f"the grid encoding gives {config.out_dim} features of {config.dim}D coordinates; the "
+                               f"header says widths[0] = {header['widths'][0]}, coord_dim = {header.get('coord_dim')}")
+    return config
 
 
 def _mlp_check(header: dict) -> None:
@@ -137,6 +159,7 @@ def _mlp_check(header: dict) -> None:
     coord_dim = header.get("coord_dim", widths[0])
     if type(coord_dim) is not int or not 0 < coord_dim <= MAX_WIDTH:
         raise InvalidFileError(f"header 'coord_dim' must be an integer in [1, {MAX_WIDTH}]")
+    _grid_config(header)
 
 
 def _mlp_shapes(header: dict) -> dict[str, tuple[int, ...]]:
@@ -149,12 +172,21 @@ def _mlp_shapes(header: dict) -> dict[str, tuple[int, ...]]:
         if not isinstance(coord_dim, int) or coord_dim < 1 or widths[0] % 2:
             raise InvalidFileError("Fourier model needs a positive 'coord_dim' and an even first width")
         shapes["fourier_B"] = (widths[0] // 2, coord_dim)
+    grid = _grid_config(header)
+    if grid is not None:
+        shapes["grid_table"] = (grid.num_entries(), grid.features)
     return shapes
 
 
 def _mlp_build(tensors: dict[str, torch.Tensor], header: dict) -> MLP:
     fourier = tensors.get("fourier_B") if header.get("fourier") else None
-    model = MLP(header["widths"], header["activations"], header["omegas"], fourier=fourier)
+    grid = _grid_config(header)
+    encoding = None
+    if grid is not None:
+        encoding = GridEncoding(grid)
+        with torch.no_grad():
+            encoding.table.copy_(tensors["grid_table"])
+    model = MLP(header["widths"], header["activations"], header["omegas"], fourier=fourier, encoding=encoding)
     with torch.no_grad():
         for i in range(model.num_layers):
             model.weights[i].copy_(tensors[f"W{i}"])
@@ -194,7 +226,7 @@ def _type_name(model: nn.Module) -> str:
 
 # ------------------------------------------------------------------ headers
 def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's tensors by file name (MLP: ``W0..Wn``, ``b0..bn``, ``fourier_B``), float32 on the CPU."""
+    """The model's tensors by file name (MLP: ``W0..Wn``, ``b0..bn``, ``fourier_B``, ``grid_table``), float32, CPU."""
     return MODEL_TYPES.get(_type_name(model)).tensors(model)
 
 

@@ -3,7 +3,9 @@
 A model is a list of dense layers ``(W_i, b_i, activation_i, omega_i)``. Widths may
 change per layer; pruning and densification replace a layer's parameters with
 smaller or larger ones (see :mod:`inrkit.models.surgery`). ``ARCHITECTURES`` registers the
-constructors that :func:`build_model` reads (siren, finer, ffn, relu, tanh).
+constructors that :func:`build_model` reads (siren, finer, ffn, relu, tanh, grid). An optional
+encoding stage (:class:`~inrkit.models.grid.GridEncoding`, a multi-resolution feature grid) may sit
+in front of the dense layers, like the Fourier features; the layers after it stay editable.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from torch import Tensor, nn
 
 from inrkit.errors import InvalidInputError
 from inrkit.limits import MAX_MODEL_ELEMENTS, MAX_MODEL_LAYERS, MAX_TENSOR_ELEMENTS
+from inrkit.models.grid import GridConfig, GridEncoding
 from inrkit.models.surgery import PrunableGroup
 from inrkit.registry import Registry
 
@@ -86,6 +89,8 @@ class MLP(nn.Module):
         activations: one of :data:`ACTIVATIONS` per layer (``len(widths) - 1`` entries).
         omegas: frequency factor per layer for ``sine``/``finer`` (1.0 elsewhere).
         fourier: optional Fourier-feature matrix ``B`` of shape ``[m, coord_dim]``.
+        encoding: optional multi-resolution grid in front of the dense layers (``widths[0]`` must be
+            its ``levels * features``); not together with ``fourier``.
     """
 
     fourier: Tensor | None  # a buffer (``register_buffer``), typed here for the type checker
@@ -96,6 +101,7 @@ class MLP(nn.Module):
         activations: Sequence[str],
         omegas: Sequence[float] | None = None,
         fourier: Tensor | None = None,
+        encoding: GridEncoding | None = None,
     ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
@@ -128,6 +134,10 @@ class MLP(nn.Module):
         self.register_buffer("fourier", None if fourier is None else fourier.detach().clone().float())
         if fourier is not None and 2 * fourier.shape[0] != widths[0]:
             raise InvalidInputError(f"{fourier.shape[0]} Fourier features need widths[0] = {2 * fourier.shape[0]}")
+        if encoding is not None and (fourier is not None or encoding.out_dim != widths[0]):
+            raise InvalidInputError(f"a grid encoding of {encoding.out_dim} features needs widths[0] = "
+                                    f"{encoding.out_dim} and no Fourier features")
+        self.encoding = encoding
 
     # ----------------------------------------------------------------- shape
     @property
@@ -144,6 +154,8 @@ class MLP(nn.Module):
 
     @property
     def coord_dim(self) -> int:
+        if self.encoding is not None:
+            return self.encoding.config.dim
         return int(self.fourier.shape[1]) if self.fourier is not None else self.widths[0]
 
     @property
@@ -151,14 +163,20 @@ class MLP(nn.Module):
         return self.widths[-1]
 
     def num_params(self) -> int:
-        """Number of trainable scalars (weights and biases)."""
+        """Number of trainable scalars (weights, biases and grid tables)."""
         return sum(int(p.numel()) for p in self.parameters())
+
+    def dense_parameters(self) -> list[nn.Parameter]:
+        """The dense layers' weights and biases (everything but the encoding's tables)."""
+        return [*self.weights, *self.biases]
 
     def flops_per_point(self) -> int:
         """FLOPs to evaluate one point: 2 per multiply-add, 1 per activation or encoding output."""
         flops = 0
         if self.fourier is not None:
             flops += 2 * self.fourier.numel() + 2 * self.fourier.shape[0]
+        if self.encoding is not None:
+            flops += self.encoding.flops_per_point()
         for weight, activation in zip(self.weights, self.activations):
             out, inp = weight.shape
             flops += 2 * out * inp + out  # GEMM and bias
@@ -179,7 +197,9 @@ class MLP(nn.Module):
 
     # --------------------------------------------------------------- compute
     def encode(self, x: Tensor) -> Tensor:
-        """Input features of the first dense layer (identity, or Fourier features)."""
+        """Input features of the first dense layer (identity, Fourier features or the grid's features)."""
+        if self.encoding is not None:
+            return self.encoding(x)
         return x if self.fourier is None else fourier_features(x, self.fourier)
 
     def layer_forward(self, i: int, h: Tensor) -> Tensor:
@@ -332,6 +352,57 @@ def tanh_mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256, 256),
     return plain(in_dim, out_dim, hidden, "tanh", generator)
 
 
+GRID_DEFAULTS: dict[int, dict[str, int]] = {
+    1: {"levels": 8, "features": 2, "base": 16, "finest": 4096, "table_size": 1 << 14},
+    2: {"levels": 16, "features": 2, "base": 16, "finest": 768, "table_size": 1 << 16},
+    3: {"levels": 8, "features": 2, "base": 4, "finest": 64, "table_size": 1 << 17},
+    4: {"levels": 16, "features": 2, "base": 4, "finest": 64, "table_size": 1 << 18},
+}
+"""Grid shape per coordinate dimension when a field is not given (measured; docs/grid.md)."""
+
+
+def grid(
+    in_dim: int,
+    out_dim: int,
+    hidden: Sequence[int] = (64, 64),
+    levels: int | None = None,
+    features: int | None = None,
+    base: int | None = None,
+    finest: int | None = None,
+    table_size: int | None = None,
+    activation: str = "relu",
+    generator: torch.Generator | None = None,
+) -> MLP:
+    """A multi-resolution grid encoding followed by a small MLP (instant-NGP style).
+
+    Args:
+        in_dim: coordinate dimension (1 to 4).
+        out_dim: output channels.
+        hidden: hidden widths of the MLP after the grid.
+        levels: resolution levels (``None``: :data:`GRID_DEFAULTS` for ``in_dim``).
+        features: features per level.
+        base: cells per axis of the coarsest level (``None``: the default, at most ``finest // 8``).
+        finest: cells per axis of the finest level.
+        table_size: entries of a hashed level.
+        activation: the hidden layers' activation (``relu``; any of :data:`ACTIVATIONS`).
+        generator: random source of the tables (``U(-1e-4, 1e-4)``) and of the MLP (``nn.Linear``'s init).
+    """
+    if not 1 <= in_dim <= 4:
+        raise InvalidInputError(f"grid encodings take 1 to 4 coordinates, not {in_dim}")
+    given = {"levels": levels, "features": features, "base": base, "finest": finest, "table_size": table_size}
+    shape = {**GRID_DEFAULTS[in_dim], **{k: v for k, v in given.items() if v is not None}}
+    if base is None:  # at most finest / 8, so that the levels span a range of scales
+        shape["base"] = max(1, min(shape["base"], shape["finest"] // 8))
+    encoding = GridEncoding(GridConfig(dim=in_dim, **shape), generator)
+    widths = [encoding.out_dim, *hidden, out_dim]
+    model = MLP(widths, [activation] * (len(widths) - 2) + ["identity"], encoding=encoding)
+    for w, b in zip(model.weights, model.biases):
+        bound = 1.0 / math.sqrt(w.shape[1])
+        _uniform_(w, bound, generator)
+        _uniform_(b, bound, generator)
+    return model
+
+
 ARCHITECTURES: Registry[Callable[..., MLP]] = Registry("architecture")
 """Builders ``(in_dim, out_dim, hidden, **kw) -> MLP`` by name; a new one registers here once."""
 ARCHITECTURES.register("siren", siren)
@@ -339,13 +410,14 @@ ARCHITECTURES.register("finer", finer)
 ARCHITECTURES.register("ffn", ffn)
 ARCHITECTURES.register("relu", relu_mlp)
 ARCHITECTURES.register("tanh", tanh_mlp)
+ARCHITECTURES.register("grid", grid)
 
 
 def build_model(arch: str, in_dim: int, out_dim: int, hidden: Sequence[int], **kwargs: Any) -> MLP:
     """Build the registered architecture ``arch`` (see :data:`ARCHITECTURES`).
 
     Args:
-        arch: a name in :data:`ARCHITECTURES` (siren, finer, ffn, relu, tanh).
+        arch: a name in :data:`ARCHITECTURES` (siren, finer, ffn, relu, tanh, grid).
         in_dim: coordinate dimension.
         out_dim: output channels.
         hidden: hidden widths.

@@ -140,6 +140,10 @@ def nerf_prune_file(model_path: str | os.PathLike, output: str | os.PathLike, me
     check_range("seed", seed, 0, optional=False)
     check_range("eval_views", eval_views, 0)
     model, header = load_nerf(model_path)
+    widest = max(g.width for g in model.prunable_groups())
+    if width >= widest:  # before the scene is read (prune_nerf refuses it too)
+        raise InvalidInputError(f"--width {width} is not smaller than the model {model_path} (its widest "
+                                f"prunable layer has {widest} neurons): nothing to prune; pass a width below {widest}")
     extra = header.get("extra", {})
     scene_dir = scene_dir or extra.get("scene_path")
     scene = None

@@ -36,7 +36,8 @@ def prune_nerf(model: NeRFMLP, method: str, width: int, layers: list[str] | None
         model: the NeRF MLP (left untouched).
         method: a criterion name of :data:`inrkit.prune.CRITERIA` (uniform, w_in, w_out, product,
             coreset, l1, ...); coreset also re-weights the kept outgoing columns.
-        width: neurons to keep per layer (layers already that narrow are left as they are).
+        width: neurons to keep per layer (layers already that narrow are left as they are); a width
+            not smaller than the widest chosen layer is refused (:class:`InvalidInputError`).
         layers: names from :func:`prunable_layers` (default: all of them).
         seed: seeds the random choices of uniform and coreset.
     """
@@ -47,6 +48,10 @@ def prune_nerf(model: NeRFMLP, method: str, width: int, layers: list[str] | None
         raise InvalidInputError(f"width must be >= 1, got {width}")
     small = model.copy()
     names = prunable_layers(small) if layers is None else list(layers)
+    widest = max((find_group(small, name).width for name in names), default=0)
+    if widest <= width:
+        raise InvalidInputError(f"--width {width} is not smaller than the model (its widest prunable layer has "
+                                f"{widest} neurons): nothing to prune; pass a width below {widest}")
     gen = torch.Generator().manual_seed(seed)
     for name in names:
         group = find_group(small, name)

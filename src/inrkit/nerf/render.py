@@ -1,6 +1,8 @@
 """Ray sampling (stratified + hierarchical) and volume rendering, batched in torch."""
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -98,8 +100,13 @@ def render_rays(model: nn.Module, rays_o: Tensor, rays_d: Tensor, near: Tensor, 
 
 @torch.no_grad()
 def render_chunked(model: nn.Module, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor,
-                   chunk: int = 4096, **kw) -> dict[str, Tensor]:
-    """:func:`render_rays` without gradients over many rays, ``chunk`` rays at a time."""
-    parts = [render_rays(model, rays_o[i:i + chunk], rays_d[i:i + chunk], near[i:i + chunk],
-                         far[i:i + chunk], **kw) for i in range(0, rays_o.shape[0], chunk)]
+                   chunk: int = 4096, on_chunk: Callable[[int], Any] | None = None, **kw) -> dict[str, Tensor]:
+    """:func:`render_rays` without gradients over many rays, ``chunk`` rays at a time
+    (``on_chunk(rays)`` after each chunk, e.g. a progress bar's ``update``)."""
+    parts = []
+    for i in range(0, rays_o.shape[0], chunk):
+        parts.append(render_rays(model, rays_o[i:i + chunk], rays_d[i:i + chunk], near[i:i + chunk],
+                                 far[i:i + chunk], **kw))
+        if on_chunk is not None:
+            on_chunk(parts[-1]["rgb"].shape[0])
     return {k: torch.cat([p[k] for p in parts]) for k in ("rgb", "acc", "depth")}

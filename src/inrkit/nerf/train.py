@@ -7,9 +7,10 @@ precrop schedule, coarse + fine rendering, squared colour error; evaluation on t
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -218,20 +219,25 @@ def evaluate_nerf(model: nn.Module, scene: Scene, config: TrainConfig | None = N
     pick = np.linspace(0, len(data.images) - 1, n).round().astype(int)
     meta = scene.metadata()
     psnrs = []
-    for k in pick:
-        img = render_image(model, data.poses[k], meta, cfg.n_samples, cfg.n_importance, cfg.eval_chunk)
-        psnrs.append(psnr_from_mse(float(np.mean((img - data.images[k]) ** 2)), 1.0))
+    rays = int(meta["height"]) * int(meta["width"])
+    with tqdm(total=n * rays, desc=f"evaluate {n} {split} views", unit="ray", unit_scale=True, file=sys.stderr,
+              disable=not cfg.progress, leave=False, dynamic_ncols=True) as bar:
+        for k in pick:
+            img = render_image(model, data.poses[k], meta, cfg.n_samples, cfg.n_importance, cfg.eval_chunk,
+                               on_chunk=bar.update)
+            psnrs.append(psnr_from_mse(float(np.mean((img - data.images[k]) ** 2)), 1.0))
     return {"psnr": float(np.mean(psnrs)), "psnr_per_view": psnrs, "views": [int(k) for k in pick], "split": split}
 
 
 def render_image(model: nn.Module, c2w: np.ndarray, meta: dict, n_samples: int = 64, n_importance: int = 64,
-                 chunk: int = 4096) -> np.ndarray:
-    """Render one view ``[H, W, 3]`` (float32 in [0, 1]) for camera-to-world ``c2w`` and camera ``meta``."""
+                 chunk: int = 4096, on_chunk: Callable[[int], Any] | None = None) -> np.ndarray:
+    """Render one view ``[H, W, 3]`` (float32 in [0, 1]) for camera-to-world ``c2w`` and camera ``meta``
+    (``on_chunk(rays)`` after each chunk of rays)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     rays = scene_rays(meta, np.asarray(c2w)[None], device)
-    out = render_chunked(model, rays["o"], rays["d"], rays["near"], rays["far"], chunk=chunk,
+    out = render_chunked(model, rays["o"], rays["d"], rays["near"], rays["far"], chunk=chunk, on_chunk=on_chunk,
                          n_samples=n_samples, n_importance=n_importance,
                          white_background=meta.get("white_background", True))
     model.train(was_training)

@@ -10,7 +10,9 @@ from inrkit.errors import InvalidInputError
 from inrkit.limits import MAX_PRUNE_POINTS, check_range
 from inrkit.models.io import load_model, save_model
 from inrkit.models.mlp import MLP
-from inrkit.prune.criteria import CRITERIA
+from inrkit.models.surgery import find_group
+from inrkit.prune.criteria import CRITERIA, InterpolativeDecomposition, keep_count
+from inrkit.prune.interpolative import id_prune_report, id_summary
 from inrkit.prune.model import domain_points, prune_model
 
 
@@ -18,17 +20,39 @@ def _psnr(model, signal) -> float | None:
     return None if signal is None else float(signal.evaluate(model)["psnr"])
 
 
+@torch.no_grad()
+def _id_prune(model: MLP, pts: torch.Tensor, layers: Sequence[int] | None, keep: float | None,
+              eps: float | None) -> tuple[MLP, dict[str, Any]]:
+    """The ``id`` path of :func:`prune_file`: per-layer reports, the measured output change at the sample
+    points (``id_output_error``: relative RMS) and, when nothing was removed, a ``note`` with tolerances."""
+    reference = model(pts)
+    names = [g.name for g in model.prunable_groups()] if layers is None else [str(i) for i in layers]
+    ranks = None if keep is None else [keep_count(find_group(model, name).width, keep) for name in names]
+    model, reports = id_prune_report(model, pts, names, ranks=ranks, eps=eps)
+    change = float((model(pts) - reference).norm() / reference.norm().clamp_min(1e-30))
+    info: dict[str, Any] = {"id_layers": reports, "id_output_error": change}
+    note = id_summary(reports, eps)
+    if note is not None:
+        info["note"] = note
+    return model, info
+
+
 def prune_file(model_path: str | Path, output: str | Path, method: str = "l1",
                layers: Sequence[int] | None = None, keep: float | None = None, eps: float | None = None,
                signal_path: str | Path | None = None, finetune: int = 0, lr: float = 1e-4,
                points: int = 4096, seed: int = 0, device: str | None = None,
-               progress: bool = True) -> dict[str, Any]:
+               progress: bool = True, crop: Sequence[int] | None = None) -> dict[str, Any]:
     """Prune a saved model with ``method`` (a name in :data:`inrkit.prune.CRITERIA`) and save it to ``output``.
 
     ``keep`` (fraction or count per layer) or ``eps`` (score threshold; ID tolerance for
     ``id``) chooses how much to keep. With ``signal_path`` the PSNR is measured before
     and after, and ``finetune`` steps of Adam (``lr``) follow the pruning.
-    ID samples activations at ``points`` uniform points of [-1, 1]^d.
+    ID samples activations at ``points`` uniform points of [-1, 1]^d; ``keep`` makes it rank-targeted
+    (the first pivots of the column-pivoted QR). Its result adds ``id_layers`` (per layer: width, kept,
+    measured relative error, ``spectral_rank`` at ``eps``, tolerances keeping 75%/50%),
+    ``id_output_error`` and, when no neuron was removed, a ``note`` suggesting a tolerance.
+    The signal is read with ``crop`` and must match the model header (kind, shape, crop), else
+    :class:`InvalidInputError`.
     """
     criterion = CRITERIA.get(method)
     if keep is None and eps is None:
@@ -50,9 +74,9 @@ def prune_file(model_path: str | Path, output: str | Path, method: str = "l1",
     model = loaded
     signal = None
     if signal_path is not None:
-        from inrkit.signals import load_signal
+        from inrkit.signals.match import load_matching_signal
 
-        signal = load_signal(signal_path, seed=seed)
+        signal = load_matching_signal(signal_path, header, "--signal", crop=crop, seed=seed)
         if (signal.dim, signal.out_dim) != (model.coord_dim, model.out_dim):
             raise InvalidInputError(f"model maps {model.coord_dim}->{model.out_dim} but the signal is "
                                     f"{signal.dim}->{signal.out_dim}")
@@ -60,7 +84,12 @@ def prune_file(model_path: str | Path, output: str | Path, method: str = "l1",
     before = {"params": model.num_params(), "widths": model.widths, "flops": model.flops_per_point(),
               "psnr": _psnr(model, signal)}
     pts = domain_points(model, points, generator) if criterion.needs_points else None
-    model, _ = prune_model(model, criterion, layers, keep, eps, pts, generator)
+    id_info: dict[str, Any] = {}
+    if isinstance(criterion, InterpolativeDecomposition):
+        assert pts is not None  # the id criterion needs points
+        model, id_info = _id_prune(model, pts, layers, keep, eps)
+    else:
+        model, _ = prune_model(model, criterion, layers, keep, eps, pts, generator)
     psnr_pruned = _psnr(model, signal)
     if finetune:
         from inrkit.train import FitConfig, fit
@@ -82,4 +111,5 @@ def prune_file(model_path: str | Path, output: str | Path, method: str = "l1",
         "flops_before": before["flops"], "flops_after": model.flops_per_point(),
         "psnr_before": before["psnr"], "psnr_pruned": psnr_pruned, "psnr_after": psnr_after,
         "bytes_before": Path(model_path).stat().st_size, "bytes_after": Path(output).stat().st_size,
+        **id_info,
     }

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from inrkit.errors import InvalidInputError
-from inrkit.models.surgery import PrunableGroup, StateMap, fold_interpolation, group_weights, remove_neurons
+from inrkit.models.surgery import PrunableGroup, StateMap, group_weights, remove_neurons
 from inrkit.registry import Registry
 
 
@@ -241,21 +241,21 @@ class Coreset(Criterion):
 
 @register("id")
 class InterpolativeDecomposition(Criterion):
-    """ID of the group's activations at sample points (``eps``: relative tolerance; ``keep``: rank),
-    folded into the consumers (:func:`~inrkit.models.surgery.fold_interpolation`). MLPs only."""
+    """ID of the group's activations at sample points (``eps``: relative tolerance; ``keep``: rank, the
+    ``keep`` first pivots of the column-pivoted QR), folded into the consumers
+    (:func:`~inrkit.prune.interpolative.id_prune_group`). MLPs only."""
 
     needs_points = True
 
     def prune_group(self, model: nn.Module, group: PrunableGroup, keep: int | None = None,
                     eps: float | None = None, points: Tensor | None = None,
                     generator: torch.Generator | None = None) -> tuple[Tensor, StateMap]:
-        from inrkit.prune.interpolative import group_activations, id_select
+        from inrkit.prune.interpolative import id_prune_group
 
         if points is None:
             raise InvalidInputError("ID pruning needs sample points")
-        keep_idx, interp = id_select(group_activations(model, group, points), eps=eps, rank=keep)
-        idx = torch.as_tensor(keep_idx, dtype=torch.long)
-        return idx, fold_interpolation(model, group, idx, torch.from_numpy(interp))
+        idx, state_map, _ = id_prune_group(model, group, points, eps=eps, rank=keep)
+        return idx, state_map
 
 
 def _criterion(method: str | Criterion) -> Criterion:

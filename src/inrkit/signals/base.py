@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import abc
+import math
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -11,6 +13,7 @@ from torch import Tensor
 
 from inrkit.errors import InvalidInputError
 from inrkit.metrics import psnr_from_mse
+from inrkit.signals.frames import Frame
 from inrkit.signals.kinds import render_model
 
 
@@ -59,6 +62,9 @@ def grid_coords(shape: Sequence[int], device: torch.device | str = "cpu") -> Ten
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(shape))
 
 
+PREDICT_BAR_POINTS = 1 << 20  # predict() shows a progress bar (on a terminal) beyond this many points
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of the model's first parameter (CPU for a parameterless module)."""
     return next(model.parameters(), torch.empty(0)).device
@@ -66,9 +72,21 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, coords: Tensor, batch: int = 65536) -> Tensor:
-    """Evaluate ``model`` on ``coords`` in chunks, without gradients."""
+    """Evaluate ``model`` on ``coords`` in chunks, without gradients.
+
+    Over :data:`PREDICT_BAR_POINTS` points (an SDF or volume render, a large evaluation) a progress
+    bar shows on stderr when stderr is a terminal.
+    """
+    from tqdm.auto import tqdm
+
     device = model_device(model)
-    outs = [model(coords[i: i + batch].to(device)) for i in range(0, coords.shape[0], batch)]
+    n = coords.shape[0]
+    outs = []
+    with tqdm(total=n, desc="evaluate model", unit="pt", unit_scale=True, file=sys.stderr, leave=False,
+              disable=None if n > PREDICT_BAR_POINTS else True, dynamic_ncols=True) as bar:
+        for i in range(0, n, batch):
+            outs.append(model(coords[i: i + batch].to(device)))
+            bar.update(outs[-1].shape[0])
     return torch.cat(outs).float()
 
 
@@ -86,6 +104,7 @@ class GridSignal(Signal):
         test_fraction: share of samples held out for evaluation.
         seed: seed of the split.
         domain: physical extent ``[[lo, hi], ...]`` of the grid (metadata only).
+        frame: physical frame of the source (origin, spacing, array name); sets ``domain`` (metadata only).
     """
 
     def __init__(
@@ -97,6 +116,7 @@ class GridSignal(Signal):
         seed: int = 0,
         domain: Sequence[Sequence[float]] | None = None,
         name: str = "",
+        frame: Frame | None = None,
     ) -> None:
         values = np.asarray(values, dtype=np.float32)
         if values.ndim < 2 or values.size == 0:
@@ -111,6 +131,11 @@ class GridSignal(Signal):
         lo, hi = (float(values.min()), float(values.max())) if value_range is None else value_range
         self.offset = (hi + lo) / 2.0
         self.scale = (hi - lo) / 2.0 if hi > lo else 1.0
+        if frame is not None and len(frame.origin) != self.dim:
+            raise InvalidInputError(f"a {len(frame.origin)}D frame for a {self.dim}D grid")
+        self.frame = frame
+        if frame is not None:
+            domain = frame.domain(self.shape)
         self.domain = [list(map(float, d)) for d in domain] if domain else [[-1.0, 1.0]] * self.dim
         self.coords = grid_coords(self.shape)
         self.values = torch.from_numpy((values.reshape(-1, self.out_dim) - self.offset) / self.scale)
@@ -123,11 +148,28 @@ class GridSignal(Signal):
 
     # ------------------------------------------------------------- training
     def metadata(self) -> dict[str, Any]:
-        return {
+        meta = {
             "kind": self.kind, "name": self.name, "shape": list(self.shape), "channels": self.out_dim,
             "domain": self.domain, "value_offset": [self.offset] * self.out_dim,
             "value_scale": [self.scale] * self.out_dim,
         }
+        if self.frame is not None:
+            meta.update(self.frame.metadata(self.shape))
+        return meta
+
+    def renormalize(self, offset: float, scale: float) -> None:
+        """Express the values in another normalisation (``raw = v * scale + offset``), e.g. a model's.
+
+        Evaluating a model against a signal needs the model's units: a file's own min/max may differ
+        from the fitted signal's (another member of a series, a different crop).
+        """
+        if not (math.isfinite(offset) and math.isfinite(scale) and scale > 0):
+            raise InvalidInputError(f"bad value normalisation (offset {offset}, scale {scale})")
+        if offset == self.offset and scale == self.scale:
+            return
+        self.values = (self.values * self.scale + self.offset - offset) / scale
+        self.offset, self.scale = float(offset), float(scale)
+        self._cache = {}
 
     def num_samples(self) -> int:
         return int(self.coords.shape[0] if self.train_idx is None else self.train_idx.numel())

@@ -10,8 +10,9 @@ import torch
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.metrics import ssim
 from inrkit.signals.base import GridSignal
+from inrkit.signals.frames import Frame
 from inrkit.signals.kinds import SignalKind, check_grid_meta, register_kind
-from inrkit.signals.readers import read_image, read_npy, read_raw, read_vti, read_vtk_legacy
+from inrkit.signals.readers import read_image, read_npy, read_raw, read_vti_frame, read_vtk_legacy_frame
 from inrkit.signals.render import render_grid, render_image
 
 
@@ -29,6 +30,8 @@ class ImageSignal(GridSignal):
         pixels = np.asarray(pixels, dtype=np.float32)
         if pixels.ndim == 2:
             pixels = pixels[..., None]
+        self.crop = None if crop is None else [int(v) for v in crop]
+        self.source_shape = [int(pixels.shape[0]), int(pixels.shape[1])]
         if crop is not None:
             r0, r1, c0, c1 = (int(v) for v in crop)
             if not (0 <= r0 < r1 <= pixels.shape[0] and 0 <= c0 < c1 <= pixels.shape[1]):
@@ -37,6 +40,10 @@ class ImageSignal(GridSignal):
         if pixels.shape[0] < 2 or pixels.shape[1] < 2:
             raise InvalidInputError(f"image is {pixels.shape[1]}x{pixels.shape[0]}; need at least 2x2 pixels")
         super().__init__(pixels, "image", (0.0, 255.0), test_fraction, seed, name=name)
+
+    def metadata(self) -> dict[str, Any]:
+        """Grid metadata plus ``crop`` (``[r0, r1, c0, c1]`` or ``None``) and the uncropped ``source_shape``."""
+        return {**super().metadata(), "crop": self.crop, "source_shape": self.source_shape}
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs) -> "ImageSignal":
@@ -53,38 +60,44 @@ class VolumeSignal(GridSignal):
     """A scalar volume ``[X, Y, Z]`` normalised by its min and max."""
 
     def __init__(self, volume: np.ndarray, test_fraction: float = 0.0, seed: int = 0, name: str = "",
-                 value_range: tuple[float, float] | None = None) -> None:
+                 value_range: tuple[float, float] | None = None, frame: Frame | None = None) -> None:
         volume = np.asarray(volume, dtype=np.float32)
         if volume.ndim != 3 or min(volume.shape) < 2:
             raise InvalidInputError(f"a volume needs 3 axes of at least 2 samples, got shape {volume.shape}")
-        super().__init__(volume[..., None], "volume", value_range, test_fraction, seed, name=name)
+        super().__init__(volume[..., None], "volume", value_range, test_fraction, seed, name=name, frame=frame)
 
 
 class FieldSignal(GridSignal):
     """A 2D scalar field ``[X, Y]`` (e.g. ``inrkit synth sin-radial``), normalised by min and max."""
 
     def __init__(self, field: np.ndarray, test_fraction: float = 0.0, seed: int = 0, name: str = "",
-                 value_range: tuple[float, float] | None = None) -> None:
+                 value_range: tuple[float, float] | None = None, frame: Frame | None = None) -> None:
         field = np.asarray(field, dtype=np.float32)
         if field.ndim != 2 or min(field.shape) < 2:
             raise InvalidInputError(f"a 2D field needs 2 axes of at least 2 samples, got shape {field.shape}")
-        super().__init__(field[..., None], "field", value_range, test_fraction, seed, name=name)
+        super().__init__(field[..., None], "field", value_range, test_fraction, seed, name=name, frame=frame)
 
 
 def read_grid(path: str | Path, dims: Sequence[int] | None = None, dtype: str = "uint8") -> Any:
     """Read a ``.npy``/``.raw``/``.vti``/``.vtk`` grid as a float32 array (x is axis 0)."""
+    return read_grid_frame(path, dims, dtype)[0]
+
+
+def read_grid_frame(path: str | Path, dims: Sequence[int] | None = None,
+                    dtype: str = "uint8") -> tuple[Any, Frame | None]:
+    """A grid (see :func:`read_grid`) and its physical frame (``.vti``/``.vtk``; ``None`` for ``.npy``/``.raw``)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return read_npy(path)
+        return read_npy(path), None
     if suffix == ".raw":
         if not dims:
             raise InvalidInputError(f"{path}: a .raw volume needs its dims (e.g. --dims 64,64,64) and dtype")
-        return read_raw(path, tuple(dims), dtype)
+        return read_raw(path, tuple(dims), dtype), None
     if suffix == ".vti":
-        return read_vti(path)
+        return read_vti_frame(path)
     if suffix == ".vtk":
-        return read_vtk_legacy(path)
+        return read_vtk_legacy_frame(path)
     raise InvalidFileError(f"{path}: unsupported grid format {suffix!r}")
 
 
@@ -98,17 +111,23 @@ def load_grid(path: str | Path, test_fraction: float = 0.0, seed: int = 0, dims:
               dtype: str | None = None, **_: Any) -> GridSignal:
     """A grid file: a 2D array gives a :class:`FieldSignal`, a 3D one a :class:`VolumeSignal`."""
     path = Path(path)
-    grid = read_grid(path, dims, dtype or "uint8")
+    grid, frame = read_grid_frame(path, dims, dtype or "uint8")
     cls = {2: FieldSignal, 3: VolumeSignal}.get(grid.ndim)
     if cls is None:
         raise InvalidInputError(f"{path}: expected a 2D field or a 3D volume, got shape {grid.shape}")
-    return cls(grid, test_fraction=test_fraction, seed=seed, name=path.name)
+    return cls(grid, test_fraction=test_fraction, seed=seed, name=path.name, frame=frame)
 
 
 def check_image_meta(meta: dict[str, Any], out_dim: int) -> dict[str, Any]:
     """An image header: 2D shape (<= 2^15 per side, 2^26 pixels), channels and value normalisation."""
-    return check_grid_meta(meta, out_dim, dims=2, required=("shape", "channels", "value_offset", "value_scale"),
-                           max_side=1 << 15, max_values=1 << 26)
+    check_grid_meta(meta, out_dim, dims=2, required=("shape", "channels", "value_offset", "value_scale"),
+                    max_side=1 << 15, max_values=1 << 26)
+    for key in ("crop", "source_shape"):
+        value, n = meta.get(key), 4 if key == "crop" else 2
+        if value is not None and not (isinstance(value, list) and len(value) == n
+                                      and all(type(v) is int and 0 <= v <= 1 << 15 for v in value)):
+            raise InvalidFileError(f"signal {key!r} {str(value)[:80]} must list {n} integers in [0, 32768]")
+    return meta
 
 
 register_kind(SignalKind("image", (".png", ".jpg", ".jpeg"), load_image, render_image, check_image_meta))

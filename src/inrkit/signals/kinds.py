@@ -19,6 +19,7 @@ import torch
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import MAX_RENDER_POINTS, MAX_RENDER_SIDE
 from inrkit.registry import Registry
+from inrkit.signals.frames import check_frame_meta
 
 Loader = Callable[..., Any]  # returns a Signal (not imported here: base.py imports this module)
 Renderer = Callable[[torch.nn.Module, dict, Path, "Sequence[int] | None"], Path]
@@ -150,6 +151,7 @@ def check_grid_meta(meta: dict[str, Any], out_dim: int, dims: int | None = None,
     for key in ("value_offset", "value_scale"):
         if key in meta and not _numbers(meta[key], out_dim):
             raise InvalidFileError(f"signal field {key!r} is invalid")
+    check_frame_meta(meta, len(shape) if isinstance(shape, list) else dims)
     return meta
 
 

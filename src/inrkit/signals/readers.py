@@ -37,6 +37,7 @@ from inrkit.limits import (
     decode_budget,
     parse_json,
 )
+from inrkit.signals.frames import Frame, clean_array_name
 from inrkit.utils import atomic_write
 
 IMAGE_FORMATS = ("PNG", "JPEG")  # the only Pillow decoders read_image uses (JPEG includes camera MPO files)
@@ -367,8 +368,36 @@ def _vti_decode_binary(text: str, header_dtype: str, compressed: bool, dtype: np
         raise InvalidFileError(f"{path}: corrupt binary data ({str(exc)[:200]})") from None
 
 
+def _floats(text: str | None, n: int, default: float) -> tuple[float, ...] | None:
+    """``n`` finite numbers from an attribute (``default`` each when absent); ``None`` if unusable."""
+    if text is None:
+        return (default,) * n
+    try:
+        values = tuple(float(v) for v in text.split()[: n + 1])
+    except ValueError:
+        return None
+    return values if len(values) == n and all(math.isfinite(v) for v in values) else None
+
+
+def _frame(origin: tuple[float, ...] | None, spacing: tuple[float, ...] | None, name: str | None,
+           axes: Sequence[int], path: Path) -> Frame:
+    """The frame of the kept ``axes``; an unusable origin/spacing is refused."""
+    if origin is None or spacing is None or min(spacing[a] for a in axes) <= 0:
+        raise InvalidFileError(f"{path}: bad Origin/Spacing (finite numbers, positive spacing)")
+    return Frame(tuple(origin[a] for a in axes), tuple(spacing[a] for a in axes), clean_array_name(name))
+
+
 def read_vti(path: Path, array: str | None = None) -> np.ndarray:
     """Read the first (or named) point-data array of a VTK XML ImageData file."""
+    return read_vti_frame(path, array)[0]
+
+
+def read_vti_frame(path: Path, array: str | None = None) -> tuple[np.ndarray, Frame]:
+    """Read the first (or named) point-data array of a VTK XML ImageData file, and its :class:`Frame`.
+
+    The frame holds ``Origin``, ``Spacing`` and the array's ``Name`` for the axes kept (size-1 axes are
+    dropped, as in the array); a ``Direction`` other than identity is not kept.
+    """
     path = Path(path)
     blob = _read_text_file(path)
     if b"<AppendedData" in blob and b'encoding="raw"' in blob:
@@ -394,6 +423,9 @@ def read_vti(path: Path, array: str | None = None) -> np.ndarray:
     except (AttributeError, ValueError, IndexError) as exc:
         raise InvalidFileError(f"{path}: missing or bad WholeExtent") from exc
     _check_voxels(dims, path)
+    axes = [k for k, d in enumerate(dims) if d > 1] or [0]
+    frame = _frame(_floats(image.get("Origin"), 3, 0.0), _floats(image.get("Spacing"), 3, 1.0),  # type: ignore[union-attr]
+                   None, axes, path)
     dims = tuple(d for d in dims if d > 1) or (1,)
     count = _check_voxels(dims, path)
     arrays = root.findall("./ImageData/Piece/PointData/DataArray") or root.findall(".//PointData/DataArray")
@@ -425,24 +457,52 @@ def read_vti(path: Path, array: str | None = None) -> np.ndarray:
         values = _vti_decode_binary(node.text or "", header_dtype, compressor is not None, dtype, count, path, size)
     else:
         raise InvalidFileError(f"{path}: unsupported DataArray format {fmt[:50]!r}")
-    return values.reshape(tuple(reversed(dims))).transpose().astype(np.float32, copy=False)
+    frame = Frame(frame.origin, frame.spacing, clean_array_name(node.get("Name")))
+    return values.reshape(tuple(reversed(dims))).transpose().astype(np.float32, copy=False), frame
 
 
-def write_vti(path: Path, volume: np.ndarray, name: str = "values") -> Path:
-    """Write a 3D ``[x, y, z]`` float volume as VTK XML ImageData (inline binary, uncompressed)."""
+VTI_BLOCK = 1 << 16  # bytes per zlib block of a written .vti (VTK uses 32 KiB)
+
+
+def _zlib_payload(data: bytes) -> str:
+    """VTK's compressed inline binary: a base64 block header, then the base64 of the zlib blocks."""
+    blocks = [zlib.compress(data[i: i + VTI_BLOCK], 6) for i in range(0, len(data), VTI_BLOCK)] or [zlib.compress(b"")]
+    last = len(data) - (len(blocks) - 1) * VTI_BLOCK
+    header = struct.pack(f"<{3 + len(blocks)}I", len(blocks), VTI_BLOCK, last, *(len(b) for b in blocks))
+    return base64.b64encode(header).decode() + base64.b64encode(b"".join(blocks)).decode()
+
+
+def write_vti(path: Path, volume: np.ndarray, name: str = "values", origin: Sequence[float] | None = None,
+              spacing: Sequence[float] | None = None, compress: bool = True) -> Path:
+    """Write a 3D ``[x, y, z]`` float volume as VTK XML ImageData (inline binary, zlib unless ``compress=False``).
+
+    ``origin``/``spacing`` place it in physical space (default 0 and 1); ``name`` names the array.
+    """
+    from xml.sax.saxutils import quoteattr
+
     vol = np.asarray(volume, dtype=np.float32)
     if vol.ndim != 3:
         raise InvalidInputError(f"write_vti needs a 3D array, got shape {vol.shape}")
+    frame = Frame(tuple(float(v) for v in (origin if origin is not None else (0.0,) * 3)),
+                  tuple(float(v) for v in (spacing if spacing is not None else (1.0,) * 3)))
+    if len(frame.origin) != 3:
+        raise InvalidInputError(f"write_vti needs 3 origin and spacing values, got {len(frame.origin)}")
     nx, ny, nz = vol.shape
     data = np.ascontiguousarray(vol.transpose()).tobytes()
-    payload = base64.b64encode(struct.pack("<I", len(data)) + data).decode()
+    if compress:
+        payload, compressor = _zlib_payload(data), ' compressor="vtkZLibDataCompressor"'
+    else:
+        payload, compressor = base64.b64encode(struct.pack("<I", len(data)) + data).decode(), ""
+    attr = quoteattr(clean_array_name(name) or "values")
     text = (
         '<?xml version="1.0"?>\n'
-        '<VTKFile type="ImageData" version="0.1" byte_order="LittleEndian" header_type="UInt32">\n'
-        f'  <ImageData WholeExtent="0 {nx - 1} 0 {ny - 1} 0 {nz - 1}" Origin="0 0 0" Spacing="1 1 1">\n'
+        f'<VTKFile type="ImageData" version="0.1" byte_order="LittleEndian" header_type="UInt32"{compressor}>\n'
+        f'  <ImageData WholeExtent="0 {nx - 1} 0 {ny - 1} 0 {nz - 1}" '
+        f'Origin="{" ".join(repr(v) for v in frame.origin)}" Spacing="{" ".join(repr(v) for v in frame.spacing)}">\n'
         f'  <Piece Extent="0 {nx - 1} 0 {ny - 1} 0 {nz - 1}">\n'
-        f'    <PointData Scalars="{name}">\n'
-        f'      <DataArray type="Float32" Name="{name}" format="binary">\n{payload}\n      </DataArray>\n'
+        f'    <PointData Scalars={attr}>\n'
+        f'      <DataArray type="Float32" Name={attr} format="binary" RangeMin="{float(vol.min())!r}" '
+        f'RangeMax="{float(vol.max())!r}">\n{payload}\n      </DataArray>\n'
         "    </PointData>\n  </Piece>\n  </ImageData>\n</VTKFile>\n"
     )
     with atomic_write(path, "w") as handle:
@@ -453,6 +513,11 @@ def write_vti(path: Path, volume: np.ndarray, name: str = "values") -> Path:
 # ---------------------------------------------------------------- VTK legacy
 def read_vtk_legacy(path: Path) -> np.ndarray:
     """Read scalars of a legacy VTK STRUCTURED_POINTS file (ASCII or big-endian BINARY)."""
+    return read_vtk_legacy_frame(path)[0]
+
+
+def read_vtk_legacy_frame(path: Path) -> tuple[np.ndarray, Frame]:
+    """Scalars of a legacy VTK STRUCTURED_POINTS file and their frame (``ORIGIN``, ``SPACING``, scalar name)."""
     path = Path(path)
     blob = _read_text_file(path)
     if not blob.startswith(b"# vtk DataFile"):
@@ -486,5 +551,9 @@ def read_vtk_legacy(path: Path) -> np.ndarray:
     else:
         end = _LEGACY_KEYWORDS.search(body)
         values = _parse_ascii(body[: end.start() if end else len(body)], count, path)
+    axes = [k for k, d in enumerate(dims) if d > 1] or [0]
+    spacing_text = fields.get("SPACING") or fields.get("ASPECT_RATIO")
+    frame = _frame(_floats(" ".join(fields["ORIGIN"]) if "ORIGIN" in fields else None, 3, 0.0),
+                   _floats(" ".join(spacing_text) if spacing_text else None, 3, 1.0), fields["SCALARS"][0], axes, path)
     dims = tuple(d for d in dims if d > 1) or (1,)
-    return values.reshape(tuple(reversed(dims))).transpose().astype(np.float32)
+    return values.reshape(tuple(reversed(dims))).transpose().astype(np.float32), frame

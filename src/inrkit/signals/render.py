@@ -14,6 +14,7 @@ import torch
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import MAX_RENDER_POINTS, MAX_RENDER_SIDE
 from inrkit.signals.base import grid_coords, predict
+from inrkit.signals.frames import DEFAULT_ARRAY, output_frame
 from inrkit.signals.readers import write_vti
 from inrkit.utils import atomic_path, atomic_write, to_uint8
 
@@ -66,9 +67,11 @@ def extract_sdf_mesh(model: torch.nn.Module, resolution: int):
 
 
 def render_sdf(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: Sequence[int] | None) -> Path:
-    """Marching-cubes mesh (``.ply``/``.obj``/``.stl``) of an SDF model, in the signal's physical box."""
-    if path.suffix.lower() not in (".ply", ".obj", ".stl"):
-        raise InvalidInputError(f"an SDF renders to a mesh (.ply/.obj/.stl), not {path.suffix!r}")
+    """Marching-cubes mesh (``.ply``/``.obj``/``.stl``) of an SDF model, in the signal's physical box,
+    or (``.vti``) the distance sampled on a grid over that box, in the mesh's units (array ``sdf``)."""
+    if path.suffix.lower() not in (".ply", ".obj", ".stl", ".vti"):
+        raise InvalidInputError(f"an SDF renders to a mesh (.ply/.obj/.stl) or a distance volume (.vti), "
+                                f"not {path.suffix!r}")
     if size:
         resolution = check_render_shape([size[0]] * 3, InvalidInputError, "render size")[0]
     else:
@@ -77,8 +80,12 @@ def render_sdf(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: S
         resolution = check_render_shape([side] * 3, InvalidFileError, "header 'signal.shape'")[0]
     if resolution < 2:
         raise InvalidInputError("an SDF mesh needs a resolution of at least 2")
-    mesh = extract_sdf_mesh(model, resolution)
     domain = np.asarray(meta.get("domain", [[-1.0, 1.0]] * 3), dtype=np.float64)
+    if path.suffix.lower() == ".vti":
+        values = grid_values(model, meta, [resolution] * 3)[..., 0]
+        spacing = (domain[:, 1] - domain[:, 0]) / (resolution - 1)
+        return write_vti(path, values, name="sdf", origin=domain[:, 0].tolist(), spacing=spacing.tolist())
+    mesh = extract_sdf_mesh(model, resolution)
     mesh.apply_transform(np.diag([*((domain[:, 1] - domain[:, 0]) / 2.0), 1.0]))
     mesh.apply_translation(domain.mean(axis=1))
     with atomic_path(path) as tmp:
@@ -137,6 +144,7 @@ def render_grid(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: 
     if dim == 2 and suffix == ".png" and values.ndim == 2:
         return save_field_png(path, values)
     if dim == 3 and suffix == ".vti" and values.ndim == 3:
-        return write_vti(path, values)
+        frame = output_frame(meta, shape)
+        return write_vti(path, values, name=frame.array or DEFAULT_ARRAY, origin=frame.origin, spacing=frame.spacing)
     formats = ".npy or .png" if dim == 2 else ".npy or .vti"
     raise InvalidInputError(f"a {dim}D {kind or 'model'} renders to {formats}, not {suffix!r}")

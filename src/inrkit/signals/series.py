@@ -36,8 +36,9 @@ from inrkit.limits import (
     inside_folder,
 )
 from inrkit.signals.base import grid_coords
+from inrkit.signals.frames import Frame
 from inrkit.signals.grid import VolumeSignal
-from inrkit.signals.readers import file_size, npy_header, read_json_file, read_npy, read_raw, read_vti
+from inrkit.signals.readers import file_size, npy_header, read_json_file, read_npy, read_raw, read_vti_frame
 
 MANIFEST = "manifest.json"
 SERIES_FORMAT = "inrkit-series"
@@ -59,6 +60,7 @@ class VolumeSeries:
     offset: float = 0.0
     scale: float = 1.0
     folder: Path | None = None
+    frame: Frame | None = None  # physical frame of the .vti members (origin, spacing, array name)
 
     def __post_init__(self) -> None:
         if self.values.ndim != 4 or self.values.shape[0] < 1 or min(self.values.shape[1:]) < 2:
@@ -118,6 +120,8 @@ class VolumeSeries:
             "value_offset": [self.offset], "value_scale": [self.scale],
             "series": self.name, "label_name": self.label_name,
         }
+        if self.frame is not None:
+            meta.update(self.frame.metadata(self.dims))
         if member is not None:
             meta.update(member=int(member), label=float(self.labels[member]))
         return meta
@@ -126,7 +130,7 @@ class VolumeSeries:
         """The member as a core :class:`VolumeSignal` with the series-wide normalisation."""
         raw = self.values[member] * self.scale + self.offset
         lo, hi = self.offset - self.scale, self.offset + self.scale
-        return VolumeSignal(raw, name=self.member_names[member], value_range=(lo, hi))
+        return VolumeSignal(raw, name=self.member_names[member], value_range=(lo, hi), frame=self.frame)
 
     def denormalize(self, values: np.ndarray | Tensor) -> np.ndarray:
         arr = values.detach().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values)
@@ -204,13 +208,16 @@ def _member_paths(folder: Path, files: list[str], what: Path) -> list[Path]:
     return paths
 
 
-def _read_member(path: Path, dims: tuple[int, ...] | None, dtype: str | None) -> np.ndarray:
+def _read_member(path: Path, dims: tuple[int, ...] | None, dtype: str | None) -> tuple[np.ndarray, Frame | None]:
+    """A member's values and (``.vti``) its frame."""
     ext = path.suffix.lower()
+    if ext == ".vti":
+        return read_vti_frame(path)
     if ext == ".raw":
         if dims is None or dtype is None:
             raise InvalidFileError(f"{path}: .raw members need 'dims' and 'dtype' in the manifest")
         try:
-            return read_raw(path, dims, dtype)
+            return read_raw(path, dims, dtype), None
         except InvalidInputError as exc:
             raise InvalidFileError(str(exc)) from exc
     if ext == ".npy":
@@ -222,8 +229,7 @@ def _read_member(path: Path, dims: tuple[int, ...] | None, dtype: str | None) ->
                 raise InvalidFileError(f"{path}: manifest dtype {dtype[:50]!r} is not a numeric type") from None
             if not same:
                 raise InvalidFileError(f"{path}: dtype {stored} differs from the manifest's {dtype}")
-        return read_npy(path)
-    return read_vti(path)
+    return read_npy(path), None
 
 
 def _check_total(n: int, dims: Sequence[int], total_bytes: int, path: Path) -> None:
@@ -276,8 +282,15 @@ def load_series(path: str | Path) -> VolumeSeries:
     if dims is not None:
         _check_total(len(paths), dims, total_bytes, man_path)
     out: np.ndarray | None = None
+    frame: Frame | None = None
     for i, p in enumerate(paths):
-        vol = _read_member(p, dims, dtype)
+        vol, member_frame = _read_member(p, dims, dtype)
+        if frame is None:
+            frame = member_frame
+        elif member_frame is not None and member_frame != frame:
+            raise InvalidFileError(f"{p}: origin {list(member_frame.origin)}, spacing {list(member_frame.spacing)} "
+                                   f"and array {member_frame.array!r} differ from the first .vti member's "
+                                   f"({list(frame.origin)}, {list(frame.spacing)}, {frame.array!r})")
         if vol.ndim != 3:
             raise InvalidFileError(f"{p}: member is not a 3D volume (shape {list(vol.shape)})")
         ref = dims or (out.shape[1:] if out is not None else vol.shape)
@@ -292,5 +305,7 @@ def load_series(path: str | Path) -> VolumeSeries:
         out[i] = vol
         del vol
     assert out is not None
+    if frame is not None and len(frame.origin) != 3:
+        frame = None  # a member with a size-1 axis: no 3D frame to keep
     return VolumeSeries._normalise(out, labels, label_name=label_name, name=name,
-                                   files=[Path(n).name for n in names], folder=folder)
+                                   files=[Path(n).name for n in names], folder=folder, frame=frame)

@@ -10,21 +10,26 @@ trained alone. :func:`fit_many` fits ``N`` models to ``N`` same-shape grid signa
 :func:`inrkit.train.fit` and returns one ordinary :class:`FitResult` (with an ordinary MLP) per signal.
 
 Batched and single fits agree to float round-off (the batched layers fold ``omega`` into the weights);
-``tests/test_batched.py`` states the tolerance.
+``tests/test_batched.py`` states the tolerance. Precision follows the single fit: ``precision="bf16"`` (or
+``"auto"`` where :func:`inrkit.models.fast.resolve_precision` picks bf16) multiplies the stacked layers in
+bfloat16 exactly as :mod:`inrkit.models.fast` does for one MLP (first periodic layer in float32, hidden sine
+layers fused, last layer float32, float32 master weights); ``tests/test_many_forms.py`` states that tolerance.
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.func import functional_call, vmap
 
 from inrkit.errors import InvalidInputError
 from inrkit.metrics import psnr_from_mse
-from inrkit.models.mlp import MLP, fourier_features, layer_output
+from inrkit.models.fast import resolve_precision
+from inrkit.models.mlp import MLP, apply_activation, fourier_features, layer_output
 from inrkit.signals.base import GridSignal
 from inrkit.train.fit import FitConfig, FitResult, FitState, fit
 from inrkit.utils import resolve_device
@@ -38,6 +43,66 @@ def _architecture(model: nn.Module) -> tuple[Any, ...]:
     if isinstance(model, MLP):
         return type(model), shapes, tuple(model.activations), tuple(model.omegas), model.fourier is None
     return type(model), shapes
+
+GRID_STACK_ERROR = ("models with a grid encoding cannot be stacked (fit-many, Meta-INR): each grid is a large "
+                    "table of its own; fit them one by one with `inrkit fit --arch grid`")
+
+
+class _StackedSine(torch.autograd.Function):
+    """``sin(omega (h W^T + b))`` for a stack (``h [B, N, in]``, ``W [B, out, in]``) with ``dtype`` GEMMs.
+
+    The batched twin of :class:`inrkit.models.fast._SineLayer`: ``omega`` folded into the weights,
+    ``first=True`` keeps the GEMM in float32 and rounds only the output, the backward pass works in
+    ``dtype`` and hands float32 gradients to the float32 master weights.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor, omega: float, dtype: torch.dtype,  # noqa: ANN001
+                first: bool) -> Tensor:
+        gemm_dtype = torch.float32 if first else dtype
+        w = (weight * omega).to(gemm_dtype)
+        hx = h.to(gemm_dtype)
+        z = torch.baddbmm((bias * omega).to(gemm_dtype).unsqueeze(-2), hx, w.transpose(-1, -2))
+        ctx.save_for_backward(hx, w, z)
+        ctx.omega, ctx.in_dtype, ctx.dtype = omega, h.dtype, dtype
+        return torch.sin(z).to(dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # noqa: ANN001, ANN205
+        hx, w, z = ctx.saved_tensors
+        dtype = ctx.dtype
+        gz = torch.cos(z).to(dtype).mul_(grad.to(dtype))
+        gh = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gh = torch.bmm(gz.to(w.dtype), w).to(ctx.in_dtype)
+        if ctx.needs_input_grad[1]:
+            gw = torch.bmm(gz.transpose(-1, -2), hx.to(dtype)).float().mul_(ctx.omega)
+        if ctx.needs_input_grad[2]:
+            gb = gz.sum(-2).float().mul_(ctx.omega)
+        return gh, gw, gb, None, None, None
+
+
+def _stacked_dense(h: Tensor, weight: Tensor, bias: Tensor, dtype: torch.dtype) -> Tensor:
+    return torch.baddbmm(bias.to(dtype).unsqueeze(-2), h.to(dtype), weight.to(dtype).transpose(-1, -2))
+
+
+def stacked_layer_reduced(h: Tensor, weight: Tensor, bias: Tensor, activation: str, omega: float,
+                          dtype: torch.dtype, first: bool, last: bool) -> Tensor:
+    """One stacked layer with ``dtype`` GEMMs, as :func:`inrkit.models.fast.layer_forward` for one MLP.
+
+    ``first``: the first layer reads raw coordinates (periodic layers keep it in float32); ``last``:
+    the output layer (its output is float32)."""
+    if activation == "sine":
+        return cast(Tensor, _StackedSine.apply(h, weight, bias, omega, dtype, first))
+    if activation == "finer":
+        z = (torch.baddbmm(bias.unsqueeze(-2), h.float(), weight.transpose(-1, -2)) if first
+             else _stacked_dense(h, weight, bias, dtype).float())
+        return torch.sin(omega * (z.abs() + 1.0) * z).to(dtype)
+    z = _stacked_dense(h, weight, bias, dtype)
+    if last:
+        z = z.float()
+    return apply_activation(z, activation)
 
 
 class StackedModel(nn.Module):
@@ -57,8 +122,11 @@ class StackedModel(nn.Module):
         super().__init__()
         if copies < 1:
             raise InvalidInputError(f"a stacked model needs at least one member, got {copies}")
+        if getattr(base, "encoding", None) is not None:
+            raise InvalidInputError(GRID_STACK_ERROR)
         self.__dict__["base"] = base  # not a submodule: its own parameters are not trained
         self.copies = int(copies)
+        self.precision = "fp32"  # "bf16": the stacked MLP layers multiply in bfloat16 (set by fit_stacked)
         self.names = [name for name, _ in base.named_parameters()]
         self.stacked = nn.ParameterList(
             nn.Parameter(p.detach().unsqueeze(0).expand(copies, *p.shape).clone()) for p in base.parameters())
@@ -109,6 +177,12 @@ class StackedModel(nn.Module):
         h = x if x.dim() == 3 else x.unsqueeze(0).expand(self.copies, *x.shape)
         if base.fourier is not None:
             h = fourier_features(h, self._buffers_of_members()["fourier"])
+        if self.precision == "bf16":
+            last = len(base.activations) - 1
+            for i, (act, omega) in enumerate(zip(base.activations, base.omegas)):
+                h = stacked_layer_reduced(h, params[f"weights.{i}"], params[f"biases.{i}"], act, float(omega),
+                                          torch.bfloat16, i == 0 and base.fourier is None, i == last)
+            return h.float()
         for i, (act, omega) in enumerate(zip(base.activations, base.omegas)):
             h = layer_output(h, params[f"weights.{i}"], params[f"biases.{i}"], act, omega)
         return h
@@ -152,12 +226,14 @@ class StackedTask:
         evaluators: one task per member whose ``evaluate(member)`` gives its metrics (e.g. the
             signals); ``None``: PSNR of the MSE over all points.
         data_range: peak-to-peak range of the targets for PSNR.
+        supports_bf16: the members' losses are plain MSEs that may train in bfloat16 (``fit_many``
+            sets it from its signals; default ``False``: ``precision="auto"`` then means fp32).
     """
 
-    supports_bf16 = False
-
     def __init__(self, coords: Tensor, targets: Tensor, target_psnr: float | None = None,
-                 evaluators: Sequence[Any] | None = None, data_range: float = 2.0) -> None:
+                 evaluators: Sequence[Any] | None = None, data_range: float = 2.0,
+                 supports_bf16: bool = False) -> None:
+        self.supports_bf16 = bool(supports_bf16)
         if targets.dim() != 3 or targets.shape[1] != coords.shape[0]:
             raise InvalidInputError(f"targets {tuple(targets.shape)} do not match coordinates {tuple(coords.shape)}")
         if evaluators is not None and len(evaluators) != targets.shape[0]:
@@ -266,16 +342,35 @@ def fit_stacked(stacked: StackedModel, task: StackedTask, config: FitConfig) -> 
 
     Frozen members' weights are restored at the end. ``config.target_psnr`` must be ``None``
     (the task's ``target_psnr`` stops members one by one); checkpoints are not supported.
+    ``config.precision`` is resolved as a single fit resolves it for one member (an MLP stack and a
+    task with ``supports_bf16``: ``bf16`` or ``auto`` on a device with native bfloat16 GEMMs train the
+    stacked layers in bfloat16; the stack's :attr:`StackedModel.precision` says which was used).
     """
     if config.checkpoint_path:
         raise InvalidInputError("checkpoints are not supported for batched fits")
-    if config.precision == "bf16":
-        raise InvalidInputError("batched fits run in fp32, not bf16 (precision fp32 or auto)")
     if config.target_psnr is not None:
         raise InvalidInputError("give the target PSNR to the StackedTask (per member), not to the fit")
-    result = fit(stacked, task, config)
+    stacked.precision = stacked_precision(stacked, task, config)
+    try:
+        result = fit(stacked, task, replace(config, precision="fp32"))
+    finally:
+        stacked.precision = "fp32"  # evaluation and later use in float32, as a single fit's model
     task.restore_frozen(stacked)
     return result
+
+
+def stacked_precision(stacked: StackedModel, task: Any, config: FitConfig) -> str:
+    """``config.precision`` resolved for a stack as :func:`inrkit.train.fit.training_precision` does for one
+    member: ``bf16`` needs MLP members and a task with ``supports_bf16``; ``auto`` falls back to fp32."""
+    supported = bool(getattr(task, "supports_bf16", False))
+    if config.precision == "bf16":
+        if not isinstance(stacked.base, MLP):
+            raise InvalidInputError(f"precision bf16 needs inrkit MLPs, not {type(stacked.base).__name__} members")
+        if not supported:
+            raise InvalidInputError("precision bf16 needs a plain MSE loss; this stacked task needs fp32 (or auto)")
+    if not isinstance(stacked.base, MLP):
+        return "fp32"
+    return resolve_precision(config.precision, resolve_device(config.device), supported)
 
 
 CPU_STACK_BYTES = 16 << 20
@@ -324,14 +419,15 @@ def fit_many(models: Sequence[MLP], signals: Sequence[Any], config: FitConfig | 
     """Fit ``models[i]`` to ``signals[i]`` for every ``i``, batched.
 
     Each member trains exactly as if fitted alone with ``fit(models[i], signals[i], config)``
-    in fp32 (same steps, schedule and point batches), up to float round-off. ``target_psnr``
-    stops members one by one (a member keeps the weights it had when it reached it; a stack
+    (same steps, schedule, point batches and precision), up to float round-off (bf16: bfloat16 round-off).
+    ``target_psnr`` stops members one by one (a member keeps the weights it had when it reached it; a stack
     ends when all its members have). The models are not changed.
 
     Args:
         models: same-architecture MLPs, the starting points.
         signals: same-shape grid signals (same coordinates and held-out split).
-        config: settings; ``precision`` auto means fp32 here, bf16 and checkpoints are refused;
+        config: settings; ``precision`` as for a single fit (``auto``: bf16 where the device has native
+            bfloat16 GEMMs, as ``fit`` picks it; see :func:`stacked_precision`); checkpoints are refused;
             ``time_budget`` applies to each stack.
         max_stack: members trained together in one stack (one :func:`fit` run); ``None``: all
             on a GPU, :data:`CPU_STACK_BYTES` worth of activations on a CPU (see there).
@@ -348,6 +444,8 @@ def fit_many(models: Sequence[MLP], signals: Sequence[Any], config: FitConfig | 
     for i, m in enumerate(models):
         if not isinstance(m, MLP):
             raise InvalidInputError(f"model {i} is a {type(m).__name__}; batched fits take inrkit MLPs")
+        if m.encoding is not None:
+            raise InvalidInputError(GRID_STACK_ERROR)
         if (m.coord_dim, m.out_dim) != (signals[i].dim, signals[i].out_dim):
             raise InvalidInputError(f"model {i} maps {m.coord_dim}D -> {m.out_dim}D; its signal needs "
                                     f"{signals[i].dim}D -> {signals[i].out_dim}D")
@@ -368,9 +466,9 @@ def _fit_stack(models: list[MLP], signals: list[Any], targets: Tensor, coords: T
                config: FitConfig) -> list[FitResult]:
     """One stack of :func:`fit_many`: one :func:`fit` run."""
     stacked = StackedModel.from_models(models)
-    task = StackedTask(coords, targets, config.target_psnr, evaluators=signals)
-    inner = replace(config, target_psnr=None, evaluate=False,
-                    precision="fp32" if config.precision == "auto" else config.precision)
+    task = StackedTask(coords, targets, config.target_psnr, evaluators=signals,
+                       supports_bf16=all(bool(getattr(s, "supports_bf16", False)) for s in signals))
+    inner = replace(config, target_psnr=None, evaluate=False)
     run = fit_stacked(stacked, task, inner)
     members = stacked.members()
     metrics = [s.evaluate(m) for s, m in zip(signals, members)] if config.evaluate else [{} for _ in members]
@@ -388,4 +486,5 @@ def _fit_stack(models: list[MLP], signals: list[Any], targets: Tensor, coords: T
     return results
 
 
-__all__ = ["CPU_STACK_BYTES", "StackedModel", "StackedTask", "fit_many", "fit_stacked", "stack_size"]
+__all__ = ["CPU_STACK_BYTES", "StackedModel", "StackedTask", "fit_many", "fit_stacked", "stack_size",
+           "stacked_layer_reduced", "stacked_precision"]

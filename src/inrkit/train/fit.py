@@ -40,11 +40,15 @@ class FitConfig:
     Args:
         steps: maximum number of optimisation steps.
         lr: initial learning rate.
+        encoding_lr: initial learning rate of a grid encoding's tables (the MLP after it uses ``lr``;
+            None: 100 x ``lr``, see docs/grid.md).
+        adam_eps: Adam's epsilon (instant-NGP uses 1e-15 for its hash tables; PyTorch's default 1e-8).
         schedule: ``constant``, ``cosine`` (to ``lr * lr_min_factor``) or ``exponential``
             (``lr * lr_min_factor ** (step / steps)``).
         lr_min_factor: final learning rate as a fraction of ``lr``.
         batch_size: points per step; ``None`` uses the full set when it has at most
-            ``max_full_batch`` samples, else random batches of ``max_full_batch``.
+            ``max_full_batch`` samples, else random batches of ``max_full_batch``; a model with a grid
+            encoding: random batches of 16384 (measured 10x faster to 30 dB than full batches, docs/grid.md).
         max_full_batch: largest set trained in full batches when ``batch_size`` is ``None``.
         optimizer: ``adam`` (default) or ``sgd`` (plain gradient steps, no momentum).
         target_psnr: stop once the PSNR reaches this (dB): the training PSNR, or the
@@ -71,6 +75,8 @@ class FitConfig:
 
     steps: int = 1000
     lr: float = 1e-3
+    encoding_lr: float | None = None
+    adam_eps: float = 1e-8
     schedule: str = "cosine"
     lr_min_factor: float = 0.1
     batch_size: int | None = None
@@ -93,6 +99,8 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         check_range("lr", self.lr, 0, low_open=True, optional=False)
+        check_range("encoding_lr", self.encoding_lr, 0, low_open=True)
+        check_range("adam_eps", self.adam_eps, 0, 1, low_open=True, optional=False)
         check_range("lr_min_factor", self.lr_min_factor, 0, 1, optional=False)
         check_range("target_psnr", self.target_psnr)
         check_range("time_budget", self.time_budget, 0, low_open=True)
@@ -130,9 +138,26 @@ class Callback(Protocol):
     def on_step_end(self, state: "FitState") -> None: ...
 
 
-def make_optimizer(kind: str, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """``torch.optim.Adam`` or plain ``torch.optim.SGD`` over ``params``."""
-    return torch.optim.Adam(params, lr=lr) if kind == "adam" else torch.optim.SGD(params, lr=lr)
+ENCODING_LR_FACTOR = 100.0
+"""Default ratio of a grid encoding's learning rate to the MLP's (measured; docs/grid.md)."""
+
+
+def make_optimizer(kind: str, params: Iterable[Any], lr: float, eps: float = 1e-8) -> torch.optim.Optimizer:
+    """``torch.optim.Adam`` or plain ``torch.optim.SGD`` over ``params`` (parameters or parameter groups)."""
+    return torch.optim.Adam(params, lr=lr, eps=eps) if kind == "adam" else torch.optim.SGD(params, lr=lr)
+
+
+def param_groups(model: nn.Module, config: FitConfig) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: one, or for a model with a grid encoding, the tables (``encoding_lr``)
+    and everything else (``lr``). Each group's ``base_lr`` is what the schedule scales."""
+    encoding = getattr(model, "encoding", None)
+    if encoding is None:
+        return [{"params": list(model.parameters()), "base_lr": config.lr}]
+    tables = {id(p) for p in encoding.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in tables]
+    enc_lr = config.encoding_lr if config.encoding_lr is not None else config.lr * ENCODING_LR_FACTOR
+    return [{"params": rest, "base_lr": config.lr, "lr": config.lr},
+            {"params": list(encoding.parameters()), "base_lr": enc_lr, "lr": enc_lr}]
 
 
 @dataclass
@@ -162,9 +187,9 @@ class FitState:
         """
         old = self.optimizer
         model.to(self.device)
-        new = type(old)(model.parameters(), **{k: v for k, v in old.defaults.items() if k != "params"})
+        new = type(old)(param_groups(model, self.config), **{k: v for k, v in old.defaults.items() if k != "params"})
         for group in new.param_groups:
-            group["lr"] = old.param_groups[0]["lr"]
+            group["lr"] = group["base_lr"] * self.lr_factor
         state_map = state_map or {}
         for param in model.parameters():
             if param in old.state:
@@ -281,8 +306,13 @@ def _checkpoint(state: FitState, path: str, seconds: float) -> None:
                     kind="fit", signal=meta() if callable(meta) else None, fingerprint=state.fingerprint)
 
 
-def _batch_size(config: FitConfig, task: Task) -> int | None:
+GRID_BATCH = 16384  # default batch of a model with a grid encoding (docs/grid.md: batch 16384 vs full batch)
+
+
+def _batch_size(config: FitConfig, task: Task, model: nn.Module) -> int | None:
     n = task.num_samples()
+    if config.batch_size is None and getattr(model, "encoding", None) is not None and n > GRID_BATCH:
+        return GRID_BATCH
     return config.batch_size or (None if 0 < n <= config.max_full_batch or n == 0 else config.max_full_batch)
 
 
@@ -291,7 +321,7 @@ def _step(state: FitState, forward: _Forward, batch_size: int | None, callbacks:
     cfg = state.config
     state.lr_factor = lr_factor(cfg.schedule, state.step, cfg.steps, cfg.lr_min_factor)
     for group in state.optimizer.param_groups:
-        group["lr"] = cfg.lr * state.lr_factor
+        group["lr"] = group.get("base_lr", cfg.lr) * state.lr_factor
     batch = state.task.train_batch(batch_size, state.generator, state.device)
     loss, mse = state.task.loss(forward(state.model), *batch)
     for cb in callbacks:
@@ -365,7 +395,7 @@ def _start(model: nn.Module, task: Task, config: FitConfig) -> tuple[FitState, _
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
+    optimizer = make_optimizer(config.optimizer, param_groups(model, config), config.lr, config.adam_eps)
     state = FitState(model, optimizer, task, config, device, generator)
     if config.checkpoint_path:
         state.fingerprint = run_fingerprint(model, task)
@@ -388,7 +418,7 @@ def fit(model: nn.Module, task: Task, config: FitConfig | None = None, callbacks
     config = config or FitConfig()
     callbacks = list(callbacks)
     state, clock = _start(model, task, config)
-    batch_size = _batch_size(config, task)
+    batch_size = _batch_size(config, task, state.model)
     watch = config.target_psnr is not None or config.time_budget is not None
     forward = _Forward(training_precision(config, task, state.model, state.device), config.compile)
     stopped_by = "steps"

@@ -1,0 +1,407 @@
+"""The ``grid`` latent-grid image codec, encoder side (torch): model, rate-distortion task, encoding.
+
+Written from Cool-chic (Ladune et al. 2023; Leguay et al. 2023) and C3 (Kim et al. 2024): hierarchical dense
+latent grids (full, 1/2, 1/4 ... resolution), quantised with additive uniform noise for the first part of
+training then with a straight-through rounding; a rate from a Laplace per latent whose mode and scale a tiny
+auto-regressive context MLP (ARM) predicts from causal neighbours; bilinear upsampling; a small synthesis MLP.
+It trains on ``rate (bits per pixel) + lambda * MSE`` (MSE of values in [0, 1]) through
+:func:`inrkit.train.fit` as a :class:`LatentTask`. The file format and the decoder are in
+:mod:`inrkit.compress.latent_codec` (NumPy only).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence, cast
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from inrkit.compress import latent_codec as lc
+from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.limits import check_range
+from inrkit.metrics import psnr_from_mse
+from inrkit.train import FitConfig, fit
+from inrkit.utils import atomic_write
+
+_LOG2 = math.log(2.0)
+_MAX_BITS = 24.0
+
+
+@dataclass
+class GridOptions:
+    """Settings of the ``grid`` codec.
+
+    Args:
+        lmbda: rate-distortion trade-off: the loss is ``bpp + lmbda * MSE`` (pixel values in [0, 1]); larger
+            gives higher quality and more bits.
+        levels: latent grids (full, 1/2, 1/4 ... resolution).
+        hidden: synthesis MLP hidden widths (ReLU).
+        arm_hidden: context model hidden widths (ReLU).
+        steps: training steps.
+        lr: Adam's learning rate (latents and networks).
+        noise_fraction: fraction of the steps trained with uniform noise; the rest with straight-through rounding.
+        seed: seed of the initialisation and the noise.
+    """
+
+    lmbda: float = 1000.0
+    levels: int = 7
+    hidden: Sequence[int] = (16,)
+    arm_hidden: Sequence[int] = (8,)
+    steps: int = 2000
+    lr: float = 2e-2
+    noise_fraction: float = 0.75
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("lambda", self.lmbda, 0, 1e7, low_open=True, optional=False)
+        check_range("levels", self.levels, 1, lc.MAX_LEVELS, optional=False)
+        check_range("steps", self.steps, 1, 10**6, optional=False)
+        check_range("lr", self.lr, 0, 1, low_open=True, optional=False)
+        check_range("noise_fraction", self.noise_fraction, 0, 1, optional=False)
+        if len(self.hidden) > 4 or any(not 1 <= int(h) <= lc.MAX_HIDDEN for h in self.hidden):
+            raise InvalidInputError(f"grid synthesis: at most 4 hidden layers of 1..{lc.MAX_HIDDEN}")
+        if len(self.arm_hidden) > 3 or any(not 1 <= int(h) <= lc.MAX_ARM_HIDDEN for h in self.arm_hidden):
+            raise InvalidInputError(f"grid context model: at most 3 hidden layers of 1..{lc.MAX_ARM_HIDDEN}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"steps": 600, "hidden": (12,)},
+    "default": {"steps": 2000, "hidden": (16,)},
+    "best": {"steps": 5000, "hidden": (24, 16)},
+}
+"""Encoder presets: training steps and synthesis size (measured times in docs/compress.md)."""
+
+
+def preset_options(preset: str = "default", **overrides: Any) -> GridOptions:
+    """:class:`GridOptions` of a preset, with ``overrides`` (``None`` values ignored)."""
+    if preset not in PRESETS:
+        raise InvalidInputError(f"unknown grid preset {preset!r}; choose from {sorted(PRESETS)}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    return GridOptions(**values)
+
+
+def linears(layers: nn.ModuleList) -> list[nn.Linear]:
+    """The layers of an MLP built by :func:`_mlp`, typed."""
+    return [cast(nn.Linear, m) for m in layers]
+
+
+def _mlp(dims: list[int], generator: torch.Generator) -> nn.ModuleList:
+    layers = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(len(dims) - 1))
+    for layer in linears(layers):  # seeded init (uniform, fan-in scaled as PyTorch's default)
+        bound = 1.0 / math.sqrt(layer.in_features)
+        with torch.no_grad():
+            layer.weight.copy_((torch.rand(layer.weight.shape, generator=generator) * 2 - 1) * bound)
+            layer.bias.copy_((torch.rand(layer.bias.shape, generator=generator) * 2 - 1) * bound)
+    return layers
+
+
+def _run(layers: nn.ModuleList, x: Tensor) -> Tensor:
+    for i, layer in enumerate(layers):
+        x = layer(x)
+        if i < len(layers) - 1:
+            x = torch.relu(x)
+    return x
+
+
+class LatentImageModel(nn.Module):
+    """Latent grids, ARM and synthesis of one image.
+
+    Args:
+        shape: ``(H, W)``.
+        channels: colour channels.
+        options: the codec's settings.
+    """
+
+    def __init__(self, shape: tuple[int, int], channels: int, options: GridOptions) -> None:
+        super().__init__()
+        h, w = shape
+        self.shape, self.channels = (h, w), channels
+        gen = torch.Generator().manual_seed(options.seed)
+        self.latents = nn.ParameterList(nn.Parameter(torch.zeros(r, c)) for r, c in lc.level_shapes(h, w,
+                                                                                                      options.levels))
+        for i, (r, c) in enumerate(lc.level_shapes(h, w, options.levels)):
+            self.register_buffer(f"up_h{i}", torch.from_numpy(lc.interp_matrix(h, r)).float(), persistent=False)
+            self.register_buffer(f"up_w{i}", torch.from_numpy(lc.interp_matrix(w, c)).float(), persistent=False)
+        self.synthesis = _mlp([options.levels, *map(int, options.hidden), channels], gen)
+        self.arm = _mlp([len(lc.CONTEXT), *map(int, options.arm_hidden), 2], gen)
+        with torch.no_grad():  # start at a Laplace scale of about 1 (s = log2(8 b))
+            linears(self.arm)[-1].bias[1] = 3.0
+        self.quant_mode = "noise"  # "noise", "ste" or "round"
+
+    def quantised(self) -> list[Tensor]:
+        """The latents after the current quantisation (noise, straight-through rounding, or rounding)."""
+        out = []
+        for y in self.latents:
+            if self.quant_mode == "noise" and self.training:
+                out.append(y + torch.rand_like(y) - 0.5)
+            elif self.quant_mode == "ste" and self.training:
+                out.append(y + (torch.round(y) - y).detach())
+            else:
+                out.append(torch.round(y))
+        return out
+
+    def synthesise(self, q: list[Tensor]) -> Tensor:
+        """``[H, W, C]`` values in [0, 1] scale from (quantised) latents."""
+        h, w = self.shape
+        feats = [getattr(self, f"up_h{i}") @ g @ getattr(self, f"up_w{i}").T if g.shape != (h, w) else g
+                 for i, g in enumerate(q)]
+        x = torch.stack(feats, dim=-1).reshape(h * w, len(q))
+        return _run(self.synthesis, x).reshape(h, w, self.channels)
+
+    def rate_bits(self, q: list[Tensor]) -> Tensor:
+        """Estimated bits of the latents: discretised Laplace, mode and scale from the ARM (one ARM call over
+        every level; the causal context is the first 12 entries of a 3x5 window, row-major)."""
+        ctx = [nn.functional.unfold(nn.functional.pad(g[None, None], (lc.PAD, lc.PAD, lc.PAD, 0)),
+                                    (lc.PAD + 1, 2 * lc.PAD + 1))[0, :len(lc.CONTEXT)].T for g in q]
+        out = _run(self.arm, torch.cat(ctx))
+        return laplace_bits(torch.cat([g.reshape(-1) for g in q]), out[:, 0], out[:, 1])
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        """The image ``[H, W, C]`` and the latents' estimated bits."""
+        q = self.quantised()
+        return self.synthesise(q), self.rate_bits(q)
+
+
+def laplace_scale(s: Tensor) -> Tensor:
+    """The Laplace scale ``b`` of the ARM's scale output ``s``: the coder's index is ``j = round(8 s)`` with
+    ``1 - rho_j ~= 0.996 * 2**(-j/8)`` and ``rho = exp(-1 / (8 b))`` (so ``s ~= log2(8 b)``)."""
+    j = 8 * s
+    j = j + (j.clamp(0.0, lc.SCALES - 1) - j).detach()  # the coder's range; gradients pass (straight through)
+    return -1.0 / (lc.MODE_STEPS * torch.log1p(-0.996 * torch.exp2(-j / 8)))
+
+
+def laplace_bits(y: Tensor, mu: Tensor, s: Tensor) -> Tensor:
+    """Sum of ``-log2 P(y)``, ``P`` the Laplace(mu, b(s)) mass of ``[y - 1/2, y + 1/2]`` (each term capped
+    at 24 bits, as the coder's smallest probabilities; gradients pass the cap)."""
+    b = laplace_scale(s)
+
+    def cdf(x: Tensor) -> Tensor:
+        d = x - mu
+        e = torch.exp(-d.abs() / b)
+        return torch.where(d < 0, 0.5 * e, 1 - 0.5 * e)
+
+    upper, lower = cdf(y + 0.5), cdf(y - 0.5)
+    # above the mode, 1 - F is computed directly (exact tails): P = S(y - 1/2) - S(y + 1/2), S = 1 - F
+    d_lo = y - 0.5 - mu
+    tail = 0.5 * (torch.exp(-d_lo.clamp(min=0) / b) - torch.exp(-(d_lo + 1).clamp(min=0) / b))
+    p = torch.where(d_lo > 0, tail, upper - lower).clamp_min(2.0 ** -_MAX_BITS)
+    bits = -torch.log2(p)
+    return (bits + (bits.clamp(max=_MAX_BITS) - bits).detach()).sum()
+
+
+class LatentTask:
+    """``bpp + lmbda * MSE`` of a :class:`LatentImageModel` on one image (a :class:`~inrkit.train.task.Task`).
+
+    Args:
+        pixels: ``[H, W, C]`` values in 0..255.
+        lmbda: weight of the MSE (values in [0, 1]).
+        noise_steps: steps trained with noise before switching to straight-through rounding.
+    """
+
+    supports_bf16 = False
+    data_range = 1.0
+
+    def __init__(self, pixels: np.ndarray, lmbda: float, noise_steps: int) -> None:
+        self.target = torch.from_numpy(np.ascontiguousarray(pixels, np.float32) / 255.0)
+        self.lmbda, self.noise_steps = float(lmbda), int(noise_steps)
+        self.pixels = int(pixels.shape[0] * pixels.shape[1])
+
+    def num_samples(self) -> int:
+        """0: the whole image every step."""
+        return 0
+
+    def train_batch(self, batch_size: int | None, generator: torch.Generator, device: torch.device) -> tuple:
+        """Nothing: the model holds the whole image."""
+        if self.target.device != device:
+            self.target = self.target.to(device)
+        return ()
+
+    def loss(self, model: nn.Module, *batch: Any) -> tuple[Tensor, Tensor]:
+        """Rate-distortion loss and the MSE (values in [0, 1])."""
+        img, bits = model()
+        mse = torch.mean((img - self.target) ** 2)
+        return bits / self.pixels + self.lmbda * mse, mse
+
+    def on_step_end(self, state: Any) -> None:
+        """Switch from noise to straight-through rounding after ``noise_steps``."""
+        if state.step >= self.noise_steps:
+            state.model.quant_mode = "ste"
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """PSNR of the rounded latents (float networks) and their estimated bits per pixel."""
+        was = model.training
+        model.eval()
+        img, bits = model()
+        model.train(was)
+        mse = float(torch.mean((img.clamp(0, 1) - self.target.to(img.device)) ** 2))
+        return {"psnr": psnr_from_mse(mse, 1.0), "bpp_estimate": float(bits) / self.pixels}
+
+
+# ------------------------------------------------------------------ encoding
+def fixed_arm(model: LatentImageModel, fw: int) -> lc.FixedArm:
+    """The model's ARM in fixed point with ``fw`` fraction bits (values clipped to 16-bit integers)."""
+    arm = lc.FixedArm([], [], fw)
+    top = (1 << 15) - 1
+    for layer in linears(model.arm):
+        for t, out in ((layer.weight, arm.weights), (layer.bias, arm.biases)):
+            out.append(np.clip(np.rint(t.detach().cpu().double().numpy() * 2.0 ** fw), -top, top).astype(np.int64))
+    return arm
+
+
+def _synth_error(img: lc.LatentImage, feats: np.ndarray, target: np.ndarray, q: int) -> float:
+    """MSE (values in [0, 1]) of the 8-bit image decoded with the synthesis quantised at step ``2**-q``."""
+    s = float(1 << q)
+    ws = [np.rint(w * s) / s for w in img.synth_w]
+    bs = [np.rint(b * s) / s for b in img.synth_b]
+    out = lc.to_uint8(lc.synthesise(feats, ws, bs), *img.shape).astype(np.float64) / 255.0
+    return float(np.mean((out - target) ** 2))
+
+
+def _synth_bytes(img: lc.LatentImage, q: int) -> int:
+    s = float(1 << q)
+    return len(lc.encode_signed(np.concatenate([np.rint(t * s).astype(np.int64).reshape(-1)
+                                                for t in (*img.synth_w, *img.synth_b)]))[0])
+
+
+@dataclass
+class GridEncoded:
+    """An encoded image: the bytes and what was measured."""
+
+    data: bytes
+    report: dict[str, Any] = field(default_factory=dict)
+    latents: list[np.ndarray] = field(default_factory=list)
+
+
+def encode_pixels(pixels: np.ndarray, options: GridOptions | None = None, *, signal: dict | None = None,
+                  device: str | None = None, progress: bool = False) -> GridEncoded:
+    """Train a latent-grid representation of ``pixels`` ``[H, W, C]`` (0..255) and code it.
+
+    Training runs through :func:`inrkit.train.fit` (:class:`LatentTask`); then the ARM is put in fixed
+    point, the synthesis quantisation step is chosen by the real rate-distortion cost, and the file is
+    written and decoded back (the reported PSNR is that of the decoded file).
+    """
+    options = options or GridOptions()
+    pixels = np.asarray(pixels, np.float32)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3) or min(pixels.shape[:2]) < 2:
+        raise InvalidInputError(f"grid codec: need an [H, W, 1 or 3] image of at least 2x2, got {pixels.shape}")
+    h, w, ch = pixels.shape
+    t0 = time.perf_counter()
+    model = LatentImageModel((h, w), ch, options)
+    task = LatentTask(pixels, options.lmbda, round(options.noise_fraction * options.steps))
+    config = FitConfig(steps=options.steps, lr=options.lr, schedule="cosine", lr_min_factor=0.01,
+                       seed=options.seed, log_every=50, progress=progress, device=device, precision="fp32")
+    result = fit(model, task, config)
+    fit_s = time.perf_counter() - t0
+    model = cast(LatentImageModel, result.model.cpu().eval())
+    top = (1 << (lc.MAX_LATENT_BITS - 1)) - 1
+    latents = [torch.round(y.detach()).clamp(-top, top).to(torch.int64).numpy() for y in model.latents]
+    bits = lc.latent_bits(latents)
+    arm_cost = {}
+    for fw in range(3, 10):  # ARM precision: the fewest latent + ARM bytes
+        arm = fixed_arm(model, fw)
+        arm_cost[fw] = (len(lc.encode_latents(latents, arm, bits))
+                        + len(lc.encode_signed(np.concatenate([t.reshape(-1) for t in arm.tensors()]))[0]))
+    img = lc.LatentImage((h, w), ch, latents, fixed_arm(model, min(arm_cost, key=lambda k: arm_cost[k])),
+                         [layer.weight.detach().double().numpy() for layer in linears(model.synthesis)],
+                         [layer.bias.detach().double().numpy() for layer in linears(model.synthesis)], 0,
+                         signal or {})
+    target = pixels.astype(np.float64) / 255.0
+    feats = lc.upsampled(latents, h, w)
+    cost = {q: 8.0 * _synth_bytes(img, q) / (h * w) + options.lmbda * _synth_error(img, feats, target, q)
+            for q in range(4, 14)}
+    img.q = min(cost, key=lambda k: cost[k])
+    t1 = time.perf_counter()
+    data = lc.write(img)
+    enc_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    decoded = lc.read(data)
+    dec_s = time.perf_counter() - t2
+    out = decoded.render().astype(np.float64) / 255.0
+    mse = float(np.mean((out - target) ** 2))
+    latent_bytes = len(lc.encode_latents(latents, img.arm, bits))
+    report = {"codec": lc.CODEC, "bytes": len(data), "bpp": 8.0 * len(data) / (h * w), "psnr": psnr_from_mse(mse, 1.0),
+              "lambda": options.lmbda, "steps": result.steps, "levels": options.levels,
+              "hidden": list(map(int, options.hidden)), "q": img.q, "fw": img.arm.fw, "latent_bytes": latent_bytes,
+              "bpp_estimate": float(result.metrics.get("bpp_estimate", float("nan"))),
+              "fit_psnr": float(result.metrics.get("psnr", float("nan"))),
+              "fit_seconds": fit_s, "code_seconds": enc_s, "decode_seconds": dec_s,
+              "encode_seconds": time.perf_counter() - t0 - dec_s}
+    return GridEncoded(data, report, latents)
+
+
+def encode_grid_image(image_path: str | os.PathLike, out_path: str | os.PathLike, *, lmbda: float = 1000.0,
+                      preset: str = "default", steps: int | None = None, crop: Sequence[int] | None = None,
+                      seed: int = 0, device: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Encode an image file with the ``grid`` codec; writes ``out_path`` (.inrz) and returns the report.
+
+    Args:
+        image_path: PNG or JPEG image.
+        out_path: the ``.inrz`` file to write.
+        lmbda: rate-distortion trade-off: ``bpp + lambda * MSE`` (pixel values in [0, 1]); larger: better, bigger.
+        preset: encoder preset: fast, default or best (training steps and synthesis size).
+        steps: training steps (default: the preset's).
+        crop: image window ROW0:ROW1,COL0:COL1.
+        seed: seed of the initialisation and the noise.
+        device: where to train (cpu, cuda...; default: pick automatically).
+        progress: show a progress bar.
+    """
+    from inrkit.signals.readers import read_image
+
+    pixels = read_image(Path(image_path))
+    source = [int(pixels.shape[0]), int(pixels.shape[1])]
+    if crop is not None:
+        r0, r1, c0, c1 = (int(v) for v in crop)
+        if not (0 <= r0 < r1 <= pixels.shape[0] and 0 <= c0 < c1 <= pixels.shape[1]):
+            raise InvalidInputError(f"crop {list(crop)} is outside the {pixels.shape[0]}x{pixels.shape[1]} image")
+        pixels = pixels[r0:r1, c0:c1]
+    options = preset_options(preset, lmbda=lmbda, steps=steps, seed=seed)
+    meta = {"kind": "image", "crop": list(map(int, crop)) if crop is not None else None, "source_shape": source}
+    enc = encode_pixels(pixels, options, signal=meta, device=device, progress=progress)
+    with atomic_write(out_path) as handle:
+        handle.write(enc.data)
+    return {**enc.report, "output": str(out_path), "preset": preset, "shape": list(pixels.shape[:2])}
+
+
+def decode_grid_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
+                      reference: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Decode a ``grid`` ``.inrz`` file to PNG; with ``reference`` also the PSNR against it (same crop)."""
+    from PIL import Image
+
+    from inrkit.signals.readers import read_image
+
+    if Path(out_path).suffix.lower() != ".png":
+        raise InvalidInputError("decoded images are written as .png")
+    t0 = time.perf_counter()
+    img = lc.read_file(inrz_path)
+    pixels = img.render()
+    seconds = time.perf_counter() - t0
+    with atomic_write(out_path) as handle:
+        Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(handle, format="PNG")
+    size = Path(inrz_path).stat().st_size
+    h, w = img.shape
+    rep: dict[str, Any] = {"output": str(out_path), "bytes": size, "bpp": 8.0 * size / (h * w), "codec": lc.CODEC,
+                           "shape": [h, w], "decode_seconds": seconds}
+    if reference is not None:
+        ref = read_image(Path(reference))
+        crop = img.signal.get("crop")
+        if crop is not None:
+            if not (isinstance(crop, list) and len(crop) == 4 and all(type(v) is int and v >= 0 for v in crop)):
+                raise InvalidFileError(f"{inrz_path}: the stored crop must be four non-negative integers")
+            ref = ref[crop[0]:crop[1], crop[2]:crop[3]]
+        if ref.shape[:2] != (h, w) or ref.shape[2] != pixels.shape[2]:
+            raise InvalidInputError(f"--reference is {list(ref.shape)}, the file holds {[h, w, pixels.shape[2]]}")
+        mse = float(np.mean((pixels.astype(np.float64) - ref) ** 2)) / 255.0 ** 2
+        rep["psnr"] = psnr_from_mse(mse, 1.0)
+    return rep
+
+
+__all__ = ["GridEncoded", "GridOptions", "LatentImageModel", "LatentTask", "PRESETS", "decode_grid_image",
+           "encode_grid_image", "encode_pixels", "laplace_bits", "preset_options"]

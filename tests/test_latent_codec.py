@@ -1,0 +1,148 @@
+"""The ``grid`` latent-grid codec: context/ARM consistency, bit-exact round trips, pinned decoding, rate
+estimate vs coded size, bad files, the torch-free decoder and the CLI."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inrkit.cli import main
+from inrkit.compress import latent_codec as lc
+from inrkit.compress.container import pack, unpack
+from inrkit.compress.latent import GridOptions, encode_pixels, laplace_bits
+from inrkit.errors import InvalidFileError
+
+
+def _image(h: int = 24, w: int = 20) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([np.sin(6 * x) * 0.5 + 0.5, np.cos(4 * y) * 0.5 + 0.5, x * y], -1)
+    return (img * 255).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def encoded():
+    return encode_pixels(_image(), GridOptions(steps=120, lmbda=2000, hidden=(8,), arm_hidden=(8,)))
+
+
+def _handmade() -> lc.LatentImage:
+    rng = np.random.default_rng(7)
+    shapes = lc.level_shapes(13, 17, 4)
+    latents = [rng.integers(-3, 4, s) * (rng.random(s) < 0.4) for s in shapes]
+    arm = lc.FixedArm([rng.integers(-200, 200, (6, 12)), rng.integers(-200, 200, (2, 6))],
+                      [rng.integers(-300, 300, 6), np.array([0, 700])], fw=8)
+    sw = [rng.normal(0, 0.5, (5, 4)), rng.normal(0, 0.5, (3, 5))]
+    sb = [rng.normal(0, 0.1, 5), np.full(3, 0.5)]
+    q = 8
+    return lc.LatentImage((13, 17), 3, latents, arm, [np.rint(w * 256) / 256 for w in sw],
+                          [np.rint(b * 256) / 256 for b in sb], q, {"kind": "image"})
+
+
+def test_training_context_is_the_coder_context() -> None:
+    g = np.random.default_rng(0).integers(-5, 6, (9, 13))
+    t = torch.nn.functional.unfold(torch.nn.functional.pad(torch.tensor(g, dtype=torch.float32)[None, None],
+                                                           (2, 2, 2, 0)), (3, 5))[0, :len(lc.CONTEXT)].T
+    assert np.array_equal(lc.contexts(g), t.numpy().astype(np.int64))
+
+
+@pytest.mark.parametrize("mu,s", [(0.0, 3.0), (0.3, 1.0), (-1.6, 5.0), (0.0, 0.2)])
+def test_coder_distribution_matches_training_rate(mu: float, s: float) -> None:
+    bits, alphabet = 6, 64
+    mq, j = round(8 * mu) + 8 * (alphabet // 2), round(8 * s)
+    w = lc.coder_weights(mq, j, alphabet)
+    p = w / w.sum()
+    k = np.arange(-5, 6)
+    est = [float(laplace_bits(torch.tensor([float(v)]), torch.tensor([mq / 8 - alphabet // 2]),
+                              torch.tensor([j / 8]))) for v in k]
+    exact = -np.log2(np.maximum(p[k + (1 << (bits - 1))], 2.0 ** -24))
+    assert np.allclose(est, np.minimum(exact, 24), rtol=0.02, atol=0.02)  # training: 0.996 * 2**(-j/8) vs the table
+
+
+def test_round_trip_bit_exact(encoded) -> None:
+    img = lc.read(encoded.data)
+    assert len(img.latents) == len(encoded.latents)
+    for a, b in zip(img.latents, encoded.latents):
+        assert np.array_equal(a, b)
+    out = img.render().astype(np.float64)
+    psnr = 10 * np.log10(255 ** 2 / np.mean((out - _image()) ** 2))
+    assert abs(psnr - encoded.report["psnr"]) < 1e-9
+    assert encoded.report["psnr"] > 12  # 120 steps of a tiny model: it learned something
+
+
+def test_rate_estimate_close_to_coded_size() -> None:
+    px = _image(48, 48)
+    enc = encode_pixels(px, GridOptions(steps=150, lmbda=300, hidden=(8,), arm_hidden=(8,)))
+    coded = 8 * enc.report["latent_bytes"] / (48 * 48)
+    # estimate: float ARM, continuous mode/scale; coded: fixed-point ARM, mode 1/8, scale 1/8 octave, range coder
+    assert coded == pytest.approx(enc.report["bpp_estimate"], rel=0.25, abs=0.02)
+
+
+def test_decoding_pinned() -> None:
+    data = lc.write(_handmade())
+    img = lc.read(data)
+    assert all(np.array_equal(a, b) for a, b in zip(img.latents, _handmade().latents))
+    assert hashlib.sha256(data).hexdigest()[:16] == PINNED_FILE
+    assert hashlib.sha256(img.render().tobytes()).hexdigest()[:16] == PINNED_IMAGE
+
+
+PINNED_FILE = "89227cb4ea366d59"  # the bytes: header, range coder, weight sections
+PINNED_IMAGE = "d19246fc787d1f71"  # the decoded 8-bit image
+
+
+def test_bad_files_are_invalid_file_errors() -> None:
+    data = lc.write(_handmade())
+    for cut in (0, 5, 20, len(data) // 2, len(data) - 1):
+        with pytest.raises(InvalidFileError):
+            lc.read(data[:cut])
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        bad = bytearray(data)
+        bad[int(rng.integers(len(bad)))] ^= 1 << int(rng.integers(8))
+        with pytest.raises(InvalidFileError):
+            lc.read(bytes(bad))
+    header, sections = unpack(data)
+    header.pop("sizes")
+    variants = [({**header, "shape": [1 << 15, 1 << 15]}, sections),
+                ({**header, "params": {**header["params"], "levels": 99}}, sections),
+                ({**header, "params": {**header["params"], "bits": 1}}, sections),
+                ({**header, "params": {**header["params"], "hidden": [10 ** 6]}}, sections),
+                ({**header, "params": {**header["params"], "synth_bits": 3}}, sections),
+                (header, sections[:2]),
+                (header, [sections[0][:3]] + sections[1:]),
+                (header, [bytes(len(sections[0]))] + sections[1:]),
+                ({**header, "format": "inrz-mlp"}, sections)]
+    for h, secs in variants:  # checksum valid, content wrong
+        try:
+            lc.read(pack(h, secs, version=2))
+        except InvalidFileError:
+            continue
+        # a zeroed latent stream may still decode (to other latents): that is not an error
+        assert secs[0] == bytes(len(sections[0]))
+
+
+def test_decoder_runs_without_torch(tmp_path: Path) -> None:
+    f = tmp_path / "x.inrz"
+    f.write_bytes(lc.write(_handmade()))
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from inrkit.compress import latent_codec as lc\n"
+            f"print(lc.read_file({str(f)!r}).render().shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "(13, 17, 3)" in out.stdout
+
+
+def test_cli_encode_decode_and_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "a.png"
+    Image.fromarray(_image().astype(np.uint8)).save(src)
+    out = tmp_path / "a.inrz"
+    assert main(["encode", str(src), "-o", str(out), "--codec", "grid", "--preset", "fast", "--steps", "40",
+                 "--lambda", "500", "--no-progress", "--json"]) == 0
+    assert main(["decode", str(out), "-o", str(tmp_path / "b.png"), "--reference", str(src), "--json"]) == 0
+    assert '"psnr"' in capsys.readouterr().out
+    assert main(["encode", str(src), "-o", str(out), "--codec", "grid", "--bpp", "1"]) == 2
+    assert main(["decompress", str(out), "-o", str(tmp_path / "m.safetensors")]) == 2
