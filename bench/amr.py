@@ -231,11 +231,20 @@ def plot(result: dict, name: str) -> Path:
                 ax.loglog(*zip(*runs), "--D", ms=4, color=colour, label=f"PruningAMR sweep {prefix[:-1]}")
         ax.set_xlabel("DOFs (all vertices, hanging included)")
         ax.set_ylabel(f"RMSE vs {'INR' if key == 'rmse_inr' else 'ground truth'} (conforming interpolant)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        _style(ax)
     fig.suptitle(f"PruningAMR benchmark: {name}")
+    return _save(fig, RESULTS / f"amr_{name}.png")
+
+
+def _style(ax) -> None:
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    path = RESULTS / f"amr_{name}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -258,14 +267,9 @@ def plot_slices(result: dict, name: str) -> Path:
     ax.loglog([d["dofs"]], [d["rmse_inr"]], "*", ms=14, color="tab:red", label="PruningAMR defaults")
     ax.set_xlabel(f"DOFs summed over {len(result['times'])} time slices (hanging included)")
     ax.set_ylabel("RMS over slices of the RMSE vs INR")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _style(ax)
     ax.set_title(f"PruningAMR, 4D as 3D time slices: {name}")
-    fig.tight_layout()
-    path = RESULTS / f"amr_{name}_slices.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, RESULTS / f"amr_{name}_slices.png")
 
 
 # ------------------------------------------------------------------- cases

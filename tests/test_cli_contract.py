@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from cli_commands import leaf_commands
 
-from inrkit.cli import build_parser, main
+from inrkit.cli import main
 from inrkit.cli.common import OUTPUT_DESTS
 
 QUICK_S = 2.0  # CPU seconds a refusal may take (process time: the machine is shared)
@@ -27,14 +28,7 @@ SIGNED_KEY = "_signed_flags"  # parser default where add_config records the flag
 # ------------------------------------------------------------------ the command list
 def _commands() -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
     """``(path, parser)`` of every leaf command, e.g. ``(("synth", "scene"), parser)``."""
-    def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> Iterator[Any]:
-        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subs and path:
-            yield path, parser
-        for action in subs:
-            for name, sub in action.choices.items():
-                yield from walk(sub, (*path, name))
-    yield from walk(build_parser(), ())
+    return leaf_commands()
 
 
 COMMANDS = dict(_commands())

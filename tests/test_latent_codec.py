@@ -90,7 +90,7 @@ def test_decoding_pinned() -> None:
     assert hashlib.sha256(img.render().tobytes()).hexdigest()[:16] == PINNED_IMAGE
 
 
-PINNED_FILE = "89227cb4ea366d59"  # the bytes: header, range coder, weight sections
+PINNED_FILE = "93d712204d7df88e"  # the bytes: header, range coder, weight sections
 PINNED_IMAGE = "d19246fc787d1f71"  # the decoded 8-bit image
 
 
@@ -111,7 +111,7 @@ def test_bad_files_are_invalid_file_errors() -> None:
                 ({**header, "params": {**header["params"], "levels": 99}}, sections),
                 ({**header, "params": {**header["params"], "bits": 1}}, sections),
                 ({**header, "params": {**header["params"], "hidden": [10 ** 6]}}, sections),
-                ({**header, "params": {**header["params"], "synth_bits": 3}}, sections),
+                ({**header, "params": {**header["params"], "sb": 3}}, sections),
                 (header, sections[:2]),
                 (header, [sections[0][:3]] + sections[1:]),
                 (header, [bytes(len(sections[0]))] + sections[1:]),

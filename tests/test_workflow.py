@@ -12,15 +12,15 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterator
 
 import numpy as np
 import pytest
 import torch
+from cli_commands import leaf_commands
 from PIL import Image
 
 import inrkit.cli as cli
-from inrkit.cli import build_parser, default_threads, main
+from inrkit.cli import default_threads, main
 from inrkit.models import save_model, siren
 from inrkit.nerf import NeRFConfig, NeRFMLP, save_nerf
 
@@ -32,13 +32,6 @@ class _Terminal(io.StringIO):
         return True
 
 
-def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[Any]:
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subs and path:
-        yield path, parser
-    for action in subs:
-        for name, sub in action.choices.items():
-            yield from _leaves(sub, (*path, name))
 
 
 @pytest.fixture
@@ -58,7 +51,7 @@ def nerf_file(tmp_path: Path) -> Path:
 
 # ------------------------------------------------------------------ item 3: --threads
 def test_every_command_has_threads_with_its_default_in_help() -> None:
-    leaves = dict(_leaves(build_parser()))
+    leaves = dict(leaf_commands())
     assert len(leaves) > 20
     for path, parser in leaves.items():
         action = parser._option_string_actions.get("--threads")
@@ -188,7 +181,7 @@ def test_render_size_zero_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_every_help_shows_its_defaults() -> None:
     """Every optional flag's help states its default ('(default: ...)' or, for a switch, 'turn off')."""
     missing = []
-    for path, parser in _leaves(build_parser()):
+    for path, parser in leaf_commands():
         for action in parser._actions:
             if (not action.option_strings or action.required
                     or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):

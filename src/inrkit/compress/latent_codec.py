@@ -350,8 +350,9 @@ def write(img: LatentImage) -> bytes:
     synth = [np.rint(t * scale).astype(np.int64).reshape(-1) for wb in zip(img.synth_w, img.synth_b) for t in wb]
     synth_sec, sbits = encode_signed(np.concatenate(synth))
     sections = [encode_latents(img.latents, img.arm, bits), arm_sec, synth_sec]
-    params = {"levels": len(img.latents), "hidden": img.widths[1:-1], "arm": img.arm_widths[1:-1],
-              "bits": bits, "q": int(img.q), "fw": int(img.arm.fw), "arm_bits": abits, "synth_bits": sbits}
+    # short keys: "a" ARM hidden widths, "fw" its fraction bits, "ab"/"sb" bit depths of the ARM/synthesis ints
+    params = {"levels": len(img.latents), "hidden": img.widths[1:-1], "a": img.arm_widths[1:-1],
+              "bits": bits, "q": int(img.q), "fw": int(img.arm.fw), "ab": abits, "sb": sbits}
     header = {"format": FORMAT, "codec": CODEC, "shape": list(img.shape), "channels": img.channels,
               "params": params, "signal": img.signal}
     return pack(header, sections, version=2)
@@ -397,13 +398,13 @@ def read(data: bytes, what: str = ".inrz file") -> LatentImage:
         raise bad("'params' and 'signal' must be objects")
     levels = _int(params, "levels", 1, MAX_LEVELS, "params")
     hidden = _int_list(params, "hidden", 1, MAX_HIDDEN, (0, 4), "params")
-    arm_hidden = _int_list(params, "arm", 1, MAX_ARM_HIDDEN, (0, 3), "params")
+    arm_hidden = _int_list(params, "a", 1, MAX_ARM_HIDDEN, (0, 3), "params")
     bits = _int(params, "bits", 2, MAX_LATENT_BITS, "params")
     q = _int(params, "q", 0, MAX_QEXP, "params")
     a_shapes, s_shapes = arm_shapes(arm_hidden), synth_shapes(levels, hidden, channels)
     fw = _int(params, "fw", FW_RANGE[0], FW_RANGE[1], "params")
-    abits = _int(params, "arm_bits", 2, MAX_WEIGHT_BITS, "params")
-    sbits = _int(params, "synth_bits", 2, MAX_WEIGHT_BITS, "params")
+    abits = _int(params, "ab", 2, MAX_WEIGHT_BITS, "params")
+    sbits = _int(params, "sb", 2, MAX_WEIGHT_BITS, "params")
     h, w = shape
     macs = sum(o * i for o, i in s_shapes) + levels * 4 + sum(o * i for o, i in a_shapes)
     check_inrz_image(len(data), h * w, macs, what)

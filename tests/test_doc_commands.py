@@ -1,0 +1,87 @@
+"""bench/doc_commands.py: its command list is in sync with README.md and docs/*.md, and every
+recorded command that takes a minute or more carries a time label in the docs."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("doc_commands", ROOT / "bench" / "doc_commands.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["doc_commands"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+dc = _module()
+
+
+def _results() -> list[dict]:
+    path = dc.RESULTS
+    if not path.exists():
+        pytest.fail(f"{path} missing: run bench/doc_commands.py")
+    return json.loads(path.read_text())["results"]
+
+
+def test_extract_reads_fenced_shell_blocks(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text(
+        "text `inrkit fit x` inline is not a command\n"
+        "```bash\n"
+        "inrkit fit a.png -o m.safetensors \\\n"
+        "    --steps 5   # 2 min\n"
+        "# a comment line\n"
+        "for a in 1 2; do inrkit synth sin-radial -o f$a.npy; done\n"
+        "inrkit mesh MODEL -o OUT.vtu [--json]\n"
+        "```\n"
+        "```python\n"
+        "inrkit_not_shell = 1\n"
+        "```\n"
+        "```\n"
+        "src/ tree listing\n"
+        "inrkit info m.safetensors\n"
+        "```\n"
+    )
+    cmds = dc.extract(tmp_path, ["a.md"])
+    assert [c.text for c in cmds] == [
+        "inrkit fit a.png -o m.safetensors --steps 5",
+        "for a in 1 2; do inrkit synth sin-radial -o f$a.npy; done",
+        "inrkit mesh MODEL -o OUT.vtu [--json]",
+        "inrkit info m.safetensors",
+    ]
+    assert cmds[0].line == 3 and cmds[0].comment == "2 min" and dc.TIME_LABEL.search(cmds[0].comment)
+    assert [c.synopsis for c in cmds] == [False, False, True, False]
+    assert dc.runnable(cmds[1]) == "for a in 1 2; do inrkit synth sin-radial --threads 1 -o f$a.npy; done"
+    assert dc.runnable(cmds[0]).startswith("inrkit fit --threads 1 a.png")
+
+
+def test_every_doc_command_is_recorded() -> None:
+    """Every fenced command of the docs has an entry (rerun `bench/doc_commands.py --only DOC` after an edit)."""
+    recorded = {(e["file"], e["command"]) for e in _results()}
+    missing = [f"{c.file}:{c.line}: {c.text}" for c in dc.extract() if (c.file, c.text) not in recorded]
+    assert not missing, "not timed (run bench/doc_commands.py --only DOC):\n" + "\n".join(missing)
+
+
+def test_recorded_runs_succeeded() -> None:
+    """No recorded failure (a run stopped at the script's --timeout is a lower bound, labelled in the docs)."""
+    bad = [f"{e['file']}:{e['line']}: {e['command']} ({e['status']})" for e in _results() if e["status"] == "failed"]
+    assert not bad, "\n".join(bad)
+
+
+def test_long_commands_are_labelled_with_their_time() -> None:
+    """A command that took >= 60 s (or was not run for its length) says how long it takes on its line."""
+    comments = {(c.file, c.text): c.comment for c in dc.extract()}
+    unlabelled = []
+    for e in _results():
+        key = (e["file"], e["command"])
+        if e.get("needs_label") and key in comments and not dc.TIME_LABEL.search(comments[key]):
+            unlabelled.append(f"{e['file']}:{e['line']}: {e['command']} ({e['seconds']} s)")
+    assert not unlabelled, "add a time label (e.g. '# 3 min, 1 thread'):\n" + "\n".join(unlabelled)
