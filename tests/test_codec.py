@@ -262,7 +262,7 @@ def test_cli_round_trip(tmp_path: Path, fitted, run_cli):
 
     assert load_signal(tmp_path / "img.png").evaluate(dec)["psnr"] == pytest.approx(rep["psnr"], abs=1e-6)
     r = run_cli("encode", str(tmp_path / "img.png"), "-o", str(tmp_path / "e.inrz"), "--bpp", "40",
-                "--hidden", "16x2", "--steps", "30", "--json")
+                "--codec", "sinr", "--hidden", "16x2", "--steps", "30", "--json")
     assert r.returncode == 0, r.stderr
     enc = json.loads(r.stdout)
     assert enc["bytes"] == (tmp_path / "e.inrz").stat().st_size and enc["bpp"] <= 40.0 + 1e-9

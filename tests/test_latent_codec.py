@@ -15,7 +15,7 @@ from PIL import Image
 from inrkit.cli import main
 from inrkit.compress import latent_codec as lc
 from inrkit.compress.container import pack, unpack
-from inrkit.compress.latent import GridOptions, encode_pixels, laplace_bits
+from inrkit.compress.latent import BPP_TOLERANCE, GridOptions, RateTarget, encode_pixels, encode_to_target, laplace_bits
 from inrkit.errors import InvalidFileError
 
 
@@ -144,5 +144,29 @@ def test_cli_encode_decode_and_refusals(tmp_path: Path, capsys: pytest.CaptureFi
                  "--lambda", "500", "--no-progress", "--json"]) == 0
     assert main(["decode", str(out), "-o", str(tmp_path / "b.png"), "--reference", str(src), "--json"]) == 0
     assert '"psnr"' in capsys.readouterr().out
-    assert main(["encode", str(src), "-o", str(out), "--codec", "grid", "--bpp", "1"]) == 2
+    assert main(["encode", str(src), "-o", str(out), "--codec", "grid", "--hidden", "8x2"]) == 2
     assert main(["decompress", str(out), "-o", str(tmp_path / "m.safetensors")]) == 2
+
+
+def test_rate_target_moves_lambda_the_right_way() -> None:
+    px = 1000
+    rate = RateTarget(bpp=1.0)
+    assert rate.update(100.0, bits=2000.0, mse=1e-3, pixels=px) < 100.0  # 2 bpp > 1: cheaper
+    assert rate.update(100.0, bits=500.0, mse=1e-3, pixels=px) > 100.0
+    quality = RateTarget(psnr=30.0)
+    assert quality.update(100.0, bits=0.0, mse=1e-2, pixels=px) > 100.0  # 20 dB < 30: better
+    assert quality.update(100.0, bits=0.0, mse=1e-4, pixels=px) < 100.0
+    assert RateTarget().update(100.0, bits=1.0, mse=1.0, pixels=px) == 100.0
+
+
+def test_encode_to_a_bit_rate_gets_closer_than_a_fixed_lambda() -> None:
+    px = np.clip(_image(64, 64) + np.random.default_rng(0).normal(0, 12, (64, 64, 3)), 0, 255).astype(np.float32)
+    options = GridOptions(steps=200, lmbda=300, hidden=(8,), arm_hidden=(8,))
+    free = encode_pixels(px, options).report["bpp"]
+    target = free * 1.5  # (far below the free rate, a 64x64 file is mostly header and networks)
+    enc = encode_to_target(px, options, bpp=target)
+    rep = enc.report
+    assert 1 <= rep["attempts"] <= 3 and rep["bpp"] == 8 * len(enc.data) / (64 * 64)
+    assert abs(np.log(rep["bpp"] / target)) < abs(np.log(free / target)) / 2
+    assert rep["target_met"] == (abs(rep["bpp"] / target - 1) <= BPP_TOLERANCE)
+    assert rep["target_met"] or "missed" in rep["target_note"]

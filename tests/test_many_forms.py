@@ -110,3 +110,18 @@ def test_mesh_many(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "--preview" in capsys.readouterr().err
     assert main(["mesh", str(tmp_path / "models" / "im0.safetensors"), "-o", str(tmp_path / "m.txt")]) == 2
     assert "expected a .vtu or .pvd file" in capsys.readouterr().err
+
+
+def test_encode_many_with_the_default_grid_codec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _images(tmp_path / "imgs")
+    argv = ["encode", str(tmp_path / "imgs"), "-o", str(tmp_path / "enc"), "--preset", "fast", "--no-progress"]
+    code, summary = _run(argv, capsys)
+    assert code == 0 and summary["ok"] == 2
+    for row in summary["rows"]:
+        rep = json.loads(json.dumps(row))
+        out = tmp_path / "enc" / f"{rep['item']}.inrz"
+        assert main(["decode", str(out), "-o", str(tmp_path / "d.png"), "--reference",
+                     str(tmp_path / "imgs" / f"{rep['item']}.png"), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["psnr"] == pytest.approx(rep["psnr"], abs=1e-9)
+    assert main([*argv, "--steps", "5"]) == 2  # grid steps come from the preset under --many
+    assert "--preset" in capsys.readouterr().err

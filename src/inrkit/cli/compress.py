@@ -11,10 +11,8 @@ from inrkit.cli.common import add_config, add_json_flag, add_output, build_confi
 from inrkit.cli.many import add_many, check_single, emit_many
 from inrkit.compress.api import EncodeConfig, compress_file, decode_image, decompress_file, encode_image
 from inrkit.compress.codecs import CODECS
-from inrkit.compress.decoder import read_file
 from inrkit.compress.latent import PRESETS as GRID_PRESETS
-from inrkit.compress.latent import decode_grid_image, encode_grid_image
-from inrkit.compress.latent_codec import is_grid_file
+from inrkit.compress.latent import encode_grid_image
 from inrkit.errors import InvalidInputError
 from inrkit.jobs import ManyOptions, encode_many, wants_many
 from inrkit.limits import MAX_BPP
@@ -34,11 +32,14 @@ def _decompress(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    if args.codec == "grid":
+    many = wants_many(args.image, build_config(ManyOptions, args))
+    if args.codec == "grid" and not many:
         return emit(_encode_grid(args), args.json)
     config = build_config(EncodeConfig, args)
     options = build_config(encode_image, args)
-    if wants_many(args.image, build_config(ManyOptions, args)):  # a folder of images: one .inrz each
+    if many:  # a folder of images: one .inrz each
+        if args.codec == "grid" and args.steps is not None:
+            raise InvalidInputError("--steps with --many and --codec grid: choose a --preset instead")
         summary = encode_many([args.image], args.output, config=config, redo=args.redo,
                               progress=config.progress and not args.json, **options)
         return emit_many(summary, args.json)
@@ -47,19 +48,17 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _encode_grid(args: argparse.Namespace) -> dict:
-    """``encode --codec grid``: the latent-grid codec (``--lambda``, ``--preset``; ``--steps`` overrides the preset)."""
+    """``encode`` with the grid codec, one image: ``--lambda``, or ``--bpp``/``--target-psnr`` steering lambda;
+    ``--preset``; ``--steps`` overrides the preset."""
     build_config(EncodeConfig, args)  # validates the shared fitting flags
-    if wants_many(args.image, build_config(ManyOptions, args)):
-        raise InvalidInputError("--codec grid encodes one image at a time (no --many yet)")
-    if args.bpp is not None or args.target_psnr is not None:
-        raise InvalidInputError("--codec grid takes --lambda (rate-distortion trade-off), not --bpp/--target-psnr")
+    if args.hidden or args.finetune_steps or args.arch != "siren":
+        raise InvalidInputError("--hidden, --arch and --finetune belong to the network codecs (sinr, quant, coin); "
+                                "--codec grid sizes its own decoder (--preset)")
     check_single(args, (".inrz",))
     return encode_grid_image(args.image, args.output, **build_config(encode_grid_image, args))
 
 
 def _decode(args: argparse.Namespace) -> int:
-    if is_grid_file(read_file(args.file)):
-        return emit(decode_grid_image(args.file, args.output, reference=args.reference), args.json)
     return emit(decode_image(args.file, args.output, **build_config(decode_image, args)), args.json)
 
 
@@ -84,11 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", help="PNG or JPEG image (with --many: a folder or a quoted glob of images)")
     add_output(p, "output .inrz file (with --many: a folder, NAME.inrz per image)", (".inrz",))
     add_many(p, "image")
-    add_config(p, encode_image, skip=["config"], flags={"finetune_steps": "--finetune"}, ranges={"bpp": (0, MAX_BPP)},
-               choices={"codec": codecs, "arch": choices_of(ARCHITECTURES)}, parsers={"hidden": parse_hidden},
-               exclusive=[("bpp", "target_psnr")])
-    add_config(p, encode_grid_image, only=["lmbda", "preset"], flags={"lmbda": "--lambda"},
-               choices={"preset": tuple(GRID_PRESETS)})
+    add_config(p, encode_image, skip=["config"], flags={"finetune_steps": "--finetune", "lmbda": "--lambda"},
+               ranges={"bpp": (0, MAX_BPP)}, parsers={"hidden": parse_hidden}, exclusive=[("bpp", "target_psnr")],
+               choices={"codec": codecs, "arch": choices_of(ARCHITECTURES), "preset": tuple(GRID_PRESETS)})
     add_config(p, EncodeConfig, only=ENCODE_FIT, choices={"schedule": SCHEDULES, "precision": PRECISIONS},
                aliases={"steps": ["--iters"], "batch_size": ["--batch"]}, optional=["steps"])
     add_json_flag(p)

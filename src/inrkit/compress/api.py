@@ -379,31 +379,49 @@ def encode_image(
     *,
     bpp: float | None = None,
     target_psnr: float | None = None,
-    codec: str = "sinr",
+    codec: str = "grid",
+    lmbda: float = 1000.0,
+    preset: str = "default",
     hidden: Sequence[int] | None = None,
     arch: str = "siren",
     config: FitConfig | None = None,
     finetune_steps: int = 0,
 ) -> dict[str, Any]:
-    """Fit an INR to an image and compress it to a bit rate or a PSNR; writes ``out_path`` (.inrz).
+    """Encode an image to a bit rate, a PSNR or (``grid``) a rate-distortion trade-off; writes ``out_path`` (.inrz).
+
+    ``grid`` (the default) trains latent grids and two tiny networks on the image (:mod:`inrkit.compress.latent`);
+    the network codecs (sinr, quant, coin) fit an INR and compress its weights.
 
     Args:
         image_path: PNG or JPEG image.
         out_path: the ``.inrz`` file to write.
-        bpp: target bits per pixel (sizes the network too).
-        target_psnr: target PSNR in dB (the fit stops 1 dB above it).
+        bpp: target bits per pixel (network codecs: sizes the network too; grid: steers lambda, within 5 %).
+        target_psnr: target PSNR in dB (network codecs: the fit stops 1 dB above it; grid: steers lambda).
         codec: a registered codec.
-        hidden: hidden widths, e.g. 64x3 (default: sized to the target).
-        arch: architecture of the fitted network.
+        lmbda: grid: rate-distortion trade-off ``bpp + lambda * MSE`` (without ``bpp``/``target_psnr``), or
+            where the lambda search starts.
+        preset: grid: encoder preset (fast, default, best: training steps and decoder size).
+        hidden: network codecs: hidden widths, e.g. 64x3 (default: sized to the target).
+        arch: network codecs: architecture of the fitted network.
         config: fitting settings (default :class:`EncodeConfig`); its seed also seeds the
-            network and the dictionary, its device runs the compression.
-        finetune_steps: steps of coefficient fine-tuning after sparse coding.
+            network and the dictionary, its device runs the compression. Grid uses its seed, device and
+            progress (its steps come from the preset: ``encode_grid_image`` takes ``steps``).
+        finetune_steps: network codecs: steps of coefficient fine-tuning after sparse coding.
     """
     check_range("bpp", bpp, 0, MAX_BPP, low_open=True)
     check_range("target_psnr", target_psnr)
     if hidden:
         check_hidden(hidden)
     config = config or EncodeConfig()
+    if codec == "grid":
+        if hidden or finetune_steps or arch != "siren":
+            raise InvalidInputError("hidden, arch and finetune_steps (--hidden, --arch, --finetune) belong to the "
+                                    "network codecs (sinr, quant, coin); the grid codec sizes its own decoder "
+                                    "(preset)")
+        from inrkit.compress.latent import encode_grid_image
+
+        return encode_grid_image(image_path, out_path, lmbda=lmbda, bpp=bpp, target_psnr=target_psnr, preset=preset,
+                                 seed=config.seed, device=config.device, progress=config.progress)
     signal = load_signal(Path(image_path))
     if not isinstance(signal, ImageSignal):
         raise InvalidInputError(f"{image_path}: not an image")
@@ -454,6 +472,14 @@ def decode_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
     if Path(out_path).suffix.lower() != ".png":
         raise InvalidInputError("decoded images are written as .png")
     data = read_file(inrz_path)
+    from inrkit.compress.latent_codec import is_grid_file
+
+    if is_grid_file(data):
+        from inrkit.compress.latent import decode_grid_image
+
+        if crop is not None:
+            raise InvalidInputError("a grid .inrz file stores its crop; decode it without --crop")
+        return decode_grid_image(inrz_path, out_path, reference=reference)
     model, header = decode_model(data, check=functools.partial(_check_image, len(data), str(inrz_path)))
     meta = check_metadata(header.get("signal"), model.out_dim, kind="image")
     render_model(model, meta, Path(out_path))

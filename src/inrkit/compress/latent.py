@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence, cast
 
@@ -50,8 +50,8 @@ class GridOptions:
 
     lmbda: float = 1000.0
     levels: int = 7
-    hidden: Sequence[int] = (16,)
-    arm_hidden: Sequence[int] = (8,)
+    hidden: Sequence[int] = (40,)
+    arm_hidden: Sequence[int] = (16, 16)
     steps: int = 2000
     lr: float = 2e-2
     noise_fraction: float = 0.75
@@ -70,9 +70,9 @@ class GridOptions:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {"steps": 600, "hidden": (12,)},
-    "default": {"steps": 2000, "hidden": (16,)},
-    "best": {"steps": 5000, "hidden": (24, 16)},
+    "fast": {"steps": 600},
+    "default": {"steps": 2000},
+    "best": {"steps": 5000},
 }
 """Encoder presets: training steps and synthesis size (measured times in docs/compress.md)."""
 
@@ -194,22 +194,66 @@ def laplace_bits(y: Tensor, mu: Tensor, s: Tensor) -> Tensor:
     return (bits + (bits.clamp(max=_MAX_BITS) - bits).detach()).sum()
 
 
+@dataclass
+class RateTarget:
+    """Steer lambda during training toward a bit rate or a PSNR (inrkit's addition: the papers fix lambda).
+
+    While the latents are trained with noise (from :data:`CONTROL_START` of those steps on), after every step
+    ``lambda *= exp(-gain * (ln bpp - ln target))`` (``bpp``: the ARM's estimate of the latents plus
+    ``overhead_bits`` per image) or ``lambda *= exp(gain * (target - psnr))`` (dB, of the training step); then
+    lambda stays fixed for the straight-through phase, so the result is the rate-distortion optimum of one lambda.
+    The step's error is clipped to +-5 and lambda to :data:`LAMBDA_RANGE`.
+
+    Args:
+        bpp: target bits per pixel of the whole file.
+        psnr: target PSNR in dB.
+        overhead_bits: bits of the file besides the latents (header, networks), estimated.
+        gain: the controller's step.
+    """
+
+    bpp: float | None = None
+    psnr: float | None = None
+    overhead_bits: float = 0.0
+    gain: float = 0.02
+
+    def update(self, lmbda: float, bits: float, mse: float, pixels: int) -> float:
+        """The next lambda after a step whose latents cost ``bits`` with distortion ``mse`` (values in [0, 1])."""
+        if self.bpp is not None:
+            err = -math.log(max(bits + self.overhead_bits, 1.0) / pixels / self.bpp)
+        elif self.psnr is not None:
+            err = self.psnr - psnr_from_mse(max(mse, 1e-12), 1.0)
+        else:
+            return lmbda
+        return float(min(max(lmbda * math.exp(self.gain * max(min(err, 5.0), -5.0)), LAMBDA_RANGE[0]),
+                         LAMBDA_RANGE[1]))
+
+
+LAMBDA_RANGE = (1.0, 1e6)
+"""Where :class:`RateTarget` keeps lambda."""
+CONTROL_START = 0.2
+""":class:`RateTarget` steers from this fraction of the noise steps on (before, the latents are still growing
+from zero and the rate says little about the final one)."""
+
+
 class LatentTask:
     """``bpp + lmbda * MSE`` of a :class:`LatentImageModel` on one image (a :class:`~inrkit.train.task.Task`).
 
     Args:
         pixels: ``[H, W, C]`` values in 0..255.
-        lmbda: weight of the MSE (values in [0, 1]).
+        lmbda: weight of the MSE (values in [0, 1]); with ``control``, where lambda starts.
         noise_steps: steps trained with noise before switching to straight-through rounding.
+        control: steer lambda toward a bit rate or a PSNR during the noise steps.
     """
 
     supports_bf16 = False
     data_range = 1.0
 
-    def __init__(self, pixels: np.ndarray, lmbda: float, noise_steps: int) -> None:
+    def __init__(self, pixels: np.ndarray, lmbda: float, noise_steps: int, control: RateTarget | None = None) -> None:
         self.target = torch.from_numpy(np.ascontiguousarray(pixels, np.float32) / 255.0)
         self.lmbda, self.noise_steps = float(lmbda), int(noise_steps)
         self.pixels = int(pixels.shape[0] * pixels.shape[1])
+        self.control = control
+        self._last = (0.0, 0.0)
 
     def num_samples(self) -> int:
         """0: the whole image every step."""
@@ -225,12 +269,17 @@ class LatentTask:
         """Rate-distortion loss and the MSE (values in [0, 1])."""
         img, bits = model()
         mse = torch.mean((img - self.target) ** 2)
+        if self.control is not None:
+            self._last = (float(bits.detach()), float(mse.detach()))
         return bits / self.pixels + self.lmbda * mse, mse
 
     def on_step_end(self, state: Any) -> None:
-        """Switch from noise to straight-through rounding after ``noise_steps``."""
+        """Steer lambda (with a ``control``, during the noise steps); switch from noise to straight-through
+        rounding after ``noise_steps``."""
         if state.step >= self.noise_steps:
             state.model.quant_mode = "ste"
+        elif self.control is not None and state.step >= CONTROL_START * self.noise_steps:
+            self.lmbda = self.control.update(self.lmbda, *self._last, self.pixels)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -279,12 +328,13 @@ class GridEncoded:
 
 
 def encode_pixels(pixels: np.ndarray, options: GridOptions | None = None, *, signal: dict | None = None,
-                  device: str | None = None, progress: bool = False) -> GridEncoded:
+                  device: str | None = None, progress: bool = False, control: RateTarget | None = None) -> GridEncoded:
     """Train a latent-grid representation of ``pixels`` ``[H, W, C]`` (0..255) and code it.
 
     Training runs through :func:`inrkit.train.fit` (:class:`LatentTask`); then the ARM is put in fixed
     point, the synthesis quantisation step is chosen by the real rate-distortion cost, and the file is
-    written and decoded back (the reported PSNR is that of the decoded file).
+    written and decoded back (the reported PSNR is that of the decoded file). ``control`` steers lambda
+    toward a bit rate or a PSNR during training (:class:`RateTarget`); the report's ``lambda`` is the final one.
     """
     options = options or GridOptions()
     pixels = np.asarray(pixels, np.float32)
@@ -295,7 +345,7 @@ def encode_pixels(pixels: np.ndarray, options: GridOptions | None = None, *, sig
     h, w, ch = pixels.shape
     t0 = time.perf_counter()
     model = LatentImageModel((h, w), ch, options)
-    task = LatentTask(pixels, options.lmbda, round(options.noise_fraction * options.steps))
+    task = LatentTask(pixels, options.lmbda, round(options.noise_fraction * options.steps), control)
     config = FitConfig(steps=options.steps, lr=options.lr, schedule="cosine", lr_min_factor=0.01,
                        seed=options.seed, log_every=50, progress=progress, device=device, precision="fp32")
     result = fit(model, task, config)
@@ -315,7 +365,7 @@ def encode_pixels(pixels: np.ndarray, options: GridOptions | None = None, *, sig
                          signal or {})
     target = pixels.astype(np.float64) / 255.0
     feats = lc.upsampled(latents, h, w)
-    cost = {q: 8.0 * _synth_bytes(img, q) / (h * w) + options.lmbda * _synth_error(img, feats, target, q)
+    cost = {q: 8.0 * _synth_bytes(img, q) / (h * w) + task.lmbda * _synth_error(img, feats, target, q)
             for q in range(4, 14)}
     img.q = min(cost, key=lambda k: cost[k])
     t1 = time.perf_counter()
@@ -328,7 +378,7 @@ def encode_pixels(pixels: np.ndarray, options: GridOptions | None = None, *, sig
     mse = float(np.mean((out - target) ** 2))
     latent_bytes = len(lc.encode_latents(latents, img.arm, bits))
     report = {"codec": lc.CODEC, "bytes": len(data), "bpp": 8.0 * len(data) / (h * w), "psnr": psnr_from_mse(mse, 1.0),
-              "lambda": options.lmbda, "steps": result.steps, "levels": options.levels,
+              "lambda": task.lmbda, "steps": result.steps, "levels": options.levels,
               "hidden": list(map(int, options.hidden)), "q": img.q, "fw": img.arm.fw, "latent_bytes": latent_bytes,
               "bpp_estimate": float(result.metrics.get("bpp_estimate", float("nan"))),
               "fit_psnr": float(result.metrics.get("psnr", float("nan"))),
@@ -337,15 +387,77 @@ def encode_pixels(pixels: np.ndarray, options: GridOptions | None = None, *, sig
     return GridEncoded(data, report, latents)
 
 
+def overhead_bits(shape: tuple[int, int], channels: int, options: GridOptions) -> float:
+    """Rough bits of a file besides the latents: header and ARM (about 64 bytes) and the synthesis weights
+    (about 10 bits each: the measured size of 8-11 bit weights after the coder)."""
+    synth = sum((a + 1) * b for a, b in zip([options.levels, *options.hidden], [*options.hidden, channels]))
+    return 8.0 * 64 + 10.0 * synth
+
+
+TARGET_ATTEMPTS = 3
+"""Trainings at most to meet a ``bpp`` or ``target_psnr`` (each later one aims at the corrected target)."""
+BPP_TOLERANCE = 0.05
+"""A bit-rate target is met within 5 % (relative)."""
+PSNR_SLACK = 0.5
+"""A PSNR target is met at or up to 0.5 dB above it."""
+
+
+def encode_to_target(pixels: np.ndarray, options: GridOptions, *, bpp: float | None = None,
+                     target_psnr: float | None = None, signal: dict | None = None, device: str | None = None,
+                     progress: bool = False) -> GridEncoded:
+    """:func:`encode_pixels` at a bit rate (within 5 %) or a PSNR (at most 0.5 dB above it).
+
+    Each training steers lambda toward the goal (:class:`RateTarget`); if the written file misses it, the next
+    training (at most :data:`TARGET_ATTEMPTS`) starts from the last lambda and aims at a goal corrected by the
+    miss. The report says ``target_met``, ``attempts`` and, when missed, ``target_note`` (the closest file is kept).
+    """
+    if (bpp is None) == (target_psnr is None):
+        raise InvalidInputError("give one of bpp and target_psnr")
+    pixels = np.asarray(pixels, np.float32)
+    shape, ch = (int(pixels.shape[0]), int(pixels.shape[1])), int(pixels.shape[2]) if pixels.ndim == 3 else 1
+
+    def miss(enc: GridEncoded) -> float:  # 0 inside the accepted band
+        if bpp is not None:
+            return max(abs(enc.report["bpp"] / bpp - 1) - BPP_TOLERANCE, 0.0)
+        d = enc.report["psnr"] - float(target_psnr or 0.0)
+        return max(-d, d - PSNR_SLACK, 0.0) + (1.0 if d < 0 else 0.0)  # below the target is worse than above
+
+    aim = float(bpp if bpp is not None else target_psnr or 0.0)
+    lmbda, best, attempt = options.lmbda, None, 0
+    while attempt < TARGET_ATTEMPTS and (best is None or miss(best) > 0):
+        attempt += 1
+        control = RateTarget(bpp=aim if bpp is not None else None, psnr=aim if target_psnr is not None else None,
+                             overhead_bits=overhead_bits(shape, ch, options))
+        enc = encode_pixels(pixels, replace(options, lmbda=lmbda), signal=signal, device=device, progress=progress,
+                            control=control)
+        best = enc if best is None or miss(enc) < miss(best) else best
+        lmbda = enc.report["lambda"]
+        if bpp is not None:
+            aim *= bpp / enc.report["bpp"]
+        else:
+            aim += float(target_psnr or 0.0) + PSNR_SLACK / 2 - enc.report["psnr"]
+    assert best is not None
+    best.report.update(attempts=attempt, target_met=miss(best) == 0)
+    if miss(best) > 0:
+        goal = f"{bpp} bpp" if bpp is not None else f"{target_psnr} dB"
+        best.report["target_note"] = (f"missed {goal} after {attempt} trainings: closest file "
+                                      f"{best.report['bpp']:.3f} bpp, {best.report['psnr']:.2f} dB")
+    return best
+
+
 def encode_grid_image(image_path: str | os.PathLike, out_path: str | os.PathLike, *, lmbda: float = 1000.0,
-                      preset: str = "default", steps: int | None = None, crop: Sequence[int] | None = None,
-                      seed: int = 0, device: str | None = None, progress: bool = True) -> dict[str, Any]:
+                      bpp: float | None = None, target_psnr: float | None = None, preset: str = "default",
+                      steps: int | None = None, crop: Sequence[int] | None = None, seed: int = 0,
+                      device: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Encode an image file with the ``grid`` codec; writes ``out_path`` (.inrz) and returns the report.
 
     Args:
         image_path: PNG or JPEG image.
         out_path: the ``.inrz`` file to write.
         lmbda: rate-distortion trade-off: ``bpp + lambda * MSE`` (pixel values in [0, 1]); larger: better, bigger.
+            With ``bpp`` or ``target_psnr``: where the search starts.
+        bpp: target bits per pixel of the file (met within 5 %, or the report says it was missed).
+        target_psnr: target PSNR in dB (met at or up to 0.5 dB above it, or the report says it was missed).
         preset: encoder preset: fast, default or best (training steps and synthesis size).
         steps: training steps (default: the preset's).
         crop: image window ROW0:ROW1,COL0:COL1.
@@ -364,7 +476,11 @@ def encode_grid_image(image_path: str | os.PathLike, out_path: str | os.PathLike
         pixels = pixels[r0:r1, c0:c1]
     options = preset_options(preset, lmbda=lmbda, steps=steps, seed=seed)
     meta = {"kind": "image", "crop": list(map(int, crop)) if crop is not None else None, "source_shape": source}
-    enc = encode_pixels(pixels, options, signal=meta, device=device, progress=progress)
+    if bpp is None and target_psnr is None:
+        enc = encode_pixels(pixels, options, signal=meta, device=device, progress=progress)
+    else:
+        enc = encode_to_target(pixels, options, bpp=bpp, target_psnr=target_psnr, signal=meta, device=device,
+                               progress=progress)
     with atomic_write(out_path) as handle:
         handle.write(enc.data)
     return {**enc.report, "output": str(out_path), "preset": preset, "shape": list(pixels.shape[:2])}
@@ -403,5 +519,6 @@ def decode_grid_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
     return rep
 
 
-__all__ = ["GridEncoded", "GridOptions", "LatentImageModel", "LatentTask", "PRESETS", "decode_grid_image",
-           "encode_grid_image", "encode_pixels", "laplace_bits", "preset_options"]
+__all__ = ["GridEncoded", "GridOptions", "LatentImageModel", "LatentTask", "PRESETS", "RateTarget",
+           "decode_grid_image", "encode_grid_image", "encode_pixels", "encode_to_target", "laplace_bits",
+           "preset_options"]
