@@ -99,7 +99,7 @@ def _pil_decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def baseline_settings(name: str, pixels: int) -> list[tuple[str, Callable[[np.ndarray], bytes], Callable]]:
+def baseline_settings(name: str) -> list[tuple[str, Callable[[np.ndarray], bytes], Callable]]:
     """``(setting, encode, decode)`` of a classical codec."""
     if name == "jpeg":
         return [(f"q{q}", _pil("JPEG", quality=q), _pil_decode) for q in (10, 20, 30, 45, 60, 75, 85, 95)]
@@ -116,7 +116,7 @@ def baseline_settings(name: str, pixels: int) -> list[tuple[str, Callable[[np.nd
 
 def classic_points(name: str, img: np.ndarray) -> list[dict]:
     out = []
-    for setting, enc, dec in baseline_settings(name, img.shape[0] * img.shape[1]):
+    for setting, enc, dec in baseline_settings(name):
         t0 = time.perf_counter()
         data = enc(img)
         t1 = time.perf_counter()

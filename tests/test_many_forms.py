@@ -117,8 +117,7 @@ def test_encode_many_with_the_default_grid_codec(tmp_path: Path, capsys: pytest.
     argv = ["encode", str(tmp_path / "imgs"), "-o", str(tmp_path / "enc"), "--preset", "fast", "--no-progress"]
     code, summary = _run(argv, capsys)
     assert code == 0 and summary["ok"] == 2
-    for row in summary["rows"]:
-        rep = json.loads(json.dumps(row))
+    for rep in summary["rows"]:
         out = tmp_path / "enc" / f"{rep['item']}.inrz"
         assert main(["decode", str(out), "-o", str(tmp_path / "d.png"), "--reference",
                      str(tmp_path / "imgs" / f"{rep['item']}.png"), "--json"]) == 0

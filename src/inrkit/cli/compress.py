@@ -9,7 +9,14 @@ import argparse
 
 from inrkit.cli.common import add_config, add_json_flag, add_output, build_config, choices_of, emit, parse_crop
 from inrkit.cli.many import add_many, check_single, emit_many
-from inrkit.compress.api import EncodeConfig, compress_file, decode_image, decompress_file, encode_image
+from inrkit.compress.api import (
+    EncodeConfig,
+    compress_file,
+    decode_image,
+    decompress_file,
+    encode_image,
+    refuse_network_options,
+)
 from inrkit.compress.codecs import CODECS
 from inrkit.compress.latent import PRESETS as GRID_PRESETS
 from inrkit.compress.latent import encode_grid_image
@@ -51,9 +58,7 @@ def _encode_grid(args: argparse.Namespace) -> dict:
     """``encode`` with the grid codec, one image: ``--lambda``, or ``--bpp``/``--target-psnr`` steering lambda;
     ``--preset``; ``--steps`` overrides the preset."""
     build_config(EncodeConfig, args)  # validates the shared fitting flags
-    if args.hidden or args.finetune_steps or args.arch != "siren":
-        raise InvalidInputError("--hidden, --arch and --finetune belong to the network codecs (sinr, quant, coin); "
-                                "--codec grid sizes its own decoder (--preset)")
+    refuse_network_options(args.hidden, args.arch, args.finetune_steps)
     check_single(args, (".inrz",))
     return encode_grid_image(args.image, args.output, **build_config(encode_grid_image, args))
 

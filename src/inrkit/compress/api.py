@@ -400,7 +400,7 @@ def encode_image(
         codec: a registered codec.
         lmbda: grid: rate-distortion trade-off ``bpp + lambda * MSE`` (without ``bpp``/``target_psnr``), or
             where the lambda search starts.
-        preset: grid: encoder preset (fast, default, best: training steps and decoder size).
+        preset: grid: encoder preset (fast, default, best: training steps).
         hidden: network codecs: hidden widths, e.g. 64x3 (default: sized to the target).
         arch: network codecs: architecture of the fitted network.
         config: fitting settings (default :class:`EncodeConfig`); its seed also seeds the
@@ -414,10 +414,7 @@ def encode_image(
         check_hidden(hidden)
     config = config or EncodeConfig()
     if codec == "grid":
-        if hidden or finetune_steps or arch != "siren":
-            raise InvalidInputError("hidden, arch and finetune_steps (--hidden, --arch, --finetune) belong to the "
-                                    "network codecs (sinr, quant, coin); the grid codec sizes its own decoder "
-                                    "(preset)")
+        refuse_network_options(hidden, arch, finetune_steps)
         from inrkit.compress.latent import encode_grid_image
 
         return encode_grid_image(image_path, out_path, lmbda=lmbda, bpp=bpp, target_psnr=target_psnr, preset=preset,
@@ -443,6 +440,13 @@ def encode_image(
     rep.update(output=str(out_path), hidden=hidden, fit_psnr=float(fitted.metrics["psnr"]), fit_steps=fitted.steps,
                fit_seconds=fit_s, seconds=time.perf_counter() - t0)
     return rep
+
+
+def refuse_network_options(hidden: Sequence[int] | None, arch: str, finetune_steps: int) -> None:
+    """The grid codec sizes its own decoder: refuse the network codecs' sizing and tuning options."""
+    if hidden or finetune_steps or arch != "siren":
+        raise InvalidInputError("--hidden, --arch and --finetune belong to the network codecs (sinr, quant, coin); "
+                                "the grid codec sizes its own decoder (--preset)")
 
 
 def _check_image(file_bytes: int, what: str, header: dict, widths: list[int]) -> None:

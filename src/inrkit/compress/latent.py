@@ -74,7 +74,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {"steps": 2000},
     "best": {"steps": 5000},
 }
-"""Encoder presets: training steps and synthesis size (measured times in docs/compress.md)."""
+"""Encoder presets: training steps (measured times in docs/compress.md)."""
 
 
 def preset_options(preset: str = "default", **overrides: Any) -> GridOptions:
@@ -416,13 +416,15 @@ def encode_to_target(pixels: np.ndarray, options: GridOptions, *, bpp: float | N
     pixels = np.asarray(pixels, np.float32)
     shape, ch = (int(pixels.shape[0]), int(pixels.shape[1])), int(pixels.shape[2]) if pixels.ndim == 3 else 1
 
+    goal = float(bpp) if bpp is not None else float(cast(float, target_psnr))
+
     def miss(enc: GridEncoded) -> float:  # 0 inside the accepted band
         if bpp is not None:
-            return max(abs(enc.report["bpp"] / bpp - 1) - BPP_TOLERANCE, 0.0)
-        d = enc.report["psnr"] - float(target_psnr or 0.0)
+            return max(abs(enc.report["bpp"] / goal - 1) - BPP_TOLERANCE, 0.0)
+        d = enc.report["psnr"] - goal
         return max(-d, d - PSNR_SLACK, 0.0) + (1.0 if d < 0 else 0.0)  # below the target is worse than above
 
-    aim = float(bpp if bpp is not None else target_psnr or 0.0)
+    aim = goal
     lmbda, best, attempt = options.lmbda, None, 0
     while attempt < TARGET_ATTEMPTS and (best is None or miss(best) > 0):
         attempt += 1
@@ -433,14 +435,14 @@ def encode_to_target(pixels: np.ndarray, options: GridOptions, *, bpp: float | N
         best = enc if best is None or miss(enc) < miss(best) else best
         lmbda = enc.report["lambda"]
         if bpp is not None:
-            aim *= bpp / enc.report["bpp"]
+            aim *= goal / enc.report["bpp"]
         else:
-            aim += float(target_psnr or 0.0) + PSNR_SLACK / 2 - enc.report["psnr"]
+            aim += goal + PSNR_SLACK / 2 - enc.report["psnr"]
     assert best is not None
     best.report.update(attempts=attempt, target_met=miss(best) == 0)
     if miss(best) > 0:
-        goal = f"{bpp} bpp" if bpp is not None else f"{target_psnr} dB"
-        best.report["target_note"] = (f"missed {goal} after {attempt} trainings: closest file "
+        wanted = f"{bpp} bpp" if bpp is not None else f"{target_psnr} dB"
+        best.report["target_note"] = (f"missed {wanted} after {attempt} trainings: closest file "
                                       f"{best.report['bpp']:.3f} bpp, {best.report['psnr']:.2f} dB")
     return best
 
@@ -458,7 +460,7 @@ def encode_grid_image(image_path: str | os.PathLike, out_path: str | os.PathLike
             With ``bpp`` or ``target_psnr``: where the search starts.
         bpp: target bits per pixel of the file (met within 5 %, or the report says it was missed).
         target_psnr: target PSNR in dB (met at or up to 0.5 dB above it, or the report says it was missed).
-        preset: encoder preset: fast, default or best (training steps and synthesis size).
+        preset: encoder preset: fast, default or best (training steps).
         steps: training steps (default: the preset's).
         crop: image window ROW0:ROW1,COL0:COL1.
         seed: seed of the initialisation and the noise.
