@@ -42,15 +42,19 @@ PAPER_SAVING = (42.0, 49.0)  # SINR paper: storage reduction at equal quality, i
 
 
 # ------------------------------------------------------------------ metrics
-def bd_rate(rate_a: list[float], psnr_a: list[float], rate_b: list[float], psnr_b: list[float]) -> float | None:
+def bd_rate(rate_a: list[float], psnr_a: list[float], rate_b: list[float], psnr_b: list[float],
+            window: tuple[float, float] | None = None) -> float | None:
     """Bjontegaard delta rate of curve B against A, in % (negative: B needs fewer bits).
 
     Fits log-rate as a polynomial of PSNR (cubic with 4+ points) on each curve and compares
-    the integrals over the overlapping PSNR interval (Bjontegaard, VCEG-M33).
+    the integrals over the overlapping PSNR interval (Bjontegaard, VCEG-M33), narrowed to the PSNR
+    ``window`` when one is given.
     """
     if min(len(rate_a), len(rate_b)) < 2:
         return None
     lo, hi = max(min(psnr_a), min(psnr_b)), min(max(psnr_a), max(psnr_b))
+    if window is not None:
+        lo, hi = max(lo, window[0]), min(hi, window[1])
     if hi <= lo:
         return None
     ints = []

@@ -177,6 +177,7 @@ def _samples(version: int) -> dict[str, bytes]:
             "sinr-bitmask": compress_model(model, "sinr", sparsity=0.45, overcomplete=1.2, signal=META),
             "quant": compress_model(model, "quant", bits=5, signal=META),
             "quant12": compress_model(model, "quant", bits=12, signal=META),
+            "quant-rows": compress_model(model, "quant", bits=5, per_row=True, row_bits=6, signal=META),
             "coin": compress_model(model, "coin", signal=META),
         }
 
@@ -303,6 +304,26 @@ def test_absurd_lengths_and_raw_json(name, head_len, text):
     header, payload = split(SAMPLES[name])
     check(build(json.dumps(header).encode(), payload, head_len=head_len))
     check(build(text * 2000, payload))  # deep nesting, non-finite numbers, bad UTF-8
+
+
+@FUZZ
+@given(st.booleans(), st.sampled_from(["row_bits", "bits", "wr", "b"]), st.integers(0, 3), ABSURD,
+       st.integers(0, 6), st.binary(max_size=6))
+def test_per_row_fields(v2, field, layer, value, section, junk):
+    """The per-row quantiser's fields (``params.row_bits``, ``layers[i].wr``) and its sections, in v1 and v2."""
+    header, sections = split_v2("quant-rows") if v2 else (split(SAMPLES["quant-rows"])[0], None)
+    target = header["params"] if field in ("row_bits", "bits") else header["layers"][layer % 3]
+    target[field] = json.loads(json.dumps(value))
+    if v2:
+        sections = list(sections)
+        sections[section] = sections[section][: len(junk)] + junk if junk else sections[section]
+        try:
+            check(build_v2(dump_value(header), sections))
+        except InvalidInputError:
+            pass  # a value the v2 header cannot hold
+    else:
+        header.pop("sizes")
+        check(pack(header, unpack(SAMPLES["quant-rows"])[1], version=1))
 
 
 # ------------------------------------------------------------------ container v2

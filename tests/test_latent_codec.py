@@ -170,3 +170,45 @@ def test_encode_to_a_bit_rate_gets_closer_than_a_fixed_lambda() -> None:
     assert abs(np.log(rep["bpp"] / target)) < abs(np.log(free / target)) / 2
     assert rep["target_met"] == (abs(rep["bpp"] / target - 1) <= BPP_TOLERANCE)
     assert rep["target_met"] or "missed" in rep["target_note"]
+
+
+def test_soft_round_limits_and_kumaraswamy_noise() -> None:
+    from inrkit.compress.latent import kumaraswamy_noise, soft_round
+
+    y = torch.linspace(-3.4, 3.4, 101)
+    assert torch.allclose(soft_round(y, 1e-4), torch.round(y), atol=1e-4)  # cold: rounding
+    assert torch.allclose(soft_round(y, 50.0), y, atol=1e-3)  # hot: the identity
+    assert torch.allclose(soft_round(torch.tensor([-1.0, 0.0, 2.0]), 0.3), torch.tensor([-1.0, 0.0, 2.0]))
+    u = torch.rand(200_000, generator=torch.Generator().manual_seed(0))
+    flat, peaked = kumaraswamy_noise(u, 1.0), kumaraswamy_noise(u, 2.0)
+    assert torch.allclose(flat, u - 0.5, atol=1e-6)  # a = 1: uniform
+    assert float(peaked.abs().max()) <= 0.5 and abs(float(peaked.mean())) < 0.01
+    assert float(peaked.std()) < float(flat.std()) - 0.02  # more peaked around 0
+
+
+def test_last_phase_trains_the_networks_on_fixed_rounded_latents() -> None:
+    from inrkit.compress.latent import LatentImageModel, LatentTask
+
+    img = _image()
+    model = LatentImageModel(img.shape[:2], 3, GridOptions())
+    with torch.no_grad():
+        for g in model.latents:
+            g.uniform_(-2, 2)
+    task = LatentTask(img, 1000.0, noise_steps=0)
+    model.train()
+    noisy = [q.detach() for q in model.quantised()]
+    assert any(not torch.equal(q, torch.round(q)) for q in noisy)  # noise phase: not integers
+    model.quant_mode = "round"
+    loss, _ = task.loss(model)
+    loss.backward()
+    assert all(g.grad is None for g in model.latents)
+    assert all(p.grad is not None for p in [*model.synthesis.parameters(), *model.arm.parameters()])
+
+
+def test_grid_options_refuse_bad_quantiser_settings() -> None:
+    from inrkit.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="temperature"):
+        GridOptions(temperature=(0.0, 0.2))
+    with pytest.raises(InvalidInputError, match="noise"):
+        GridOptions(noise=("laplace", 1.0, 1.0))

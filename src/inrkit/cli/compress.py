@@ -58,7 +58,7 @@ def _encode_grid(args: argparse.Namespace) -> dict:
     """``encode`` with the grid codec, one image: ``--lambda``, or ``--bpp``/``--target-psnr`` steering lambda;
     ``--preset``; ``--steps`` overrides the preset."""
     build_config(EncodeConfig, args)  # validates the shared fitting flags
-    refuse_network_options(args.hidden, args.arch, args.finetune_steps)
+    refuse_network_options(args.hidden, args.arch, args.finetune_steps, args.qat_steps)
     check_single(args, (".inrz",))
     return encode_grid_image(args.image, args.output, **build_config(encode_grid_image, args))
 

@@ -19,6 +19,7 @@ import torch
 from inrkit.compress.codecs import CODECS, Codec
 from inrkit.compress.decoder import read_file
 from inrkit.compress.model import decode_model
+from inrkit.compress.qat import QAT_LR, QAT_STEPS
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import MAX_BPP, check_hidden, check_inrz_image, check_range
 from inrkit.models import MLP, build_model, load_model, save_model
@@ -29,6 +30,7 @@ from inrkit.utils import atomic_write
 
 SPARSITY_GRID = tuple(round(0.02 * i, 2) for i in range(1, 25))  # 0.02 .. 0.48 of k1
 BITS_GRID = (6, 7, 8, 10)
+QAT_BITS_GRID = (3, 4, 5, 6, 8, 10)  # after QAT, 3-5 bits reach rates 6 bits cannot (docs/compress.md)
 _CAST = {"bits": int, "sparsity": float}
 
 
@@ -80,10 +82,12 @@ def compress_to_target(
     bits: int | None = None,
     sparsity: float | None = None,
     options: Any = None,
-    bits_grid: Sequence[int] = BITS_GRID,
+    bits_grid: Sequence[int] | None = None,
     sparsity_grid: Sequence[float] = SPARSITY_GRID,
     finetune_steps: int = 0,
     finetune_lr: float = 1e-4,
+    qat_steps: int = 0,
+    qat_lr: float = QAT_LR,
     meta: dict | None = None,
     device: str | None = None,
     progress: bool = False,
@@ -105,10 +109,13 @@ def compress_to_target(
         bits: a fixed bit depth (else searched over ``bits_grid``).
         sparsity: a fixed sparsity (else searched over ``sparsity_grid``).
         options: the codec's options (other fields than the searched ones), default options when ``None``.
-        bits_grid: bit depths tried.
+        bits_grid: bit depths tried (default :data:`BITS_GRID`, with ``qat_steps`` :data:`QAT_BITS_GRID`).
         sparsity_grid: sparsities tried (binary search; quality and size grow along it).
         finetune_steps: fine-tuning steps after the codec's transform (codecs that support it).
         finetune_lr: fine-tuning learning rate.
+        qat_steps: steps of quantisation-aware fine-tuning before the codec's transform, one run per bit
+            depth tried (:mod:`inrkit.compress.qat`; ``quant`` then stores per-row steps, needs ``signal``).
+        qat_lr: its learning rate.
         meta: signal metadata stored in the file.
         device: where the transform and fine-tuning run.
         progress: a progress bar on stderr over the candidates tried (and each one's fine-tuning
@@ -117,25 +124,41 @@ def compress_to_target(
     c = CODECS.get(codec)
     if target_psnr is not None and signal is None:
         raise InvalidInputError("a target PSNR needs the signal to measure it")
+    bits_grid = bits_grid if bits_grid is not None else QAT_BITS_GRID if qat_steps else BITS_GRID
     _check_args(bits, sparsity, target_bytes, finetune_steps, list(bits_grid))
+    if qat_steps < 0 or (qat_steps and signal is None):
+        raise InvalidInputError("quantisation-aware training needs the signal and steps >= 0")
     base = _codec_options(c, options)
+    base = c.qat_options(base) if qat_steps else base
     targeted = target_psnr is not None or target_bytes is not None
     bit_list = _axis(c, "bits", bits, bits_grid, base, targeted)
     sp_list = _axis(c, "sparsity", sparsity, sparsity_grid, base, targeted)
     prepared: dict[Any, Any] = {}
+    tuned: dict[Any, Any] = {}
     bar = _search_bar(progress, len(bit_list) * _search_length(len(sp_list), targeted), codec)
+
+    def source(opts: Any) -> Any:
+        """The model the codec transforms: after QAT for ``opts``'s bit depth, when asked for."""
+        if not qat_steps or signal is None:
+            return model
+        key = c.qat_bits(opts)
+        if key not in tuned:
+            tuned[key] = c.qat(model, signal, opts, qat_steps, qat_lr, device, progress)
+        return tuned[key]
 
     def build(sp: float | None, b: int | None) -> Compressed:
         opts = replace(base, **{k: v for k, v in (("sparsity", sp), ("bits", b)) if v is not None})
         bar.set_postfix_str(", ".join(f"{k}={v}" for k, v in (("bits", b), ("sparsity", sp)) if v is not None))
-        if sp not in prepared:
-            p = c.prepare(model, opts, device)
+        key = (sp, c.qat_bits(opts) if qat_steps else None)
+        if key not in prepared:
+            p = c.prepare(source(opts), opts, device)
             if finetune_steps and signal is not None:
                 tune = {"progress": True} if progress and "progress" in inspect.signature(c.finetune).parameters else {}
                 p = c.finetune(p, signal, finetune_steps, finetune_lr, device, **tune)
-            prepared[sp] = p
-        data = c.encode_prepared(prepared[sp], opts, meta)
-        params = dict(c.report(opts), **({"finetune_steps": finetune_steps} if c.can_finetune else {}))
+            prepared[key] = p
+        data = c.encode_prepared(prepared[key], opts, meta)
+        params = dict(c.report(opts), **({"finetune_steps": finetune_steps} if c.can_finetune else {}),
+                      **({"qat_steps": qat_steps} if qat_steps else {}))
         dec, psnr = _evaluate(data, signal)
         bar.update(1)
         return Compressed(data, dec, codec, params, psnr)
@@ -278,6 +301,7 @@ def compress_file(
     target_bytes: int | None = None,
     signal_path: str | os.PathLike | None = None,
     finetune_steps: int = 0,
+    qat_steps: int = 0,
     overcomplete: float = 8.0,
     seed: int = 0,
     device: str | None = None,
@@ -297,6 +321,8 @@ def compress_file(
         target_bytes: best PSNR within this many bytes.
         signal_path: the signal the model represents (to measure PSNR).
         finetune_steps: steps of coefficient fine-tuning (needs the signal).
+        qat_steps: steps of quantisation-aware fine-tuning before coding (needs the signal; ``quant``
+            then stores one learned step per weight row).
         overcomplete: dictionary atoms per vector length (k2/k1).
         seed: dictionary seed.
         device: where the transform and fine-tuning run (cpu, cuda, ...; default: pick automatically).
@@ -306,8 +332,8 @@ def compress_file(
     loaded, header = load_model(model_path, device="cpu")
     model = _as_mlp(loaded)
     meta = header.get("signal") or {}
-    if finetune_steps and not signal_path:
-        raise InvalidInputError("fine-tuning needs the signal (--signal)")
+    if (finetune_steps or qat_steps) and not signal_path:
+        raise InvalidInputError("fine-tuning and quantisation-aware training need the signal (--signal)")
     signal = load_matching_signal(Path(signal_path), header, "--signal", crop=crop) if signal_path else None
     if signal is not None and (signal.dim, signal.out_dim) != (model.coord_dim, model.out_dim):
         raise InvalidInputError(f"model maps {model.coord_dim}->{model.out_dim} but the signal is "
@@ -317,7 +343,8 @@ def compress_file(
     options = c.make_options(overcomplete=overcomplete, seed=seed)
     result = compress_to_target(model, signal, codec, target_psnr=target_psnr, target_bytes=target_bytes,
                                 bits=bits, sparsity=sparsity, options=options,
-                                finetune_steps=finetune_steps, meta=meta, device=device, progress=progress)
+                                finetune_steps=finetune_steps, qat_steps=qat_steps, meta=meta, device=device,
+                                progress=progress)
     write_bytes(out_path, result.data)
     rep = result.report(_pixels(meta))
     rep.update(output=str(out_path), original_bytes=4 * model.num_params(),
@@ -386,6 +413,7 @@ def encode_image(
     arch: str = "siren",
     config: FitConfig | None = None,
     finetune_steps: int = 0,
+    qat_steps: int | None = None,
 ) -> dict[str, Any]:
     """Encode an image to a bit rate, a PSNR or (``grid``) a rate-distortion trade-off; writes ``out_path`` (.inrz).
 
@@ -407,6 +435,8 @@ def encode_image(
             network and the dictionary, its device runs the compression. Grid uses its seed, device and
             progress (its steps come from the preset: ``encode_grid_image`` takes ``steps``).
         finetune_steps: network codecs: steps of coefficient fine-tuning after sparse coding.
+        qat_steps: network codecs: steps of quantisation-aware fine-tuning before coding, per bit depth
+            tried (``quant`` then stores per-row steps; default :data:`inrkit.compress.qat.QAT_STEPS`, 0: off).
     """
     check_range("bpp", bpp, 0, MAX_BPP, low_open=True)
     check_range("target_psnr", target_psnr)
@@ -414,7 +444,7 @@ def encode_image(
         check_hidden(hidden)
     config = config or EncodeConfig()
     if codec == "grid":
-        refuse_network_options(hidden, arch, finetune_steps)
+        refuse_network_options(hidden, arch, finetune_steps, qat_steps)
         from inrkit.compress.latent import encode_grid_image
 
         return encode_grid_image(image_path, out_path, lmbda=lmbda, bpp=bpp, target_psnr=target_psnr, preset=preset,
@@ -433,7 +463,9 @@ def encode_image(
     target_bytes = None if bpp is None else int(bpp * pixels / 8)
     options = CODECS.get(codec).make_options(seed=config.seed)
     result = compress_to_target(_as_mlp(fitted.model.cpu()), signal, codec, target_psnr=target_psnr,
-                                target_bytes=target_bytes, finetune_steps=finetune_steps, options=options,
+                                target_bytes=target_bytes, finetune_steps=finetune_steps,
+                                qat_steps=QAT_STEPS if qat_steps is None else qat_steps,
+                                options=options,
                                 meta=signal.metadata(), device=config.device, progress=config.progress)
     write_bytes(out_path, result.data)
     rep = result.report(pixels)
@@ -442,11 +474,12 @@ def encode_image(
     return rep
 
 
-def refuse_network_options(hidden: Sequence[int] | None, arch: str, finetune_steps: int) -> None:
+def refuse_network_options(hidden: Sequence[int] | None, arch: str, finetune_steps: int,
+                           qat_steps: int | None = None) -> None:
     """The grid codec sizes its own decoder: refuse the network codecs' sizing and tuning options."""
-    if hidden or finetune_steps or arch != "siren":
-        raise InvalidInputError("--hidden, --arch and --finetune belong to the network codecs (sinr, quant, coin); "
-                                "the grid codec sizes its own decoder (--preset)")
+    if hidden or finetune_steps or qat_steps or arch != "siren":
+        raise InvalidInputError("--hidden, --arch, --finetune and --qat-steps belong to the network codecs (sinr, "
+                                "quant, coin); the grid codec sizes its own decoder (--preset)")
 
 
 def _check_image(file_bytes: int, what: str, header: dict, widths: list[int]) -> None:

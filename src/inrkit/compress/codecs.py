@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Callable, Union
 
 import numpy as np
@@ -44,6 +44,7 @@ from inrkit.compress.layout import (
     MAX_DICT,
     MAX_K2,
     DecodeWork,
+    RowModel,
     Sections,
     SinrOptions,
     SparseLayer,
@@ -51,14 +52,17 @@ from inrkit.compress.layout import (
     architecture,
     as_array,
     bad,
+    bias_section,
     byte_section,
     check_bits,
     coded_section,
     fourier_sections,
     quant_section,
+    read_float,
     read_int,
     read_qparams,
     reconstruct,
+    row_sections,
     table_section,
 )
 from inrkit.errors import InvalidFileError, InvalidInputError
@@ -113,6 +117,23 @@ class Codec:
     def finetune(self, prepared: Any, signal: Signal, steps: int, lr: float, device: Any = None) -> Any:
         """Improve ``prepared`` on ``signal`` before writing (nothing by default)."""
         return prepared
+
+    def qat_bits(self, options: Any) -> int | None:
+        """Bit depth :meth:`qat` trains for (default: the options' ``bits``; ``None``: float16)."""
+        bits = getattr(options, "bits", None)
+        return None if bits is None else int(bits)
+
+    def qat_options(self, options: Any) -> Any:
+        """The options that store what :meth:`qat` learned (default: ``options``)."""
+        return options
+
+    def qat(self, model: MLP, signal: Signal, options: Any, steps: int, lr: float, device: Any = None,
+            progress: bool = False) -> RowModel:
+        """Quantisation-aware fine-tuning (:func:`inrkit.compress.qat.quantisation_aware`) for these options."""
+        from inrkit.compress.qat import ROW_BITS, quantisation_aware
+
+        return quantisation_aware(model, signal, self.qat_bits(options), steps, lr,
+                                  row_bits=getattr(options, "row_bits", ROW_BITS), device=device, progress=progress)
 
     def encode_prepared(self, prepared: Any, options: Any, signal: dict | None = None,
                         extra: dict | None = None) -> bytes:
@@ -200,10 +221,10 @@ class SinrCodec(Codec):
     bits_per_param = 2.5
     can_finetune = True
 
-    def prepare(self, model: MLP, options: SinrOptions, device: Any = None) -> SparseModel:
+    def prepare(self, model: MLP | RowModel, options: SinrOptions, device: Any = None) -> SparseModel:
         from inrkit.compress.sparse import sparse_code
 
-        return sparse_code(model, options, device)
+        return sparse_code(model.model if isinstance(model, RowModel) else model, options, device)
 
     def finetune(self, prepared: SparseModel, signal: Signal, steps: int, lr: float, device: Any = None,
                  progress: bool = False) -> SparseModel:
@@ -333,46 +354,86 @@ class QuantOptions:
 
     Args:
         bits: bit depth of every tensor.
+        per_row: one step per weight row (signed codes, steps ``k * base`` with ``k`` coded in ``row_bits``
+            bits; biases per tensor), set from each row's range; quantisation-aware training learns them
+            (``qat_steps`` turns it on). Default: one ``[lo, step]`` per tensor.
+        row_bits: bit depth of the per-row step multipliers.
     """
 
     bits: int = 8
+    per_row: bool = False
+    row_bits: int = 8
 
     def __post_init__(self) -> None:
-        check_bits(self.bits)
+        check_bits(self.bits, self.row_bits)
+        if self.per_row and self.bits < 2:
+            raise InvalidInputError("per-row quantisation needs at least 2 bits")
 
 
 class QuantCodec(Codec):
-    """Every tensor uniformly quantised to ``bits`` bits, Brotli-coded (INRIC-style baseline)."""
+    """Every tensor uniformly quantised to ``bits`` bits (per tensor or per weight row), entropy-coded
+    (INRIC-style baseline; with ``qat_steps``, INRIC's quantisation-aware training)."""
 
     name = "quant"
     options_type = QuantOptions
     search = ("bits",)
     bits_per_param = 6.0
 
-    def encode_prepared(self, prepared: MLP, options: QuantOptions, signal: dict | None = None,
+    def prepare(self, model: MLP | RowModel, options: QuantOptions, device: Any = None) -> RowModel:
+        """The model with its rows' steps: learned ones (a QAT'd :class:`RowModel` of these bits), else ``None``."""
+        if isinstance(model, RowModel):
+            return model if model.steps is not None and model.bits == options.bits else RowModel(model.model)
+        return RowModel(model)
+
+    def encode_prepared(self, prepared: MLP | RowModel, options: QuantOptions, signal: dict | None = None,
                         extra: dict | None = None) -> bytes:
+        prepared = prepared if isinstance(prepared, RowModel) else RowModel(prepared)
+        model, bits = prepared.model, int(options.bits)
+        rows = options.per_row
         sections, records = [], []
-        for w, b in zip(prepared.weights, prepared.biases):
-            sw, qw = quant_section(as_array(w), options.bits)
-            sb, qb = quant_section(as_array(b), options.bits)
-            sections += [sw, sb]
-            records.append({"w": qw, "b": qb})
-        return self.pack(prepared, {"bits": int(options.bits)}, records, sections, signal, extra)
+        for i, (w, b) in enumerate(zip(model.weights, model.biases)):
+            rec: dict[str, Any] = {}
+            if rows:
+                steps = prepared.steps[i] if prepared.steps is not None else None
+                secs, rec["wr"] = row_sections(as_array(w), bits, options.row_bits, steps)
+                sec, rec["b"] = bias_section(as_array(b), bits, prepared.bias_steps[i] if prepared.bias_steps else None)
+                sections += secs + [sec]
+            else:
+                sec, rec["w"] = quant_section(as_array(w), bits)
+                sb, rec["b"] = quant_section(as_array(b), bits)
+                sections += [sec, sb]
+            records.append(rec)
+        params: dict[str, Any] = {"bits": bits}
+        if rows:
+            params["row_bits"] = int(options.row_bits)
+        return self.pack(model, params, records, sections, signal, extra)
 
     def decode(self, sections: Sections, params: dict, records: list[dict], widths: list[int]) -> list[DecodedLayer]:
-        bits = read_int(params, "bits", 1, coding.MAX_BITS, "params")
+        rows = "row_bits" in params
+        bits = read_int(params, "bits", 2 if rows else 1, coding.MAX_BITS, "params")
+        row_bits = read_int(params, "row_bits", 1, coding.MAX_BITS, "params") if rows else 0
         out: list[DecodedLayer] = []
         for i, rec in enumerate(records):
             where, (o, n) = f"layers[{i}]", shape_of(widths, i)
-            w = sections.quantised(o * n, bits, read_qparams(rec, "w", where)).reshape(o, n)
+            if rows:
+                w = sections.rows((o, n), bits, row_bits, read_float(rec, "wr", 1e20, where))  # |w| < 1e30
+            else:
+                w = sections.quantised(o * n, bits, read_qparams(rec, "w", where)).reshape(o, n)
             out.append((w, sections.quantised(o, bits, read_qparams(rec, "b", where))))
         return out
+
+    def work(self, params: dict, records: list[dict], widths: list[int]) -> DecodeWork:
+        rows = "row_bits" in params  # the row step codes: one value more per row
+        return DecodeWork(values=sum(o * (n + 1 + rows) for o, n in (shape_of(widths, i) for i in range(len(records)))))
 
     def table_bits(self, params: dict) -> int | None:
         return read_int(params, "bits", 1, coding.MAX_BITS, "params")
 
+    def qat_options(self, options: QuantOptions) -> QuantOptions:
+        return replace(options, per_row=True)
+
     def report(self, options: QuantOptions) -> dict[str, Any]:
-        return {"bits": options.bits}
+        return {"bits": options.bits, **({"per_row": True, "row_bits": options.row_bits} if options.per_row else {})}
 
 
 CODECS.register(QuantCodec.name, QuantCodec())
@@ -390,8 +451,12 @@ class CoinCodec(Codec):
     name = "coin"
     options_type = CoinOptions
 
-    def encode_prepared(self, prepared: MLP, options: CoinOptions, signal: dict | None = None,
+    def qat_bits(self, options: CoinOptions) -> int | None:
+        return None  # float16
+
+    def encode_prepared(self, prepared: MLP | RowModel, options: CoinOptions, signal: dict | None = None,
                         extra: dict | None = None) -> bytes:
+        prepared = prepared.model if isinstance(prepared, RowModel) else prepared
         sections = []
         for w, b in zip(prepared.weights, prepared.biases):
             sections += [as_array(w).astype("<f2").tobytes(), as_array(b).astype("<f2").tobytes()]

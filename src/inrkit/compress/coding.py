@@ -56,6 +56,58 @@ def quantize(x: np.ndarray, bits: int) -> tuple[np.ndarray, float, float]:
     return np.clip(codes, 0, levels).astype(dtype), lo, step
 
 
+def row_steps(w: np.ndarray, bits: int) -> np.ndarray:
+    """Per-row steps that cover each row of ``w`` [out, in] with the signed codes of :func:`quantize_rows`."""
+    if not 2 <= bits <= MAX_BITS:
+        raise ValueError(f"per-row quantisation needs bits in [2, {MAX_BITS}], got {bits}")
+    half = 1 << (bits - 1)
+    w = np.asarray(w, np.float64)
+    return np.maximum(w.max(axis=1) / (half - 1), -w.min(axis=1) / half).clip(min=0.0)
+
+
+def row_grid(steps: np.ndarray, row_bits: int, up: bool = False) -> tuple[np.ndarray, float]:
+    """Per-row steps as ``k * base``: ``(k, base)``, ``k`` in ``[1, 2**row_bits)``, ``base`` with 12 significant bits.
+
+    ``up`` rounds each step up (no row is clipped more than its own step would), else to the nearest.
+    Idempotent: steps already of the form ``k * base`` give the same ``(k, base)``.
+    """
+    steps = np.asarray(steps, np.float64).ravel()
+    kmax = (1 << row_bits) - 1
+    base = row_base(float(steps.max()) if steps.size else 0.0, row_bits)
+    if not base > 0:
+        return np.ones(steps.shape, np.int64), 0.0
+    k = np.ceil(steps / base) if up else np.rint(steps / base)
+    return np.clip(k, 1, kmax).astype(np.int64), base
+
+
+def row_base(top: float, row_bits: int) -> float:
+    """The unit ``base`` of per-row steps whose largest is ``top``: ``top / (2**row_bits - 1)`` rounded up to
+    12 significant bits (0 when ``top`` is not positive)."""
+    return _round_up(top / ((1 << row_bits) - 1), STEP_MANTISSA) if top > 0 else 0.0
+
+
+def round_step(v: float) -> float:
+    """A step ``v > 0`` rounded to the nearest value of 12 significant bits (a bias step of :func:`quantize_rows`)."""
+    m, e = math.frexp(v)
+    return math.ldexp(round(math.ldexp(m, STEP_MANTISSA)), e - STEP_MANTISSA)
+
+
+def quantize_rows(w: np.ndarray, bits: int, k: np.ndarray, base: float) -> np.ndarray:
+    """Codes ``c`` in ``[0, 2**bits)`` of ``w`` [out, in] with row ``r``'s step ``k[r] * base``:
+    ``w[r] ~= (c - 2**(bits - 1)) * k[r] * base`` (symmetric, signed codes; see :func:`dequantize_rows`)."""
+    half = 1 << (bits - 1)
+    step = (np.asarray(k, np.float64) * base)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(step > 0, np.rint(np.asarray(w, np.float64) / step), 0.0)
+    return (np.clip(q, -half, half - 1) + half).astype(np.int64)
+
+
+def dequantize_rows(codes: np.ndarray, bits: int, k: np.ndarray, base: float) -> np.ndarray:
+    """float64 ``(codes - 2**(bits - 1)) * (k * base)`` per row: exact IEEE products (at most 16 + 28 bits)."""
+    step = np.asarray(k, np.float64) * base
+    return (np.asarray(codes, np.float64) - float(1 << (bits - 1))) * step[:, None]
+
+
 def _round_up(v: float, bits: int) -> float:
     """``v > 0`` rounded up to ``bits`` significant bits."""
     m, e = math.frexp(v)

@@ -8,6 +8,7 @@ from torch import nn
 
 from inrkit.compress.dictionary import sensing_matrix
 from inrkit.compress.layout import SparseModel
+from inrkit.compress.qat import fake_range
 from inrkit.signals.base import Signal
 from inrkit.train import FitConfig, fit
 from inrkit.utils import resolve_device
@@ -21,10 +22,13 @@ class CodedMLP(nn.Module):
     Args:
         code: the sparse-coded model.
         device: where the atoms and parameters live.
+        aware: fake-quantise the coefficients (``code.options.bits``) and the dense tensors (``dense()``
+            bits) in the forward pass, on the grids the codec will use (:func:`inrkit.compress.qat.fake_range`).
     """
 
-    def __init__(self, code: SparseModel, device: torch.device) -> None:
+    def __init__(self, code: SparseModel, device: torch.device, aware: bool = False) -> None:
         super().__init__()
+        self.bits = (int(code.options.bits), code.options.dense()) if aware else None
         self.base = code.model.copy().to(device)
         self.coded: dict[int, tuple[torch.Tensor, tuple[int, int]]] = {}
         self.coefs = nn.ParameterDict()
@@ -40,11 +44,17 @@ class CodedMLP(nn.Module):
     def weight(self, i: int) -> torch.Tensor:
         """Coded weight matrix ``i`` from its atoms and current coefficients."""
         atoms, (out, inp) = self.coded[i]
-        vec = torch.einsum("ns,nsk->nk", self.coefs[str(i)], atoms)
+        coef = self.coefs[str(i)] if self.bits is None else fake_range(self.coefs[str(i)], self.bits[0])
+        vec = torch.einsum("ns,nsk->nk", coef, atoms)
         return vec.reshape(-1)[: out * inp].reshape(out, inp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params = {f"weights.{i}": self.weight(i) for i in self.coded}
+        if self.bits is not None:  # the dense tensors, as the codec quantises them
+            dense = self.bits[1]
+            for i in range(self.base.num_layers):
+                params.setdefault(f"weights.{i}", fake_range(self.base.weights[i], dense))
+                params[f"biases.{i}"] = fake_range(self.base.biases[i], dense)
         return torch.func.functional_call(self.base, params, (x,), strict=False)
 
     def sparse_model(self, code: SparseModel) -> SparseModel:
@@ -63,7 +73,7 @@ class CodedMLP(nn.Module):
 
 def finetune_codes(code: SparseModel, signal: Signal, steps: int = 100, lr: float = 1e-4,
                    batch_size: int | None = None, device: str | None = None, seed: int = 0,
-                   progress: bool = False) -> SparseModel:
+                   progress: bool = False, aware: bool = False) -> SparseModel:
     """Fine-tune the kept coefficients (supports fixed), biases and uncoded layers on ``signal``.
 
     An addition to SINR (the paper quantises the OMP coefficients directly). Adam at a
@@ -79,10 +89,12 @@ def finetune_codes(code: SparseModel, signal: Signal, steps: int = 100, lr: floa
         device: where to train.
         seed: seed of the batches.
         progress: show fit's progress bar (stderr).
+        aware: quantisation-aware: train through the codec's quantisers of ``code.options`` (coefficients at
+            ``bits``, dense tensors at ``dense()`` bits; see :class:`CodedMLP`).
     """
     if steps <= 0:
         return code
-    net = CodedMLP(code, resolve_device(device))
+    net = CodedMLP(code, resolve_device(device), aware)
     config = FitConfig(steps=steps, lr=lr, schedule="constant", batch_size=batch_size, seed=seed, device=device,
                        progress=progress, precision="fp32", log_every=steps, evaluate=False)
     fit(net, signal, config)

@@ -1,8 +1,8 @@
 """The ``grid`` latent-grid image codec, encoder side (torch): model, rate-distortion task, encoding.
 
 Written from Cool-chic (Ladune et al. 2023; Leguay et al. 2023) and C3 (Kim et al. 2024): hierarchical dense
-latent grids (full, 1/2, 1/4 ... resolution), quantised with additive uniform noise for the first part of
-training then with a straight-through rounding; a rate from a Laplace per latent whose mode and scale a tiny
+latent grids (full, 1/2, 1/4 ... resolution), quantised with noise (C3's noisy soft rounding) for the first part of
+training, then rounded and fixed while the networks adapt; a rate from a Laplace per latent whose mode and scale a tiny
 auto-regressive context MLP (ARM) predicts from causal neighbours; bilinear upsampling; a small synthesis MLP.
 It trains on ``rate (bits per pixel) + lambda * MSE`` (MSE of values in [0, 1]) through
 :func:`inrkit.train.fit` as a :class:`LatentTask`. The file format and the decoder are in
@@ -44,7 +44,14 @@ class GridOptions:
         arm_hidden: context model hidden widths (ReLU).
         steps: training steps.
         lr: Adam's learning rate (latents and networks).
-        noise_fraction: fraction of the steps trained with uniform noise; the rest with straight-through rounding.
+        noise_fraction: fraction of the steps trained with noise (the soft phase); for the rest the latents are
+            rounded and fixed while the networks adapt to them.
+        temperature: soft-rounding temperature at the start and the end of the soft phase (linear in between):
+            the latents are quantised as ``softround(softround(y, T) + n, T)`` (C3, Kim et al. 2024, after
+            Agustsson & Theis 2020); ``None``: ``y + n`` (Cool-chic v1).
+        noise: the noise ``n`` of the soft phase: ``("kumaraswamy", a0, a1)`` (Kumaraswamy noise of parameter ``a``
+            with its mode at 0 on ``(-1/2, 1/2)``; ``a = 1`` is uniform), or ``("gaussian", s0, s1)`` (standard
+            deviation ``s``); the parameter goes linearly from the first value to the second.
         seed: seed of the initialisation and the noise.
     """
 
@@ -55,6 +62,8 @@ class GridOptions:
     steps: int = 2000
     lr: float = 2e-2
     noise_fraction: float = 0.75
+    temperature: tuple[float, float] | None = (0.5, 0.2)
+    noise: tuple[str, float, float] = ("kumaraswamy", 1.0, 1.5)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +72,13 @@ class GridOptions:
         check_range("steps", self.steps, 1, 10**6, optional=False)
         check_range("lr", self.lr, 0, 1, low_open=True, optional=False)
         check_range("noise_fraction", self.noise_fraction, 0, 1, optional=False)
+        if self.temperature is not None and (len(self.temperature) != 2
+                                             or not all(0 < t <= 10 for t in self.temperature)):
+            raise InvalidInputError(f"grid temperature must be two values in (0, 10], got {self.temperature}")
+        kind, *params = self.noise
+        if kind not in ("kumaraswamy", "gaussian") or len(params) != 2 or not all(0 < v <= 10 for v in params):
+            raise InvalidInputError(f"grid noise must be ('kumaraswamy' or 'gaussian', start, end) with values in "
+                                    f"(0, 10], got {self.noise}")
         if len(self.hidden) > 4 or any(not 1 <= int(h) <= lc.MAX_HIDDEN for h in self.hidden):
             raise InvalidInputError(f"grid synthesis: at most 4 hidden layers of 1..{lc.MAX_HIDDEN}")
         if len(self.arm_hidden) > 3 or any(not 1 <= int(h) <= lc.MAX_ARM_HIDDEN for h in self.arm_hidden):
@@ -131,19 +147,27 @@ class LatentImageModel(nn.Module):
         self.arm = _mlp([len(lc.CONTEXT), *map(int, options.arm_hidden), 2], gen)
         with torch.no_grad():  # start at a Laplace scale of about 1 (s = log2(8 b))
             linears(self.arm)[-1].bias[1] = 3.0
-        self.quant_mode = "noise"  # "noise", "ste" or "round"
+        self.temperature, self.noise = options.temperature, options.noise
+        self.quant_mode = "noise"  # "noise" (training), then "round" (latents rounded and fixed)
+        self.progress = 0.0  # through the noise phase, 0..1 (the task sets it): schedules temperature and noise
+
+    def _noise(self, y: Tensor) -> Tensor:
+        kind, start, end = self.noise
+        value = start + (end - start) * self.progress
+        if kind == "gaussian":
+            return value * torch.randn_like(y)
+        return kumaraswamy_noise(torch.rand_like(y), value)
 
     def quantised(self) -> list[Tensor]:
-        """The latents after the current quantisation (noise, straight-through rounding, or rounding)."""
-        out = []
-        for y in self.latents:
-            if self.quant_mode == "noise" and self.training:
-                out.append(y + torch.rand_like(y) - 0.5)
-            elif self.quant_mode == "ste" and self.training:
-                out.append(y + (torch.round(y) - y).detach())
-            else:
-                out.append(torch.round(y))
-        return out
+        """The latents after the current quantisation: noisy soft rounding while training in the noise phase,
+        else rounding (without gradient: in the last phase only the networks train, as in Cool-chic's C3
+        preset, whose straight-through phase passes the gradient of a soft rounding at temperature 1e-4)."""
+        if not self.training or self.quant_mode == "round":
+            return [torch.round(y).detach() for y in self.latents]
+        if self.temperature is None:
+            return [y + self._noise(y) for y in self.latents]
+        t = self.temperature[0] + (self.temperature[1] - self.temperature[0]) * self.progress
+        return [soft_round(soft_round(y, t) + self._noise(y), t) for y in self.latents]
 
     def synthesise(self, q: list[Tensor]) -> Tensor:
         """``[H, W, C]`` values in [0, 1] scale from (quantised) latents."""
@@ -165,6 +189,20 @@ class LatentImageModel(nn.Module):
         """The image ``[H, W, C]`` and the latents' estimated bits."""
         q = self.quantised()
         return self.synthesise(q), self.rate_bits(q)
+
+
+def soft_round(y: Tensor, t: float) -> Tensor:
+    """Soft rounding of temperature ``t`` (Agustsson & Theis 2020): ``m + tanh(r / t) / (2 tanh(1 / (2 t)))``
+    with ``m = floor(y) + 1/2``, ``r = y - m``; the identity as ``t`` grows, ``round`` as it goes to 0."""
+    m = torch.floor(y) + 0.5
+    return m + torch.tanh((y - m) / t) / (2 * math.tanh(0.5 / t))
+
+
+def kumaraswamy_noise(u: Tensor, a: float) -> Tensor:
+    """Noise on ``(-1/2, 1/2)`` from uniform ``u``: Kumaraswamy(``a``, ``b``) with ``b`` putting its mode at the
+    centre, ``b = (2**a (a - 1) + 1) / a`` (C3; ``a = 1`` is uniform, larger is more peaked), minus 1/2."""
+    b = (2.0 ** a * (a - 1) + 1) / a
+    return (1 - (1 - u) ** (1 / b)) ** (1 / a) - 0.5
 
 
 def laplace_scale(s: Tensor) -> Tensor:
@@ -201,7 +239,7 @@ class RateTarget:
     While the latents are trained with noise (from :data:`CONTROL_START` of those steps on), after every step
     ``lambda *= exp(-gain * (ln bpp - ln target))`` (``bpp``: the ARM's estimate of the latents plus
     ``overhead_bits`` per image) or ``lambda *= exp(gain * (target - psnr))`` (dB, of the training step); then
-    lambda stays fixed for the straight-through phase, so the result is the rate-distortion optimum of one lambda.
+    lambda stays fixed for the last phase (latents rounded), so the result is the rate-distortion optimum of one lambda.
     The step's error is clipped to +-5 and lambda to :data:`LAMBDA_RANGE`.
 
     Args:
@@ -241,7 +279,7 @@ class LatentTask:
     Args:
         pixels: ``[H, W, C]`` values in 0..255.
         lmbda: weight of the MSE (values in [0, 1]); with ``control``, where lambda starts.
-        noise_steps: steps trained with noise before switching to straight-through rounding.
+        noise_steps: steps trained with noise before the latents are rounded and fixed.
         control: steer lambda toward a bit rate or a PSNR during the noise steps.
     """
 
@@ -274,10 +312,11 @@ class LatentTask:
         return bits / self.pixels + self.lmbda * mse, mse
 
     def on_step_end(self, state: Any) -> None:
-        """Steer lambda (with a ``control``, during the noise steps); switch from noise to straight-through
-        rounding after ``noise_steps``."""
+        """Steer lambda (with a ``control``, during the noise steps); round and fix the latents after
+        ``noise_steps``."""
+        state.model.progress = min(state.step / max(self.noise_steps, 1), 1.0)
         if state.step >= self.noise_steps:
-            state.model.quant_mode = "ste"
+            state.model.quant_mode = "round"
         elif self.control is not None and state.step >= CONTROL_START * self.noise_steps:
             self.lmbda = self.control.update(self.lmbda, *self._last, self.pixels)
 
@@ -522,5 +561,5 @@ def decode_grid_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
 
 
 __all__ = ["GridEncoded", "GridOptions", "LatentImageModel", "LatentTask", "PRESETS", "RateTarget",
-           "decode_grid_image", "encode_grid_image", "encode_pixels", "encode_to_target", "laplace_bits",
-           "preset_options"]
+           "decode_grid_image", "encode_grid_image", "encode_pixels", "encode_to_target", "kumaraswamy_noise",
+           "laplace_bits", "preset_options", "soft_round"]

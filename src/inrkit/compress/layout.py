@@ -113,6 +113,23 @@ class SparseModel:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class RowModel:
+    """A model with per-row weight steps (from quantisation-aware training, or ``None``: each row's range).
+
+    Attributes:
+        model: the network; after QAT its weights are the quantised values the steps give.
+        steps: per weight matrix, its rows' steps (float64 ``[out]``), or ``None`` (per tensor or row range).
+        bits: the bit depth the steps were learned for (``None``: not learned).
+        bias_steps: per bias, its learned step (signed codes, :func:`bias_section`), or ``None``.
+    """
+
+    model: MLP
+    steps: list[np.ndarray] | None = None
+    bits: int | None = None
+    bias_steps: list[float] | None = None
+
+
 # ------------------------------------------------------------------ vectors
 def split_vectors(w: np.ndarray, opts: SinrOptions) -> tuple[str, int, np.ndarray] | None:
     """Vectors to code for ``w`` [out, in]: ``(mode, k1, vectors)``, or None to keep it dense."""
@@ -166,9 +183,31 @@ def quant_section(x: np.ndarray, bits: int) -> tuple[bytes, list[float]]:
     packing and Brotli (:func:`inrkit.compress.entropy.encode_codes`); version 1 Brotli-codes the codes.
     """
     codes, lo, step = coding.quantize(x, bits)
+    return codes_section(codes, bits), [lo, step]
+
+
+def codes_section(codes: np.ndarray, bits: int) -> bytes:
+    """Integer codes in ``[0, 2**bits)`` as a section: v2 :func:`inrkit.compress.entropy.encode_codes`, v1 Brotli."""
     if write_version() >= 2:
-        return entropy.encode_codes(codes, bits), [lo, step]
-    return coded_section(codes.astype(coding.code_dtype(bits)).tobytes()), [lo, step]
+        return entropy.encode_codes(codes, bits)
+    return coded_section(np.asarray(codes).astype(coding.code_dtype(bits)).tobytes())
+
+
+def row_sections(w: np.ndarray, bits: int, row_bits: int, steps: np.ndarray | None) -> tuple[list[bytes], float]:
+    """``w`` [out, in] quantised with one step per row: ``[row step codes, weight codes]`` and ``base``.
+
+    Args:
+        w: the weight matrix.
+        bits: bit depth of the weights (signed codes, :func:`inrkit.compress.coding.quantize_rows`).
+        row_bits: bit depth of the step multipliers ``k`` (row ``r``'s step is ``k[r] * base``).
+        steps: the rows' steps (e.g. learned by QAT; put on the grid to the nearest); ``None``: each row's range.
+    """
+    if steps is None:
+        k, base = coding.row_grid(coding.row_steps(w, bits), row_bits, up=True)
+    else:
+        k, base = coding.row_grid(steps, row_bits)
+    codes = coding.quantize_rows(w, bits, k, base)
+    return [codes_section(k - 1, row_bits), codes_section(codes, bits)], base
 
 
 def byte_section(raw: bytes, varints: bool = False) -> bytes:
@@ -177,6 +216,15 @@ def byte_section(raw: bytes, varints: bool = False) -> bytes:
     if write_version() >= 2:
         return entropy.encode_bytes(raw, varints)
     return coded_section(raw)
+
+
+def bias_section(b: np.ndarray, bits: int, step: float | None) -> tuple[bytes, list[float]]:
+    """A bias quantised with a given (learned) ``step`` (signed codes: ``lo = -2**(bits - 1) * step``), stored as
+    :func:`quant_section` stores it; ``step`` ``None`` or not positive: :func:`quant_section`."""
+    if step is None or not step > 0:
+        return quant_section(b, bits)
+    codes = coding.quantize_rows(np.asarray(b, np.float64)[None], bits, np.ones(1, np.int64), step)[0]
+    return codes_section(codes, bits), [-float(1 << (bits - 1)) * step, step]
 
 
 def coded_section(raw: bytes) -> bytes:
@@ -232,6 +280,14 @@ def read_int(obj: Any, key: str, lo: int, hi: int, where: str) -> int:
     return v
 
 
+def read_float(obj: Any, key: str, hi: float, where: str) -> float:
+    """``obj[key]``, which must be a finite number in ``[0, hi)``."""
+    v = obj.get(key) if isinstance(obj, dict) else None
+    if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 <= v < hi and math.isfinite(v)):
+        raise bad(f"{where}.{key} must be a number in [0, {hi:g})")
+    return float(v)
+
+
 def read_qparams(obj: Any, key: str, where: str) -> tuple[float, float]:
     """The quantiser ``[lo, step]`` stored as ``obj[key]``."""
     v = obj.get(key) if isinstance(obj, dict) else None
@@ -282,6 +338,12 @@ class Sections:
         if codes.size and int(codes.max()) >= 1 << bits:
             raise InvalidFileError("quantised code above its bit depth")
         return coding.dequantize(codes, *q)
+
+    def rows(self, shape: tuple[int, int], bits: int, row_bits: int, base: float) -> np.ndarray:
+        """The next two sections (row step codes, weight codes) as a per-row quantised ``shape`` matrix."""
+        k = self.quantised(shape[0], row_bits, (1.0, 1.0))  # k - 1 is stored: k in [1, 2**row_bits]
+        codes = self.quantised(shape[0] * shape[1], bits, (0.0, 1.0)).reshape(shape)
+        return coding.dequantize_rows(codes, bits, k, base)
 
     def raw(self, shape: tuple[int, ...], dtype: str) -> np.ndarray:
         """The next (uncompressed) section as an array of ``shape`` and little-endian ``dtype``."""
