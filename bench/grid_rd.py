@@ -21,8 +21,10 @@ baseline's log-bpp-interpolated curve). CompressAI-format curves under ``curves`
 
     .venv/bin/python bench/grid_rd.py --jobs 2    # CPU default: 6 Kodak + 3 other images, 34 min (2 x 1 thread)
     .venv/bin/python bench/grid_rd.py --kodak 2 --other 1 --preset fast   # what fits in ~10 min
+    .venv/bin/python bench/grid_rd.py --presets             # seconds of each preset (5 min)
     .venv/bin/python bench/grid_rd.py --rescore bench/results/grid_rd.json  # comparisons again, no encoding
-    .venv/bin/python bench/grid_rd.py --full                # 24 full-size Kodak images (GPU)
+    .venv/bin/python bench/grid_rd.py --all --jobs 2        # all 24 Kodak images (downscaled), 3 other
+    .venv/bin/python bench/grid_rd.py --full                # 24 full-size Kodak images (GPU), published curves
 """
 from __future__ import annotations
 
@@ -57,14 +59,20 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--other", type=int, default=3, help="non-Kodak images (chelsea, coffee, astronaut)")
     p.add_argument("--preset", default="default", help="grid encoder preset")
     p.add_argument("--lambdas", default="150,600,2400", help="grid lambda values")
-    p.add_argument("--full", action="store_true", help="24 full-size Kodak images, no other images")
+    p.add_argument("--all", action="store_true", help="all 24 Kodak images (downscaled 2x)")
+    p.add_argument("--full", action="store_true",
+                   help="24 full-size Kodak images, no other images (GPU); the published Kodak curves in the plot")
+    p.add_argument("--presets", action="store_true",
+                   help="instead: time every preset on kodim23 (downscaled 2x) at lambda 600 -> grid_presets.json")
     p.add_argument("--rescore", metavar="JSON", help="recompute the comparisons of a saved run's points (no encoding)")
     p.add_argument("--jobs", type=int, default=1,
                    help="images encoded in parallel, one thread each (times then include the sharing)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "grid_rd.json"))
     a = p.parse_args(argv)
+    if a.full or a.all:
+        a.kodak = 24
     if a.full:
-        a.kodak, a.other = 24, 0
+        a.other = 0
     return a
 
 
@@ -236,6 +244,11 @@ def summarise(name: str, images: list[tuple[str, np.ndarray]],
             "per_image_bd_rate_percent": per_image_bd, "per_image": rows, "curves": curves}
 
 
+def published() -> dict[str, dict]:
+    """The published full-size Kodak curves (CompressAI format) of ../shared/data/reference/kodak-rd."""
+    return {f.stem: json.loads(f.read_text()) for f in sorted((KODAK.parent / "reference" / "kodak-rd").glob("*.json"))}
+
+
 def plot(sets: dict[str, dict], path: Path) -> None:
     import matplotlib
 
@@ -248,6 +261,10 @@ def plot(sets: dict[str, dict], path: Path) -> None:
             front = pareto(pts)
             ax.plot([p["bpp"] for p in front], [p["psnr"] for p in front], "o-" if codec == "grid" else ".-",
                     lw=2.5 if codec == "grid" else 1.2, label=codec)
+        if name == "kodak":  # full size: the published curves are comparable
+            for ref, curve in published().items():
+                ax.plot(curve["results"]["bpp"], curve["results"]["psnr-rgb"], "--", lw=0.8, alpha=0.6,
+                        label=f"{ref} (published)")
         ax.set_xscale("log")
         ax.set_xlabel("bits per pixel (whole file)")
         ax.set_ylabel("PSNR RGB (dB)")
@@ -279,8 +296,27 @@ def report(sets: dict[str, Any]) -> None:
                   f"{c['bd_rate_percent_window']}, BD-PSNR {c['bd_psnr_db']}")
 
 
+def time_presets(out: Path) -> None:
+    """Encode and decode seconds, bpp and PSNR of every preset on one image (kodim23 /2, lambda 600)."""
+    from inrkit.compress.latent import PRESETS
+
+    img = dict(kodak_images(24, 2))["kodim23"]
+    rows = {}
+    for preset in PRESETS:
+        r = encode_pixels(img, preset_options(preset, lmbda=600.0)).report
+        rows[preset] = {k: r[k] for k in ("steps", "bpp", "psnr", "encode_seconds", "decode_seconds")}
+        rows[preset]["psnr_vs_jpeg2000_at_same_bpp"] = at_same_bpp([r], classic_points("jpeg2000", img))[0]
+        print(preset, rows[preset], flush=True)
+    write_json(out, {"benchmark": "grid_presets", "image": "kodim23 downscaled 2x (384x256)", "lambda": 600.0,
+                     "presets": rows, "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                                                      "machine": platform.machine()}})
+
+
 def main(argv: list[str] | None = None) -> None:
     a = _args(argv)
+    if a.presets:
+        time_presets(Path(a.out).with_name("grid_presets.json"))
+        return
     if a.rescore:
         result = rescore(Path(a.rescore))
         write_json(Path(a.out), result)
