@@ -80,6 +80,11 @@ def bd_psnr(rate_a: list[float], psnr_a: list[float], rate_b: list[float], psnr_
     return float(ints[1] - ints[0])
 
 
+def published_curves() -> dict[str, dict]:
+    """The published full-size Kodak curves (CompressAI format) of ../shared/data/reference/kodak-rd, by name."""
+    return {f.stem: json.loads(f.read_text()) for f in sorted((DATA / "reference" / "kodak-rd").glob("*.json"))}
+
+
 def pareto(points: list[dict]) -> list[dict]:
     """Points not beaten by another with lower bpp and higher PSNR, sorted by bpp."""
     front, best = [], -np.inf
@@ -299,7 +304,7 @@ def main() -> None:
                     "bd_rate_percent": bd_rate([x["bpp"] for x in a], [x["psnr"] for x in a],
                                                [x["bpp"] for x in b], [x["psnr"] for x in b]),
                     "mean_saving_percent": float(np.mean([r["saving_percent"] for r in rows])) if rows else None}
-    refs = {f.stem: json.loads(f.read_text()) for f in sorted((DATA / "reference" / "kodak-rd").glob("*.json"))}
+    refs = published_curves()
     out = Path(args.out)
     rd_dir = out.parent / "kodak-rd"
     for codec, front in fronts.items():

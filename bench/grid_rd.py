@@ -42,7 +42,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compress_rd import bd_psnr, bd_rate, pareto  # noqa: E402
+from compress_rd import bd_psnr, bd_rate, pareto, published_curves  # noqa: E402
 
 from inrkit.compress.latent import encode_pixels, preset_options  # noqa: E402
 from inrkit.utils import write_json  # noqa: E402
@@ -244,11 +244,6 @@ def summarise(name: str, images: list[tuple[str, np.ndarray]],
             "per_image_bd_rate_percent": per_image_bd, "per_image": rows, "curves": curves}
 
 
-def published() -> dict[str, dict]:
-    """The published full-size Kodak curves (CompressAI format) of ../shared/data/reference/kodak-rd."""
-    return {f.stem: json.loads(f.read_text()) for f in sorted((KODAK.parent / "reference" / "kodak-rd").glob("*.json"))}
-
-
 def plot(sets: dict[str, dict], path: Path) -> None:
     import matplotlib
 
@@ -262,7 +257,7 @@ def plot(sets: dict[str, dict], path: Path) -> None:
             ax.plot([p["bpp"] for p in front], [p["psnr"] for p in front], "o-" if codec == "grid" else ".-",
                     lw=2.5 if codec == "grid" else 1.2, label=codec)
         if name == "kodak":  # full size: the published curves are comparable
-            for ref, curve in published().items():
+            for ref, curve in published_curves().items():
                 ax.plot(curve["results"]["bpp"], curve["results"]["psnr-rgb"], "--", lw=0.8, alpha=0.6,
                         label=f"{ref} (published)")
         ax.set_xscale("log")
