@@ -10,6 +10,11 @@ Four measurements, all on the same images, seeds and step budgets within one run
 3. ``criteria``: every criterion at equal size with equal fine-tuning, plus
    Torch-Pruning's magnitude pruner as a peer.
 4. ``speed``: inference time of the pruned vs the large model on the same points.
+5. ``table3_sdf`` (``--sdf``, or ``--sdf-only``): Table 3 left, Small vs Prune vs Densify+Prune on the SDF of
+   the bunny (Chamfer distance, normal consistency of the marching-cubes mesh).
+
+``Settings.test_fraction`` holds out that share of the pixels (the paper: 10%); then every PSNR is the held-out
+one, except the prune stages' before/after readouts and the TWD ``accuracy_kept`` (training pixels).
 
 Writes ``bench/results/aire.json`` (``aire_full.json`` with ``--full``) and PNG plots.
 Run: ``.venv/bin/python bench/aire.py [--images 4] [--full]``.
@@ -29,7 +34,9 @@ import torch
 from torch import nn
 
 from inrkit.adapt import AireConfig, Stage, run_schedule
+from inrkit.adapt.runner import train_psnr
 from inrkit.models import MLP, save_model, siren
+from inrkit.models.mlp import finer
 from inrkit.prune import CRITERIA
 from inrkit.prune.model import domain_points, prune_model
 from inrkit.signals import ImageSignal, grid_coords, read_image
@@ -67,16 +74,30 @@ class Settings:
     speed_points: int = 65536
     speed_reps: int = 7
     threads: int = 1
+    test_fraction: float = 0.0     # held-out share of the pixels (paper: 0.1); the reported PSNR is on them
+    # --sdf (Table 3 left, bunny): the paper's [256, 256, 256] -> [64, 64, 256] scaled by 1/4 on a CPU
+    sdf_start: list[int] = field(default_factory=lambda: [64, 64, 64])
+    sdf_final: list[int] = field(default_factory=lambda: [16, 16, 64])
+    sdf_densify: int = 16
+    sdf_steps: list[int] = field(default_factory=lambda: [250, 1000, 1000, 250])  # fit, finetune, twd, finetune
+    sdf_lr: float = 1e-4
+    sdf_batch: int = 10000
+    sdf_resolution: int = 128     # marching cubes grid of the evaluation (paper: 512)
+    batch_size: int | None = None  # pixels per step (paper: 65536); None = full batch
 
 
 def full_settings() -> Settings:
-    return Settings(size=0, crop=0, start_hidden=[512, 256, 256], densify=128, prune_aire=384,
-                    steps=[250, 2000, 2250, 500], lr=1e-4, lr_parts=1e-4, base_hidden=[256, 256, 256], base_steps=2000,
-                    twd_steps=1000, finetune_steps=500, speed_points=512 * 768, speed_reps=20, threads=0)
+    return Settings(size=0, crop=0, start_hidden=[512, 512, 512], densify=128, prune_aire=384,
+                    sdf_start=[256, 256, 256], sdf_final=[64, 64, 256], sdf_densify=64,
+                    sdf_steps=[500, 2000, 2000, 500], sdf_resolution=512,
+                    steps=[250, 2000, 2250, 500], lr=1e-4, lr_parts=1e-4, base_hidden=[512, 512, 512], base_steps=2000,
+                    twd_steps=1000, finetune_steps=500, speed_points=512 * 768, speed_reps=20, threads=0,
+                    test_fraction=0.1, batch_size=65536)
 
 
-def load_image(name: str, s: Settings) -> ImageSignal:
-    """Kodak image: centre crop ``s.crop`` then box-downsample to ``s.size`` (both optional)."""
+def load_image(name: str, s: Settings, seed: int = 0) -> ImageSignal:
+    """Kodak image: centre crop ``s.crop`` then box-downsample to ``s.size`` (both optional); ``s.test_fraction``
+    of the pixels held out (seeded): then every PSNR of this benchmark is the held-out one."""
     img = read_image(KODAK / f"{name}.png")
     if s.crop:
         h, w = img.shape[:2]
@@ -85,42 +106,47 @@ def load_image(name: str, s: Settings) -> ImageSignal:
     if s.size and s.crop:
         f = s.crop // s.size
         img = img[: s.size * f, : s.size * f].reshape(s.size, f, s.size, f, -1).mean(axis=(1, 3))
-    return ImageSignal(img.astype(np.float32))
+    return ImageSignal(img.astype(np.float32), test_fraction=s.test_fraction, seed=seed)
 
 
-def new_siren(hidden: list[int], seed: int) -> MLP:
-    return siren(2, 3, hidden, generator=torch.Generator().manual_seed(seed))
+def new_siren(hidden: list[int], seed: int, arch: str = "siren") -> MLP:
+    """A SIREN (or, ``arch="finer"``, a FINER network) for an RGB image, seeded."""
+    build = finer if arch == "finer" else siren
+    return build(2, 3, hidden, generator=torch.Generator().manual_seed(seed))
 
 
 def psnr(model: MLP, signal: ImageSignal) -> float:
     return float(signal.evaluate(model)["psnr"])
 
 
-def train(model: MLP, signal: ImageSignal, steps: int, lr: float, device: str) -> MLP:
+def train(model: MLP, signal: ImageSignal, steps: int, lr: float, device: str, batch_size: int | None) -> MLP:
     cfg = FitConfig(steps=steps, lr=lr, schedule="constant", progress=False, device=device, log_every=50,
-                    precision="fp32")  # the committed numbers are float32 (AIRe runs fp32 too)
+                    precision="fp32", batch_size=batch_size)  # the committed numbers are float32 (AIRe runs fp32 too)
     return fit(model, signal, cfg).model
 
 
-def run(model: MLP, signal: ImageSignal, stages: list[Stage], lr: float, device: str, seed: int):
-    cfg = AireConfig(hidden=model.hidden_widths, lr=lr, lr_schedule="constant", seed=seed, stages=stages)
+def run(model: MLP, signal: ImageSignal, stages: list[Stage], lr: float, device: str, seed: int,
+        batch_size: int | None):
+    cfg = AireConfig(hidden=model.hidden_widths, lr=lr, lr_schedule="constant", seed=seed, stages=stages,
+                     batch_size=batch_size)
     return run_schedule(model, signal, cfg, device=device, progress=False)
 
 
 # ----------------------------------------------------------------- 1. table 4
-def bench_table4(signal: ImageSignal, s: Settings, device: str, seed: int) -> dict:
+def bench_table4(signal: ImageSignal, s: Settings, device: str, seed: int, arch: str = "siren") -> dict:
     fit_s, ft_s, twd_s, ft2_s = s.steps
     total = sum(s.steps)
     final = [s.start_hidden[0] + s.densify - s.prune_aire] + s.start_hidden[1:]
-    small = train(new_siren(final, seed), signal, total, s.lr, device)
+    small = train(new_siren(final, seed, arch), signal, total, s.lr, device, s.batch_size)
     k_prune = s.start_hidden[0] - final[0]
-    prune = run(new_siren(s.start_hidden, seed), signal, [
+    prune = run(new_siren(s.start_hidden, seed, arch), signal, [
         Stage("fit", steps=fit_s + ft_s), Stage("twd", steps=twd_s, layers=[0], k=k_prune),
-        Stage("prune", layers=[0], count=k_prune), Stage("finetune", steps=ft2_s)], s.lr, device, seed)
-    aire = run(new_siren(s.start_hidden, seed), signal, [
+        Stage("prune", layers=[0], count=k_prune), Stage("finetune", steps=ft2_s)], s.lr, device, seed,
+        s.batch_size)
+    aire = run(new_siren(s.start_hidden, seed, arch), signal, [
         Stage("fit", steps=fit_s), Stage("densify", n=s.densify), Stage("finetune", steps=ft_s),
         Stage("twd", steps=twd_s, layers=[0], k=s.prune_aire), Stage("prune", layers=[0], count=s.prune_aire),
-        Stage("finetune", steps=ft2_s)], s.lr, device, seed)
+        Stage("finetune", steps=ft2_s)], s.lr, device, seed, s.batch_size)
     assert small.widths == prune.model.widths == aire.model.widths, (small.widths, aire.model.widths)
     large = [st for st in aire.stages if st["kind"] == "prune"][0]
     return {"final_widths": small.widths, "params": small.num_params(), "steps": total,
@@ -130,22 +156,68 @@ def bench_table4(signal: ImageSignal, s: Settings, device: str, seed: int) -> di
             "_aire_model": aire.model}
 
 
+# ------------------------------------------------------------- 1b. table 3 (SDF)
+def bench_table3_sdf(s: Settings, device: str, seed: int) -> dict:
+    """AIRe Table 3 left on the bunny: Small vs Prune vs Densify+Prune at the same final widths and steps.
+
+    The first two hidden layers shrink from ``sdf_start`` to ``sdf_final``; every arm trains ``sum(sdf_steps)``
+    steps. Each layer gets its own TWD phase (half the TWD steps) and is pruned right after it (a stage's ``k``
+    is one count for all its layers, and the first layer has ``sdf_densify`` more neurons in the AIRe arm).
+    Metrics: Chamfer distance and normal consistency of the marching-cubes mesh (``sdf_resolution``^3)."""
+    from inrkit.signals.sdf import SDFSignal
+
+    mesh_path = ROOT.parent / "shared" / "data" / "meshes" / "bunny.ply"
+    signal = SDFSignal.from_file(mesh_path, eval_resolution=s.sdf_resolution, seed=seed)
+    fit_s, ft_s, twd_s, ft2_s = s.sdf_steps
+    start, final = s.sdf_start, s.sdf_final
+
+    def shrink(first_extra: int) -> list[Stage]:
+        out = []
+        for layer in (0, 1):
+            k = start[layer] + (first_extra if layer == 0 else 0) - final[layer]
+            out += [Stage("twd", steps=twd_s // 2, layers=[layer], k=k), Stage("prune", layers=[layer], count=k)]
+        return out
+
+    arms = {"small": (final, [Stage("fit", steps=sum(s.sdf_steps))]),
+            "prune": (start, [Stage("fit", steps=fit_s + ft_s), *shrink(0), Stage("finetune", steps=ft2_s)]),
+            "densify_prune": (start, [Stage("fit", steps=fit_s), Stage("densify", n=s.sdf_densify),
+                                      Stage("finetune", steps=ft_s), *shrink(s.sdf_densify),
+                                      Stage("finetune", steps=ft2_s)])}
+    out: dict = {"mesh": "bunny.ply", "start_widths": start, "final_widths": final, "steps": sum(s.sdf_steps),
+                 "marching_cubes": s.sdf_resolution}
+    for name, (hidden, stages) in arms.items():
+        t0 = time.perf_counter()
+        cfg = AireConfig(hidden=hidden, lr=s.sdf_lr, lr_schedule="constant", seed=seed, batch_size=s.sdf_batch,
+                         stages=stages, arch="siren")
+        res = run_schedule(siren(3, 1, hidden, generator=torch.Generator().manual_seed(seed)), signal, cfg,
+                           device=device, progress=False)
+        assert res.model.hidden_widths == final, (name, res.model.hidden_widths)
+        out[name] = {**{k: float(v) for k, v in res.metrics.items()}, "params": res.model.num_params(),
+                     "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"[aire] sdf {name}: chamfer {out[name]['chamfer']:.3e}, NC {out[name]['normal_consistency']:.4f} "
+              f"({out[name]['seconds']:.0f}s)", file=sys.stderr)
+    return out
+
+
 # ------------------------------------------------------------------- 2. TWD
 def bench_twd(base: MLP, signal: ImageSignal, s: Settings, device: str, seed: int) -> list[dict]:
     layers = list(range(base.num_layers - 1))
     base_psnr, base_params = psnr(base, signal), base.num_params()
+    # the prune stage reports training-pixel PSNRs: the ratio right after pruning compares like with like
+    base_train = train_psnr(base, signal, s.batch_size, torch.device(device))
     rows = []
     for p in s.percents:
         k = int(round(base.hidden_widths[0] * p / 100))
         for twd in (False, True):
             first = Stage("twd", steps=s.twd_steps, layers=layers, k=k) if twd else Stage("fit", steps=s.twd_steps)
             res = run(base.copy(), signal, [first, Stage("prune", layers=layers, count=k),
-                                            Stage("finetune", steps=s.finetune_steps)], s.lr_parts, device, seed)
+                                            Stage("finetune", steps=s.finetune_steps)], s.lr_parts, device, seed,
+                      s.batch_size)
             pr = [st for st in res.stages if st["kind"] == "prune"][0]
             rows.append({"percent": p, "twd": twd, "psnr_base": base_psnr, "psnr_before_prune": pr["psnr_before"],
                          "psnr_pruned": pr["psnr_after"], "psnr_finetuned": res.metrics["psnr"],
                          "weights_fraction": res.model.num_params() / base_params,
-                         "accuracy_kept": pr["psnr_after"] / base_psnr,
+                         "psnr_base_train": base_train, "accuracy_kept": pr["psnr_after"] / base_train,
                          "accuracy_kept_finetuned": res.metrics["psnr"] / base_psnr})
     return rows
 
@@ -199,7 +271,7 @@ def bench_criteria(base: MLP, signal: ImageSignal, s: Settings, device: str, see
                                    generator=torch.Generator().manual_seed(seed))
         seconds = time.perf_counter() - t0
         pruned = psnr(model, signal)
-        model = train(model, signal, s.finetune_steps, s.lr_parts, device)
+        model = train(model, signal, s.finetune_steps, s.lr_parts, device, s.batch_size)
         rows[method] = {"widths": model.widths, "params": model.num_params(), "psnr_pruned": pruned,
                         "psnr_finetuned": psnr(model, signal), "prune_seconds": seconds}
     return rows
@@ -243,6 +315,13 @@ def bench_speed(pairs: dict[str, tuple[MLP, MLP]], s: Settings, device: str, tmp
 # ------------------------------------------------------------------ driver
 def summarise(per_image: list[dict]) -> dict:
     t4 = {k: float(np.mean([r["table4"][k] for r in per_image])) for k in ("small", "prune", "densify_prune")}
+    t4_sd = {k: float(np.std([r["table4"][k] for r in per_image], ddof=1)) if len(per_image) > 1 else 0.0
+             for k in ("small", "prune", "densify_prune")}
+    gains = [r["table4"]["densify_prune"] - r["table4"]["small"] for r in per_image]
+    finer_rows = [r["table4_finer"] for r in per_image if "table4_finer" in r]
+    finer = {f"table4_finer_{stat.__name__}_psnr": {k: float(stat([r[k] for r in finer_rows]))
+                                                    for k in ("small", "prune", "densify_prune")}
+             for stat in (np.mean, np.std)} if finer_rows else {}
     wins = sum(r["table4"]["densify_prune"] > r["table4"]["small"] for r in per_image)
     twd = {}
     for p in per_image[0]["twd"]:
@@ -254,7 +333,9 @@ def summarise(per_image: list[dict]) -> dict:
     crit = {m: {k: float(np.mean([r["criteria"][m][k] for r in per_image])) for k in ("psnr_pruned", "psnr_finetuned")}
             for m in per_image[0]["criteria"]}
     speed = {name: float(np.mean([r["speed"][name]["speedup"] for r in per_image])) for name in per_image[0]["speed"]}
-    return {"table4_mean_psnr": t4, "table4_densify_prune_beats_small": f"{wins}/{len(per_image)}",
+    return {"table4_mean_psnr": t4, "table4_std_psnr": t4_sd,
+            "table4_densify_prune_beats_small": f"{wins}/{len(per_image)}",
+            "table4_gain_over_small_db_per_image": gains, **finer,
             "table4_gain_over_small_db": t4["densify_prune"] - t4["small"],
             "table4_gain_over_prune_db": t4["densify_prune"] - t4["prune"],
             "twd": twd, "criteria_mean": crit, "speedup_mean": speed}
@@ -317,6 +398,9 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="output JSON (default bench/results/aire[_full].json)")
+    ap.add_argument("--sdf", action="store_true", help="also AIRe Table 3 left (SDF of the bunny, Chamfer/NC)")
+    ap.add_argument("--finer", action="store_true", help="also Table 4 with FINER networks (the paper's FINER arm)")
+    ap.add_argument("--sdf-only", action="store_true", help="only Table 3 left (no image parts); implies --sdf")
     args = ap.parse_args()
     if not KODAK.is_dir():
         sys.exit(f"bench/aire.py: Kodak images not found at {KODAK}")
@@ -324,21 +408,25 @@ def main() -> None:
     if s.threads:
         torch.set_num_threads(s.threads)
     device = str(resolve_device(args.device))
-    names = IMAGES[: args.images or (8 if args.full else 4)]
+    names = [] if args.sdf_only else IMAGES[: args.images or (8 if args.full else 4)]
     out_json = Path(args.out) if args.out else RESULTS / ("aire_full.json" if args.full else "aire.json")
     tmp = out_json.parent / ".aire_tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     per_image = []
     for i, name in enumerate(names):
-        signal = load_image(name, s)
         seed = args.seed + i
+        signal = load_image(name, s, seed)
         t0 = time.perf_counter()
         t4 = bench_table4(signal, s, device, seed)
         t_table4 = time.perf_counter() - t0
         print(f"[aire] {name} table4 {t4['small']:.2f}/{t4['prune']:.2f}/{t4['densify_prune']:.2f} dB "
               f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
-        base = train(new_siren(s.base_hidden, seed), signal, s.base_steps, s.lr_parts, device)
+        t4f = bench_table4(signal, s, device, seed, "finer") if args.finer else None
+        if t4f:
+            print(f"[aire] {name} table4 FINER {t4f['small']:.2f}/{t4f['prune']:.2f}/{t4f['densify_prune']:.2f} dB "
+                  f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+        base = train(new_siren(s.base_hidden, seed), signal, s.base_steps, s.lr_parts, device, s.batch_size)
         twd = bench_twd(base, signal, s, device, seed)
         print(f"[aire] {name} twd done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
         crit = bench_criteria(base, signal, s, device, seed)
@@ -348,24 +436,27 @@ def main() -> None:
         pairs = {"base_vs_l1_50": (base, base_pruned), "aire_max_vs_final": (aire_large, t4["_aire_model"])}
         speed = bench_speed(pairs, s, device, tmp)
         per_image.append({"image": name, "shape": list(signal.shape), "seed": seed,
-                          "table4": strip_private(t4), "twd": twd, "criteria": crit, "speed": speed,
+                          "table4": strip_private(t4), **({"table4_finer": strip_private(t4f)} if t4f else {}),
+                          "twd": twd, "criteria": crit, "speed": speed,
                           "seconds": {"table4": round(t_table4, 1), "total": round(time.perf_counter() - t0, 1)}})
     for f in tmp.glob("*.safetensors"):
         f.unlink()
     tmp.rmdir()
     result = {"benchmark": "aire", "full": args.full, "device": device, "torch": torch.__version__,
               "platform": platform.platform(), "threads": torch.get_num_threads(), "settings": asdict(s),
-              "images": per_image, "summary": summarise(per_image), "paper": PAPER,
+              "images": per_image, "summary": summarise(per_image) if per_image else {}, "paper": PAPER,
+              **({"table3_sdf": bench_table3_sdf(s, device, args.seed)} if args.sdf or args.sdf_only else {}),
               "seconds": round(time.perf_counter() - t_start, 1)}
     write_json(out_json, result)
-    plot(result, out_json.with_suffix(".png"))
+    if per_image:
+        plot(result, out_json.with_suffix(".png"))
     print(json_summary(result), file=sys.stderr)
 
 
 def json_summary(result: dict) -> str:
     import json
 
-    return json.dumps(result["summary"], indent=1)
+    return json.dumps({"summary": result["summary"], "table3_sdf": result.get("table3_sdf")}, indent=1)
 
 
 if __name__ == "__main__":

@@ -382,6 +382,8 @@ def build_4d(args, seed: int, name: str) -> Built:
     kind, size, steps, train_steps = FOUR_D[name]
     if args.full:
         size, steps, train_steps = 32, 16, 4 * train_steps
+    if getattr(args, "series", None):  # --series NxT: another grid size and frame count, same training
+        size, steps = (int(v) for v in args.series.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         if kind == "sphere":
             write_series(Path(tmp) / kind, moving_sphere(size, steps), name=kind,
@@ -597,6 +599,21 @@ def start_mesh_diagnosis(b: Built, n: int = 256) -> dict:
             "corr_p_layer1_kinks": float(np.corrcoef(p, crossing)[0, 1])}
 
 
+def slices_only(name: str, args, main: Built) -> dict:
+    """``--slices-only``: the default PruningAMR slice meshes against uniform slices (no space-time mesh, no
+    sweeps), for the main seed and every ``--spread-seeds`` seed."""
+    seeds = [int(v) for v in args.spread_seeds.split(",") if v.strip()] or [args.seed]
+    per_seed = []
+    for seed in seeds:
+        b = main if seed == args.seed else build_4d(args, seed, name)
+        res = slices_case(name, b.field, b.domain, args, seed, sweeps=False)
+        per_seed.append({"seed": seed, "training": b.training, "network": b.network, **b.extra,
+                         "uniform": res["uniform"], "default": res["default"], "comparison": res["comparison"]})
+    change = [r["comparison"]["dof_reduction_vs_uniform"] for r in per_seed]
+    return {"slices_only": True, "per_seed": per_seed, "dof_change_vs_uniform": [-c for c in change if c is not None],
+            "dof_change_stats": _stats([-c for c in change if c is not None])}
+
+
 def run_named(report: dict, args, name: str) -> None:
     build, levels, sweeps, n_rmse, preview, pvd, relu = CASES[name]
     b = build(args, args.seed)
@@ -621,6 +638,9 @@ def run_named(report: dict, args, name: str) -> None:
     res["default_id_original"] = orig
     res["comparison"]["id_original"] = compare(orig["dofs"][-1], orig["true_dofs"][-1], orig["rmse_inr"][-1],
                                                res["uniform"], res["error_amr"], "rmse_inr")
+    if name in FOUR_D and args.slices_only:  # only the default slice protocol, for each spread seed
+        report["cases"][name] = slices_only(name, args, b)
+        return
     if name in FOUR_D:  # the default of `inrkit mesh` for a 4D model: 3D time slices (the reference code's way)
         res["slices"] = slices_case(name, b.field, b.domain, args, args.seed)
     seeds = [int(v) for v in args.spread_seeds.split(",") if v.strip()]
@@ -639,6 +659,11 @@ def main() -> None:
                     help="training seeds of the seed spread of every ReLU case (default run only); '' to skip")
     ap.add_argument("--merge", action="store_true", help="keep the other cases of an existing --out file")
     ap.add_argument("--out", default=str(RESULTS / "amr.json"), help="result JSON (default bench/results/amr.json)")
+    ap.add_argument("--series", default=None, metavar="NxT",
+                    help="4D cases: grid cells per axis and frames of the series (default 24x12; "
+                         "`inrkit synth`'s defaults are 32x20)")
+    ap.add_argument("--slices-only", action="store_true",
+                    help="4D cases: only the default slice meshes vs uniform slices, for every --spread-seeds seed")
     ap.add_argument("--diagnose-only", action="store_true",
                     help="with --merge: retrain --cases (seed --seed) and add only the start-mesh diagnosis")
     ap.add_argument("--import-cases", default=None, metavar="JSON",

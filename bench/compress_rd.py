@@ -10,6 +10,8 @@ equal PSNR (the paper claims 42-49 %).
 
     .venv/bin/python bench/compress_rd.py          # CPU: 3 images at 1/4 size, 500 steps (~10 min)
     .venv/bin/python bench/compress_rd.py --full   # GPU: 24 images, full size, long fits
+    .venv/bin/python bench/compress_rd.py --full --depth 2 --widths 32 --out bench/results/compress_rd_h2m32.json
+                                                   # the paper's (h=2, m=32): 2 hidden layers of 32
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from inrkit.compress.finetune import finetune_codes
 from inrkit.compress.layout import SinrOptions
 from inrkit.compress.model import decode_model
 from inrkit.compress.sparse import sparse_code
-from inrkit.models import siren
+from inrkit.models import MLP, siren
 from inrkit.signals import ImageSignal
 from inrkit.train import FitConfig, fit
 from inrkit.utils import resolve_device, write_json
@@ -114,7 +116,7 @@ def saving_at_equal_psnr(ours: list[dict], base: list[dict], n: int = 9) -> list
 def load_image(path: Path, scale: int) -> np.ndarray:
     img = Image.open(path).convert("RGB")
     if scale > 1:
-        img = img.resize((img.width // scale, img.height // scale), Image.LANCZOS)
+        img = img.resize((img.width // scale, img.height // scale), Image.Resampling.LANCZOS)
     return np.asarray(img)
 
 
@@ -174,6 +176,23 @@ def inr_points(model, signal: ImageSignal, pixels: int, args) -> list[dict]:
 
 
 # ------------------------------------------------------------------ main
+def network(width: int, depth: int = 3) -> MLP:
+    """The SIREN every arm (coin, quant, sinr, sinr-ft, sinr-paper) encodes: 2 -> ``depth`` hidden layers of
+    ``width`` -> 3, seed 0. The SINR paper's (h, m) is ``network(m, h)``."""
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    return siren(2, 3, [width] * depth, generator=torch.Generator().manual_seed(0))
+
+
+def rd_folder(out: Path, rd_dir: str | None = None) -> Path:
+    """Where the CompressAI-style curves go: ``rd_dir`` if given; ``kodak-rd/`` beside the default output
+    (``compress_rd.json``); else ``STEM_kodak-rd/`` beside ``out``, so runs with other ``--out`` names (one per
+    configuration, as bench/reproduce.py writes them) do not overwrite each other's curves."""
+    if rd_dir:
+        return Path(rd_dir)
+    return out.parent / ("kodak-rd" if out.name == "compress_rd.json" else f"{out.stem}_kodak-rd")
+
+
 def average(points: list[dict], n_images: int) -> dict[str, list[dict]]:
     """Average bpp/PSNR over images for each (codec, setting); keep settings present for every image."""
     groups: dict[tuple, list[dict]] = {}
@@ -223,18 +242,30 @@ def plot(fronts: dict[str, list[dict]], refs: dict[str, dict], path: Path, title
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line (``main`` parses it; tests and bench/reproduce.py use it too)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="24 images at full size, long fits (GPU)")
     p.add_argument("--images", type=int, default=None, help="number of Kodak images")
     p.add_argument("--scale", type=int, default=None, help="downsampling factor")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--widths", default=None, help="hidden widths to try (depth 3), e.g. 20,28,40")
+    p.add_argument("--widths", default=None, help="hidden widths to try (each with --depth layers), e.g. 20,28,40")
+    p.add_argument("--depth", type=int, default=3,
+                   help="hidden layers of the fitted SIRENs (default 3; the SINR paper's h: --depth 2 --widths 32)")
     p.add_argument("--finetune", type=int, default=None, help="coefficient fine-tuning steps (sinr-ft curve)")
     p.add_argument("--device", default=None)
-    p.add_argument("--out", default=str(RESULTS / "compress_rd.json"))
-    args = p.parse_args()
+    p.add_argument("--out", default=str(RESULTS / "compress_rd.json"),
+                   help="result JSON (the plot is written beside it, as .png); name it per configuration")
+    p.add_argument("--rd-dir", default=None, help="folder of the CompressAI-style curves (default: kodak-rd/ "
+                   "beside the default --out, else OUT-STEM_kodak-rd/ beside --out)")
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
+    if args.depth < 1:
+        raise SystemExit(f"--depth must be >= 1, got {args.depth}")
     full = args.full
     args.images = args.images or (24 if full else 3)
     args.scale = args.scale or (1 if full else 4)
@@ -265,16 +296,17 @@ def main() -> None:
                 points.append({"image": path.name, "codec": name, "setting": f"q{q}", "bytes": n, "bpp": 8 * n / pixels,
                                "bpp_payload": 8 * n / pixels, "psnr": ps, "encoding_time": enc, "decoding_time": dec})
         for w in widths:
-            model = siren(2, 3, [w] * 3, generator=torch.Generator().manual_seed(0))
+            model = network(w, args.depth)
             t0 = time.perf_counter()
             config = FitConfig(steps=args.steps, lr=args.lr, device=str(device), progress=False, precision="fp32")
             res = fit(model, signal, config)
             fit_s = time.perf_counter() - t0
             model = res.model.cpu()
             for pt in inr_points(model, signal, pixels, args):
-                pt.update(image=path.name, setting=f"w{w}-{pt['setting']}", width=w, fit_seconds=fit_s)
+                pt.update(image=path.name, setting=f"w{w}-{pt['setting']}", width=w, depth=args.depth,
+                          fit_seconds=fit_s)
                 points.append(pt)
-            print(f"{path.name} w={w}: fit {res.metrics['psnr']:.2f} dB in {fit_s:.0f}s "
+            print(f"{path.name} depth={args.depth} w={w}: fit {res.metrics['psnr']:.2f} dB in {fit_s:.0f}s "
                   f"[{time.perf_counter() - t_start:.0f}s total]", flush=True)
     curves = average(points, len(paths))
     fronts = {c: pareto(v) for c, v in curves.items()}
@@ -306,18 +338,19 @@ def main() -> None:
                     "mean_saving_percent": float(np.mean([r["saving_percent"] for r in rows])) if rows else None}
     refs = published_curves()
     out = Path(args.out)
-    rd_dir = out.parent / "kodak-rd"
+    rd_dir = rd_folder(out, args.rd_dir)
     for codec, front in fronts.items():
-        desc = f"inrkit {codec}, {len(paths)} Kodak images at 1/{args.scale} size, {args.steps} fitting steps"
+        desc = (f"inrkit {codec}, {len(paths)} Kodak images at 1/{args.scale} size, {args.steps} fitting steps, "
+                f"SIREN {args.depth} x {widths}")
         write_json(rd_dir / f"{codec}.json", compressai_json(codec, desc, front))
     setup = {"images": [p.name for p in paths], "scale": args.scale, "steps": args.steps, "lr": args.lr,
-             "hidden_widths": widths, "depth": 3, "arch": "siren", "sparsities": args.sparsities,
+             "hidden_widths": widths, "depth": args.depth, "arch": "siren", "sparsities": args.sparsities,
              "sinr_bits": args.sinr_bits, "quant_bits": args.quant_bits, "overcomplete": args.overcomplete,
-             "finetune_steps": args.finetune, "device": str(device), "full": full,
+             "finetune_steps": args.finetune, "device": str(device), "full": full, "rd_dir": str(rd_dir),
              "seconds": time.perf_counter() - t_start}
     write_json(out, {"benchmark": "compress_rd", "setup": setup, "summary": summary,
                      "fronts": fronts, "curves": curves, "points": points})
-    title = (f"Kodak, {len(paths)} images at 1/{args.scale} size, {args.steps} steps"
+    title = (f"Kodak, {len(paths)} images at 1/{args.scale} size, {args.steps} steps, SIREN depth {args.depth}"
              + ("" if args.scale == 1 else " (published curves: full size, not comparable in bpp)"))
     plot(fronts, refs, out.with_suffix(".png"), title)
     print(json.dumps(summary, indent=1)[:4000])

@@ -4,7 +4,8 @@ Part 1, throughput in signals per minute: ``--crops`` crops of ``--size``x``--si
 the Kodak images (``../shared/data/kodak``; positions seeded, written as PNG files first, outside
 the timings), each fitted by a SIREN ``--hidden`` (3 hidden layers of 32, omega 30, the seed-0
 initialisation ``inrkit fit`` uses) for exactly ``--steps`` full-batch Adam steps (lr 1e-3 cosine,
-the CLI defaults; precision fp32 in every arm, so all arms compute the same models). Arms:
+the CLI defaults; precision fp32 in every arm by default (``--precision``), so all arms compute the same
+models; ``--compile`` compiles the batched arm's step, ``--threads`` sets the torch threads of every arm). Arms:
 
   batched     fit_many over all crops, ``--batch`` signals per call: load, fit, evaluate, save
   one-by-one  inrkit.api.fit_file per crop in this process (load, fit, evaluate, save)
@@ -22,6 +23,7 @@ Run ALONE on the machine (timings), one thread:
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/many.py              # CPU default, ~6 min here
     OMP_NUM_THREADS=1 .venv/bin/python bench/many.py --quick      # smoke run, ~30 s
+    .venv/bin/python bench/many.py --threads 2 --compile --name many_2threads_compile   # both cores
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +75,12 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--meta-steps", type=int, default=30, help="fine-tuning steps per member")
     p.add_argument("--meta-outer-steps", type=int, default=30, help="meta-training steps of the initialisation")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                   help="training precision of every arm (auto: bf16 on a CPU with native bf16, as a user gets)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the batched arm's training step (the one-by-one arm stays eager: compiling "
+                        "each single model costs more than it saves)")
+    p.add_argument("--name", default=None, help="result file stem (default many, many_quick with --quick)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke run: few crops, steps and members")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -135,7 +144,7 @@ def arm_processes(paths: list[Path], a: argparse.Namespace, out: Path) -> dict:
     psnrs = []
     for p in paths:
         cmd = [*exe, "fit", str(p), "-o", str(out / f"{p.stem}.safetensors"), "--arch", "siren", "--hidden", a.hidden,
-               "--steps", str(a.steps), "--precision", "fp32", "--seed", str(a.seed), "--no-progress", "--json"]
+               "--steps", str(a.steps), "--precision", a.precision, "--seed", str(a.seed), "--no-progress", "--json"]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         psnrs.append(float(json.loads(done.stdout)["psnr"]))
     seconds = time.perf_counter() - t0
@@ -243,17 +252,18 @@ def main(argv: list[str] | None = None) -> dict:
     a = _args(argv)
     torch.set_num_threads(a.threads)
     spec = ModelSpec("siren", tuple(parse_hidden(a.hidden)), 30.0)
-    cfg = FitConfig(steps=a.steps, precision="fp32", seed=a.seed, progress=False)
+    cfg = FitConfig(steps=a.steps, precision=a.precision, seed=a.seed, progress=False)
+    batched_cfg = replace(cfg, compile=a.compile)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for d in ("crops", "batched", "one", "proc", "meta"):
             (work / d).mkdir()
         paths = make_crops(Path(a.data), a.crops, a.size, work / "crops", a.seed)
-        warm = FitConfig(steps=3, precision="fp32", seed=a.seed, progress=False)  # first-call costs, untimed
-        arm_batched(paths[:2], spec, warm, 2, work / "batched")
+        warm = FitConfig(steps=3, precision=a.precision, seed=a.seed, progress=False)  # first-call costs, untimed
+        arm_batched(paths[:2], spec, warm, 2, work / "batched")  # (compiling is part of the batched arm's time)
         arm_one_by_one(paths[:1], spec, warm, work / "one")
         print(f"{len(paths)} crops; batched ...", file=sys.stderr, flush=True)
-        batched = arm_batched(paths, spec, cfg, a.batch, work / "batched")
+        batched = arm_batched(paths, spec, batched_cfg, a.batch, work / "batched")
         print(f"batched: {batched['signals_per_minute']:.1f}/min; one by one ...", file=sys.stderr, flush=True)
         one = arm_one_by_one(paths[:a.single_subset], spec, cfg, work / "one")
         print(f"one by one: {one['signals_per_minute']:.1f}/min; processes ...", file=sys.stderr, flush=True)
@@ -267,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
         "members_per_stack": stack_size(a.batch, a.size * a.size, max(spec.widths), None),
         "cpu_stack_bytes": CPU_STACK_BYTES,
         "fit": {"lr": cfg.lr, "schedule": cfg.schedule, "precision": cfg.precision, "full_batch": True,
-                "seed": a.seed},
+                "seed": a.seed, "batched_compile": a.compile},
         "subsets": {"one_by_one": a.single_subset, "processes": a.cli_subset,
                     "note": "the slow arms fit the first N crops; rates are per signal"},
         "arms": {"batched": batched, "one_by_one": one, "processes": proc},
@@ -288,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "loadavg_end": list(os.getloadavg()), "platform": platform.platform()},
     }
     out = Path(a.out)
-    tag = "many_quick" if a.quick else "many"
+    tag = a.name or ("many_quick" if a.quick else "many")
     write_json(out / f"{tag}.json", result)
     _plot(result, out / f"{tag}.png")
     t = throughput

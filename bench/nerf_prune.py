@@ -198,9 +198,11 @@ def main(argv: list[str] | None = None) -> dict:
                               "psnr": res.metrics["psnr"], "iters": res.iters,
                               "seconds_per_100_iters": 100 * res.seconds / max(1, res.iters)}}
     print(f"[nerf_prune] full: {results['full']}", file=sys.stderr)
-    ctrl = prune_and_train(full, scene, "w_out", a.width, a.retrain, "retrain", cfg, seed=a.seed)
+    # control: the full model trained the same extra iterations as every pruned one, from its trained weights
+    # with the restarted schedule (what prune_and_train's "retrain" mode does, without the pruning)
+    ctrl = train_nerf(full.copy(), scene, TrainConfig(**{**cfg.__dict__, "iters": a.retrain, "precrop_iters": 0}))
     results["full_retrained"] = {"psnr": ctrl.metrics["psnr"], "iters": a.iters + a.retrain,
-                                 "seconds_per_100_iters": 100 * ctrl.train.seconds / a.retrain}
+                                 "seconds_per_100_iters": 100 * ctrl.seconds / a.retrain}
     rows, compact = [], {}
     for width in widths:
         for method in methods:

@@ -4,10 +4,11 @@
 
 Every value of a protocol carries its ``source`` (paper section/table or the authors' code) and how the
 benchmark takes it (``apply``): ``flag:--x`` (a command-line flag), ``each:--x`` (one run per listed value,
-e.g. seeds), ``settings:NAME`` (a field of the benchmark's ``Settings`` dataclass, set here),
-``config:NAME`` (checked equal to the library default the benchmark uses) or ``none: why`` (the benchmark
-cannot take it yet). Values it cannot take are listed under ``not_applied`` in every output, never dropped
-silently. Values with ``full_only = true`` (paper scale) apply only with ``--full`` (a GPU).
+e.g. seeds; ``each:--x,--y`` with a list of pairs: one run per pair, e.g. SINR's (depth, width)),
+``settings:NAME`` (a field of the benchmark's ``Settings`` dataclass, set here), ``config:NAME`` (checked equal
+to the library default the benchmark uses) or ``none: why`` (the benchmark cannot take it yet). Values it
+cannot take are listed under ``not_applied`` in every output, never dropped silently. Values with
+``full_only = true`` (paper scale) apply only with ``--full`` (a GPU).
 
 ``--dry-run`` prints the resolved configuration (values, sources, the benchmark command lines) and checks that
 the benchmark's own argument parser accepts them, without running anything. Otherwise every run writes its
@@ -63,13 +64,21 @@ def load_protocol(method: str, folder: Path = PROTOCOLS) -> dict[str, Any]:
                 raise ProtocolError(f"{where}: needs a table with value, source and apply")
             if not str(entry.get("source", "")).strip():
                 raise ProtocolError(f"{where}: no source")
-            kind = str(entry.get("apply", "")).split(":", 1)[0]
+            kind, _, target = str(entry.get("apply", "")).partition(":")
             if kind not in APPLY_KINDS:
                 raise ProtocolError(f"{where}: apply must start with one of {APPLY_KINDS}, got {entry.get('apply')!r}")
+            n_flags = len(target.split(","))
+            if kind == "each" and n_flags > 1 and not all(
+                    isinstance(v, list) and len(v) == n_flags for v in _as_list(entry["value"])):
+                raise ProtocolError(f"{where}: {entry['apply']!r} needs a list of {n_flags}-value lists")
     for cname, entry in data.get("paper_numbers", {}).items():
         if "value" not in entry or not str(entry.get("source", "")).strip():
             raise ProtocolError(f"{path}: paper number {cname!r} needs a value and a source")
     return data
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
 
 
 def _flag_args(flag: str, value: Any) -> list[str]:
@@ -92,7 +101,7 @@ def resolve(method: str, protocol: str = "cpu", full: bool = False, folder: Path
         raise ProtocolError("--full is the paper scale: use --protocol paper --full")
     proto = data["protocol"][protocol]
     flags: list[str] = []
-    each: list[tuple[str, list[Any]]] = []
+    each: list[tuple[list[str], list[Any]]] = []
     settings: dict[str, Any] = {}
     config: dict[str, Any] = {}
     not_applied: list[dict[str, Any]] = []
@@ -106,7 +115,7 @@ def resolve(method: str, protocol: str = "cpu", full: bool = False, folder: Path
         if kind == "flag":
             flags += _flag_args(target.strip(), value)
         elif kind == "each":
-            each.append((target.strip(), list(value) if isinstance(value, list) else [value]))
+            each.append(([f.strip() for f in target.split(",")], _as_list(value)))
         elif kind == "settings":
             settings[target.strip()] = value
         elif kind == "config":
@@ -114,10 +123,11 @@ def resolve(method: str, protocol: str = "cpu", full: bool = False, folder: Path
         else:
             not_applied.append({"name": name, "value": value, "source": entry["source"], "reason": target.strip()})
     runs = []
-    for combo in itertools.product(*[[(flag, v) for v in values] for flag, values in each]) if each else [()]:
+    for combo in itertools.product(*[[(names, v) for v in values] for names, values in each]) if each else [()]:
         argv = list(flags)
-        for flag, v in combo:
-            argv += _flag_args(flag, v)
+        for names, v in combo:  # one flag, or a tuple of flags (each:--x,--y) taking one value each
+            for flag, x in zip(names, v) if len(names) > 1 else [(names[0], v)]:
+                argv += _flag_args(flag, x)
         runs.append(argv)
     return {"method": method, "protocol": protocol, "full": full, "bench": data["bench"], "out": data["out"],
             "paper": data.get("paper", ""), "description": proto["description"],
@@ -155,8 +165,10 @@ def _patched(module: ModuleType, plan: dict[str, Any], argv: list[str]) -> Itera
         if unknown:
             raise ProtocolError(f"{plan['bench']} Settings has no field(s) {unknown}")
 
+        make: Any = base
+
         def settings(*args: Any, **kwargs: Any) -> Any:
-            return dataclasses.replace(base(*args, **kwargs), **plan["settings"])
+            return dataclasses.replace(make(*args, **kwargs), **plan["settings"])
 
         module.Settings = settings  # type: ignore[attr-defined]
     try:
@@ -201,7 +213,7 @@ def check_accepted(plan: dict[str, Any], module: ModuleType | None = None) -> li
         raise _Parsed(ns)
 
     for argv in plan["runs"]:
-        argparse.ArgumentParser.parse_args = parse  # type: ignore[method-assign]
+        argparse.ArgumentParser.parse_args = parse  # type: ignore[method-assign,assignment]
         try:
             with _patched(module, plan, [*argv, *_out_args(plan, 0, Path("/nonexistent"))]):
                 _call_main(module, [*argv, *_out_args(plan, 0, Path("/nonexistent"))])
@@ -291,6 +303,29 @@ def run(plan: dict[str, Any], folder: Path = RESULTS) -> dict[str, Any]:
     return report
 
 
+DOC_ORDER = ("aire", "meta", "nerf", "sinr", "amr")
+
+
+def protocols_markdown(folder: Path = PROTOCOLS) -> str:
+    """The "protocols" section of docs/protocols.md, generated from the TOML files (``--docs`` prints it)."""
+    out: list[str] = []
+    for method in DOC_ORDER:
+        data = load_protocol(method, folder)
+        out += [f"### {method}: `{data['bench']}`", ""]
+        for name, proto in data["protocol"].items():
+            hours = f"GPU hours: {proto['gpu_hours']} ({proto['gpu_hours_source']})"
+            out += [f"**{name}**: {proto['description']}. {hours}.",
+                    "", "| value | | applied as | source |", "|---|---|---|---|"]
+            for vname, entry in proto["values"].items():
+                apply = entry.get("apply", "") + (" (only with --full)" if entry.get("full_only") else "")
+                out.append(f"| `{vname}` | {entry['value']} | {apply} | {entry['source']} |")
+            out.append("")
+        numbers = "; ".join(f"`{k}` = {v['value']} ({v['source']})" for k, v in data.get("paper_numbers", {}).items())
+        if numbers:
+            out += [f"Paper numbers (the table's left column): {numbers}.", ""]
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("method", choices=METHODS)
@@ -300,7 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and check that the "
                    "benchmark accepts it; run nothing")
     p.add_argument("--out", default=str(RESULTS), help="folder of the results (default bench/results/reproduce)")
+    p.add_argument("--docs", action="store_true", help="print docs/protocols.md's generated section (all methods)")
     a = p.parse_args(argv)
+    if a.docs:
+        print(protocols_markdown())
+        return 0
     try:
         plan = resolve(a.method, a.protocol, a.full)
         if a.dry_run:

@@ -18,6 +18,8 @@ alone). Settings are averaged over images (CompressAI style), each codec's curve
 and the storage difference at equal PSNR interpolates log-bpp along PSNR.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/sinr_qat.py     # 3 Kodak crops 96x96 (of the 2x-downscaled images)
+    OMP_NUM_THREADS=1 .venv/bin/python bench/sinr_qat.py --depth 2 --widths 32 --out bench/results/sinr_qat_h2m32.json
+                                                             # the SINR paper's (h=2, m=32), same crops
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import argparse
 import platform
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compress_rd import PAPER_SAVING, bd_psnr, bd_rate, compressai_json, pareto  # noqa: E402
+from compress_rd import PAPER_SAVING, bd_psnr, bd_rate, compressai_json, network, pareto  # noqa: E402
 from compress_rd import saving_at_equal_psnr as saving  # noqa: E402
 
 from inrkit.compress.codecs import CODECS  # noqa: E402
@@ -41,7 +44,6 @@ from inrkit.compress.layout import RowModel, SinrOptions  # noqa: E402
 from inrkit.compress.model import decode_model  # noqa: E402
 from inrkit.compress.qat import QAT_LR, quantisation_aware  # noqa: E402
 from inrkit.compress.sparse import sparse_code  # noqa: E402
-from inrkit.models import siren  # noqa: E402
 from inrkit.signals import ImageSignal  # noqa: E402
 from inrkit.train import FitConfig, fit  # noqa: E402
 from inrkit.utils import write_json  # noqa: E402
@@ -60,7 +62,7 @@ def load_crop(path: Path, size: int) -> np.ndarray:
     from PIL import Image
 
     img = Image.open(path).convert("RGB")
-    img = img.resize((img.width // 2, img.height // 2), Image.LANCZOS)
+    img = img.resize((img.width // 2, img.height // 2), Image.Resampling.LANCZOS)
     r0, c0 = (img.height - size) // 2, (img.width - size) // 2
     return np.asarray(img)[r0 : r0 + size, c0 : c0 + size]
 
@@ -87,7 +89,7 @@ def network_points(model: Any, signal: ImageSignal, args: argparse.Namespace) ->
     for bits in args.quant_bits:
         for codec, rows in (("quant", False), ("quant-rows", True)):
             o = quant.make_options(bits=bits, per_row=rows)
-            out.append(measure(signal, pixels, codec, f"b{bits}", lambda o=o: quant.encode(model, o, signal=meta)))
+            out.append(measure(signal, pixels, codec, f"b{bits}", partial(quant.encode, model, o, signal=meta)))
     def qat(bits: int, steps: int) -> tuple[RowModel, float]:
         t0 = time.perf_counter()
         return quantisation_aware(model, signal, bits, steps, args.qat_lr), time.perf_counter() - t0
@@ -95,25 +97,25 @@ def network_points(model: Any, signal: ImageSignal, args: argparse.Namespace) ->
     for bits in args.qat_bits:  # the baseline gets the training steps SINR's fine-tuning adds
         rm, qat_s = qat(bits, args.qat_steps + args.finetune)
         o = quant.make_options(bits=bits, per_row=True)
-        out.append(measure(signal, pixels, "qat", f"b{bits}", lambda rm=rm, o=o: quant.encode(rm, o, signal=meta),
+        out.append(measure(signal, pixels, "qat", f"b{bits}", partial(quant.encode, rm, o, signal=meta),
                            qat_s))
     tuned = {bits: qat(bits, args.qat_steps) for bits in args.sinr_bits}
     for sp in args.sparsities:
         for bits in args.sinr_bits:
             opts = SinrOptions(sparsity=sp, bits=bits, overcomplete=args.overcomplete)
             out.append(measure(signal, pixels, "sinr", f"s{sp}-b{bits}",
-                               lambda opts=opts: sinr.encode(model, opts, signal=meta)))
+                               partial(sinr.encode, model, opts, signal=meta)))
             rm, qat_s = tuned[bits]
             t0 = time.perf_counter()
             code = sparse_code(rm.model, opts)
             code_s = qat_s + time.perf_counter() - t0
             out.append(measure(signal, pixels, "sinr-qat", f"s{sp}-b{bits}",
-                               lambda code=code, opts=opts: sinr.encode_prepared(code, opts, meta), code_s))
+                               partial(sinr.encode_prepared, code, opts, meta), code_s))
             if args.finetune:
                 t0 = time.perf_counter()
                 ft = finetune_codes(code, signal, steps=args.finetune, lr=args.finetune_lr)
                 out.append(measure(signal, pixels, "sinr-qat-ft", f"s{sp}-b{bits}",
-                                   lambda ft=ft, opts=opts: sinr.encode_prepared(ft, opts, meta),
+                                   partial(sinr.encode_prepared, ft, opts, meta),
                                    code_s + time.perf_counter() - t0))
     return out
 
@@ -176,15 +178,24 @@ def plot(fronts: dict[str, list[dict[str, Any]]], path: Path, title: str) -> Non
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line (``main`` parses it; the tests use it too)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=96, help="crop size (pixels) of the 2x-downscaled images")
-    p.add_argument("--widths", default="24,32,48", help="SIREN hidden widths (depth 3)")
+    p.add_argument("--widths", default="24,32,48", help="SIREN hidden widths (each with --depth layers)")
+    p.add_argument("--depth", type=int, default=3,
+                   help="hidden layers of the SIRENs (default 3; the SINR paper's h: --depth 2 --widths 32)")
     p.add_argument("--steps", type=int, default=1500, help="fitting steps")
     p.add_argument("--qat-steps", type=int, default=300)
     p.add_argument("--finetune", type=int, default=100, help="SINR coefficient fine-tuning steps (sinr-qat-ft)")
-    p.add_argument("--out", default=str(RESULTS / "sinr_qat.json"))
-    args = p.parse_args()
+    p.add_argument("--out", default=str(RESULTS / "sinr_qat.json"), help="result JSON (and .png beside it)")
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
+    if args.depth < 1:
+        raise SystemExit(f"--depth must be >= 1, got {args.depth}")
     args.qat_lr, args.finetune_lr, args.overcomplete = QAT_LR, 1e-4, 8.0
     args.quant_bits, args.qat_bits, args.sinr_bits = [4, 5, 6, 7, 8, 10], [3, 4, 5, 6, 8, 10], [5, 6, 8]
     args.sparsities = [0.1, 0.2, 0.3, 0.4, 0.48]
@@ -194,14 +205,14 @@ def main() -> None:
     for name in IMAGES:
         signal = ImageSignal(load_crop(DATA / "kodak" / name, args.size), name=name)
         for w in widths:
-            model = siren(2, 3, [w] * 3, generator=torch.Generator().manual_seed(0))
+            model = network(w, args.depth)  # compress_rd's SIREN (seed 0), so both benches fit the same networks
             t0 = time.perf_counter()
             res = fit(model, signal, FitConfig(steps=args.steps, lr=1e-3, progress=False, precision="fp32"))
             fit_s = time.perf_counter() - t0
             for pt in network_points(res.model.cpu(), signal, args):
-                points.append(dict(pt, image=name, width=w, setting=f"w{w}-{pt['setting']}", fit_seconds=fit_s,
-                                   fit_psnr=float(res.metrics["psnr"])))
-            print(f"{name} w={w}: fit {res.metrics['psnr']:.2f} dB in {fit_s:.0f} s "
+                points.append(dict(pt, image=name, width=w, depth=args.depth, setting=f"w{w}-{pt['setting']}",
+                                   fit_seconds=fit_s, fit_psnr=float(res.metrics["psnr"])))
+            print(f"{name} depth={args.depth} w={w}: fit {res.metrics['psnr']:.2f} dB in {fit_s:.0f} s "
                   f"[{time.perf_counter() - t_start:.0f} s total]", flush=True)
     curves = average(points, len(IMAGES))
     fronts = {c: pareto(v) for c, v in curves.items()}
@@ -209,7 +220,8 @@ def main() -> None:
                for a, b in PAIRS if a in fronts and b in fronts}
     out = Path(args.out)
     setup = {"images": list(IMAGES), "crop": f"centre {args.size}x{args.size} of the 2x-downscaled image",
-             "arch": "siren", "depth": 3, "hidden_widths": widths, "fit_steps": args.steps, "fit_lr": 1e-3,
+             "arch": "siren", "depth": args.depth, "hidden_widths": widths, "fit_steps": args.steps,
+             "fit_lr": 1e-3,
              "qat_steps": args.qat_steps, "qat_lr": args.qat_lr, "qat": "per-row LSQ steps, cosine schedule",
              "qat_baseline_steps": args.qat_steps + args.finetune,
              "quant_bits": args.quant_bits, "qat_bits": args.qat_bits, "sinr_bits": args.sinr_bits,
@@ -219,12 +231,13 @@ def main() -> None:
                      "claim": "SINR on the QAT baseline vs that baseline at equal PSNR; the SINR paper: 42-49 % "
                               "smaller (issue 13)",
                      "setup": setup, "summary": summary, "fronts": fronts,
-                     "compressai": {c: compressai_json(c, f"inrkit {c}, {setup['crop']}", f)
-                                    for c, f in fronts.items()},
+                     "compressai": {c: compressai_json(c, f"inrkit {c}, {setup['crop']}, SIREN {args.depth} x {widths}",
+                                                       f) for c, f in fronts.items()},
                      "curves": curves, "points": points, "seconds": time.perf_counter() - t_start,
                      "environment": {"torch": torch.__version__, "python": platform.python_version(),
                                      "threads": torch.get_num_threads(), "machine": platform.machine()}})
-    plot(fronts, out.with_suffix(".png"), f"SINR on QAT: {len(IMAGES)} Kodak crops {args.size}x{args.size}")
+    plot(fronts, out.with_suffix(".png"), f"SINR on QAT: {len(IMAGES)} Kodak crops {args.size}x{args.size}, "
+                                          f"SIREN {args.depth} x {widths}")
     for key, row in summary.items():
         print(f"{key}: mean saving {row['mean_saving_percent']}, payload {row['payload_mean_saving_percent']}, "
               f"BD-rate {row['bd_rate_percent']}, PSNR range {row['psnr_range']}, "

@@ -88,6 +88,27 @@ def test_dry_run_and_refusals(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--full" in capsys.readouterr().err
 
 
+def test_each_pair_gives_one_run_per_configuration(tmp_path: Path) -> None:
+    """``each:--depth,--widths``: one command per (depth, width) pair (SINR's (h, m) configurations)."""
+    plan = reproduce.resolve("sinr", "paper")
+    assert plan["runs"] == [["--depth", "2", "--widths", "32"], ["--depth", "3", "--widths", "128"]]
+    assert [r[-4:] for r in reproduce.resolve("sinr", "paper", full=True)["runs"]] == plan["runs"]
+    parsed = reproduce.check_accepted(plan)
+    assert [(a["depth"], a["widths"]) for a in parsed] == [(2, "32"), (3, "128")]
+    assert "inric" in {n["name"]: n["value"] for n in plan["not_applied"]}["baselines"]
+    head = ('method = "sinr"\nbench = "b.py"\nout = "file"\n[protocol.cpu]\ndescription = "d"\ngpu_hours = 0.0\n'
+            'gpu_hours_source = "cpu"\n[protocol.cpu.values]\n')
+    (tmp_path / "sinr.toml").write_text(
+        head + 'c = { value = [[1, 8], [2, 16]], source = "s", apply = "each:--a, --b" }\n'
+        'seed = { value = [0, 1], source = "s", apply = "each:--seed" }\n')
+    runs = reproduce.resolve("sinr", "cpu", folder=tmp_path)["runs"]
+    assert runs == [["--a", "1", "--b", "8", "--seed", "0"], ["--a", "1", "--b", "8", "--seed", "1"],
+                    ["--a", "2", "--b", "16", "--seed", "0"], ["--a", "2", "--b", "16", "--seed", "1"]]
+    (tmp_path / "sinr.toml").write_text(head + 'c = { value = [[1, 8], 2], source = "s", apply = "each:--a,--b" }\n')
+    with pytest.raises(reproduce.ProtocolError, match="2-value lists"):
+        reproduce.load_protocol("sinr", tmp_path)
+
+
 def test_run_writes_the_table(tmp_path: Path) -> None:
     bench = tmp_path / "fake_bench.py"
     bench.write_text("import argparse, json\n"
@@ -109,3 +130,11 @@ def test_run_writes_the_table(tmp_path: Path) -> None:
     assert report["table"][1]["status"] == "not reported by the benchmark"
     text = (tmp_path / "out" / "aire_cpu.md").read_text()
     assert "| psnr | 31.0 | 31 +- 1.4 (2) | measured | a table |" in text and "`split` = 0.1: not yet" in text
+
+
+def test_docs_section_is_generated_from_the_toml_files() -> None:
+    """docs/protocols.md's protocol tables are `bench/reproduce.py METHOD --docs`: they cannot drift from the files."""
+    text = (ROOT / "docs" / "protocols.md").read_text()
+    head = "## The protocols (generated from the TOML files)\n\n"
+    assert head in text
+    assert text.split(head, 1)[1].rstrip("\n") == reproduce.protocols_markdown().rstrip("\n")

@@ -87,7 +87,7 @@ def test_adapt_cli_preset_scale(capsys, tmp_path: Path) -> None:
     out = tmp_path / "p.safetensors"
     code, rep, err = _run(capsys, "adapt", str(tmp_path / "s.png"), "-o", str(out), "--scale", "0.001", "--json")
     assert code == 0, err
-    assert rep["widths_before"] == [2, 512, 256, 256, 3] and rep["widths_after"] == [2, 256, 256, 256, 3]
+    assert rep["widths_before"] == [2, 512, 512, 512, 3] and rep["widths_after"] == [2, 256, 512, 512, 3]
     assert rep["steps"] == 1 + 2 + 3 + 1
 
 

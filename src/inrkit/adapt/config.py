@@ -70,7 +70,7 @@ class AireConfig:
     """
 
     arch: str = "siren"
-    hidden: list[int] = field(default_factory=lambda: [512, 256, 256])
+    hidden: list[int] = field(default_factory=lambda: [512, 512, 512])
     omega0: float = 30.0
     omega_hidden: float = 30.0
     lr: float = 1e-4

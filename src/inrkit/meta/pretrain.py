@@ -2,8 +2,10 @@
 
 Each volume of the series is a task. The data are sub-sampled in space (every
 ``space_stride``-th voxel per axis) and time (every ``time_stride``-th member), about 0.78%
-of the series with the defaults 4 and 2. Every outer step samples ``meta_batch`` tasks,
-runs ``inner_steps`` optimiser steps on each (batched with ``torch.func.vmap``), then:
+of the series with the defaults 4 and 2. Every outer step samples ``meta_batch`` tasks (or
+takes all of them, in member order, with ``meta_batch=None``), runs ``inner_steps`` optimiser
+steps on each (batched with ``torch.func.vmap``; one task after another when the inner Adam is
+carried across tasks, ``inner_adam_across_tasks``), then:
 
 - ``order="first"`` (default, Reptile, as the authors' released code): the outer optimiser
   (Adam) takes ``theta - mean(phi_task)`` as the gradient of ``theta``;
@@ -23,7 +25,7 @@ from tqdm import tqdm
 
 from inrkit.errors import InvalidInputError
 from inrkit.limits import check_hidden, check_range
-from inrkit.meta.batched import adapt_tasks
+from inrkit.meta.batched import InnerAdamState, adapt_tasks
 from inrkit.meta.functional import maml_grad, param_dict, stack_params, task_losses
 from inrkit.models.mlp import MLP, siren
 from inrkit.signals.series import VolumeSeries
@@ -49,12 +51,20 @@ class MetaConfig:
         space_stride, time_stride: sub-sampling of the series used for pretraining.
         inner_steps: K, optimiser steps per task in the inner loop.
         outer_steps: number of meta updates.
-        meta_batch: tasks (volumes) per meta update.
+        meta_batch: tasks (volumes) per meta update, drawn at random; ``None``: every task at
+            every meta update, in member order (the Meta-INR authors' code).
         inner_lr, outer_lr: learning rates of the inner optimiser and the outer Adam.
         order: ``"first"`` (Reptile) or ``"second"`` (MAML through torch.func).
         inner_optimizer: ``"adam"`` or ``"sgd"`` for the first-order inner loop
             (second order always uses SGD).
         inner_batch: points per inner step (``None``: every sub-sampled voxel).
+        inner_adam_across_tasks: ``False`` (default): every task's inner loop starts a fresh
+            inner optimiser and the tasks of a meta update are adapted together. ``True``: one
+            inner Adam whose moments and step count persist from task to task and from meta
+            update to meta update, the tasks adapted one after another (as the Meta-INR
+            authors' released code, which loads one saved ``adapt_opt`` state into every task's
+            Adam and saves it back); first order with the Adam inner optimiser only. The
+            carried state is not stored in checkpoints, so ``resume`` is refused with it.
         train_members: restrict pretraining to these member indices (before the time stride).
         seed: model initialisation and task sampling.
         device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"``...
@@ -71,12 +81,13 @@ class MetaConfig:
     time_stride: int = 2
     inner_steps: int = 16
     outer_steps: int = 300
-    meta_batch: int = 4
+    meta_batch: int | None = 4
     inner_lr: float = 1e-3
     outer_lr: float = 1e-4
     order: str = "first"
     inner_optimizer: str = "adam"
     inner_batch: int | None = None
+    inner_adam_across_tasks: bool = False
     train_members: Sequence[int] | None = None
     seed: int = 0
     device: str | None = None
@@ -97,8 +108,14 @@ class MetaConfig:
             raise InvalidInputError(f"inner optimiser must be 'adam' or 'sgd', got {self.inner_optimizer!r}")
         if self.space_stride < 1 or self.time_stride < 1:
             raise InvalidInputError("sub-sampling strides must be >= 1")
-        if self.inner_steps < 1 or self.outer_steps < 0 or self.meta_batch < 1:
+        if self.inner_steps < 1 or self.outer_steps < 0 or (self.meta_batch is not None and self.meta_batch < 1):
             raise InvalidInputError("inner steps and meta batch must be >= 1, outer steps >= 0")
+        if self.inner_adam_across_tasks and (self.order != "first" or self.inner_optimizer != "adam"):
+            raise InvalidInputError("carrying the inner Adam across tasks needs order 'first' and the adam "
+                                    "inner optimiser")
+        if self.inner_adam_across_tasks and self.resume:
+            raise InvalidInputError("resume is not supported with the inner Adam carried across tasks "
+                                    "(checkpoints do not store its state)")
         if not (self.inner_lr > 0 and self.outer_lr > 0):
             raise InvalidInputError("learning rates must be positive")
         if self.resume and not self.checkpoint_path:
@@ -178,6 +195,9 @@ def _resume(path: Path, config: MetaConfig, model: MLP, device: torch.device,
     """Model, outer Adam, step, history and seconds of a checkpoint made with the same settings."""
     expect = {k: v for k, v in config.to_dict().items() if k in RESUME_KEYS}
     ckpt = load_checkpoint(path, CHECKPOINT_KIND, expect)
+    if ckpt.config.get("inner_adam_across_tasks"):
+        raise InvalidInputError(f"{path}: made with the inner Adam carried across tasks, whose state checkpoints "
+                                "do not store; it cannot be resumed")
     model = cast(MLP, restore_model(ckpt, model, device))
     optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
     restore_optimizer(ckpt, model, optimizer)
@@ -186,25 +206,43 @@ def _resume(path: Path, config: MetaConfig, model: MLP, device: torch.device,
 
 
 # ------------------------------------------------------------------ training
+def tasks_per_step(config: MetaConfig, members: int) -> int:
+    """Tasks in every meta update: ``meta_batch`` (at most ``members``), or ``members`` for all."""
+    return members if config.meta_batch is None else min(config.meta_batch, members)
+
+
 def post_adaptation_loss(model: MLP, coords: torch.Tensor, targets: torch.Tensor, config: MetaConfig,
                          generator: torch.Generator | None = None) -> torch.Tensor:
-    """Loss per task ``[M]`` after the inner loop of ``config`` starting from ``model``."""
+    """Loss per task ``[M]`` after the inner loop of ``config`` starting from ``model``.
+
+    With ``inner_adam_across_tasks`` one inner Adam is carried across the tasks of this call.
+    """
     opt = "sgd" if config.order == "second" else config.inner_optimizer
+    carried = InnerAdamState() if config.inner_adam_across_tasks else None
     adapted, _ = adapt_tasks(model, coords, targets, config.inner_steps, config.inner_lr, opt,
-                             None if config.order == "second" else config.inner_batch, generator)
+                             None if config.order == "second" else config.inner_batch, generator, carried)
     return task_losses(model, adapted, coords, targets)
 
 
 def meta_step(model: MLP, optimizer: torch.optim.Optimizer, coords: torch.Tensor, targets: torch.Tensor,
-              config: MetaConfig, generator: torch.Generator | None = None) -> dict[str, float]:
-    """One outer update of ``model`` on the task batch ``targets [B, N, 1]``."""
+              config: MetaConfig, generator: torch.Generator | None = None,
+              inner_state: InnerAdamState | None = None) -> dict[str, float]:
+    """One outer update of ``model`` on the task batch ``targets [B, N, 1]``.
+
+    ``inner_state``: the inner Adam carried across tasks (``config.inner_adam_across_tasks``;
+    :func:`meta_train` keeps one for the whole run). ``None`` with that option: one is carried
+    across the tasks of this update only.
+    """
+    if config.inner_adam_across_tasks and inner_state is None:
+        inner_state = InnerAdamState()
     theta = param_dict(model)
     if config.order == "second":
         grads, after = maml_grad(model, theta, coords, targets, config.inner_steps, config.inner_lr)
         before = task_losses(model, stack_params(theta, targets.shape[0]), coords, targets)
     else:
         adapted, before = adapt_tasks(model, coords, targets, config.inner_steps, config.inner_lr,
-                                      config.inner_optimizer, config.inner_batch, generator)
+                                      config.inner_optimizer, config.inner_batch, generator,
+                                      inner_state if config.inner_adam_across_tasks else None)
         grads = {k: theta[k] - adapted[k].mean(0) for k in theta}
         after = None
     optimizer.zero_grad(set_to_none=True)
@@ -241,13 +279,17 @@ def meta_train(series: VolumeSeries, config: MetaConfig | None = None, init: MLP
     ckpt = Path(config.checkpoint_path) if config.checkpoint_path else None
     if config.resume and ckpt is not None and ckpt.is_file():
         model, optimizer, start, history, seconds = _resume(ckpt, config, model, device, generator)
-    batch = min(config.meta_batch, len(members))
+    batch = tasks_per_step(config, len(members))
+    inner_state = InnerAdamState() if config.inner_adam_across_tasks else None
     bar = tqdm(range(start, config.outer_steps), desc=f"meta-train ({config.order} order)",
                disable=not config.progress, initial=start, total=config.outer_steps)
     for step in bar:
         t0 = time.perf_counter()
-        tasks = torch.randperm(len(members), generator=generator)[:batch].to(device)
-        info = meta_step(model, optimizer, coords, targets[tasks], config, generator)
+        if config.meta_batch is None:  # every task, in member order (the authors' code)
+            tasks = torch.arange(len(members), device=device)
+        else:
+            tasks = torch.randperm(len(members), generator=generator)[:batch].to(device)
+        info = meta_step(model, optimizer, coords, targets[tasks], config, generator, inner_state)
         seconds += time.perf_counter() - t0
         if config.log_every and (step + 1) % config.log_every == 0 or step + 1 == config.outer_steps:
             history.append({"step": step + 1, "seconds": seconds, **info})
@@ -310,7 +352,7 @@ def pretrain_plain(series: VolumeSeries, config: MetaConfig | None = None, steps
     generator = torch.Generator().manual_seed(config.seed)
     model = siren(3, 1, config.hidden, config.omega0, config.omega0, generator=generator).to(device)
     steps = config.outer_steps * config.inner_steps if steps is None else int(steps)
-    task = _SharedFitTask(coords, targets, min(config.meta_batch, len(members)), generator)
+    task = _SharedFitTask(coords, targets, tasks_per_step(config, len(members)), generator)
     every = config.log_every * config.inner_steps
     fit_config = FitConfig(steps=steps, lr=config.inner_lr, schedule="constant", log_every=max(every, 1),
                            evaluate=False, progress=config.progress, precision="fp32", device=str(device),

@@ -1,0 +1,27 @@
+"""bench/nerf_prune.py end to end at a tiny size: the full model, its equal-budget control (the full model trained
+the same extra iterations; it used to be "pruned" to its own width, which prune_nerf now refuses) and every
+method's pruned, retrained model, written to the result JSON."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("inrkit_bench_nerf", ROOT / "bench" / "nerf_prune.py")
+assert spec is not None and spec.loader is not None
+bench = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = bench
+spec.loader.exec_module(bench)
+
+
+def test_tiny_run_writes_every_arm(tmp_path: Path) -> None:
+    bench.main(["--size", "16", "--views", "4", "--test-views", "1", "--iters", "4", "--retrain", "2",
+                "--width", "16", "--widths", "8", "--methods", "uniform,coreset", "--samples", "8",
+                "--importance", "8", "--batch", "64", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "nerf_prune.json").read_text())
+    assert result["full_retrained"]["iters"] == 4 + 2
+    rows = result["pruned"]
+    assert {r["method"] for r in rows} == {"uniform", "coreset"}
+    assert all(r["params"] < result["full"]["params"] and r["width"] == 8 for r in rows)
