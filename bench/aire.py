@@ -40,6 +40,7 @@ from inrkit.models.mlp import finer
 from inrkit.prune import CRITERIA
 from inrkit.prune.model import domain_points, prune_model
 from inrkit.signals import ImageSignal, grid_coords, read_image
+from inrkit.signals.base import Signal
 from inrkit.train import FitConfig, fit
 from inrkit.utils import resolve_device, write_json
 
@@ -109,7 +110,7 @@ def load_image(name: str, s: Settings, seed: int = 0) -> ImageSignal:
     return ImageSignal(img.astype(np.float32), test_fraction=s.test_fraction, seed=seed)
 
 
-def new_siren(hidden: list[int], seed: int, arch: str = "siren") -> MLP:
+def new_net(hidden: list[int], seed: int, arch: str = "siren") -> MLP:
     """A SIREN (or, ``arch="finer"``, a FINER network) for an RGB image, seeded."""
     build = finer if arch == "finer" else siren
     return build(2, 3, hidden, generator=torch.Generator().manual_seed(seed))
@@ -125,7 +126,7 @@ def train(model: MLP, signal: ImageSignal, steps: int, lr: float, device: str, b
     return fit(model, signal, cfg).model
 
 
-def run(model: MLP, signal: ImageSignal, stages: list[Stage], lr: float, device: str, seed: int,
+def run(model: MLP, signal: Signal, stages: list[Stage], lr: float, device: str, seed: int,
         batch_size: int | None):
     cfg = AireConfig(hidden=model.hidden_widths, lr=lr, lr_schedule="constant", seed=seed, stages=stages,
                      batch_size=batch_size)
@@ -137,13 +138,13 @@ def bench_table4(signal: ImageSignal, s: Settings, device: str, seed: int, arch:
     fit_s, ft_s, twd_s, ft2_s = s.steps
     total = sum(s.steps)
     final = [s.start_hidden[0] + s.densify - s.prune_aire] + s.start_hidden[1:]
-    small = train(new_siren(final, seed, arch), signal, total, s.lr, device, s.batch_size)
+    small = train(new_net(final, seed, arch), signal, total, s.lr, device, s.batch_size)
     k_prune = s.start_hidden[0] - final[0]
-    prune = run(new_siren(s.start_hidden, seed, arch), signal, [
+    prune = run(new_net(s.start_hidden, seed, arch), signal, [
         Stage("fit", steps=fit_s + ft_s), Stage("twd", steps=twd_s, layers=[0], k=k_prune),
         Stage("prune", layers=[0], count=k_prune), Stage("finetune", steps=ft2_s)], s.lr, device, seed,
         s.batch_size)
-    aire = run(new_siren(s.start_hidden, seed, arch), signal, [
+    aire = run(new_net(s.start_hidden, seed, arch), signal, [
         Stage("fit", steps=fit_s), Stage("densify", n=s.densify), Stage("finetune", steps=ft_s),
         Stage("twd", steps=twd_s, layers=[0], k=s.prune_aire), Stage("prune", layers=[0], count=s.prune_aire),
         Stage("finetune", steps=ft2_s)], s.lr, device, seed, s.batch_size)
@@ -187,10 +188,8 @@ def bench_table3_sdf(s: Settings, device: str, seed: int) -> dict:
                  "marching_cubes": s.sdf_resolution}
     for name, (hidden, stages) in arms.items():
         t0 = time.perf_counter()
-        cfg = AireConfig(hidden=hidden, lr=s.sdf_lr, lr_schedule="constant", seed=seed, batch_size=s.sdf_batch,
-                         stages=stages, arch="siren")
-        res = run_schedule(siren(3, 1, hidden, generator=torch.Generator().manual_seed(seed)), signal, cfg,
-                           device=device, progress=False)
+        res = run(siren(3, 1, hidden, generator=torch.Generator().manual_seed(seed)), signal, stages, s.sdf_lr,
+                  device, seed, s.sdf_batch)
         assert res.model.hidden_widths == final, (name, res.model.hidden_widths)
         out[name] = {**{k: float(v) for k, v in res.metrics.items()}, "params": res.model.num_params(),
                      "seconds": round(time.perf_counter() - t0, 1)}
@@ -426,13 +425,13 @@ def main() -> None:
         if t4f:
             print(f"[aire] {name} table4 FINER {t4f['small']:.2f}/{t4f['prune']:.2f}/{t4f['densify_prune']:.2f} dB "
                   f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
-        base = train(new_siren(s.base_hidden, seed), signal, s.base_steps, s.lr_parts, device, s.batch_size)
+        base = train(new_net(s.base_hidden, seed), signal, s.base_steps, s.lr_parts, device, s.batch_size)
         twd = bench_twd(base, signal, s, device, seed)
         print(f"[aire] {name} twd done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
         crit = bench_criteria(base, signal, s, device, seed)
         print(f"[aire] {name} criteria done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
         base_pruned, _ = prune_model(base.copy(), "l1", keep=s.criteria_keep)
-        aire_large = new_siren([s.start_hidden[0] + s.densify, *s.start_hidden[1:]], seed)
+        aire_large = new_net([s.start_hidden[0] + s.densify, *s.start_hidden[1:]], seed)
         pairs = {"base_vs_l1_50": (base, base_pruned), "aire_max_vs_final": (aire_large, t4["_aire_model"])}
         speed = bench_speed(pairs, s, device, tmp)
         per_image.append({"image": name, "shape": list(signal.shape), "seed": seed,

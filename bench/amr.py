@@ -382,8 +382,8 @@ def build_4d(args, seed: int, name: str) -> Built:
     kind, size, steps, train_steps = FOUR_D[name]
     if args.full:
         size, steps, train_steps = 32, 16, 4 * train_steps
-    if getattr(args, "series", None):  # --series NxT: another grid size and frame count, same training
-        size, steps = (int(v) for v in args.series.lower().split("x"))
+    if args.series:  # --series NxT: another grid size and frame count, same training
+        size, steps = args.series
     with tempfile.TemporaryDirectory() as tmp:
         if kind == "sphere":
             write_series(Path(tmp) / kind, moving_sphere(size, steps), name=kind,
@@ -609,9 +609,10 @@ def slices_only(name: str, args, main: Built) -> dict:
         res = slices_case(name, b.field, b.domain, args, seed, sweeps=False)
         per_seed.append({"seed": seed, "training": b.training, "network": b.network, **b.extra,
                          "uniform": res["uniform"], "default": res["default"], "comparison": res["comparison"]})
-    change = [r["comparison"]["dof_reduction_vs_uniform"] for r in per_seed]
-    return {"slices_only": True, "per_seed": per_seed, "dof_change_vs_uniform": [-c for c in change if c is not None],
-            "dof_change_stats": _stats([-c for c in change if c is not None])}
+    change = [-r["comparison"]["dof_reduction_vs_uniform"] for r in per_seed
+              if r["comparison"]["dof_reduction_vs_uniform"] is not None]
+    return {"slices_only": True, "per_seed": per_seed, "dof_change_vs_uniform": change,
+            "dof_change_stats": _stats(change)}
 
 
 def run_named(report: dict, args, name: str) -> None:
@@ -649,6 +650,14 @@ def run_named(report: dict, args, name: str) -> None:
     report["cases"][name] = res
 
 
+def _series_size(text: str) -> tuple[int, int]:
+    """``--series NxT``: grid cells per axis and frames, both >= 2."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) >= 2 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected NxT with N, T >= 2 (e.g. 32x20), got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--full", action="store_true", help="longer training, larger networks, denser sweeps")
@@ -659,7 +668,7 @@ def main() -> None:
                     help="training seeds of the seed spread of every ReLU case (default run only); '' to skip")
     ap.add_argument("--merge", action="store_true", help="keep the other cases of an existing --out file")
     ap.add_argument("--out", default=str(RESULTS / "amr.json"), help="result JSON (default bench/results/amr.json)")
-    ap.add_argument("--series", default=None, metavar="NxT",
+    ap.add_argument("--series", default=None, metavar="NxT", type=_series_size,
                     help="4D cases: grid cells per axis and frames of the series (default 24x12; "
                          "`inrkit synth`'s defaults are 32x20)")
     ap.add_argument("--slices-only", action="store_true",

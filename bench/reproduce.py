@@ -303,13 +303,10 @@ def run(plan: dict[str, Any], folder: Path = RESULTS) -> dict[str, Any]:
     return report
 
 
-DOC_ORDER = ("aire", "meta", "nerf", "sinr", "amr")
-
-
 def protocols_markdown(folder: Path = PROTOCOLS) -> str:
     """The "protocols" section of docs/protocols.md, generated from the TOML files (``--docs`` prints it)."""
     out: list[str] = []
-    for method in DOC_ORDER:
+    for method in METHODS:
         data = load_protocol(method, folder)
         out += [f"### {method}: `{data['bench']}`", ""]
         for name, proto in data["protocol"].items():
@@ -328,7 +325,7 @@ def protocols_markdown(folder: Path = PROTOCOLS) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("method", choices=METHODS)
+    p.add_argument("method", choices=METHODS, nargs="?")
     p.add_argument("--protocol", choices=("paper", "cpu"), default="cpu",
                    help="paper: the paper's values (bench/protocols/METHOD.toml); cpu: the scaled-down protocol")
     p.add_argument("--full", action="store_true", help="paper scale (GPU); only with --protocol paper")
@@ -340,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.docs:
         print(protocols_markdown())
         return 0
+    if a.method is None:
+        p.error(f"name a method ({', '.join(METHODS)}), or pass --docs")
     try:
         plan = resolve(a.method, a.protocol, a.full)
         if a.dry_run:

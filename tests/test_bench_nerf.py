@@ -3,17 +3,13 @@ the same extra iterations; it used to be "pruned" to its own width, which prune_
 method's pruned, retrained model, written to the result JSON."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("inrkit_bench_nerf", ROOT / "bench" / "nerf_prune.py")
-assert spec is not None and spec.loader is not None
-bench = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = bench
-spec.loader.exec_module(bench)
+sys.path.insert(0, str(ROOT / "bench"))
+import nerf_prune as bench  # noqa: E402
 
 
 def test_tiny_run_writes_every_arm(tmp_path: Path) -> None:
