@@ -192,11 +192,21 @@ def run_case(name: str, field: InrField, domain: np.ndarray, truth, uniform_leve
     ea = error_amr(field, domain, dof_budget=budget, base=base, keep_meshes=True, progress=False, seed=seed)
     step = max(1, len(ea.meshes) // 20)
     picked = ea.meshes[::step] + ([ea.meshes[-1]] if (len(ea.meshes) - 1) % step else [])
-    out["error_amr"] = {"seconds": ea.seconds, "fraction": 0.1, **curve(picked, field, truth, n_rmse)}
+    out["error_amr"] = {"seconds": ea.seconds, "fraction": 0.1, "indicator": "l2",
+                        **curve(picked, field, truth, n_rmse)}
+    print(f"[{name}] error-driven AMR with the max-norm indicator (inrkit's baseline before 2026-12-01)",
+          file=sys.stderr)
+    ea = error_amr(field, domain, dof_budget=budget, base=base, keep_meshes=True, progress=False, seed=seed,
+                   indicator="max")
+    step = max(1, len(ea.meshes) // 20)
+    picked = ea.meshes[::step] + ([ea.meshes[-1]] if (len(ea.meshes) - 1) % step else [])
+    out["error_amr_max"] = {"seconds": ea.seconds, "fraction": 0.1, "indicator": "max",
+                            **curve(picked, field, truth, n_rmse)}
     keys = ["rmse_inr"] + (["rmse_true"] if truth is not None else [])
     d = out["default"]
     out["comparison"] = {k: compare(d["dofs"][-1], d["true_dofs"][-1], d[k][-1], out["uniform"], out["error_amr"], k)
                          for k in keys}
+    out["comparison"]["error_amr_max_dofs_at_equal_error"] = dofs_at_error(out["error_amr_max"], d["rmse_inr"][-1])
     out["comparison"]["per_round"] = [compare(a, b, e, out["uniform"], None, "rmse_inr")
                                       for a, b, e in zip(d["dofs"], d["true_dofs"], d["rmse_inr"])]
     out["sweep_comparison"] = {s: compare(r["dofs"][-1], r["true_dofs"][-1], r["rmse_inr"][-1], out["uniform"],
@@ -220,7 +230,10 @@ def plot(result: dict, name: str) -> Path:
     for ax, key in zip(axes[0], keys):
         ax.loglog(result["uniform"]["dofs"], result["uniform"][key], "k-o", label="uniform")
         ax.loglog(result["error_amr"]["dofs"], result["error_amr"][key], "-s", ms=3, color="tab:green",
-                  label="error-driven AMR")
+                  label="error-driven AMR (L2 indicator)")
+        if "error_amr_max" in result:
+            ax.loglog(result["error_amr_max"]["dofs"], result["error_amr_max"][key], ":s", ms=2, color="tab:olive",
+                      label="error-driven AMR (max indicator)")
         d = result["default"]
         ax.loglog(d["dofs"], d[key], "-^", color="tab:red", label="PruningAMR defaults (per round)")
         ax.loglog(d["dofs"][-1:], d[key][-1:], "*", ms=14, color="tab:red")
@@ -251,7 +264,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_slices(result: dict, name: str) -> Path:
-    """DOFs (summed over the time slices) vs RMSE: uniform 3D levels, the default run and the T sweep."""
+    """DOFs (summed over the time slices) vs RMSE: uniform 3D levels, error-driven AMR, the default run and the
+    T sweep."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,9 +274,20 @@ def plot_slices(result: dict, name: str) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     uni = result["uniform"]
     ax.loglog(uni["dofs"], uni["rmse_inr"], "k-o", label="uniform (3D per slice)")
+    if "error_amr" in result:
+        ea = result["error_amr"]
+        ax.loglog(ea["dofs"], ea["rmse_inr"], "-s", ms=3, color="tab:green",
+                  label="error-driven AMR, L2 indicator (per slice)")
+    if "error_amr_max" in result:
+        ea = result["error_amr_max"]
+        ax.loglog(ea["dofs"], ea["rmse_inr"], ":s", ms=2, color="tab:olive", label="error-driven AMR, max indicator")
     runs = sorted((r["dofs"], r["rmse_inr"]) for r in result.get("sweeps", {}).values())
     if runs:
         ax.loglog(*zip(*runs), "--D", ms=4, color="tab:blue", label="PruningAMR sweep T (max_iters 5)")
+    if "two_level_oracle" in result:
+        o = result["two_level_oracle"]
+        ax.loglog(o["dofs"], o["rmse_inr"], ":x", ms=4, color="tab:gray",
+                  label=f"oracle: level {o['level']} + best elements at {o['level'] + 1}")
     d = result["default"]
     ax.loglog([d["dofs"]], [d["rmse_inr"]], "*", ms=14, color="tab:red", label="PruningAMR defaults")
     ax.set_xlabel(f"DOFs summed over {len(result['times'])} time slices (hanging included)")
@@ -428,14 +453,18 @@ def slices_curve(field: InrField, domain: np.ndarray, times: np.ndarray, meshes_
     return out
 
 
-def run_slices(field: InrField, domain: np.ndarray, cfg: PruningAMRConfig, times: np.ndarray, n: int) -> dict:
-    """PruningAMR on each time slice (3D), as ``inrkit mesh`` does by default for a 4D model."""
+def run_slices(field: InrField, domain: np.ndarray, cfg: PruningAMRConfig, times: np.ndarray, n: int,
+               meshes: list | None = None) -> dict:
+    """PruningAMR on each time slice (3D), as ``inrkit mesh`` does by default for a 4D model (the final mesh of
+    each slice is appended to ``meshes`` if given)."""
     space = domain[:-1]
     slice_cfg = replace(cfg, base=tuple(int(v) for v in space_base(cfg.base, space, cfg.init_level)), progress=False)
     t0 = time.perf_counter()
     runs: list = []
     res = slices_curve(field, domain, times, lambda sf: runs.append(pruning_amr(sf, space, slice_cfg)) or runs[-1].mesh,
                        n)
+    if meshes is not None:
+        meshes.extend(r.mesh for r in runs)
     history = [h for r in runs for h in r.history]
     evaluated = sum(h["evaluated"] for h in history)
     res.update(config=asdict(cfg), seconds=time.perf_counter() - t0, iterations=max(r.iterations for r in runs),
@@ -445,9 +474,104 @@ def run_slices(field: InrField, domain: np.ndarray, cfg: PruningAMRConfig, times
     return res
 
 
-def slices_case(name: str, field: InrField, domain: np.ndarray, args, seed: int, sweeps: bool = True) -> dict:
+def slices_error_amr(field: InrField, domain: np.ndarray, times: np.ndarray, base: np.ndarray, budgets: list[int],
+                     seed: int, n: int, indicator: str = "l2") -> dict:
+    """Error-driven AMR on each time slice (same base as PruningAMR's slices), one run per slice to the largest
+    per-slice budget; the curve's point k sums, over the slices, the first mesh with at least ``budgets[k]`` DOFs."""
+    space = domain[:-1]
+    runs = []
+    t0 = time.perf_counter()
+    for t in times:
+        sf = slice_field(field, float(t))
+        runs.append((sf, error_amr(sf, space, dof_budget=max(budgets), base=base, keep_meshes=True, progress=False,
+                                   seed=seed, indicator=indicator).meshes))
+    out: dict = {"per_slice_budgets": list(budgets), "fraction": 0.1, "indicator": indicator, "dofs": [],
+                 "true_dofs": [], "rmse_inr": []}
+    for bud in budgets:
+        sq, dofs, true = [], 0, 0
+        for sf, meshes in runs:
+            mesh = next((m for m in meshes if m.dofs >= bud), meshes[-1])
+            sq.append(mesh_rmse(mesh, vertex_values(sf, mesh), sf, n=n) ** 2)
+            dofs, true = dofs + mesh.dofs, true + mesh.true_dofs
+        out["dofs"].append(dofs)
+        out["true_dofs"].append(true)
+        out["rmse_inr"].append(float(np.sqrt(np.mean(sq))))
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def two_level_oracle(field: InrField, domain: np.ndarray, times: np.ndarray, base: np.ndarray, level: int,
+                     fractions: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0), n: int = 16384,
+                     n_elem: int = 64, seed: int = 0) -> dict:
+    """The best a one-round adaptive refinement can do on each time slice: refine the fraction of the uniform
+    ``level`` mesh's elements whose squared interpolation error (vs the INR, ``n_elem`` points each) drops most
+    when refined, for each fraction. An oracle (it uses the INR's error, which no indicator knows for free):
+    if even it does not beat the uniform curve, no refinement criterion can on that field at that level."""
+    space = domain[:-1]
+    rng = np.random.default_rng(seed)
+    coarse, fine = uniform_mesh(space, level, base), uniform_mesh(space, level + 1, base)
+    out: dict = {"level": level, "fractions": list(fractions), "dofs": [0] * len(fractions),
+                 "true_dofs": [0] * len(fractions)}
+    sq = np.zeros((len(times), len(fractions)))
+    for i, t in enumerate(times):
+        sf = slice_field(field, float(t))
+        pts = coarse.sample_elements(n_elem, rng).reshape(-1, len(space))
+        exact = np.asarray(sf(pts), np.float64).reshape(coarse.num_elements, n_elem, -1)
+        gain = [((m.interpolate(vertex_values(sf, m), pts).reshape(exact.shape) - exact) ** 2).mean(axis=(1, 2))
+                for m in (coarse, fine)]
+        order = np.argsort(gain[1] - gain[0])  # largest drop of the squared error first
+        for j, f in enumerate(fractions):
+            mask = np.zeros(coarse.num_elements, bool)
+            mask[order[:int(round(f * coarse.num_elements))]] = True
+            mesh = coarse.refine(mask) if mask.any() else coarse
+            sq[i, j] = mesh_rmse(mesh, vertex_values(sf, mesh), sf, n=n) ** 2
+            out["dofs"][j] += mesh.dofs
+            out["true_dofs"][j] += mesh.true_dofs
+    out["rmse_inr"] = np.sqrt(sq.mean(axis=0)).tolist()
+    return out
+
+
+def marking_diagnosis(field: InrField, domain: np.ndarray, times: np.ndarray, base: np.ndarray,
+                      meshes: list[BoxMesh], level: int = 3, n_elem: int = 64, seed: int = 0) -> dict:
+    """Where the squared interpolation error of the uniform ``level`` mesh is, and which of its elements each
+    slice's PruningAMR mesh refined further (the element containing the uniform element's centre is finer) or
+    left coarser; totals over the time slices."""
+    space = domain[:-1]
+    rng = np.random.default_rng(seed)
+    uni = uniform_mesh(space, level, base)
+    lo, hi = uni.element_bounds()
+    sums = dict.fromkeys(("error", "top10_error", "finer_error", "coarser_error", "elements", "top10", "finer",
+                          "coarser", "top10_finer", "top10_coarser"), 0.0)
+    for t, mesh in zip(times, meshes):
+        sf = slice_field(field, float(t))
+        pts = uni.sample_elements(n_elem, rng).reshape(-1, len(space))
+        exact = np.asarray(sf(pts), np.float64).reshape(uni.num_elements, n_elem, -1)
+        interp = uni.interpolate(vertex_values(sf, uni), pts).reshape(exact.shape)
+        err = np.prod(hi - lo, axis=1) * ((interp - exact) ** 2).mean(axis=(1, 2))
+        top = np.zeros(len(err), bool)
+        top[np.argsort(-err)[: len(err) // 10]] = True
+        lvl = mesh.levels[mesh.locate(0.5 * (lo + hi))]
+        finer, coarser = lvl > level, lvl < level
+        for key, val in (("error", err.sum()), ("top10_error", err[top].sum()), ("finer_error", err[finer].sum()),
+                         ("coarser_error", err[coarser].sum()), ("elements", len(err)), ("top10", top.sum()),
+                         ("finer", finer.sum()), ("coarser", coarser.sum()), ("top10_finer", (top & finer).sum()),
+                         ("top10_coarser", (top & coarser).sum())):
+            sums[key] += float(val)
+    return {"level": level,
+            "error_share_of_worst_10pct": sums["top10_error"] / sums["error"],
+            "refined_fraction": sums["finer"] / sums["elements"],
+            "error_share_refined": sums["finer_error"] / sums["error"],
+            "coarser_fraction": sums["coarser"] / sums["elements"],
+            "error_share_coarser": sums["coarser_error"] / sums["error"],
+            "worst_10pct_refined": sums["top10_finer"] / sums["top10"],
+            "worst_10pct_coarser": sums["top10_coarser"] / sums["top10"]}
+
+
+def slices_case(name: str, field: InrField, domain: np.ndarray, args, seed: int, sweeps: bool = True,
+                error_driven: bool | None = None) -> dict:
     """The 4D protocol of the reference code (--time_slice): each of the default slice times meshed in 3D,
-    against uniform 3D meshes of the same slices; sweeps over T give PruningAMR's curve."""
+    against uniform 3D meshes of the same slices, error-driven AMR (``error_driven``, default: with the sweeps)
+    and the two-level oracle; sweeps over T give PruningAMR's curve."""
     times = parse_times("auto", domain[-1])
     default = PruningAMRConfig(seed=seed, progress=False)
     base = space_base(default.base, domain[:-1], default.init_level)
@@ -459,8 +583,9 @@ def slices_case(name: str, field: InrField, domain: np.ndarray, args, seed: int,
         for k in ("dofs", "true_dofs", "rmse_inr"):
             uni[k].append(c[k])
     print(f"[{name}/slices] PruningAMR defaults per slice", file=sys.stderr)
+    meshes: list[BoxMesh] = []
     out: dict = {"times": times.tolist(), "base": base.tolist(), "uniform": uni,
-                 "default": run_slices(field, domain, default, times, 16384)}
+                 "default": run_slices(field, domain, default, times, 16384, meshes)}
     if sweeps:
         out["sweeps"] = {}
         for t_val in (1e-2, 1e-3, 1e-4):
@@ -469,8 +594,25 @@ def slices_case(name: str, field: InrField, domain: np.ndarray, args, seed: int,
             out["sweeps"][f"T={t_val:g},max_iters=5,max_dofs=40000"] = run_slices(field, domain, replace(default, **kw),
                                                                                  times, 16384)
     d = out["default"]
-    out["comparison"] = compare(d["dofs"], d["true_dofs"], d["rmse_inr"], uni, None, "rmse_inr")
-    out["sweep_comparison"] = {k: compare(r["dofs"], r["true_dofs"], r["rmse_inr"], uni, None, "rmse_inr")
+    ea = None
+    if sweeps if error_driven is None else error_driven:
+        per_slice = d["dofs"] / len(times)  # from the base mesh to 4x the default's DOFs per slice
+        budgets = sorted({int(per_slice * f) for f in (0.25, 0.5, 1.0, 2.0, 4.0)})
+        print(f"[{name}/slices] error-driven AMR per slice, budgets {budgets}", file=sys.stderr)
+        ea = out["error_amr"] = slices_error_amr(field, domain, times, base, budgets, seed, 16384)
+        out["error_amr_max"] = slices_error_amr(field, domain, times, base, budgets, seed, 16384, indicator="max")
+    print(f"[{name}/slices] two-level oracle (uniform level 3 plus the best-chosen elements at level 4)",
+          file=sys.stderr)
+    oracle = out["two_level_oracle"] = two_level_oracle(field, domain, times, base, 3, seed=seed)
+    oracle["comparison"] = [compare(a, b, e, uni, None, "rmse_inr")
+                            for a, b, e in zip(oracle["dofs"], oracle["true_dofs"], oracle["rmse_inr"])]
+    oracle["best_dof_reduction"] = max((c["dof_reduction_vs_uniform"] for c in oracle["comparison"]
+                                        if c["dof_reduction_vs_uniform"] is not None), default=None)
+    out["marking_diagnosis"] = marking_diagnosis(field, domain, times, base, meshes, seed=seed)
+    out["comparison"] = compare(d["dofs"], d["true_dofs"], d["rmse_inr"], uni, ea, "rmse_inr")
+    if "error_amr_max" in out:
+        out["comparison"]["error_amr_max_dofs_at_equal_error"] = dofs_at_error(out["error_amr_max"], d["rmse_inr"])
+    out["sweep_comparison"] = {k: compare(r["dofs"], r["true_dofs"], r["rmse_inr"], uni, ea, "rmse_inr")
                                for k, r in out.get("sweeps", {}).items()}
     if sweeps:
         plot_slices(out, name)
@@ -606,9 +748,11 @@ def slices_only(name: str, args, main: Built) -> dict:
     per_seed = []
     for seed in seeds:
         b = main if seed == args.seed else build_4d(args, seed, name)
-        res = slices_case(name, b.field, b.domain, args, seed, sweeps=False)
+        res = slices_case(name, b.field, b.domain, args, seed, sweeps=False, error_driven=seed == args.seed)
         per_seed.append({"seed": seed, "training": b.training, "network": b.network, **b.extra,
-                         "uniform": res["uniform"], "default": res["default"], "comparison": res["comparison"]})
+                         "uniform": res["uniform"], "default": res["default"], "comparison": res["comparison"],
+                         "two_level_oracle": res["two_level_oracle"], "marking_diagnosis": res["marking_diagnosis"],
+                         **{k: res[k] for k in ("error_amr", "error_amr_max") if k in res}})
     change = [-r["comparison"]["dof_reduction_vs_uniform"] for r in per_seed
               if r["comparison"]["dof_reduction_vs_uniform"] is not None]
     return {"slices_only": True, "per_seed": per_seed, "dof_change_vs_uniform": change,
@@ -737,6 +881,10 @@ def table(report: dict) -> list[dict]:
                          "rmse_inr": sl["comparison"]["rmse_inr"],
                          "uniform_dofs_at_equal_rmse": sl["comparison"]["uniform_dofs_at_equal_error"],
                          "dof_reduction": sl["comparison"]["dof_reduction_vs_uniform"],
+                         "error_amr_dofs_at_equal_rmse": sl["comparison"].get("error_amr_dofs_at_equal_error"),
+                         "error_amr_max_dofs_at_equal_rmse":
+                             sl["comparison"].get("error_amr_max_dofs_at_equal_error"),
+                         "oracle_best_dof_reduction": sl.get("two_level_oracle", {}).get("best_dof_reduction"),
                          "p_above_P_everywhere": sl["default"]["p_above_P_everywhere"],
                          "ms_per_element": sl["default"]["ms_per_element"],
                          "psnr": res.get("training", {}).get("psnr"),
@@ -747,6 +895,7 @@ def table(report: dict) -> list[dict]:
                      "rmse_inr": c["rmse_inr"], "uniform_dofs_at_equal_rmse": c["uniform_dofs_at_equal_error"],
                      "dof_reduction": c["dof_reduction_vs_uniform"],
                      "error_amr_dofs_at_equal_rmse": c.get("error_amr_dofs_at_equal_error"),
+                     "error_amr_max_dofs_at_equal_rmse": res["comparison"].get("error_amr_max_dofs_at_equal_error"),
                      "p_above_P_everywhere": res["default"]["p_above_P_everywhere"],
                      "ms_per_element": res["default"]["ms_per_element"],
                      "psnr": res.get("training", {}).get("psnr"),

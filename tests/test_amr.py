@@ -13,6 +13,7 @@ from inrkit.amr import (
     InrField,
     PruningAMRConfig,
     batched_id,
+    element_interp_error,
     element_pruning_stats,
     error_amr,
     mark,
@@ -324,6 +325,28 @@ def test_error_amr_and_uniform_baselines():
     e_amr = mesh_rmse(res.mesh, vertex_values(bump, res.mesh), bump, n=4096)
     e_uni = mesh_rmse(uni, vertex_values(bump, uni), bump, n=4096)
     assert e_amr < e_uni  # fewer DOFs, smaller error
+
+
+def test_element_interp_error_norms():
+    """For f = x^2 the interpolation error scales as h^2: the max abs error by 4 per level, the L2 error of an
+    element (sqrt(volume * mean square)) by 4 * 2 = 8 in 2D."""
+    def square(x):
+        return x[:, :1] ** 2
+
+    dom = np.array([[-1.0, 1.0], [-1.0, 1.0]])
+    mesh = BoxMesh.uniform(dom, 2, 1)
+    mesh = mesh.refine(np.arange(mesh.num_elements) == 0)  # elements of levels 1 and 2
+    vals = vertex_values(square, mesh, conforming=False)
+    coarse, fine = np.flatnonzero(mesh.levels == 1)[0], np.flatnonzero(mesh.levels == 2)[0]
+    both = np.array([coarse, fine])
+    mx = element_interp_error(square, mesh, vals, both, 20000, np.random.default_rng(0), "max")
+    l2 = element_interp_error(square, mesh, vals, both, 20000, np.random.default_rng(0), "l2")
+    assert mx[0] / mx[1] == pytest.approx(4.0, rel=0.02)
+    assert l2[0] / l2[1] == pytest.approx(8.0, rel=0.05)
+    with pytest.raises(InvalidInputError, match="norm"):
+        element_interp_error(square, mesh, vals, both, 8, np.random.default_rng(0), "l1")
+    with pytest.raises(InvalidInputError, match="indicator"):
+        error_amr(square, dom, 100, indicator="l1", progress=False)
 
 
 def test_field_maps_physical_domain_and_units():

@@ -179,3 +179,24 @@ def test_npz_domain_is_reported_as_assumed(tmp_path, capsys):
     rc = main(["mesh", str(path), "-o", str(tmp_path / "w.vtu"), "--uniform", "1", "--domain=0,1,0,1", "--json"])
     out, err = capsys.readouterr()
     assert json.loads(out)["domain_source"] == "--domain" and "assumed" not in err
+
+
+def test_error_driven_mesh_from_the_command_line(tmp_path, capsys):
+    """``--error-driven DOFS``: the error-driven baseline as a mesh, refused together with --uniform or with a
+    budget outside [1, --max-elements] before the model is read."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "w.npz"
+    np.savez(path, W0=rng.normal(size=(16, 2)) * 3, b0=rng.normal(size=16), W1=rng.normal(size=(1, 16)),
+             b1=np.zeros(1), activations=np.array(["relu", "identity"]))
+    rc = main(["mesh", str(path), "-o", str(tmp_path / "e.vtu"), "--error-driven", "300", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and report["method"] == "error-driven" and report["dofs"] >= 300
+    assert (tmp_path / "e.vtu").stat().st_size > 0 and np.isfinite(report["rmse"])
+    rc = main(["mesh", str(path), "-o", str(tmp_path / "u.vtu"), "--uniform", "2", "--json"])  # 4 * 2^2 = 16 cells
+    uniform = json.loads(capsys.readouterr().out)
+    assert rc == 0 and uniform["method"] == "uniform" and uniform["dofs"] == 17 * 17
+    assert report["dofs"] < 1.5 * uniform["dofs"] and report["rmse"] < uniform["rmse"]
+    for bad in (["--uniform", "2", "--error-driven", "100"], ["--error-driven", "0"],
+                ["--error-driven", "100", "--max-elements", "50"]):
+        rc = main(["mesh", str(tmp_path / "missing.npz"), "-o", str(tmp_path / "x.vtu"), *bad])
+        assert rc == 2 and "missing" not in capsys.readouterr().err

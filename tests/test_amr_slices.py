@@ -110,3 +110,10 @@ def test_cli_4d_slices(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.glob("m_*.vtu")) == ["m_0000.vtu", "m_0001.vtu"]
     rc = main(["mesh", str(path), "-o", str(tmp_path / "x.pvd"), "--times", "9.5"])
     assert rc == 2 and "time range" in capsys.readouterr().err
+
+
+def test_error_driven_slices(tmp_path):
+    field = InrField.from_model(relu_4d(), {"signal": {"domain": DOMAIN, "channels": 1}})
+    report = mesh_field(field, tmp_path / "e.pvd", times="2", error_driven=200)
+    assert report["method"] == "error-driven" and len(report["slices"]) == 2
+    assert all(r["dofs"] >= 200 for r in report["slices"])

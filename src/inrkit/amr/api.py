@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inrkit.amr.baselines import mesh_rmse, uniform_mesh, vertex_values
+from inrkit.amr.baselines import error_amr, mesh_rmse, uniform_mesh, vertex_values
 from inrkit.amr.export import preview_png, write_mesh
 from inrkit.amr.field import InrField, load_field
 from inrkit.amr.mesh import parse_domain
@@ -22,8 +22,9 @@ HANGING = ("conforming", "inr")  # values at hanging nodes (mesh_field's ``hangi
 def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMRConfig | None = None,
                uniform: int | None = None, preview: str | Path | None = None, rmse_points: int = 16384,
                hanging: str = "conforming", name: str = "inr", four_d: str = "slices",
-               times: str | None = "auto") -> dict:
-    """Mesh ``field`` with PruningAMR (or uniformly to level ``uniform``), write it, and report.
+               times: str | None = "auto", error_driven: int | None = None) -> dict:
+    """Mesh ``field`` with PruningAMR (or uniformly to level ``uniform``, or by error-driven AMR to ``error_driven``
+    DOFs), write it, and report.
 
     Args:
         four_d, times: a 4D (space + time) field: see :func:`mesh_model`.
@@ -43,8 +44,7 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
         raise InvalidInputError(f"meshing needs a 2D, 3D or 4D model, this one takes {field.dim} coordinates")
     check_mesh_output(out, field.dim)
     check_four_d(four_d)
-    if uniform is not None:
-        check_uniform_level(uniform, cfg.max_level)
+    check_method(uniform, error_driven, cfg)
     if domain is not None:
         dom, source = parse_domain(domain, field.dim), "--domain"
     elif field.domain_assumed:
@@ -58,8 +58,9 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
     if field.dim == 4 and four_d == "slices":
         parse_times(times, dom[-1])  # refuse bad times before the finite-value check
         _check_finite(vertex_values(field, uniform_mesh(dom, 1, 1), conforming=False))
-        report = mesh_time_slices(field, out, dom, times, cfg, uniform, rmse_points, hanging, preview, name)
-        report.update(array=name, method="uniform" if uniform is not None else "pruning-amr", domain=dom.tolist(),
+        report = mesh_time_slices(field, out, dom, times, cfg, uniform, rmse_points, hanging, preview, name,
+                                  error_driven)
+        report.update(array=name, method=method_name(uniform, error_driven), domain=dom.tolist(),
                       domain_source=source, hanging_values=hanging, amr_seconds=report["seconds"],
                       config=_config_report(cfg, report["base"]))
         evaluated = sum(h["evaluated"] for h in report["history"])
@@ -70,12 +71,17 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
     _check_finite(vertex_values(field, uniform_mesh(dom, 1, base), conforming=False))
     t0 = time.perf_counter()
     warnings: list[str] = []
+    history: list[dict] = []  # PruningAMR's per-round rows (none for the baselines)
     if uniform is not None:
         cells = float(np.prod(base.astype(np.float64) * 2.0**uniform))
         if cells > cfg.max_elements:
             raise InvalidInputError(f"--uniform {uniform}: {cells:.3g} elements (base {base.tolist()} * 2^{uniform} "
                                     f"per axis) exceed --max-elements {cfg.max_elements}")
-        mesh, history, iterations = uniform_mesh(dom, uniform, base), [], 0
+        mesh, iterations = uniform_mesh(dom, uniform, base), 0
+    elif error_driven is not None:
+        ea = error_amr(field, dom, error_driven, base=base, max_level=cfg.max_level, seed=cfg.seed,
+                       progress=cfg.progress)
+        mesh, iterations = ea.mesh, len(ea.history)
     else:
         res = pruning_amr(field, dom, cfg)
         mesh, history, iterations = res.mesh, res.history, res.iterations
@@ -86,7 +92,7 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
     seconds = time.perf_counter() - t0
     path = write_mesh(mesh, values, out, name=name)
     evaluated = sum(h["evaluated"] for h in history)
-    report = {"output": str(path), "method": "uniform" if uniform is not None else "pruning-amr",
+    report = {"output": str(path), "method": method_name(uniform, error_driven),
               "dim": mesh.dim, "domain": dom.tolist(), "domain_source": source, "array": name,
               "base": base.tolist(),
               "dofs": mesh.dofs, "true_dofs": mesh.true_dofs, "elements": mesh.num_elements,
@@ -126,6 +132,24 @@ def check_mesh_output(out: str | Path, dim: int) -> None:
                                 f"{' (3D slices in time)' if dim == 4 else ''}, not {suffix or 'no suffix'!r}")
 
 
+def method_name(uniform: int | None, error_driven: int | None) -> str:
+    return "uniform" if uniform is not None else "error-driven" if error_driven is not None else "pruning-amr"
+
+
+def check_method(uniform: int | None, error_driven: int | None, cfg: PruningAMRConfig) -> None:
+    """Refuse ``--uniform`` with ``--error-driven``, a bad level, or a DOF budget outside [1, max_elements]
+    (cheap: before the model is read)."""
+    if uniform is not None and error_driven is not None:
+        raise InvalidInputError("--uniform and --error-driven are two different meshes: pass one of them")
+    check_uniform_level(uniform, cfg.max_level)
+    if error_driven is None:
+        return
+    if (isinstance(error_driven, bool) or not isinstance(error_driven, (int, np.integer))
+            or not 1 <= error_driven <= cfg.max_elements):
+        raise InvalidInputError(f"--error-driven DOFS must be an integer in [1, --max-elements {cfg.max_elements}], "
+                                f"got {error_driven!r}")
+
+
 def check_uniform_level(uniform: int | None, max_level: int) -> None:
     """Refuse a ``--uniform`` level outside ``[0, max_level]`` (cheap: before the model is read)."""
     if uniform is None:
@@ -141,7 +165,8 @@ def _check_finite(values: np.ndarray) -> None:
 
 def mesh_model(model_path: str | Path, out: str | Path, domain=None, config: PruningAMRConfig | None = None,
                uniform: int | None = None, preview: str | Path | None = None, device: str | None = "cpu",
-               hanging: str = "conforming", four_d: str = "slices", times: str | None = "auto") -> dict:
+               hanging: str = "conforming", four_d: str = "slices", times: str | None = "auto",
+               error_driven: int | None = None) -> dict:
     """Load an inrkit model (safetensors or ``.npz``) and mesh it: see :func:`mesh_field`.
 
     The help of ``inrkit mesh`` is generated from the ``Args:`` below (:func:`inrkit.cli.common.add_config`).
@@ -154,6 +179,9 @@ def mesh_model(model_path: str | Path, out: str | Path, domain=None, config: Pru
         config: the PruningAMR settings (:class:`PruningAMRConfig`).
         uniform: instead of PruningAMR, refine uniformly to this level (base * 2^LEVEL cells per axis), in
             [0, max_level] and at most max_elements elements.
+        error_driven: instead of PruningAMR, error-driven AMR to this many DOFs (per time slice of a 4D model):
+            refine the 10% of elements with the largest L2 interpolation error against the INR until the budget
+            is reached (the benchmark's baseline; often fewer DOFs than PruningAMR at equal RMSE, see docs/amr.md).
         preview: also write a PNG of the mesh and the field.
         device: cpu, cuda, cuda:1, mps (none: pick automatically).
         hanging: values at hanging nodes: conforming = constrained to the coarse edge/face (continuous, as MFEM),
@@ -164,7 +192,7 @@ def mesh_model(model_path: str | Path, out: str | Path, domain=None, config: Pru
             or comma-separated times.
     """
     cfg = config or PruningAMRConfig()
-    check_uniform_level(uniform, cfg.max_level)
+    check_method(uniform, error_driven, cfg)
     check_four_d(four_d)
     if hanging not in HANGING:
         raise InvalidInputError(f"hanging must be one of {', '.join(HANGING)}, got {hanging!r}")
@@ -174,7 +202,7 @@ def mesh_model(model_path: str | Path, out: str | Path, domain=None, config: Pru
     check_mesh_output(out, field.dim)
     name = clean_array_name((header.get("signal") or {}).get("array")) or "inr"
     report = mesh_field(field, out, domain, config, uniform, preview, hanging=hanging, name=name,
-                        four_d=four_d, times=times)
+                        four_d=four_d, times=times, error_driven=error_driven)
     report["model"] = str(model_path)
     return report
 

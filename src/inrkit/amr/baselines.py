@@ -40,8 +40,12 @@ def uniform_mesh(domain: np.ndarray, level: int, base=4) -> BoxMesh:
 
 
 def element_interp_error(field: Func, mesh: BoxMesh, values: np.ndarray, elements: np.ndarray, n: int,
-                         rng: np.random.Generator) -> np.ndarray:
-    """Max abs difference between each element's multilinear interpolant and the field on ``n`` random points."""
+                         rng: np.random.Generator, norm: str = "max") -> np.ndarray:
+    """Error of each element's multilinear interpolant against the field, on ``n`` random points of the element:
+    ``"max"``: the max abs difference; ``"l2"``: the element's L2 error estimate ``sqrt(volume * mean squared
+    difference)`` (its share of the squared RMSE over the domain is proportional to the square)."""
+    if norm not in ("max", "l2"):
+        raise InvalidInputError(f"norm must be 'max' or 'l2', got {norm!r}")
     lo, hi = mesh.element_bounds()
     t = rng.random((len(elements), n, mesh.dim))
     pts = lo[elements][:, None] + t * (hi - lo)[elements][:, None]
@@ -49,13 +53,18 @@ def element_interp_error(field: Func, mesh: BoxMesh, values: np.ndarray, element
     w = np.prod(np.where(offs[None, None] == 1, t[:, :, None, :], 1.0 - t[:, :, None, :]), axis=-1)  # [e, n, 2^d]
     interp = np.einsum("enk,ekc->enc", w, values[mesh.cells[elements]])
     exact = np.asarray(field(pts.reshape(-1, mesh.dim)), np.float64).reshape(interp.shape)
-    return np.abs(interp - exact).max(axis=(1, 2))
+    if norm == "max":
+        return np.abs(interp - exact).max(axis=(1, 2))
+    volume = np.prod(hi - lo, axis=1)[elements]
+    return np.sqrt(volume * ((interp - exact) ** 2).mean(axis=(1, 2)))
 
 
 def error_amr(field: Func, domain: np.ndarray, dof_budget: int, base=4, fraction: float = 0.1,
               n_err: int = 128, max_level: int = 12, seed: int = 0, progress: bool = True,
-              keep_meshes: bool = False, init_level: int = 0, conforming: bool = True) -> AMRResult:
-    """Plain error-driven AMR: refine the ``fraction`` of elements with the largest interpolation error.
+              keep_meshes: bool = False, init_level: int = 0, conforming: bool = True,
+              indicator: str = "l2") -> AMRResult:
+    """Plain error-driven AMR: refine the ``fraction`` of elements with the largest interpolation error
+    (``indicator``: ``"max"`` abs error or ``"l2"`` error of the element, see ``element_interp_error``).
 
     Each iteration evaluates only new elements (an element's interpolant depends on its own corners only),
     refines the worst ``fraction`` of all elements (at least one) and stops once ``dof_budget`` is reached.
@@ -63,6 +72,8 @@ def error_amr(field: Func, domain: np.ndarray, dof_budget: int, base=4, fraction
     """
     if not 0 < fraction <= 1 or dof_budget < 1:
         raise InvalidInputError("need 0 < fraction <= 1 and a positive DOF budget")
+    if indicator not in ("max", "l2"):
+        raise InvalidInputError(f"indicator must be 'max' or 'l2', got {indicator!r}")
     mesh = BoxMesh.uniform(domain, base, init_level)
     rng = np.random.default_rng(seed)
     err = np.zeros(0)
@@ -77,9 +88,9 @@ def error_amr(field: Func, domain: np.ndarray, dof_budget: int, base=4, fraction
             t0 = time.perf_counter()
             vals = vertex_values(field, mesh, conforming)
             if conforming:  # constrained hanging values change the interpolant of old elements too
-                err = element_interp_error(field, mesh, vals, np.arange(mesh.num_elements), n_err, rng)
+                err = element_interp_error(field, mesh, vals, np.arange(mesh.num_elements), n_err, rng, indicator)
             else:
-                err = np.concatenate([err, element_interp_error(field, mesh, vals, new, n_err, rng)])
+                err = np.concatenate([err, element_interp_error(field, mesh, vals, new, n_err, rng, indicator)])
             order = np.argsort(-np.where(mesh.levels < max_level, err, -np.inf))
             k = max(1, int(round(fraction * mesh.num_elements)))
             marked = order[:k][mesh.levels[order[:k]] < max_level]

@@ -18,7 +18,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import torch
 
-from inrkit.amr.baselines import mesh_rmse, uniform_mesh, vertex_values
+from inrkit.amr.baselines import error_amr, mesh_rmse, uniform_mesh, vertex_values
 from inrkit.amr.export import preview_png, write_mesh
 from inrkit.amr.field import InrField
 from inrkit.amr.pruning import PruningAMRConfig, pruning_amr, resolve_base
@@ -113,8 +113,9 @@ def write_collection(path: str | Path, entries: list[tuple[float, str]]) -> Path
 def mesh_time_slices(field: InrField, out: str | Path, domain: np.ndarray, times=None,
                      config: PruningAMRConfig | None = None, uniform: int | None = None,
                      rmse_points: int = 16384, hanging: str = "conforming", preview: str | Path | None = None,
-                     name: str = "inr") -> dict:
-    """Mesh each time slice of a 4D ``field`` as its own 3D mesh (PruningAMR or uniform ``level``).
+                     name: str = "inr", error_driven: int | None = None) -> dict:
+    """Mesh each time slice of a 4D ``field`` as its own 3D mesh (PruningAMR, uniform ``level``, or error-driven AMR
+    to ``error_driven`` DOFs per slice).
 
     Writes ``<stem>_NNNN.vtu`` per slice beside ``out`` and the PVD collection ``out``. Returns totals over the
     slices (``dofs``, ``true_dofs``, ``elements``, ``hanging``; ``rmse`` = root mean square of the per-slice RMSEs,
@@ -140,6 +141,9 @@ def mesh_time_slices(field: InrField, out: str | Path, domain: np.ndarray, times
         sf = slice_field(field, float(t))
         if uniform is not None:
             mesh, iterations = uniform_mesh(space, uniform, base), 0
+        elif error_driven is not None:
+            ea = error_amr(sf, space, error_driven, base=base, max_level=cfg.max_level, seed=cfg.seed, progress=False)
+            mesh, iterations = ea.mesh, len(ea.history)
         else:
             res = pruning_amr(sf, space, slice_cfg)
             mesh, iterations = res.mesh, res.iterations

@@ -1,4 +1,4 @@
-"""``inrkit mesh``: an adaptive (PruningAMR) or uniform VTU/PVD mesh of an INR, for ParaView.
+"""``inrkit mesh``: an adaptive (PruningAMR or error-driven) or uniform VTU/PVD mesh of an INR, for ParaView.
 
 Flags come from :class:`inrkit.amr.PruningAMRConfig` and :func:`inrkit.amr.mesh_model` (see
 :func:`inrkit.cli.common.add_config`): defaults and help live there.
@@ -30,7 +30,7 @@ CONFIG_SKIP = ("method", "chunk_values", "progress")
 
 def _mesh(args: argparse.Namespace) -> int:
     cfg = build_config(PruningAMRConfig, args, progress=True)  # validated here (__post_init__), before any work
-    options = build_config(mesh_model, args)  # mesh_model checks --uniform and the outputs before reading the model
+    options = build_config(mesh_model, args)  # mesh_model checks the method and outputs before reading the model
     if wants_many(args.model, build_config(ManyOptions, args)):  # a folder of models: one mesh each
         summary = mesh_many([args.model], args.output, config=cfg, redo=args.redo, device=args.device,
                             progress=not args.json, **options)
@@ -65,10 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                ranges={"eps": (0, 1), "P": (0, 1), "n_id": (1, None), "n_err": (1, None), "max_dofs": (1, None),
                        "max_elements": (1, None), "max_level": (0, MAX_LEVEL)})
     add_config(p, mesh_model, only=["four_d", "times"], choices={"four_d": FOUR_D_MODES})
-    add_config(p, mesh_model, only=["hanging", "uniform", "preview"], choices={"hanging": HANGING},
-               ranges={"uniform": (0, MAX_LEVEL)})
+    add_config(p, mesh_model, only=["hanging", "uniform", "error_driven", "preview"], choices={"hanging": HANGING},
+               ranges={"uniform": (0, MAX_LEVEL), "error_driven": (1, None)})
     declare_output(p, "preview", "--preview", (".png",))
-    for flag, metavar in (("--uniform", "LEVEL"), ("--preview", "PNG"), ("--domain", "BOX")):
+    for flag, metavar in (("--uniform", "LEVEL"), ("--error-driven", "DOFS"), ("--preview", "PNG"),
+                          ("--domain", "BOX")):
         p._option_string_actions[flag].metavar = metavar
     add_device_flag(p)
     add_json_flag(p)
