@@ -133,6 +133,7 @@ def check_mesh_output(out: str | Path, dim: int) -> None:
 
 
 def method_name(uniform: int | None, error_driven: int | None) -> str:
+    """The report's ``method``: which mesh ``uniform`` / ``error_driven`` select."""
     return "uniform" if uniform is not None else "error-driven" if error_driven is not None else "pruning-amr"
 
 

@@ -39,13 +39,16 @@ def uniform_mesh(domain: np.ndarray, level: int, base=4) -> BoxMesh:
     return BoxMesh.uniform(domain, base, level)
 
 
+INDICATORS = ("l2", "max")  # element error norms of error-driven AMR (``element_interp_error``'s ``norm``)
+
+
 def element_interp_error(field: Func, mesh: BoxMesh, values: np.ndarray, elements: np.ndarray, n: int,
                          rng: np.random.Generator, norm: str = "max") -> np.ndarray:
     """Error of each element's multilinear interpolant against the field, on ``n`` random points of the element:
     ``"max"``: the max abs difference; ``"l2"``: the element's L2 error estimate ``sqrt(volume * mean squared
     difference)`` (its share of the squared RMSE over the domain is proportional to the square)."""
-    if norm not in ("max", "l2"):
-        raise InvalidInputError(f"norm must be 'max' or 'l2', got {norm!r}")
+    if norm not in INDICATORS:
+        raise InvalidInputError(f"norm must be one of {', '.join(INDICATORS)}, got {norm!r}")
     lo, hi = mesh.element_bounds()
     t = rng.random((len(elements), n, mesh.dim))
     pts = lo[elements][:, None] + t * (hi - lo)[elements][:, None]
@@ -72,8 +75,8 @@ def error_amr(field: Func, domain: np.ndarray, dof_budget: int, base=4, fraction
     """
     if not 0 < fraction <= 1 or dof_budget < 1:
         raise InvalidInputError("need 0 < fraction <= 1 and a positive DOF budget")
-    if indicator not in ("max", "l2"):
-        raise InvalidInputError(f"indicator must be 'max' or 'l2', got {indicator!r}")
+    if indicator not in INDICATORS:
+        raise InvalidInputError(f"indicator must be one of {', '.join(INDICATORS)}, got {indicator!r}")
     mesh = BoxMesh.uniform(domain, base, init_level)
     rng = np.random.default_rng(seed)
     err = np.zeros(0)
