@@ -16,9 +16,12 @@ each ReLU case gets a `start_mesh_diagnosis` (p per element against the local si
 For every mesh: DOFs (all vertices, hanging included = MFEM GetNDofs), true DOFs (hanging excluded) and the
 RMSE of the conforming mesh interpolant against the INR (and the ground truth). The must-show table compares
 the default PruningAMR mesh with the uniform curve interpolated (log-log) at equal RMSE. Sweeps over T and eps
-(2D and 4D) give PruningAMR's DOF-vs-RMSE curve. Writes bench/results/amr.json and bench/results/amr_*.png.
+(2D and 4D) give PruningAMR's DOF-vs-RMSE curve; error-driven AMR runs with the L2 indicator (the default) and the
+max indicator (the baseline before 2026-12-01). 4D cases are also meshed as 3D time slices (the default of
+`inrkit mesh`), with error-driven AMR per slice, the two-level oracle and the marking diagnosis. Writes
+bench/results/amr.json and bench/results/amr_*.png.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/amr.py           # CPU default, about 20 minutes on one thread
+    OMP_NUM_THREADS=1 .venv/bin/python bench/amr.py           # CPU default, about 30 minutes on one thread
     .venv/bin/python bench/amr.py --full                      # longer training, larger networks and sweeps
 """
 from __future__ import annotations
