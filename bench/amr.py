@@ -267,8 +267,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_slices(result: dict, name: str) -> Path:
-    """DOFs (summed over the time slices) vs RMSE: uniform 3D levels, error-driven AMR, the default run and the
-    T sweep."""
+    """DOFs (summed over the time slices) vs RMSE: uniform 3D levels, error-driven AMR, the oracle, the default run,
+    the T sweep and the P / error variants."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -284,9 +284,12 @@ def plot_slices(result: dict, name: str) -> Path:
     if "error_amr_max" in result:
         ea = result["error_amr_max"]
         ax.loglog(ea["dofs"], ea["rmse_inr"], ":s", ms=2, color="tab:olive", label="error-driven AMR, max indicator")
-    runs = sorted((r["dofs"], r["rmse_inr"]) for r in result.get("sweeps", {}).values())
+    sweeps = result.get("sweeps", {})
+    runs = sorted((r["dofs"], r["rmse_inr"]) for k, r in sweeps.items() if k.startswith("T="))
     if runs:
         ax.loglog(*zip(*runs), "--D", ms=4, color="tab:blue", label="PruningAMR sweep T (max_iters 5)")
+    for (key, run), marker in zip(((k, r) for k, r in sweeps.items() if not k.startswith("T=")), "v^P"):
+        ax.loglog([run["dofs"]], [run["rmse_inr"]], marker, ms=8, color="tab:purple", label=f"PruningAMR {key}")
     if "two_level_oracle" in result:
         o = result["two_level_oracle"]
         ax.loglog(o["dofs"], o["rmse_inr"], ":x", ms=4, color="tab:gray",
@@ -589,13 +592,14 @@ def slices_case(name: str, field: InrField, domain: np.ndarray, args, seed: int,
     meshes: list[BoxMesh] = []
     out: dict = {"times": times.tolist(), "base": base.tolist(), "uniform": uni,
                  "default": run_slices(field, domain, default, times, 16384, meshes)}
-    if sweeps:
+    if sweeps:  # T deeper than the defaults; P and the relative error with the default budget
         out["sweeps"] = {}
-        for t_val in (1e-2, 1e-3, 1e-4):
-            kw = {"T": t_val, "max_iters": 5, "max_dofs": 40_000}
+        variants = [{"T": t_val, "max_iters": 5, "max_dofs": 40_000} for t_val in (1e-2, 1e-3, 1e-4)]
+        variants += [{"P": 0.15}, {"P": 0.25}, {"error": "relative"}]
+        for kw in variants:
             print(f"[{name}/slices] sweep {kw}", file=sys.stderr)
-            out["sweeps"][f"T={t_val:g},max_iters=5,max_dofs=40000"] = run_slices(field, domain, replace(default, **kw),
-                                                                                 times, 16384)
+            key = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in kw.items())
+            out["sweeps"][key] = run_slices(field, domain, replace(default, **kw), times, 16384)
     d = out["default"]
     ea = None
     if sweeps if error_driven is None else error_driven:
