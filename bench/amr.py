@@ -41,6 +41,7 @@ from inrkit.amr import (
     BoxMesh,
     InrField,
     PruningAMRConfig,
+    element_interp_error,
     error_amr,
     mesh_rmse,
     preview_png,
@@ -550,10 +551,8 @@ def marking_diagnosis(field: InrField, domain: np.ndarray, times: np.ndarray, ba
                           "coarser", "top10_finer", "top10_coarser"), 0.0)
     for t, mesh in zip(times, meshes):
         sf = slice_field(field, float(t))
-        pts = uni.sample_elements(n_elem, rng).reshape(-1, len(space))
-        exact = np.asarray(sf(pts), np.float64).reshape(uni.num_elements, n_elem, -1)
-        interp = uni.interpolate(vertex_values(sf, uni), pts).reshape(exact.shape)
-        err = np.prod(hi - lo, axis=1) * ((interp - exact) ** 2).mean(axis=(1, 2))
+        err = element_interp_error(sf, uni, vertex_values(sf, uni), np.arange(uni.num_elements), n_elem, rng,
+                                   "l2") ** 2  # each element's share of the squared error
         top = np.zeros(len(err), bool)
         top[np.argsort(-err)[: len(err) // 10]] = True
         lvl = mesh.levels[mesh.locate(0.5 * (lo + hi))]
@@ -602,7 +601,9 @@ def slices_case(name: str, field: InrField, domain: np.ndarray, args, seed: int,
             out["sweeps"][key] = run_slices(field, domain, replace(default, **kw), times, 16384)
     d = out["default"]
     ea = None
-    if sweeps if error_driven is None else error_driven:
+    if error_driven is None:
+        error_driven = sweeps
+    if error_driven:
         per_slice = d["dofs"] / len(times)  # from the base mesh to 4x the default's DOFs per slice
         budgets = sorted({int(per_slice * f) for f in (0.25, 0.5, 1.0, 2.0, 4.0)})
         print(f"[{name}/slices] error-driven AMR per slice, budgets {budgets}", file=sys.stderr)
