@@ -41,6 +41,7 @@ from inrkit.amr import (
     BoxMesh,
     InrField,
     PruningAMRConfig,
+    dofs_at_rmse,
     element_interp_error,
     error_amr,
     mesh_rmse,
@@ -118,14 +119,7 @@ def curve(meshes: list[BoxMesh], field: InrField, truth=None, n: int = 16384) ->
 
 def dofs_at_error(ref: dict, err: float, key: str = "rmse_inr", dkey: str = "dofs") -> float | None:
     """DOFs the reference curve needs to reach ``err`` (log-log interpolation); None beyond its finest point."""
-    d, e = np.asarray(ref[dkey], float), np.asarray(ref[key], float)
-    if err >= e[0]:
-        return float(d[0])
-    for i in range(len(d) - 1):
-        if e[i] >= err >= e[i + 1] and e[i] > e[i + 1]:
-            t = (np.log(e[i]) - np.log(err)) / (np.log(e[i]) - np.log(e[i + 1]))
-            return float(np.exp(np.log(d[i]) + t * (np.log(d[i + 1]) - np.log(d[i]))))
-    return None
+    return dofs_at_rmse(ref[dkey], ref[key], err)
 
 
 def error_at_dofs(ref: dict, dofs: float, key: str = "rmse_inr") -> float | None:

@@ -17,6 +17,7 @@ from inrkit.amr import (
     mesh_rmse,
     pruning_amr,
     resolve_base,
+    uniform_comparison,
     uniform_mesh,
     vertex_values,
 )
@@ -42,12 +43,12 @@ def zigzag_relu(centre=(0.3, 0.2), n: int = 16, radius: float = 0.3) -> MLP:
     return m
 
 
-def _uniform_dofs_at(field, dom, base, err, levels=range(0, 6)):
+def _uniform_dofs_at(field, dom, base, err, levels=range(0, 6), n=8192):
     d, e = [], []
     for lv in levels:
         u = uniform_mesh(dom, lv, base)
         d.append(u.dofs)
-        e.append(mesh_rmse(u, vertex_values(field, u), field, n=8192))
+        e.append(mesh_rmse(u, vertex_values(field, u), field, n=n))
     for i in range(len(d) - 1):
         if e[i] >= err >= e[i + 1]:
             t = np.log(e[i] / err) / np.log(e[i] / e[i + 1])
@@ -142,6 +143,50 @@ def test_siren_p_above_P_everywhere_is_reported(tmp_path, capsys):
     out, err = capsys.readouterr()
     report = json.loads(out)
     assert rc == 0 and "stayed above P" in err and "stayed above P" in report["warnings"][0]
+    # the mesh is uniform level 3: the comparison finds exactly that level, no gain, and says so
+    cmp = report["uniform_comparison"]
+    assert cmp["levels"][-1] == {"level": 3, "dofs": report["dofs"], "rmse": pytest.approx(report["rmse"])}
+    assert abs(cmp["dof_change"]) < 1e-9 and not cmp["beats_uniform"]
+    assert "does not beat uniform refinement" in report["warnings"][-1]
+    assert f"--error-driven {report['dofs']}" in err and "as many DOFs as uniform" in err
+
+
+def test_uniform_comparison_interpolates_and_flags():
+    def dofs(k):
+        return (2**k + 1) ** 2
+
+    def rmse(k):
+        return 4.0**-k
+
+    # 4^-2.5 lies between level 2 (25 DOFs, 4^-2) and level 3 (81 DOFs, 4^-3): log-log, sqrt(25 * 81) = 45
+    lose = uniform_comparison(dofs, rmse, 100, 4.0**-2.5, max_dofs=10**6)
+    assert [v["level"] for v in lose["levels"]] == [0, 1, 2, 3]  # stops at the first level reaching the RMSE
+    assert lose["uniform_dofs_at_equal_rmse"] == pytest.approx(45.0)
+    assert lose["dof_change"] == pytest.approx(100 / 45 - 1) and not lose["beats_uniform"]
+    assert lose["reaches_level"] is None
+    win = uniform_comparison(dofs, rmse, 20, 4.0**-2.5, max_dofs=10**6)
+    assert win["beats_uniform"] and win["dof_change"] == pytest.approx(20 / 45 - 1) and win["reaches_level"] == 2
+    capped = uniform_comparison(dofs, rmse, 20, 4.0**-2.5, max_dofs=50)  # level 3 (81 DOFs) is not built
+    assert capped["uniform_dofs_at_equal_rmse"] is None and capped["uniform_dofs_more_than"] == 25
+    assert capped["beats_uniform"] and capped["dof_change"] is None
+    assert not uniform_comparison(dofs, rmse, 30, 4.0**-2.5, max_dofs=50)["beats_uniform"]
+
+
+def test_cli_default_mesh_reports_the_uniform_comparison(tmp_path, capsys):
+    m = zigzag_relu()
+    path = tmp_path / "z.safetensors"
+    save_model(m, path, signal={"kind": "analytic", "domain": [[-1, 1], [-1, 1]], "channels": 1})
+    rc = main(["mesh", str(path), "-o", str(tmp_path / "z.vtu"), "--json"])
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    cmp = report["uniform_comparison"]
+    field = InrField.from_model(m, {"signal": {"domain": [[-1, 1], [-1, 1]], "channels": 1}})
+    need = _uniform_dofs_at(field, field.model_domain, report["base"], report["rmse"], n=16384)
+    assert rc == 0 and cmp["beats_uniform"] and cmp["uniform_dofs_at_equal_rmse"] == pytest.approx(need)
+    assert cmp["dof_change"] == pytest.approx(report["dofs"] / need - 1) and cmp["dof_change"] < -0.2
+    assert "fewer DOFs" in err and report["warnings"] == []
+    rc = main(["mesh", str(path), "-o", str(tmp_path / "z.vtu"), "--no-compare-uniform", "--json"])
+    assert rc == 0 and "uniform_comparison" not in json.loads(capsys.readouterr().out)
 
 
 # ------------------------------------------------------- conforming interpolant

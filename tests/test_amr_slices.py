@@ -108,6 +108,9 @@ def test_cli_4d_slices(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["times"] == [0.0, 4.0] and len(out["slices"]) == 2
     assert sorted(p.name for p in tmp_path.glob("m_*.vtu")) == ["m_0000.vtu", "m_0001.vtu"]
+    levels = out["uniform_comparison"]["levels"]  # uniform meshes of both slices: DOFs summed
+    base = np.asarray(out["base"])
+    assert [v["dofs"] for v in levels] == [2 * int(np.prod(base * 2**k + 1)) for k in range(len(levels))]
     rc = main(["mesh", str(path), "-o", str(tmp_path / "x.pvd"), "--times", "9.5"])
     assert rc == 2 and "time range" in capsys.readouterr().err
 

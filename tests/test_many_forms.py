@@ -105,6 +105,9 @@ def test_mesh_many(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and again["skipped"] == 2
     code, redo = _run([*argv, "--redo"], capsys)
     assert code == 0 and redo["ok"] == 2
+    assert all(r["dof_change_vs_uniform"] is None for r in redo["rows"])  # a uniform mesh is not compared
+    code, adaptive = _run([*argv[:-2], "-o", str(tmp_path / "adaptive"), "--error-driven", "40"], capsys)
+    assert code == 0 and all(isinstance(r["dof_change_vs_uniform"], float) for r in adaptive["rows"])
     assert main(["mesh", str(tmp_path / "models"), "-o", str(tmp_path / "m2"), "--preview", str(tmp_path / "p.png"),
                  "--uniform", "1"]) == 2
     assert "--preview" in capsys.readouterr().err

@@ -622,7 +622,8 @@ def mesh_many(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *,
               **options: Any) -> dict[str, Any]:
     """``inrkit mesh --many``: :func:`inrkit.amr.api.mesh_model` of every model of ``inputs`` (files, folders,
     globs) into ``outdir/NAME.vtu`` (``NAME.pvd`` for a 4D model), resumable, with ``summary.json``/``summary.csv``
-    (dofs, elements, rmse, seconds per model). ``config`` and ``options`` as for ``mesh_model`` (no preview)."""
+    (dofs, elements, rmse, DOF change against uniform refinement, seconds per model). ``config`` and ``options``
+    as for ``mesh_model`` (no preview)."""
     from inrkit.amr.api import mesh_model
     from inrkit.amr.pruning import PruningAMRConfig
 
@@ -640,6 +641,7 @@ def mesh_many(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *,
         rep = mesh_model(item.source, out / f"{item.name}{suffix}", config=replace(config, progress=False),
                          device=device, **options)
         return {"output": rep["output"], "dofs": rep.get("dofs"), "elements": rep.get("elements"),
-                "rmse": rep.get("rmse")}
+                "rmse": rep.get("rmse"),
+                "dof_change_vs_uniform": (rep.get("uniform_comparison") or {}).get("dof_change")}
 
     return run_each(items, outdir, work, _valid_mesh, settings, redo=redo, progress=progress, desc="mesh")

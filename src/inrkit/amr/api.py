@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from inrkit.amr.baselines import error_amr, mesh_rmse, uniform_mesh, vertex_values
+from inrkit.amr.baselines import error_amr, mesh_rmse, uniform_comparison, uniform_mesh, vertex_values
 from inrkit.amr.export import preview_png, write_mesh
 from inrkit.amr.field import InrField, load_field
 from inrkit.amr.mesh import parse_domain
 from inrkit.amr.pruning import PruningAMRConfig, pruning_amr, resolve_base
-from inrkit.amr.timeslices import FOUR_D_MODES, mesh_time_slices, parse_times
+from inrkit.amr.timeslices import FOUR_D_MODES, mesh_time_slices, parse_times, slice_field
 from inrkit.errors import InvalidInputError
 from inrkit.signals.frames import clean_array_name
 
@@ -22,7 +22,7 @@ HANGING = ("conforming", "inr")  # values at hanging nodes (mesh_field's ``hangi
 def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMRConfig | None = None,
                uniform: int | None = None, preview: str | Path | None = None, rmse_points: int = 16384,
                hanging: str = "conforming", name: str = "inr", four_d: str = "slices",
-               times: str | None = "auto", error_driven: int | None = None) -> dict:
+               times: str | None = "auto", error_driven: int | None = None, compare_uniform: bool = True) -> dict:
     """Mesh ``field`` with PruningAMR (or uniformly to level ``uniform``, or by error-driven AMR to ``error_driven``
     DOFs), write it, and report.
 
@@ -32,6 +32,7 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
             so the written field and the RMSE are those of a continuous interpolant (as MFEM); ``"inr"``: the
             INR's own value at every vertex (may jump across non-conforming faces).
         name: the point-data array's name (the source's array name when the header records one).
+        compare_uniform: see :func:`mesh_model` (``uniform_comparison`` in the report, a warning if it loses).
 
     Returns ``{"output", "dofs", "true_dofs", "elements", "hanging", "iterations", "seconds", "rmse",
     "max_level", "domain", "domain_source", "warnings", "history", ...}``; ``rmse`` compares the mesh interpolant
@@ -66,6 +67,10 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
         evaluated = sum(h["evaluated"] for h in report["history"])
         report["ms_per_element"] = (1e3 * sum(h["seconds"] for h in report["history"]) / evaluated
                                     if evaluated else None)
+        if compare_uniform and uniform is None:
+            fields = [slice_field(field, t) for t in report["times"]]
+            _add_uniform_comparison(report, fields, dom[:-1], np.asarray(report["base"]), rmse_points, cfg,
+                                    per=len(fields))
         return report
     base = resolve_base(cfg.base, dom, cfg.init_level)
     _check_finite(vertex_values(field, uniform_mesh(dom, 1, base), conforming=False))
@@ -104,10 +109,41 @@ def mesh_field(field: InrField, out: str | Path, domain=None, config: PruningAMR
               "config": _config_report(cfg, base.tolist()), "history": history}
     if field.dim == 4:
         report["four_d"] = "spacetime"
+    if compare_uniform and uniform is None:
+        _add_uniform_comparison(report, [field], dom, base, rmse_points, cfg, per=1)
     if preview is not None:
         shown = preview_png(mesh, values, preview)
         report["preview"], report["preview_renderer"] = shown["path"], shown["renderer"]
     return report
+
+
+def _add_uniform_comparison(report: dict, fields: list, space: np.ndarray, base: np.ndarray, n: int,
+                            cfg: PruningAMRConfig, per: int) -> None:
+    """Put ``uniform_comparison`` (:func:`uniform_comparison`) in ``report``: uniform meshes of ``base`` on every
+    field of ``fields`` (one per time slice; DOFs summed, RMSE = RMS over fields, on the points ``report["rmse"]``
+    used), up to 64x the mesh's DOFs; a warning if the mesh does not beat uniform refinement at its RMSE."""
+    def level_dofs(k: int) -> int:
+        return len(fields) * int(np.prod(base.astype(np.int64) * 2**k + 1))
+
+    def level_rmse(k: int) -> float:
+        mesh = uniform_mesh(space, k, base)
+        return float(np.sqrt(np.mean([mesh_rmse(mesh, vertex_values(f, mesh), f, n=n) ** 2 for f in fields])))
+
+    cap = min(64 * report["dofs"], len(fields) * cfg.max_elements)
+    cmp = uniform_comparison(level_dofs, level_rmse, report["dofs"], report["rmse"], cap, cfg.max_level)
+    report["uniform_comparison"] = cmp
+    if cmp["beats_uniform"]:
+        return
+    need = cmp["uniform_dofs_at_equal_rmse"]
+    levels = ", ".join(f"level {v['level']}: {v['dofs']} DOFs at {v['rmse']:.3g}" for v in cmp["levels"][-2:])
+    what = "PruningAMR's marks (p > P, error > T) do not follow where the mesh's interpolation error is; "
+    report["warnings"].append(
+        f"this mesh ({report['dofs']} DOFs, RMSE {report['rmse']:.3g}) does not beat uniform refinement, which "
+        f"reaches that RMSE with ~{need:.0f} DOFs ({report['dofs'] / need - 1:+.0%}; {levels})"
+        if need is not None else f"this mesh ({report['dofs']} DOFs) does not beat uniform refinement ({levels})")
+    if report["method"] == "pruning-amr":
+        report["warnings"][-1] += (f": {what}error-driven AMR at the same size (--error-driven "
+                                   f"{-(-report['dofs'] // per)}) usually gives a lower RMSE (docs/amr.md)")
 
 
 def _config_report(cfg: PruningAMRConfig, base: list) -> dict:
@@ -167,7 +203,7 @@ def _check_finite(values: np.ndarray) -> None:
 def mesh_model(model_path: str | Path, out: str | Path, domain=None, config: PruningAMRConfig | None = None,
                uniform: int | None = None, preview: str | Path | None = None, device: str | None = "cpu",
                hanging: str = "conforming", four_d: str = "slices", times: str | None = "auto",
-               error_driven: int | None = None) -> dict:
+               error_driven: int | None = None, compare_uniform: bool = True) -> dict:
     """Load an inrkit model (safetensors or ``.npz``) and mesh it: see :func:`mesh_field`.
 
     The help of ``inrkit mesh`` is generated from the ``Args:`` below (:func:`inrkit.cli.common.add_config`).
@@ -191,6 +227,9 @@ def mesh_model(model_path: str | Path, out: str | Path, domain=None, config: Pru
             reference code's way, --time_slice), spacetime = one 4D mesh of the space-time box, cut into slices.
         times: slice times of a 4D model with --four-d slices: auto (9 evenly spaced, ends included), a count N,
             or comma-separated times.
+        compare_uniform: also mesh uniformly (levels 0, 1, ... up to the mesh's RMSE, at most 64x its DOFs) and
+            report how many DOFs uniform refinement needs for the same RMSE (uniform_comparison), with a warning
+            when the adaptive mesh does not beat it.
     """
     cfg = config or PruningAMRConfig()
     check_method(uniform, error_driven, cfg)
@@ -203,7 +242,7 @@ def mesh_model(model_path: str | Path, out: str | Path, domain=None, config: Pru
     check_mesh_output(out, field.dim)
     name = clean_array_name((header.get("signal") or {}).get("array")) or "inr"
     report = mesh_field(field, out, domain, config, uniform, preview, hanging=hanging, name=name,
-                        four_d=four_d, times=times, error_driven=error_driven)
+                        four_d=four_d, times=times, error_driven=error_driven, compare_uniform=compare_uniform)
     report["model"] = str(model_path)
     return report
 

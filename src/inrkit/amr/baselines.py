@@ -116,3 +116,48 @@ def error_amr(field: Func, domain: np.ndarray, dof_budget: int, base=4, fraction
     result.mesh = mesh
     result.seconds = time.perf_counter() - start
     return result
+
+
+def dofs_at_rmse(dofs, rmse, target: float) -> float | None:
+    """DOFs a refinement curve (``dofs``/``rmse`` lists, coarse to fine) needs to reach RMSE ``target``: log-log
+    interpolation between the two points around it; the first point's DOFs if that one already reaches it; None
+    beyond the curve's finest point."""
+    d, e = np.asarray(dofs, np.float64), np.asarray(rmse, np.float64)
+    if target >= e[0]:
+        return float(d[0])
+    for i in range(len(d) - 1):
+        if e[i] >= target >= e[i + 1] and e[i] > e[i + 1]:
+            t = (np.log(e[i]) - np.log(target)) / (np.log(e[i]) - np.log(e[i + 1]))
+            return float(np.exp(np.log(d[i]) + t * (np.log(d[i + 1]) - np.log(d[i]))))
+    return None
+
+
+def uniform_comparison(level_dofs: Callable[[int], int], level_rmse: Callable[[int], float], dofs: int,
+                       rmse: float, max_dofs: int, max_level: int = 12) -> dict:
+    """How a mesh of ``dofs`` DOFs and RMSE ``rmse`` compares with uniform refinement of the same base.
+
+    ``level_dofs(k)`` / ``level_rmse(k)``: DOFs and RMSE (same points as ``rmse``) of uniform level ``k``. Levels
+    are measured from 0 until one reaches ``rmse``; a level over ``max_dofs`` DOFs is not built (the comparison then
+    says only that uniform needs more). Returns ``levels`` (``level``, ``dofs``, ``rmse`` each),
+    ``uniform_dofs_at_equal_rmse`` (log-log interpolated; None beyond the levels measured, when
+    ``uniform_dofs_more_than`` gives the finest level's DOFs instead), ``dof_change`` (``dofs`` / that - 1:
+    negative = fewer DOFs than uniform; None when not measured), ``beats_uniform`` and ``reaches_level``: the
+    finest uniform level whose RMSE the mesh reaches with fewer DOFs than that level (None if none).
+    """
+    levels: list[dict] = []
+    for k in range(max_level + 1):
+        n = int(level_dofs(k))
+        if n > max_dofs:
+            break
+        levels.append({"level": k, "dofs": n, "rmse": float(level_rmse(k))})
+        if levels[-1]["rmse"] <= rmse:
+            break
+    need = (dofs_at_rmse([v["dofs"] for v in levels], [v["rmse"] for v in levels], rmse) if levels else None)
+    floor = None
+    if need is None:  # the finest level measured is still above rmse: uniform needs more DOFs than that level
+        floor = levels[-1]["dofs"] if levels else int(level_dofs(0))
+    change = dofs / need - 1.0 if need is not None else None
+    reached = [v["level"] for v in levels if v["rmse"] >= rmse and v["dofs"] > dofs]
+    return {"levels": levels, "uniform_dofs_at_equal_rmse": need, "uniform_dofs_more_than": floor,
+            "dof_change": change, "beats_uniform": change < -1e-9 if change is not None else dofs < floor,
+            "reaches_level": max(reached) if reached else None}

@@ -44,8 +44,17 @@ def _mesh(args: argparse.Namespace) -> int:
     if report.get("ms_per_element") is not None:
         print(f"inrkit mesh: {sum(h['evaluated'] for h in report['history'])} element tests, "
               f"{report['ms_per_element']:.2f} ms/element, {report['amr_seconds']:.2f} s meshing", file=sys.stderr)
+    cmp = report.get("uniform_comparison")
+    if cmp is not None and cmp["dof_change"] is not None:
+        change = cmp["dof_change"]
+        how = ("as many DOFs as uniform" if abs(change) < 0.005 else
+               f"{abs(change):.0%} {'fewer' if change < 0 else 'more'} DOFs")
+        print(f"inrkit mesh: uniform refinement needs ~{cmp['uniform_dofs_at_equal_rmse']:.0f} DOFs for RMSE "
+              f"{report['rmse']:.3g}: this mesh has {how}", file=sys.stderr)
     if not args.json:
         report.pop("history", None)
+        if cmp is not None:  # the plain listing shows the headline number
+            report["dof_change_vs_uniform"] = report.pop("uniform_comparison")["dof_change"]
         report.pop("config", None)
         report.pop("slices", None)
         report["warnings"] = "; ".join(report["warnings"]) or "none"
@@ -65,8 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                ranges={"eps": (0, 1), "P": (0, 1), "n_id": (1, None), "n_err": (1, None), "max_dofs": (1, None),
                        "max_elements": (1, None), "max_level": (0, MAX_LEVEL)})
     add_config(p, mesh_model, only=["four_d", "times"], choices={"four_d": FOUR_D_MODES})
-    add_config(p, mesh_model, only=["hanging", "uniform", "error_driven", "preview"], choices={"hanging": HANGING},
-               ranges={"uniform": (0, MAX_LEVEL), "error_driven": (1, None)})
+    add_config(p, mesh_model, only=["hanging", "uniform", "error_driven", "compare_uniform", "preview"],
+               choices={"hanging": HANGING}, ranges={"uniform": (0, MAX_LEVEL), "error_driven": (1, None)})
     declare_output(p, "preview", "--preview", (".png",))
     for flag, metavar in (("--uniform", "LEVEL"), ("--error-driven", "DOFS"), ("--preview", "PNG"),
                           ("--domain", "BOX")):
