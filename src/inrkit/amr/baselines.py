@@ -153,11 +153,14 @@ def uniform_comparison(level_dofs: Callable[[int], int], level_rmse: Callable[[i
         if levels[-1]["rmse"] <= rmse:
             break
     need = (dofs_at_rmse([v["dofs"] for v in levels], [v["rmse"] for v in levels], rmse) if levels else None)
-    floor = None
+    floor: int | None = None
+    change: float | None = None
     if need is None:  # the finest level measured is still above rmse: uniform needs more DOFs than that level
         floor = levels[-1]["dofs"] if levels else int(level_dofs(0))
-    change = dofs / need - 1.0 if need is not None else None
+        beats = dofs < floor
+    else:
+        change = dofs / need - 1.0
+        beats = change < -1e-9
     reached = [v["level"] for v in levels if v["rmse"] >= rmse and v["dofs"] > dofs]
     return {"levels": levels, "uniform_dofs_at_equal_rmse": need, "uniform_dofs_more_than": floor,
-            "dof_change": change, "beats_uniform": change < -1e-9 if change is not None else dofs < floor,
-            "reaches_level": max(reached) if reached else None}
+            "dof_change": change, "beats_uniform": beats, "reaches_level": max(reached) if reached else None}
