@@ -130,8 +130,9 @@ def _add_uniform_comparison(report: dict, fields: list, space: np.ndarray, base:
         return float(np.sqrt(np.mean([mesh_rmse(mesh, vertex_values(f, mesh), f, n=n) ** 2 for f in fields])))
 
     cap = min(64 * report["dofs"], len(fields) * cfg.max_elements)
+    t0 = time.perf_counter()
     cmp = uniform_comparison(level_dofs, level_rmse, report["dofs"], report["rmse"], cap, cfg.max_level)
-    report["uniform_comparison"] = cmp
+    report["uniform_comparison"] = {**cmp, "seconds": time.perf_counter() - t0}
     if cmp["beats_uniform"]:
         return
     need = cmp["uniform_dofs_at_equal_rmse"]
