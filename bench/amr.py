@@ -21,7 +21,7 @@ max indicator (the baseline before 2026-12-01). 4D cases are also meshed as 3D t
 `inrkit mesh`), with error-driven AMR per slice, the two-level oracle and the marking diagnosis. Writes
 bench/results/amr.json and bench/results/amr_*.png.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/amr.py           # CPU default, about 30 minutes on one thread
+    OMP_NUM_THREADS=1 .venv/bin/python bench/amr.py           # CPU default, about 40 minutes on one thread
     .venv/bin/python bench/amr.py --full                      # longer training, larger networks and sweeps
 """
 from __future__ import annotations

@@ -60,3 +60,26 @@ def test_marking_diagnosis_counts_refined_and_coarser_elements(field: InrField) 
     assert d["coarser_fraction"] == pytest.approx(1.5 / 3) and d["refined_fraction"] == pytest.approx(1 / 3)
     assert 0 < d["error_share_of_worst_10pct"] <= 1 and 0 <= d["worst_10pct_refined"] <= 1
     assert d["error_share_refined"] + d["error_share_coarser"] <= 1 + 1e-12
+
+
+def test_network_study_agrees_with_the_benchmark(tmp_path):
+    """bench/amr_networks.py's committed rows: each DOF change is its own DOFs over uniform's, the benchmark's own
+    networks (64 wide, 6000 steps) give the same default meshes as amr.json's seed spread, and the plot is drawn."""
+    import json
+
+    import amr_networks
+
+    study = json.loads((ROOT / "bench" / "results" / "amr_networks.json").read_text())
+    bench = json.loads((ROOT / "bench" / "results" / "amr.json").read_text())
+    for row in study["rows"]:
+        assert row["dof_change_vs_uniform"] == pytest.approx(row["dofs"] / row["uniform_dofs_at_equal_rmse"] - 1)
+    width = bench["cases"]["4d-vortex"]["network"]["widths"][1]
+    for case in ("4d-vortex", "4d-sphere"):
+        spread = {p["seed"]: p["slices"] for p in bench["cases"][case]["seed_spread"]["per_seed"]}
+        rows = [r for r in study["rows"] if r["case"] == case and r["width"] == width and r["depth"] == 4
+                and r["steps"] == bench["cases"][case]["training"]["steps"]]
+        assert {r["seed"] for r in rows} == set(spread)
+        for r in rows:
+            assert r["dofs"] == spread[r["seed"]]["dofs"]
+            assert r["rmse_inr"] == pytest.approx(spread[r["seed"]]["rmse_inr"], rel=1e-9)
+    assert amr_networks.plot(study, tmp_path / "n.png").stat().st_size > 0
