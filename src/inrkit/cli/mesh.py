@@ -49,8 +49,9 @@ def _mesh(args: argparse.Namespace) -> int:
         change = cmp["dof_change"]
         how = ("as many DOFs as uniform" if abs(change) < 0.005 else
                f"{abs(change):.0%} {'fewer' if change < 0 else 'more'} DOFs")
+        around = ", ".join(f"level {v['level']}: {v['dofs']} DOFs at {v['rmse']:.3g}" for v in cmp["levels"][-2:])
         print(f"inrkit mesh: uniform refinement needs ~{cmp['uniform_dofs_at_equal_rmse']:.0f} DOFs for RMSE "
-              f"{report['rmse']:.3g}: this mesh has {how}", file=sys.stderr)
+              f"{report['rmse']:.3g} ({around}; log-log between them): this mesh has {how}", file=sys.stderr)
     if not args.json:
         report.pop("history", None)
         if cmp is not None:  # the plain listing shows the headline number
