@@ -137,7 +137,7 @@ def _add_uniform_comparison(report: dict, fields: list, space: np.ndarray, base:
         return
     need = cmp["uniform_dofs_at_equal_rmse"]
     levels = ", ".join(f"level {v['level']}: {v['dofs']} DOFs at {v['rmse']:.3g}" for v in cmp["levels"][-2:])
-    what = "PruningAMR's marks (p > P, error > T) do not follow where the mesh's interpolation error is; "
+    what = "PruningAMR's marks (p > P, error > T) measure the network, not the mesh's interpolation error; "
     report["warnings"].append(
         f"this mesh ({report['dofs']} DOFs, RMSE {report['rmse']:.3g}) does not beat uniform refinement, which "
         f"reaches that RMSE with ~{need:.0f} DOFs ({report['dofs'] / need - 1:+.0%}; {levels})"
