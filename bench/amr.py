@@ -400,12 +400,15 @@ def moving_sphere(n: int, frames: int) -> np.ndarray:
     return out
 
 
-def build_4d(args, seed: int, name: str) -> Built:
+def build_4d(args, seed: int, name: str, hidden: list[int] | None = None, train_steps: int | None = None) -> Built:
+    """Train a ReLU MLP on 4D case ``name``: ``hidden`` widths (default 64x4) for ``train_steps`` steps (default:
+    the case's; ``bench/amr_networks.py`` varies both)."""
     from inrkit.meta.simulate import generate_series, write_series
     from inrkit.signals.base import GridSignal
     from inrkit.signals.series import load_series
 
-    kind, size, steps, train_steps = FOUR_D[name]
+    kind, size, steps, case_steps = FOUR_D[name]
+    train_steps = train_steps or case_steps
     if args.full:
         size, steps, train_steps = 32, 16, 4 * train_steps
     if args.series:  # --series NxT: another grid size and frame count, same training
@@ -425,7 +428,7 @@ def build_4d(args, seed: int, name: str) -> Built:
     print(f"[{name}] training on {grid.shape[:-1]} samples (seed {seed})", file=sys.stderr)
     # 64 wide (as --full): the 48-wide networks used until 2026-12-01 fitted the vortex series worse (37.2-39.5 dB
     # vs 40.7-42.7 dB) and PruningAMR lost to uniform on two of their three seeds (docs/amr.md, "4D network")
-    model, info = train(relu_mlp([4] + [64] * 4 + [1], seed), sig,
+    model, info = train(relu_mlp([4] + (hidden or [64] * 4) + [1], seed), sig,
                         train_steps, 2e-3, 16384, seed)
     field = InrField.from_model(model, {"signal": sig.metadata()})
     occupied = float((np.abs(raw - np.median(raw)) > 0.05 * (raw.max() - raw.min())).mean())

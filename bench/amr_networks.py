@@ -31,14 +31,7 @@ OUT = amr.RESULTS / "amr_networks.json"
 
 def run(name: str, width: int, depth: int, steps: int, seed: int) -> dict:
     """Train one network on case ``name`` and compare its default slice mesh with uniform slices."""
-    kind, size, frames, _ = amr.FOUR_D[name]
-    amr.FOUR_D[name] = (kind, size, frames, steps)
-    default_mlp = amr.relu_mlp
-    amr.relu_mlp = lambda widths, s: default_mlp([4] + [width] * depth + [1], s)
-    try:
-        b = amr.build_4d(types.SimpleNamespace(full=False, series=None), seed, name)
-    finally:
-        amr.relu_mlp = default_mlp
+    b = amr.build_4d(types.SimpleNamespace(full=False, series=None), seed, name, [width] * depth, steps)
     times = parse_times("auto", b.domain[-1])
     base = space_base("auto", b.domain[:-1], 2)
     uniform: dict = {"level": [], "dofs": [], "rmse_inr": []}
