@@ -459,6 +459,18 @@ def slices_curve(field: InrField, domain: np.ndarray, times: np.ndarray, meshes_
     return out
 
 
+def uniform_slices(field: InrField, domain: np.ndarray, times: np.ndarray, base: np.ndarray, levels: list[int],
+                   n: int = 16384) -> dict:
+    """The uniform curve of the slice protocol: uniform 3D meshes of every time slice at each level (DOFs summed,
+    RMSE = RMS over slices, ``n`` points per slice)."""
+    uni: dict = {"levels": list(levels), "dofs": [], "true_dofs": [], "rmse_inr": []}
+    for lv in levels:
+        c = slices_curve(field, domain, times, lambda sf, lv=lv: uniform_mesh(domain[:-1], lv, base), n)
+        for k in ("dofs", "true_dofs", "rmse_inr"):
+            uni[k].append(c[k])
+    return uni
+
+
 def run_slices(field: InrField, domain: np.ndarray, cfg: PruningAMRConfig, times: np.ndarray, n: int,
                meshes: list | None = None) -> dict:
     """PruningAMR on each time slice (3D), as ``inrkit mesh`` does by default for a 4D model (the final mesh of
@@ -581,11 +593,7 @@ def slices_case(name: str, field: InrField, domain: np.ndarray, args, seed: int,
     base = space_base(default.base, domain[:-1], default.init_level)
     levels = list(range(0, 6))
     print(f"[{name}/slices] uniform 3D levels {levels} on {len(times)} slices (base {base.tolist()})", file=sys.stderr)
-    uni = {"levels": levels, "dofs": [], "true_dofs": [], "rmse_inr": []}
-    for lv in levels:
-        c = slices_curve(field, domain, times, lambda sf, lv=lv: uniform_mesh(domain[:-1], lv, base), 16384)
-        for k in ("dofs", "true_dofs", "rmse_inr"):
-            uni[k].append(c[k])
+    uni = uniform_slices(field, domain, times, base, levels)
     print(f"[{name}/slices] PruningAMR defaults per slice", file=sys.stderr)
     meshes: list[BoxMesh] = []
     out: dict = {"times": times.tolist(), "base": base.tolist(), "uniform": uni,

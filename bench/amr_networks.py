@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import amr  # noqa: E402  (bench/amr.py: the cases, training and curves)
 
-from inrkit.amr import PruningAMRConfig, uniform_mesh  # noqa: E402
+from inrkit.amr import PruningAMRConfig  # noqa: E402
 from inrkit.amr.timeslices import parse_times, space_base  # noqa: E402
 from inrkit.utils import write_json  # noqa: E402
 
@@ -34,13 +34,7 @@ def run(name: str, width: int, depth: int, steps: int, seed: int) -> dict:
     b = amr.build_4d(types.SimpleNamespace(full=False, series=None), seed, name, [width] * depth, steps)
     times = parse_times("auto", b.domain[-1])
     base = space_base("auto", b.domain[:-1], 2)
-    uniform: dict = {"level": [], "dofs": [], "rmse_inr": []}
-    for level in range(5):
-        c = amr.slices_curve(b.field, b.domain, times,
-                             lambda sf, level=level: uniform_mesh(b.domain[:-1], level, base), 16384)
-        uniform["level"].append(level)
-        uniform["dofs"].append(c["dofs"])
-        uniform["rmse_inr"].append(c["rmse_inr"])
+    uniform = amr.uniform_slices(b.field, b.domain, times, base, list(range(5)))
     r = amr.run_slices(b.field, b.domain, PruningAMRConfig(progress=False), times, 16384)
     cmp = amr.compare(r["dofs"], r["true_dofs"], r["rmse_inr"], uniform, None, "rmse_inr")
     need = cmp["uniform_dofs_at_equal_error"]
