@@ -11,9 +11,11 @@ from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.metrics import ssim
 from inrkit.signals.base import GridSignal
 from inrkit.signals.frames import Frame
-from inrkit.signals.kinds import SignalKind, check_grid_meta, register_kind
+from inrkit.signals.kinds import FOLDER, SignalKind, check_grid_meta, register_kind
 from inrkit.signals.readers import read_image, read_npy, read_raw, read_vti_frame, read_vtk_legacy_frame
 from inrkit.signals.render import render_grid, render_image
+from inrkit.signals.vtkformats import SUFFIXES as VTK_SUFFIXES
+from inrkit.signals.vtkformats import read_vtk_volume, vtk_suffix
 
 
 class ImageSignal(GridSignal):
@@ -85,7 +87,8 @@ def read_grid(path: str | Path, dims: Sequence[int] | None = None, dtype: str = 
 
 def read_grid_frame(path: str | Path, dims: Sequence[int] | None = None,
                     dtype: str = "uint8") -> tuple[Any, Frame | None]:
-    """A grid (see :func:`read_grid`) and its physical frame (``.vti``/``.vtk``; ``None`` for ``.npy``/``.raw``)."""
+    """A grid (see :func:`read_grid`) and its physical frame (``.vti``/``.vtk`` and the formats of
+    :mod:`inrkit.signals.vtkformats`; ``None`` for ``.npy``/``.raw``)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
@@ -98,6 +101,8 @@ def read_grid_frame(path: str | Path, dims: Sequence[int] | None = None,
         return read_vti_frame(path)
     if suffix == ".vtk":
         return read_vtk_legacy_frame(path)
+    if path.is_dir() or vtk_suffix(path) in VTK_SUFFIXES:
+        return read_vtk_volume(path)
     raise InvalidFileError(f"{path}: unsupported grid format {suffix!r}")
 
 
@@ -131,6 +136,6 @@ def check_image_meta(meta: dict[str, Any], out_dim: int) -> dict[str, Any]:
 
 
 register_kind(SignalKind("image", (".png", ".jpg", ".jpeg"), load_image, render_image, check_image_meta))
-register_kind(SignalKind("volume", (".npy", ".raw", ".vti", ".vtk"), load_grid, render_grid,
+register_kind(SignalKind("volume", (".npy", ".raw", ".vti", ".vtk", *VTK_SUFFIXES, FOLDER), load_grid, render_grid,
                          lambda meta, out_dim: check_grid_meta(meta, out_dim)))
 register_kind(SignalKind("field", (), None, render_grid, lambda meta, out_dim: check_grid_meta(meta, out_dim, dims=2)))

@@ -26,6 +26,7 @@ Renderer = Callable[[torch.nn.Module, dict, Path, "Sequence[int] | None"], Path]
 Check = Callable[[dict, int], dict]
 MAX_SIDE, MAX_VALUES = 1 << 15, MAX_RENDER_POINTS  # header 'signal.shape' bounds (renders must stay bounded)
 DEFAULT_KIND = "field"  # renders models whose header names no registered kind (e.g. .npz imports)
+FOLDER = "/"  # the "suffix" of a folder: a kind listing it reads folders (a DICOM series, TIFF slices)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class SignalKind:
 
     Args:
         name: the ``kind`` written into model headers (``header["signal"]["kind"]``).
-        suffixes: lower-case file suffixes the loader reads (empty: not read from files).
+        suffixes: lower-case file suffixes the loader reads (empty: not read from files; ``"/"``: folders).
         load: ``load(path, test_fraction=, seed=, **options) -> Signal``.
         render: ``render(model, meta, path, size) -> Path`` from header metadata alone.
         check: ``check(meta, out_dim) -> meta``; raises :class:`InvalidFileError` on bad metadata.
@@ -69,9 +70,11 @@ def kind_for_path(path: str | os.PathLike) -> tuple[SignalKind, str]:
     for _, kind in KINDS.items():
         if sep and kind.scheme == scheme and kind.load is not None:
             return kind, rest
-    suffix = Path(text).suffix.lower()
+    suffix = FOLDER if Path(text).is_dir() else Path(text).suffix.lower()
+    name = Path(text).name.lower()
     for _, kind in KINDS.items():
-        if suffix in kind.suffixes and kind.load is not None:
+        if kind.load is not None and (suffix in kind.suffixes or any(
+                s.count(".") > 1 and name.endswith(s) for s in kind.suffixes)):  # ".nii.gz"
             if not Path(text).exists():
                 raise InvalidFileError(f"{text}: no such file")
             return kind, text

@@ -1,0 +1,320 @@
+"""Volume formats read through VTK's image readers (the optional ``viz`` extra: ``pip install 'inrkit[viz]'``).
+
+| suffix | VTK reader | frame kept |
+|---|---|---|
+| ``.mhd``/``.mha`` (MetaImage) | ``vtkMetaImageReader`` | ``Offset``, ``ElementSpacing`` |
+| ``.nrrd``/``.nhdr`` | ``vtkNrrdReader`` | ``space origin``, ``spacings``/``space directions`` lengths |
+| ``.nii``/``.nii.gz`` (NIfTI) | ``vtkNIFTIImageReader`` | spacing; origin of an axis-aligned s/qform |
+| ``.slc`` | ``vtkSLCReader`` | spacing |
+| ``.tif``/``.tiff`` (multi-page stack), a folder of TIFF slices | ``vtkTIFFReader`` | index space |
+| a folder of DICOM files (one series) | ``vtkDICOMImageReader`` | ``ImagePositionPatient``, pixel spacing |
+
+Each reader is bounded like the others in :mod:`inrkit.signals.readers`: the header is read first
+(``UpdateInformation``: extent, scalar type, components), and the grid is checked against
+:data:`~inrkit.limits.MAX_GRID_VALUES`, the decode-ratio rule (over every file the volume is read
+from) and, for uncompressed data, the size of the data file, all before ``Update()`` allocates.
+Only scalar data is read; a VTK error while reading becomes an :class:`InvalidFileError`.
+Volumes are returned as float32 arrays indexed ``[x, y, z]`` with size-1 axes dropped.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from inrkit.errors import InvalidFileError
+from inrkit.limits import MAX_GRID_VALUES, MAX_SERIES_MEMBERS, MAX_TEXT_FILE_BYTES, check_decode, inside_folder
+from inrkit.signals.frames import Frame
+from inrkit.signals.readers import file_size
+
+INSTALL_HINT = "pip install 'inrkit[viz]'"
+SUFFIXES = (".mhd", ".mha", ".nrrd", ".nhdr", ".nii", ".nii.gz", ".slc", ".tif", ".tiff")
+MAX_SLICE_FILES = MAX_SERIES_MEMBERS  # files of a DICOM or TIFF-slice folder (as members of a series)
+HEADER_SCAN_BYTES = 1 << 16  # bytes of a MetaImage/NRRD text header looked at for the data file and encoding
+TIFF_SUFFIXES = (".tif", ".tiff")
+_ITEM_SIZE = {2: 1, 3: 1, 15: 1, 4: 2, 5: 2, 6: 4, 7: 4, 8: 8, 9: 8, 10: 4, 11: 8, 16: 8, 17: 8}  # VTK scalar types
+
+
+def import_vtk() -> Any:
+    """VTK (installed with pyvista); a one-line :class:`InvalidFileError` with the install hint when missing."""
+    try:
+        import vtkmodules.vtkCommonExecutionModel as execution
+        import vtkmodules.vtkIOImage as io_image
+    except ImportError:
+        raise InvalidFileError(f"reading this volume format needs VTK: {INSTALL_HINT}") from None
+    return io_image, execution
+
+
+def is_slice_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder (a DICOM series or TIFF slices)."""
+    return Path(path).is_dir()
+
+
+def vtk_suffix(path: str | os.PathLike) -> str:
+    """The format suffix of ``path`` (``.nii.gz`` counts as one), lower case."""
+    name = Path(path).name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+
+
+# ------------------------------------------------------------------ headers of the text formats
+def _text_header(path: Path, stop: Callable[[str], bool]) -> tuple[dict[str, str], int]:
+    """``key: value`` / ``key = value`` lines of a text header (the first HEADER_SCAN_BYTES bytes), lower-case
+    keys, and the header's length in bytes.
+
+    Reading stops after a blank line or after the line where ``stop(key)`` says (MetaImage's ``ElementDataFile``).
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEADER_SCAN_BYTES)
+    except OSError as exc:
+        raise InvalidFileError(f"{path}: cannot read ({exc})") from None
+    fields: dict[str, str] = {}
+    end = 0
+    for raw in head.split(b"\n"):
+        end = min(end + len(raw) + 1, len(head))
+        line = raw.decode("latin-1").strip()
+        if not line:
+            break
+        if line.startswith("#"):
+            continue
+        match = re.match(r"([^:=]+?)\s*(?::=|:|=)\s*(.*)", line)
+        if match:
+            key = match.group(1).strip().lower()
+            fields.setdefault(key, match.group(2).strip())
+            if stop(key):
+                break
+    return fields, end
+
+
+def _data_file(header: Path, name: str, what: str) -> Path:
+    """The one detached data file a header names (inside the header's folder); lists and patterns refused."""
+    if name.split()[:1] == ["LIST"] or len(name.split()) > 1 or "%" in name:
+        raise InvalidFileError(f"{header}: {what} split over several data files is not supported")
+    return inside_folder(header.parent, name, str(header))
+
+
+def _sources(path: Path, suffix: str) -> tuple[list[Path], bool, int]:
+    """Every file the volume is read from (the data in the last), whether the data is stored uncompressed,
+    and the bytes before the data in the last file (-1: the reader knows)."""
+    if suffix in (".mhd", ".mha"):
+        fields, end = _text_header(path, lambda key: key == "elementdatafile")
+        if "elementdatafile" not in fields:
+            raise InvalidFileError(f"{path}: not a MetaImage header (no ElementDataFile)")
+        name = fields["elementdatafile"]
+        files = [path] if name.upper() == "LOCAL" else [path, _data_file(path, name, "MetaImage data")]
+        compressed = fields.get("compresseddata", "false").lower() in ("true", "1")
+        return files, not compressed, end if len(files) == 1 else 0
+    if suffix in (".nrrd", ".nhdr"):
+        fields, end = _text_header(path, lambda key: False)
+        encoding = fields.get("encoding", "raw").lower()
+        if encoding not in ("raw", "gzip", "gz"):
+            raise InvalidFileError(f"{path}: NRRD encoding {encoding[:20]!r} is not supported (raw or gzip)")
+        detached = fields.get("data file") or fields.get("datafile")
+        files = [path] if detached is None else [path, _data_file(path, detached, "NRRD data")]
+        return files, encoding == "raw", end if len(files) == 1 else 0
+    return [path], suffix == ".nii", -1
+
+
+_SLC_HEAD = re.compile(rb"\s*11111\s+(\d{1,9})\s+(\d{1,9})\s+(\d{1,9})\s+\d{1,9}\s+(\S{1,40})\s+(\S{1,40})\s+"
+                       rb"(\S{1,40})\s+-?\d{1,9}\s+-?\d{1,9}\s+-?\d{1,9}\s+(\d{1,9})\s*(\d{1,9})\s+(\d{1,9})\s*X")
+_SLC_SLICE = re.compile(rb"\s*(\d{1,10})\s*X")
+
+
+def check_slc(path: Path) -> None:
+    """Walk an SLC file's structure before VTK reads it: header, icon, and every slice (run-length
+    encoded slices decode to exactly one plane, with their end marker, inside their stated size).
+
+    VTK's SLC reader trusts these sizes; checking them first keeps a crafted file from making it
+    allocate or copy beyond the file and the grid.
+    """
+    size = file_size(path)
+    with open(path, "rb") as fh:
+        blob = fh.read(HEADER_SCAN_BYTES)
+    match = _SLC_HEAD.match(blob, 0)
+    if match is None:
+        raise InvalidFileError(f"{path}: not an SLC file (bad header)")
+    nx, ny, nz = (int(match.group(k)) for k in (1, 2, 3))
+    compression, icon_w, icon_h = (int(match.group(k)) for k in (7, 8, 9))
+    if min(nx, ny, nz) < 1 or nx * ny * nz > MAX_GRID_VALUES:
+        raise InvalidFileError(f"{path}: SLC grid {(nx, ny, nz)} is empty or too large "
+                               f"(at most {MAX_GRID_VALUES} values)")
+    check_decode(nx * ny * nz, size, str(path))
+    pos, plane = match.end() + 3 * icon_w * icon_h, nx * ny
+    if pos > size:
+        raise InvalidFileError(f"{path}: the SLC icon ({icon_w}x{icon_h}) runs past the end of the file")
+    if compression not in (0, 1):
+        raise InvalidFileError(f"{path}: unknown SLC compression {compression}")
+    if compression == 0:
+        if size - pos < plane * nz:
+            raise InvalidFileError(f"{path}: {size - pos} bytes of SLC data, the grid needs {plane * nz}")
+        return
+    if size > MAX_TEXT_FILE_BYTES:
+        raise InvalidFileError(f"{path}: {size} bytes (at most {MAX_TEXT_FILE_BYTES} for a compressed SLC file)")
+    blob = path.read_bytes()
+    for z in range(nz):
+        slice_head = _SLC_SLICE.match(blob, pos)
+        if slice_head is None:
+            raise InvalidFileError(f"{path}: SLC slice {z}: missing size")
+        start = slice_head.end()
+        stop = start + int(slice_head.group(1))
+        if stop > len(blob):
+            raise InvalidFileError(f"{path}: SLC slice {z} runs past the end of the file")
+        i, out = start, 0
+        while True:
+            if i >= stop:
+                raise InvalidFileError(f"{path}: SLC slice {z} has no end marker")
+            code = blob[i]
+            run, i = code & 0x7F, i + 1
+            if not run:
+                break
+            i += run if code & 0x80 else 1
+            out += run
+            if i > stop or out > plane:
+                raise InvalidFileError(f"{path}: SLC slice {z} decodes beyond its {plane} values or its data")
+        if out != plane:
+            raise InvalidFileError(f"{path}: SLC slice {z} decodes to {out} values, not {plane}")
+        pos = stop
+
+
+# ------------------------------------------------------------------ reading
+class _Errors:
+    """Collects VTK error events of a reader instead of letting VTK print them."""
+
+    CallDataType = 13  # VTK_STRING: VTK hands the message to __call__
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def __call__(self, obj: Any, event: str, data: Any = None) -> None:
+        lines = str(data or "").strip().splitlines()
+        text = re.sub(r"^\w+ \(0x[0-9a-fA-F]+\):\s*", "", lines[-1].strip()) if lines else ""
+        self.messages.append(text[:200] or "VTK error")
+
+    def watch(self, *objects: Any) -> "_Errors":
+        for obj in objects:
+            obj.AddObserver("ErrorEvent", self)
+        return self
+
+    def check(self, path: Path) -> None:
+        if self.messages:
+            raise InvalidFileError(f"{path}: cannot read ({self.messages[0]})")
+
+
+def _reader(path: Path, suffix: str, folder: bool) -> tuple[Any, list[Path], bool, int]:
+    """A VTK reader for ``path`` set up (not yet run), the files it reads, whether they are uncompressed, and
+    the bytes before the data in the last file (-1: the reader's header size)."""
+    io_image, _ = import_vtk()
+    if folder:
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if len(files) > MAX_SLICE_FILES:
+            raise InvalidFileError(f"{path}: {len(files)} files (at most {MAX_SLICE_FILES} slices)")
+        tiffs = [p for p in files if p.suffix.lower() in TIFF_SUFFIXES]
+        if tiffs:
+            from vtkmodules.vtkCommonCore import vtkStringArray
+
+            names = vtkStringArray()
+            for p in tiffs:
+                names.InsertNextValue(str(p))
+            reader = io_image.vtkTIFFReader()
+            reader.SetFileNames(names)
+            return reader, tiffs, False, 0
+        if not files:
+            raise InvalidFileError(f"{path}: an empty folder (expected DICOM files or TIFF slices)")
+        reader = io_image.vtkDICOMImageReader()
+        reader.SetDirectoryName(str(path))
+        return reader, files, False, 0
+    cls = {".mhd": "vtkMetaImageReader", ".mha": "vtkMetaImageReader", ".nrrd": "vtkNrrdReader",
+           ".nhdr": "vtkNrrdReader", ".nii": "vtkNIFTIImageReader", ".nii.gz": "vtkNIFTIImageReader",
+           ".slc": "vtkSLCReader", ".tif": "vtkTIFFReader", ".tiff": "vtkTIFFReader"}.get(suffix)
+    if cls is None:
+        raise InvalidFileError(f"{path}: unsupported volume format {suffix!r}")
+    file_size(path)
+    files, uncompressed, skip = _sources(path, suffix)
+    reader = getattr(io_image, cls)()
+    if suffix == ".slc":
+        check_slc(path)
+    if suffix in (".tif", ".tiff", ".nii", ".nii.gz") and not reader.CanReadFile(str(path)):
+        raise InvalidFileError(f"{path}: not a {suffix} file VTK can read")
+    reader.SetFileName(str(path))
+    return reader, files, uncompressed, skip
+
+
+def _nifti_origin(reader: Any) -> tuple[float, float, float]:
+    """The translation of an axis-aligned NIfTI sform/qform (identity rotation); else the index origin 0."""
+    for matrix in (reader.GetSFormMatrix(), reader.GetQFormMatrix()):
+        if matrix is None:
+            continue
+        rows = [[matrix.GetElement(i, j) for j in range(4)] for i in range(3)]
+        if all(rows[i][j] == (1.0 if i == j else 0.0) for i in range(3) for j in range(3)):
+            return (rows[0][3], rows[1][3], rows[2][3])
+    return (0.0, 0.0, 0.0)
+
+
+def read_vtk_volume(path: str | os.PathLike) -> tuple[np.ndarray, Frame]:
+    """Read a MetaImage, NRRD, NIfTI, SLC or TIFF file, or a folder of DICOM files or TIFF slices, through VTK.
+
+    Returns the values as float32 ``[x, y, z]`` (size-1 axes dropped) and their :class:`Frame`. The
+    extent, scalar type and components come from the header (``UpdateInformation``) and are checked
+    against the limits before any data is read.
+    """
+    path = Path(path)
+    folder = path.is_dir()
+    suffix = "" if folder else vtk_suffix(path)
+    _, execution = import_vtk()
+    reader, files, uncompressed, skip = _reader(path, suffix, folder)
+    errors = _Errors().watch(reader, reader.GetExecutive())
+    reader.UpdateInformation()
+    errors.check(path)
+    info = reader.GetOutputInformation(0)
+    extent = info.Get(execution.vtkStreamingDemandDrivenPipeline.WHOLE_EXTENT()) if info is not None else None
+    if extent is None or len(extent) != 6:
+        raise InvalidFileError(f"{path}: no image extent in the header")
+    dims = tuple(int(extent[2 * i + 1]) - int(extent[2 * i]) + 1 for i in range(3))
+    if min(dims) < 1:
+        raise InvalidFileError(f"{path}: empty image extent {tuple(extent)}")
+    ncomp, vtype = int(reader.GetNumberOfScalarComponents()), int(reader.GetDataScalarType())
+    if ncomp != 1:
+        hint = " (VTK's NRRD reader takes a first axis of 9 or fewer samples as components)" if suffix in (
+            ".nrrd", ".nhdr") else ""
+        raise InvalidFileError(f"{path}: only scalar volumes are supported ({ncomp} components){hint}")
+    if vtype not in _ITEM_SIZE:
+        raise InvalidFileError(f"{path}: unsupported scalar type {reader.GetDataScalarType()}")
+    if suffix in (".nii", ".nii.gz"):
+        header = reader.GetNIFTIHeader()
+        if header is not None and header.GetDim(0) > 3 and max(header.GetDim(k) for k in range(4, 8)) > 1:
+            raise InvalidFileError(f"{path}: a NIfTI file with more than 3 axes (one volume per file is read)")
+    count = math.prod(dims)
+    if count > MAX_GRID_VALUES:
+        raise InvalidFileError(f"{path}: {dims} is too large ({count} values, at most {MAX_GRID_VALUES})")
+    total = sum(file_size(f) for f in files)
+    check_decode(count, total, str(path))
+    need = count * _ITEM_SIZE[vtype]
+    data_bytes = file_size(files[-1]) - (int(reader.GetHeaderSize()) if skip < 0 else skip)
+    if uncompressed and data_bytes < need:
+        raise InvalidFileError(f"{path}: {data_bytes} bytes of data, the {dims} grid needs {need}")
+    spacing = tuple(float(v) for v in reader.GetDataSpacing())
+    origin = tuple(float(v) for v in reader.GetDataOrigin())
+    if suffix in (".nii", ".nii.gz"):
+        origin = _nifti_origin(reader)
+    if suffix in TIFF_SUFFIXES or (folder and isinstance(files[0], Path) and files[0].suffix.lower() in TIFF_SUFFIXES):
+        origin, spacing = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)  # TIFF resolution tags are not voxel sizes
+    reader.Update()
+    errors.check(path)
+    image = reader.GetOutput()
+    scalars = image.GetPointData().GetScalars() if image is not None else None
+    if scalars is None or scalars.GetNumberOfTuples() != count or scalars.GetNumberOfComponents() != 1:
+        raise InvalidFileError(f"{path}: VTK read no {dims} scalar grid")
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    values = vtk_to_numpy(scalars).astype(np.float32)
+    del image, scalars, reader
+    axes = [k for k, d in enumerate(dims) if d > 1] or [0]
+    if not all(math.isfinite(v) for v in (*origin, *spacing)) or min(spacing[a] for a in axes) <= 0:
+        raise InvalidFileError(f"{path}: bad origin/spacing {origin}/{spacing} (finite, positive spacing)")
+    frame = Frame(tuple(origin[a] for a in axes), tuple(spacing[a] for a in axes), None)
+    kept = tuple(d for d in dims if d > 1) or (1,)
+    return values.reshape(tuple(reversed(kept))).transpose(), frame

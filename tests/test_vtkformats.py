@@ -1,0 +1,268 @@
+"""Volume formats read through VTK: MetaImage, NRRD, NIfTI, SLC, TIFF stacks and slice folders.
+
+Each format is written here (VTK's writers, or by hand where VTK has none: NRRD, SLC), read back with
+values, origin and spacing checked, and fitted through ``inrkit fit``. Crafted headers asking for huge
+grids, decompression bombs, truncated data and escaping data-file paths are refused before VTK
+allocates (measured in a forked child: CPU time and peak memory bounded), and a missing VTK gives a
+one-line error with the install hint.
+"""
+from __future__ import annotations
+
+import builtins
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("vtkmodules.vtkIOImage")
+
+from test_fuzz_readers import crafted  # noqa: E402  (the forked, limited runner of the reader fuzz tests)
+
+from inrkit.cli import main  # noqa: E402
+from inrkit.errors import InvalidFileError  # noqa: E402
+from inrkit.models import load_model  # noqa: E402
+from inrkit.signals import load_signal  # noqa: E402
+from inrkit.signals.vtkformats import read_vtk_volume  # noqa: E402
+
+ORIGIN, SPACING = (1.0, -2.0, 3.0), (2.0, 3.0, 4.0)
+SHAPE = (12, 11, 10)  # x, y, z: every axis over 9 samples (VTK's NRRD reader takes <= 9 as components)
+
+
+def volume(dtype: str = "int16") -> np.ndarray:
+    """A smooth ``[x, y, z]`` test volume with distinct values along every axis."""
+    x, y, z = np.meshgrid(*(np.arange(n) for n in SHAPE), indexing="ij")
+    return (x + 13 * y + 151 * z).astype(dtype)
+
+
+def vtk_image(values: np.ndarray, origin=ORIGIN, spacing=SPACING):
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+
+    img = vtkImageData()
+    img.SetDimensions(*values.shape)
+    img.SetOrigin(*origin)
+    img.SetSpacing(*spacing)
+    img.GetPointData().SetScalars(numpy_to_vtk(np.ascontiguousarray(values.transpose()).ravel(), deep=True))
+    return img
+
+
+def write_with(writer_name: str, path: Path, values: np.ndarray, **options) -> Path:
+    import vtkmodules.vtkIOImage as io_image
+
+    writer = getattr(io_image, writer_name)()
+    writer.SetFileName(str(path))
+    writer.SetInputData(vtk_image(values))
+    for key, value in options.items():
+        getattr(writer, key)(value)
+    writer.Write()
+    return path
+
+
+NRRD_HEAD = ("NRRD0004\ntype: short\ndimension: 3\nsizes: {sizes}\nspace: right-anterior-superior\n"
+             "space directions: (2,0,0) (0,3,0) (0,0,4)\nspace origin: (1,-2,3)\nendian: little\nencoding: {enc}\n")
+
+
+def write_nrrd(path: Path, values: np.ndarray, encoding: str = "raw", detached: bool = False,
+               sizes: str | None = None, data_file: str | None = None) -> Path:
+    data = np.ascontiguousarray(values.astype("<i2").transpose()).tobytes()
+    head = NRRD_HEAD.format(sizes=sizes or " ".join(map(str, values.shape)), enc=encoding)
+    payload = gzip.compress(data) if encoding == "gzip" else data
+    if detached or data_file:
+        name = data_file or path.with_suffix(".raw").name
+        if data_file is None:
+            (path.parent / name).write_bytes(payload)
+        path.write_text(head + f"data file: {name}\n\n")
+    else:
+        path.write_bytes(head.encode() + b"\n" + payload)
+    return path
+
+
+def write_slc(path: Path, values: np.ndarray, rle: bool = False, dims: tuple[int, ...] | None = None) -> Path:
+    """An SLC file (8-bit): header, a 2x2 icon, slices raw or run-length encoded."""
+    nx, ny, nz = dims or values.shape
+    head = f"11111\n{nx} {ny} {nz} 8\n{SPACING[0]} {SPACING[1]} {SPACING[2]}\n0 0 0\n{int(rle)}\n2 2 X".encode()
+    body = b""
+    for z in range(values.shape[2]):
+        plane = np.ascontiguousarray(values[:, :, z].astype(np.uint8).transpose()).tobytes()
+        if rle:
+            runs = b"".join(bytes([0x80 | len(plane[i:i + 100])]) + plane[i:i + 100] for i in range(0, len(plane), 100))
+            body += f"{len(runs) + 1} X".encode() + runs + b"\x00"
+        else:
+            body += plane
+    path.write_bytes(head + bytes(12) + body)
+    return path
+
+
+def _pages(values: np.ndarray) -> list:
+    """16-bit greyscale TIFF pages (Pillow): page z, row y, column x."""
+    from PIL import Image
+
+    return [Image.fromarray(np.ascontiguousarray(values[:, :, z].T.astype(np.uint16))) for z in range(values.shape[2])]
+
+
+def write_tiff(path: Path, values: np.ndarray) -> Path:
+    first, *rest = _pages(values)
+    first.save(path, format="TIFF", save_all=True, append_images=rest)
+    return path
+
+
+def write_tiff_folder(folder: Path, values: np.ndarray) -> Path:
+    folder.mkdir()
+    for z, page in enumerate(_pages(values)):
+        page.save(folder / f"slice{z:03d}.tif", format="TIFF")
+    return folder
+
+
+CASES = {
+    "mhd": lambda p: write_with("vtkMetaImageWriter", p / "v.mhd", volume(), SetCompression=False),
+    "mha-zlib": lambda p: write_with("vtkMetaImageWriter", p / "v.mha", volume(), SetCompression=True),
+    "nii": lambda p: write_with("vtkNIFTIImageWriter", p / "v.nii", volume()),
+    "nii.gz": lambda p: write_with("vtkNIFTIImageWriter", p / "v.nii.gz", volume()),
+    "nrrd": lambda p: write_nrrd(p / "v.nrrd", volume()),
+    "nrrd-gzip": lambda p: write_nrrd(p / "v.nrrd", volume(), "gzip"),
+    "nhdr": lambda p: write_nrrd(p / "v.nhdr", volume(), detached=True),
+    "slc": lambda p: write_slc(p / "v.slc", volume("uint8") % 251),
+    "slc-rle": lambda p: write_slc(p / "v.slc", volume("uint8") % 251, rle=True),
+    "tif": lambda p: write_tiff(p / "v.tif", volume()),
+    "tif-folder": lambda p: write_tiff_folder(p / "slices", volume()),
+}
+
+
+def expected(case: str) -> tuple[np.ndarray, tuple, tuple]:
+    """Values, origin and spacing a case must read back as (TIFF: index space; x the column, y the row)."""
+    if case.startswith("slc"):
+        return (volume("uint8") % 251).astype(np.float32), (0.0, 0.0, 0.0), SPACING
+    if case.startswith("tif"):
+        return volume().astype(np.float32), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    return volume().astype(np.float32), ORIGIN, SPACING
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_read_values_and_frame(tmp_path, case):
+    values, frame = read_vtk_volume(CASES[case](tmp_path))
+    want, origin, spacing = expected(case)
+    assert values.dtype == np.float32 and values.shape == SHAPE
+    np.testing.assert_array_equal(values, want)
+    np.testing.assert_allclose(frame.origin, origin)
+    np.testing.assert_allclose(frame.spacing, spacing, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["mha-zlib", "nii.gz", "nrrd-gzip", "slc-rle", "tif-folder"])
+def test_fit_through_cli(tmp_path, case, capsys):
+    source = CASES[case](tmp_path)
+    out = tmp_path / "m.safetensors"
+    assert main(["fit", str(source), "-o", str(out), "--hidden", "16x2", "--steps", "5", "--no-progress",
+                 "--json"]) == 0
+    _, header = load_model(out)
+    signal = header["signal"]
+    _, origin, spacing = expected(case)
+    assert signal["kind"] == "volume" and signal["shape"] == list(SHAPE)
+    np.testing.assert_allclose(signal["origin"], origin)
+    np.testing.assert_allclose(signal["spacing"], spacing, rtol=1e-6)
+    assert load_signal(source).shape == SHAPE  # the suffix (or folder) picks the volume kind
+
+
+def _nifti_with_dims(path: Path, dims: tuple[int, int, int]) -> Path:
+    source = write_with("vtkNIFTIImageWriter", path, volume())
+    blob = bytearray(source.read_bytes())
+    blob[40:56] = struct.pack("<8h", 3, *dims, 1, 1, 1, 1)
+    path.write_bytes(bytes(blob))
+    return path
+
+
+HOSTILE = {
+    "mhd 100000^3 (header only)": (lambda p: (p / "h.mhd").write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 100000 100000 100000\nElementType = MET_FLOAT\n"
+        "ElementDataFile = LOCAL\n") and p / "h.mhd", "too large"),
+    "nrrd 2000^3 gzip": (lambda p: write_nrrd(p / "h.nrrd", volume(), "gzip", sizes="2000 2000 2000"), "too large"),
+    "nrrd gzip bomb 400^3 from 120 KB": (lambda p: _bomb(p / "b.nrrd"), "bytes of float32 per file byte"),
+    "nii 30000^3": (lambda p: _nifti_with_dims(p / "h.nii", (30000, 30000, 30000)), "too large"),
+    "nii.gz 30000^3": (lambda p: _gz(_nifti_with_dims(p / "h.nii", (30000, 30000, 30000)), p / "h.nii.gz"),
+                       "too large"),
+    "slc 5000x6000x7000": (lambda p: write_slc(p / "h.slc", volume("uint8"), dims=(5000, 6000, 7000)), "too large"),
+    "slc run-length overflow": (lambda p: _slc_overflow(p / "o.slc"), "decodes"),
+    "nrrd raw truncated": (lambda p: _truncate(write_nrrd(p / "t.nrrd", volume()), 100), "grid needs"),
+    "mhd data truncated": (lambda p: _truncate_mhd(p), "grid needs"),
+    "nhdr data file outside": (lambda p: write_nrrd(p / "e.nhdr", volume(), data_file="../../etc/passwd"),
+                               "outside"),
+    "nhdr absolute data file": (lambda p: write_nrrd(p / "a.nhdr", volume(), data_file="/etc/passwd"),
+                                "relative"),
+}
+
+
+def _bomb(path: Path) -> Path:
+    head = NRRD_HEAD.format(sizes="400 400 400", enc="gzip")
+    path.write_bytes(head.encode() + b"\n" + gzip.compress(bytes(400 ** 3 * 2), 9))
+    return path
+
+
+def _gz(source: Path, path: Path) -> Path:
+    path.write_bytes(gzip.compress(source.read_bytes()))
+    return path
+
+
+def _truncate(path: Path, n: int) -> Path:
+    path.write_bytes(path.read_bytes()[:-n])
+    return path
+
+
+def _truncate_mhd(folder: Path) -> Path:
+    header = write_with("vtkMetaImageWriter", folder / "t.mhd", volume(), SetCompression=False)
+    _truncate(folder / "t.raw", 64)
+    return header
+
+
+def _slc_overflow(path: Path) -> Path:
+    write_slc(path, volume("uint8"), rle=True)
+    blob = bytearray(path.read_bytes())
+    first = blob.index(b"X", blob.index(b"2 2 X") + 17) + 1  # the first run of slice 0
+    blob[first] = 0xFF  # a 127-value literal run: beyond the slice's data
+    path.write_bytes(bytes(blob))
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_headers_refused_before_allocating(tmp_path, name):
+    make, message = HOSTILE[name]
+    path = make(tmp_path)
+
+    def load() -> None:
+        read_vtk_volume(path)
+
+    result = crafted(f"vtk {name}", load)
+    assert result["outcome"] == "InvalidFileError", result
+    with pytest.raises(InvalidFileError, match=message):
+        load()
+
+
+def test_fit_refuses_huge_header_with_exit_2(tmp_path, capsys):
+    path = _nifti_with_dims(tmp_path / "h.nii", (30000, 30000, 30000))
+    assert main(["fit", str(path), "-o", str(tmp_path / "m.safetensors"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("inrkit: error:") and "too large" in err and "\n" not in err
+
+
+def test_missing_vtk_gives_install_hint(tmp_path, monkeypatch, capsys):
+    path = CASES["nii"](tmp_path)
+    real_import = builtins.__import__
+
+    def no_vtk(name, *args, **kwargs):
+        if name.startswith("vtkmodules"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_vtk)
+    assert main(["fit", str(path), "-o", str(tmp_path / "m.safetensors"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "pip install 'inrkit[viz]'" in err
+
+
+def test_vector_data_refused(tmp_path):
+    path = tmp_path / "rgb.nrrd"
+    path.write_bytes(NRRD_HEAD.replace("dimension: 3", "dimension: 4").format(sizes="3 12 11 10", enc="raw")
+                     .replace("space directions: (2,0,0)", "space directions: none (2,0,0)").encode()
+                     + b"\n" + bytes(3 * 12 * 11 * 10 * 2))
+    with pytest.raises(InvalidFileError, match="only scalar volumes"):
+        read_vtk_volume(path)
