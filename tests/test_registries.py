@@ -108,9 +108,10 @@ def test_fit_flags_default_to_fitconfig():
 
 def test_help_shows_every_default_and_registry_choices():
     text = _subparser("fit").format_help()
-    flags = {"history_path": "--history", "checkpoint_path": "--checkpoint"}
+    from inrkit.cli.core import FIT_FLAGS
+
     for f in dataclasses.fields(FitConfig):
-        flag = flags.get(f.name, "--" + f.name.replace("_", "-"))
+        flag = FIT_FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
         assert flag in text or flag.replace("--", "--no-") in text, f.name
     assert "(default: 1000)" in text and "(default: cosine)" in text
     arch = next(a for a in _subparser("fit")._actions if a.dest == "arch")

@@ -13,8 +13,9 @@ import torch
 from inrkit.errors import InvalidInputError
 from inrkit.models import ARCHITECTURES, build_model, load_model, save_model
 from inrkit.models.mlp import ACTIVATIONS, MLP
-from inrkit.signals import AnalyticSignal, Signal, SignalOptions, load_signal, render_model
+from inrkit.signals import AnalyticSignal, Signal, SignalOptions, check_metadata, load_signal, render_model
 from inrkit.signals.match import load_matching_signal
+from inrkit.signals.planes import render_slice
 from inrkit.signals.render import save_field_png, save_npy
 from inrkit.train import FitConfig, FitResult, fit
 from inrkit.utils import to_json
@@ -179,14 +180,21 @@ def model_info(model_path: str | os.PathLike) -> dict[str, Any]:
 
 
 def render_file(model_path: str | os.PathLike, output: str | os.PathLike,
-                size: Sequence[int] | None = None) -> dict[str, Any]:
+                size: Sequence[int] | None = None, plane: str | None = None) -> dict[str, Any]:
     """Render a saved model (image, field, volume or SDF mesh) to ``output``.
 
     Args:
         size: output resolution, e.g. 512,512 or 128,128,128 (none: the signal's own).
+        plane: write one plane of a volume model as a greyscale PNG instead, AXIS:INDEX of the
+            render grid (e.g. z:32; a volume's .png without it shows the three mid-planes).
     """
     model, header = load_model(model_path)
-    path = render_model(_require_mlp(model, model_path, "rendered"), header.get("signal", {}), output, size)
+    mlp = _require_mlp(model, model_path, "rendered")
+    if plane is not None:
+        meta = check_metadata(header.get("signal", {}), mlp.out_dim)
+        path = render_slice(mlp, meta, Path(output), size, plane)
+        return {"output": str(path), "bytes": Path(path).stat().st_size}
+    path = render_model(mlp, header.get("signal", {}), output, size)
     return {"output": str(path), "bytes": Path(path).stat().st_size}
 
 

@@ -221,7 +221,7 @@ def run_batch(items: Sequence[Item], spec: ModelSpec, config: FitConfig,
     fails to load fails alone, and a batched fit that fails is retried member by member."""
     import torch
 
-    config = replace(config, progress=False, history_path=None, checkpoint_path=None, resume=False)
+    config = replace(config, progress=False, history_path=None, checkpoint_path=None, resume=False, plot_path=None)
     outcomes: dict[str, Outcome] = {}
     loaded: dict[Any, list[tuple[Item, Any]]] = {}
     for item in items:

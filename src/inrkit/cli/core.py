@@ -26,7 +26,7 @@ from inrkit.signals import SignalOptions
 from inrkit.train import FitConfig
 from inrkit.train.fit import OPTIMIZERS, SCHEDULES
 
-FIT_FLAGS = {"history_path": "--history", "checkpoint_path": "--checkpoint"}
+FIT_FLAGS = {"history_path": "--history", "checkpoint_path": "--checkpoint", "plot_path": "--plot"}
 FIT_CHOICES = {"schedule": SCHEDULES, "optimizer": OPTIMIZERS, "precision": PRECISIONS}
 SIGNAL_PARSERS = {"crop": parse_crop}
 
@@ -69,6 +69,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_config(p, FitConfig, flags=FIT_FLAGS, choices=FIT_CHOICES,
                aliases={"steps": ["--iters"], "batch_size": ["--batch"]})
     add_config(p, SignalOptions, parsers=SIGNAL_PARSERS)
+    declare_output(p, "plot_path", "--plot", (".png",))
     add_json_flag(p)
     p.set_defaults(handler=_cmd_fit)
 
@@ -87,9 +88,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("render", help="render a model: image (.png), volume (.npy/.vti), SDF mesh (.ply) "
                                            "or distance volume (.vti)")
     p.add_argument("model")
-    add_output(p, "output file: .png image, .npy/.vti volume, .ply/.obj/.stl mesh or .vti distances of an SDF "
-                  "(the model's signal decides)")
-    add_config(p, render_file, only=["size"], ranges={"size": (1, MAX_OUTPUT_SIDE)})
+    add_output(p, "output file: .png image (a volume's mid-planes), .npy/.vti volume, .ply/.obj/.stl mesh or "
+                  ".vti distances of an SDF (the model's signal decides)")
+    add_config(p, render_file, only=["size", "plane"], flags={"plane": "--slice"},
+               ranges={"size": (1, MAX_OUTPUT_SIDE)})
     add_json_flag(p)
     p.set_defaults(handler=_cmd_render)
 

@@ -30,7 +30,7 @@ from inrkit.signals import SignalOptions
 from inrkit.train import FitConfig
 
 # per-item files make no sense for a job: no history, checkpoint or resume flags (re-running resumes)
-FIT_SKIP = ("history_path", "checkpoint_path", "checkpoint_every", "resume")
+FIT_SKIP = ("history_path", "checkpoint_path", "checkpoint_every", "resume", "plot_path")
 
 
 def _cmd_fit_many(args: argparse.Namespace) -> int:

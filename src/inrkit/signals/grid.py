@@ -11,7 +11,8 @@ from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.metrics import ssim
 from inrkit.signals.base import GridSignal
 from inrkit.signals.frames import Frame
-from inrkit.signals.kinds import FOLDER, SignalKind, check_grid_meta, register_kind
+from inrkit.signals.kinds import FOLDER, SignalKind, check_grid_meta, check_raw_spacing, register_kind
+from inrkit.signals.planes import render_volume
 from inrkit.signals.readers import read_image, read_npy, read_raw, read_vti_frame, read_vtk_legacy_frame
 from inrkit.signals.render import render_grid, render_image
 from inrkit.signals.vtkformats import SUFFIXES as VTK_SUFFIXES
@@ -113,10 +114,18 @@ def load_image(path: str | Path, test_fraction: float = 0.0, seed: int = 0,
 
 
 def load_grid(path: str | Path, test_fraction: float = 0.0, seed: int = 0, dims: Sequence[int] | None = None,
-              dtype: str | None = None, **_: Any) -> GridSignal:
-    """A grid file: a 2D array gives a :class:`FieldSignal`, a 3D one a :class:`VolumeSignal`."""
+              dtype: str | None = None, spacing: Sequence[float] | None = None, **_: Any) -> GridSignal:
+    """A grid file: a 2D array gives a :class:`FieldSignal`, a 3D one a :class:`VolumeSignal`.
+
+    ``spacing`` places a ``.raw`` volume (origin 0; other formats carry their own frame, or none).
+    """
     path = Path(path)
+    if spacing is not None and path.suffix.lower() != ".raw":
+        raise InvalidInputError(f"{path}: --spacing is for .raw volumes (this format gives its own, or none)")
     grid, frame = read_grid_frame(path, dims, dtype or "uint8")
+    if spacing is not None:
+        values = check_raw_spacing(spacing, dims)
+        frame = Frame((0.0,) * len(values), values)
     cls = {2: FieldSignal, 3: VolumeSignal}.get(grid.ndim)
     if cls is None:
         raise InvalidInputError(f"{path}: expected a 2D field or a 3D volume, got shape {grid.shape}")
@@ -136,6 +145,6 @@ def check_image_meta(meta: dict[str, Any], out_dim: int) -> dict[str, Any]:
 
 
 register_kind(SignalKind("image", (".png", ".jpg", ".jpeg"), load_image, render_image, check_image_meta))
-register_kind(SignalKind("volume", (".npy", ".raw", ".vti", ".vtk", *VTK_SUFFIXES, FOLDER), load_grid, render_grid,
+register_kind(SignalKind("volume", (".npy", ".raw", ".vti", ".vtk", *VTK_SUFFIXES, FOLDER), load_grid, render_volume,
                          lambda meta, out_dim: check_grid_meta(meta, out_dim)))
 register_kind(SignalKind("field", (), None, render_grid, lambda meta, out_dim: check_grid_meta(meta, out_dim, dims=2)))

@@ -166,17 +166,22 @@ class SignalOptions:
         crop: image window ROW0:ROW1,COL0:COL1 (e.g. 128:384,256:512).
         dims: dimensions of a .raw volume, x first (e.g. 64,64,64).
         dtype: sample type of a .raw volume.
+        spacing: physical distance between the samples of a .raw volume per axis, x first (e.g. 4,4,4;
+            kept in the model like a .vti's spacing).
         test_fraction: hold out this share of samples for the metrics (e.g. 0.1).
     """
 
     crop: tuple[int, int, int, int] | None = None
     dims: tuple[int, ...] | None = None
     dtype: str = "uint8"
+    spacing: tuple[float, ...] | None = None
     test_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.test_fraction < 1.0:
             raise InvalidInputError(f"test fraction must be in [0, 1), got {self.test_fraction}")
+        if self.spacing is not None:
+            check_raw_spacing(self.spacing, self.dims)
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword options of :func:`load_signal` (``test_fraction`` included)."""
@@ -185,4 +190,18 @@ class SignalOptions:
             out["crop"] = tuple(self.crop)
         if self.dims is not None:
             out.update(dims=tuple(self.dims), dtype=self.dtype)
+        if self.spacing is not None:
+            out["spacing"] = tuple(float(v) for v in self.spacing)
         return out
+
+
+def check_raw_spacing(spacing: Sequence[Any], dims: Sequence[int] | None) -> tuple[float, ...]:
+    """A ``.raw`` volume's ``spacing``: one finite positive number per axis of ``dims`` (InvalidInputError)."""
+    if not dims:
+        raise InvalidInputError("spacing (--spacing) is for a .raw volume and needs its dims (--dims)")
+    values = tuple(spacing)
+    if len(values) != len(dims) or not all(
+            type(v) in (int, float) and math.isfinite(v) and v > 0 for v in values):
+        raise InvalidInputError(f"spacing {list(values)[:8]} must give {len(dims)} finite numbers > 0, "
+                                f"one per axis of dims {list(dims)[:8]}")
+    return tuple(float(v) for v in values)

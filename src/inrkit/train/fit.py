@@ -26,6 +26,7 @@ from inrkit.train.checkpoint import (
     run_fingerprint,
     save_checkpoint,
 )
+from inrkit.train.plot import curve_path, plot_history
 from inrkit.train.task import Task
 from inrkit.utils import resolve_device, write_json
 
@@ -60,7 +61,9 @@ class FitConfig:
             metrics go into the history row under ``"eval"`` and the time is not counted.
         evaluate: evaluate the task once at the end (``FitResult.metrics``).
         progress: show a progress bar on stderr.
-        history_path: write the history as JSON here at the end.
+        history_path: write the history as JSON here at the end, and its training curve as a PNG beside it
+            (h.json -> h.png).
+        plot_path: write the training curve (PSNR and loss against step and seconds) as a PNG here at the end.
         checkpoint_path: write a resumable checkpoint here every ``checkpoint_every`` steps and at the end.
         checkpoint_every: steps between checkpoints (0: only at the end); used with ``checkpoint_path``.
         resume: continue from ``checkpoint_path`` when it exists.
@@ -90,6 +93,7 @@ class FitConfig:
     evaluate: bool = True
     progress: bool = True
     history_path: str | None = None
+    plot_path: str | None = None
     checkpoint_path: str | None = None
     checkpoint_every: int = 100
     resume: bool = False
@@ -439,4 +443,9 @@ def fit(model: nn.Module, task: Task, config: FitConfig | None = None, callbacks
     metrics = task.evaluate(state.model) if config.evaluate else {}
     if config.history_path:
         write_json(config.history_path, {"history": state.history, "metrics": metrics, "config": asdict(config)})
+    curves = [curve_path(config.history_path)] if config.history_path else []
+    if config.plot_path and Path(config.plot_path) not in curves:
+        curves.append(Path(config.plot_path))
+    for curve in curves:
+        plot_history(state.history, curve)
     return FitResult(state.model, state.history, metrics, state.step, seconds, stopped_by)
