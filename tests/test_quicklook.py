@@ -103,6 +103,8 @@ def test_slice_needs_a_volume_and_a_png(volume_model, tmp_path, capsys, tiny_ima
     assert "needs a volume model" in capsys.readouterr().err
     assert main(["render", str(volume_model), "-o", str(tmp_path / "s.npy"), "--slice", "z:0"]) == 2
     assert "writes a .png" in capsys.readouterr().err
+    assert main(["render", str(volume_model), "-o", str(tmp_path / "v.ply")]) == 2
+    assert "a volume renders to .png (mid-planes), .npy or .vti" in capsys.readouterr().err
 
 
 def _is_png(path: Path) -> tuple[int, int]:

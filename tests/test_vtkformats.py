@@ -1,6 +1,7 @@
-"""Volume formats read through VTK: MetaImage, NRRD, NIfTI, SLC, TIFF stacks and slice folders.
+"""Volume formats read through VTK: MetaImage, NRRD, NIfTI, SLC, TIFF stacks and slice folders, DICOM series.
 
-Each format is written here (VTK's writers, or by hand where VTK has none: NRRD, SLC), read back with
+Each format is written here (VTK's writers; Pillow for TIFF; by hand where VTK has no writer: NRRD,
+SLC, a minimal uncompressed DICOM series), read back with
 values, origin and spacing checked, and fitted through ``inrkit fit``. Crafted headers asking for huge
 grids, decompression bombs, truncated data and escaping data-file paths are refused before VTK
 allocates (measured in a forked child: CPU time and peak memory bounded), and a missing VTK gives a
@@ -115,6 +116,53 @@ def write_tiff_folder(folder: Path, values: np.ndarray) -> Path:
     return folder
 
 
+def _element(group: int, elem: int, vr: str, value: bytes) -> bytes:
+    """One explicit-VR little-endian DICOM data element."""
+    if len(value) % 2:
+        value += b"\0" if vr == "UI" else b" "
+    if vr in ("OB", "OW"):
+        return struct.pack("<HH2sHI", group, elem, vr.encode(), 0, len(value)) + value
+    return struct.pack("<HH2sH", group, elem, vr.encode(), len(value)) + value
+
+
+def _ds(*values: float) -> bytes:
+    return "\\".join(repr(float(v)) for v in values).encode()
+
+
+def dicom_slice(plane: np.ndarray, z: int) -> bytes:
+    """A minimal DICOM file (explicit VR little endian, 16-bit signed): slice ``z`` of a series, x the column."""
+    meta = _element(0x0002, 0x0010, "UI", b"1.2.840.10008.1.2.1")
+    head = b"\0" * 128 + b"DICM" + _element(0x0002, 0x0000, "UL", struct.pack("<I", len(meta))) + meta
+    us = lambda v: struct.pack("<H", v)  # noqa: E731
+    return head + b"".join([
+        _element(0x0008, 0x0060, "CS", b"CT"),
+        _element(0x0018, 0x0050, "DS", _ds(SPACING[2])),
+        _element(0x0020, 0x000E, "UI", b"1.2.3.4"),
+        _element(0x0020, 0x0013, "IS", str(z + 1).encode()),
+        _element(0x0020, 0x0032, "DS", _ds(ORIGIN[0], ORIGIN[1], ORIGIN[2] + z * SPACING[2])),
+        _element(0x0020, 0x0037, "DS", _ds(1, 0, 0, 0, 1, 0)),
+        _element(0x0028, 0x0002, "US", us(1)),
+        _element(0x0028, 0x0004, "CS", b"MONOCHROME2"),
+        _element(0x0028, 0x0010, "US", us(plane.shape[1])),
+        _element(0x0028, 0x0011, "US", us(plane.shape[0])),
+        _element(0x0028, 0x0030, "DS", _ds(SPACING[1], SPACING[0])),
+        _element(0x0028, 0x0100, "US", us(16)),
+        _element(0x0028, 0x0101, "US", us(16)),
+        _element(0x0028, 0x0102, "US", us(15)),
+        _element(0x0028, 0x0103, "US", us(1)),
+        _element(0x7FE0, 0x0010, "OW", np.ascontiguousarray(plane.T.astype("<i2")).tobytes()),
+    ])
+
+
+def write_dicom_folder(folder: Path, values: np.ndarray, cut: int = 0) -> Path:
+    """A DICOM series, one file per z slice (``cut`` bytes of pixel data missing from each)."""
+    folder.mkdir()
+    for z in range(values.shape[2]):
+        blob = dicom_slice(values[:, :, z], z)
+        (folder / f"IM{z:04d}.dcm").write_bytes(blob[: len(blob) - cut])
+    return folder
+
+
 CASES = {
     "mhd": lambda p: write_with("vtkMetaImageWriter", p / "v.mhd", volume(), SetCompression=False),
     "mha-zlib": lambda p: write_with("vtkMetaImageWriter", p / "v.mha", volume(), SetCompression=True),
@@ -127,6 +175,7 @@ CASES = {
     "slc-rle": lambda p: write_slc(p / "v.slc", volume("uint8") % 251, rle=True),
     "tif": lambda p: write_tiff(p / "v.tif", volume()),
     "tif-folder": lambda p: write_tiff_folder(p / "slices", volume()),
+    "dicom-folder": lambda p: write_dicom_folder(p / "series", volume()),
 }
 
 
@@ -134,6 +183,8 @@ def expected(case: str) -> tuple[np.ndarray, tuple, tuple]:
     """Values, origin and spacing a case must read back as (TIFF: index space; x the column, y the row)."""
     if case.startswith("slc"):
         return (volume("uint8") % 251).astype(np.float32), (0.0, 0.0, 0.0), SPACING
+    if case.startswith("dicom"):  # VTK's DICOM reader: rows and slices reversed, origin not given
+        return volume()[:, ::-1, ::-1].astype(np.float32), (0.0, 0.0, 0.0), SPACING
     if case.startswith("tif"):
         return volume().astype(np.float32), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     return volume().astype(np.float32), ORIGIN, SPACING
@@ -149,7 +200,7 @@ def test_read_values_and_frame(tmp_path, case):
     np.testing.assert_allclose(frame.spacing, spacing, rtol=1e-6)
 
 
-@pytest.mark.parametrize("case", ["mha-zlib", "nii.gz", "nrrd-gzip", "slc-rle", "tif-folder"])
+@pytest.mark.parametrize("case", ["mha-zlib", "nii.gz", "nrrd-gzip", "slc-rle", "tif-folder", "dicom-folder"])
 def test_fit_through_cli(tmp_path, case, capsys):
     source = CASES[case](tmp_path)
     out = tmp_path / "m.safetensors"
@@ -185,6 +236,8 @@ HOSTILE = {
     "slc run-length overflow": (lambda p: _slc_overflow(p / "o.slc"), "decodes"),
     "nrrd raw truncated": (lambda p: _truncate(write_nrrd(p / "t.nrrd", volume()), 100), "grid needs"),
     "mhd data truncated": (lambda p: _truncate_mhd(p), "grid needs"),
+    "dicom pixel data truncated": (lambda p: write_dicom_folder(p / "cut", volume(), cut=200), "a slice needs"),
+    "dicom 60000x60000 slice": (lambda p: _dicom_huge(p / "huge"), "too large"),
     "nhdr data file outside": (lambda p: write_nrrd(p / "e.nhdr", volume(), data_file="../../etc/passwd"),
                                "outside"),
     "nhdr absolute data file": (lambda p: write_nrrd(p / "a.nhdr", volume(), data_file="/etc/passwd"),
@@ -196,6 +249,16 @@ def _bomb(path: Path) -> Path:
     head = NRRD_HEAD.format(sizes="400 400 400", enc="gzip")
     path.write_bytes(head.encode() + b"\n" + gzip.compress(bytes(400 ** 3 * 2), 9))
     return path
+
+
+def _dicom_huge(folder: Path) -> Path:
+    folder.mkdir()
+    blob = dicom_slice(volume()[:, :, 0], 0)
+    for tag in (b"\x28\x00\x10\x00US\x02\x00", b"\x28\x00\x11\x00US\x02\x00"):  # rows, columns
+        at = blob.index(tag) + len(tag)
+        blob = blob[:at] + struct.pack("<H", 60000) + blob[at + 2:]
+    (folder / "IM0.dcm").write_bytes(blob)
+    return folder
 
 
 def _gz(source: Path, path: Path) -> Path:

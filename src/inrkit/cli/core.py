@@ -62,7 +62,8 @@ def _cmd_sin_radial(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("fit", help="fit an INR to an image, volume, field or mesh (SDF)")
-    p.add_argument("input", help="PNG/JPEG, .npy/.raw/.vti/.vtk, .ply/.obj/.stl, or analytic:sin-radial")
+    p.add_argument("input", help="PNG/JPEG, .npy/.raw/.vti/.vtk, .ply/.obj/.stl, analytic:sin-radial, or (with "
+                                 "inrkit[viz]) .mhd/.mha/.nrrd/.nhdr/.nii/.nii.gz/.slc/.tif, a TIFF or DICOM folder")
     add_output(p, "model file to write (.safetensors)", (".safetensors",))
     add_config(p, ModelSpec, choices={"arch": choices_of(ARCHITECTURES), "activation": ACTIVATIONS},
                parsers={"hidden": parse_hidden})

@@ -106,6 +106,9 @@ def render_slice(model: torch.nn.Module, meta: dict[str, Any], path: Path, size:
 def render_volume(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: Sequence[int] | None) -> Path:
     """The volume kind's renderer: ``.png`` gives the mid-planes (:func:`render_planes`), the rest as
     :func:`inrkit.signals.render.render_grid` (``.npy``, ``.vti``)."""
-    if Path(path).suffix.lower() == ".png" and getattr(model, "coord_dim", 3) == 3:
+    suffix = Path(path).suffix.lower()
+    if getattr(model, "coord_dim", 3) == 3 and suffix not in (".png", ".npy", ".vti"):
+        raise InvalidInputError(f"a volume renders to .png (mid-planes), .npy or .vti, not {suffix or 'no suffix'!r}")
+    if suffix == ".png" and getattr(model, "coord_dim", 3) == 3:
         return render_planes(model, meta, Path(path), size)
     return render_grid(model, meta, path, size)

@@ -7,7 +7,7 @@
 | ``.nii``/``.nii.gz`` (NIfTI) | ``vtkNIFTIImageReader`` | spacing; origin of an axis-aligned s/qform |
 | ``.slc`` | ``vtkSLCReader`` | spacing |
 | ``.tif``/``.tiff`` (multi-page stack), a folder of TIFF slices | ``vtkTIFFReader`` | index space |
-| a folder of DICOM files (one series) | ``vtkDICOMImageReader`` | ``ImagePositionPatient``, pixel spacing |
+| a DICOM series folder | ``vtkDICOMImageReader`` | spacing (VTK's orientation: rows and slices reversed) |
 
 Each reader is bounded like the others in :mod:`inrkit.signals.readers`: the header is read first
 (``UpdateInformation``: extent, scalar type, components), and the grid is checked against
@@ -180,6 +180,28 @@ def check_slc(path: Path) -> None:
         pos = stop
 
 
+def check_dicom_pixels(files: list[Path], plane_bytes: int) -> None:
+    """Every DICOM file (``DICM`` at byte 128) must hold a whole slice after its pixel-data tag.
+
+    VTK's DICOM reader fills a short slice silently; this refuses truncated files instead. The tag
+    (7FE0,0010) is looked up with a memory map, without reading the file into memory.
+    """
+    import mmap
+
+    for path in files:
+        size = file_size(path)
+        if size < 132:
+            continue
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            if mm[128:132] != b"DICM":
+                continue
+            at = mm.find(b"\xe0\x7f\x10\x00", 132)
+        if at < 0:
+            raise InvalidFileError(f"{path}: a DICOM file without pixel data")
+        if size - at - 8 < plane_bytes:
+            raise InvalidFileError(f"{path}: {max(size - at - 8, 0)} bytes of pixel data, a slice needs {plane_bytes}")
+
+
 # ------------------------------------------------------------------ reading
 class _Errors:
     """Collects VTK error events of a reader instead of letting VTK print them."""
@@ -226,7 +248,7 @@ def _reader(path: Path, suffix: str, folder: bool) -> tuple[Any, list[Path], boo
             raise InvalidFileError(f"{path}: an empty folder (expected DICOM files or TIFF slices)")
         reader = io_image.vtkDICOMImageReader()
         reader.SetDirectoryName(str(path))
-        return reader, files, False, 0
+        return reader, files, True, 0  # VTK's DICOM reader takes uncompressed pixel data only
     cls = {".mhd": "vtkMetaImageReader", ".mha": "vtkMetaImageReader", ".nrrd": "vtkNrrdReader",
            ".nhdr": "vtkNrrdReader", ".nii": "vtkNIFTIImageReader", ".nii.gz": "vtkNIFTIImageReader",
            ".slc": "vtkSLCReader", ".tif": "vtkTIFFReader", ".tiff": "vtkTIFFReader"}.get(suffix)
@@ -293,9 +315,11 @@ def read_vtk_volume(path: str | os.PathLike) -> tuple[np.ndarray, Frame]:
     total = sum(file_size(f) for f in files)
     check_decode(count, total, str(path))
     need = count * _ITEM_SIZE[vtype]
-    data_bytes = file_size(files[-1]) - (int(reader.GetHeaderSize()) if skip < 0 else skip)
+    data_bytes = (total if folder else file_size(files[-1])) - (int(reader.GetHeaderSize()) if skip < 0 else skip)
     if uncompressed and data_bytes < need:
         raise InvalidFileError(f"{path}: {data_bytes} bytes of data, the {dims} grid needs {need}")
+    if folder and uncompressed:
+        check_dicom_pixels(files, dims[0] * dims[1] * _ITEM_SIZE[vtype])
     spacing = tuple(float(v) for v in reader.GetDataSpacing())
     origin = tuple(float(v) for v in reader.GetDataOrigin())
     if suffix in (".nii", ".nii.gz"):
