@@ -85,3 +85,44 @@ def test_long_commands_are_labelled_with_their_time() -> None:
         if e.get("needs_label") and key in comments and not dc.TIME_LABEL.search(comments[key]):
             unlabelled.append(f"{e['file']}:{e['line']}: {e['command']} ({e['seconds']} s)")
     assert not unlabelled, "add a time label (e.g. '# 3 min, 1 thread'):\n" + "\n".join(unlabelled)
+
+
+def test_doc_inputs_come_from_inrkit_sample() -> None:
+    """A fresh clone runs every documented command: no command reads from outside its folder, every
+    ``inrkit sample NAME -o PATH`` names a sample and a path it accepts, and a command that reads a sample
+    file (kodim23.png, hydrogen.vti, bunny.ply, ...) comes after the ``inrkit sample`` line that writes it."""
+    import shlex
+
+    from inrkit.samples import SAMPLES, check_sample_output
+
+    files = {s.filename for s in SAMPLES.values() if not s.folder}
+    bad: list[str] = []
+    written: dict[str, set[str]] = {}
+    for cmd in dc.extract():
+        if cmd.synopsis:
+            continue
+        where = f"{cmd.file}:{cmd.line}: {cmd.text}"
+        if "shared/data" in cmd.text or "../" in cmd.text:
+            bad.append(f"{where}: reads outside its folder")
+        done = written.setdefault(cmd.file, set())
+        for part in cmd.text.split("&&"):
+            try:
+                words = shlex.split(part)
+            except ValueError:  # quotes across an `&&` (python -c "...")
+                words = part.split()
+            outputs = {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-o", "--output")}
+            if words[:2] == ["inrkit", "sample"]:
+                name = words[2]
+                if name not in SAMPLES:
+                    bad.append(f"{where}: no sample {name!r}")
+                for out in outputs:
+                    try:
+                        check_sample_output(name, out) if name in SAMPLES else None
+                    except ValueError as exc:
+                        bad.append(f"{where}: {exc}")
+            else:
+                for word in words:
+                    if Path(word).name in files and word not in outputs and word not in done:
+                        bad.append(f"{where}: reads {word}, which no earlier `inrkit sample` line writes")
+            done |= outputs
+    assert not bad, "\n".join(bad)
