@@ -142,6 +142,15 @@ INRZ_BROTLI_RATIO = 256  # a payload stream may expand at most this many times i
 INRZ_BROTLI_FREE = 256 * 1024  # ... plus this many bytes (measured while expanding, so constant streams stop)
 INRZ_CACHE_BYTES = 64 * MIB  # the decoder's dictionary cache holds at most this many bytes
 
+# ---------------------------------------------------------------- .inrz grid (latent-grid image) codec
+# Checked by inrkit.compress.latent_codec.check_work from the header, before decoding (docs/limits.md, "The grid
+# codec"); besides, the latent stream must be long enough for its latents (each costs at least 2**-12 bit).
+INRZ_GRID_PIXELS_FREE = 1 << 20  # pixels any grid file may ask for (1024 x 1024: every Kodak image)
+INRZ_GRID_PIXELS_PER_BYTE = 48  # more pixels per byte of file (1/6 bpp; 64 KB: 2048 x 2048)
+INRZ_GRID_MAX_PIXELS = 1 << 25  # pixels at most (8K UHD); the decoder holds about 11 bytes per pixel
+INRZ_GRID_WORK_FREE = 1 << 30  # estimated decoding ns (latent_codec.decode_cost, one core) of any grid file
+INRZ_GRID_WORK_PER_BYTE = 3 << 12  # more per byte of file (64 KB: 1.9 s estimated, 1.5 s measured at 1912^2)
+
 
 def inrz_budget(free: int, per_byte: int, file_bytes: int) -> int:
     """The amount of one kind of work a file of ``file_bytes`` bytes justifies: ``free + per_byte * file_bytes``."""

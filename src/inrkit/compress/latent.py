@@ -29,7 +29,7 @@ from inrkit.train import FitConfig, fit
 from inrkit.utils import atomic_write
 
 _LOG2 = math.log(2.0)
-_MAX_BITS = 24.0
+_MAX_BITS = 17.0  # the coder's costliest symbol: weight FLOOR = 2**-17 (latent_codec)
 
 
 @dataclass
@@ -215,7 +215,7 @@ def laplace_scale(s: Tensor) -> Tensor:
 
 def laplace_bits(y: Tensor, mu: Tensor, s: Tensor) -> Tensor:
     """Sum of ``-log2 P(y)``, ``P`` the Laplace(mu, b(s)) mass of ``[y - 1/2, y + 1/2]`` (each term capped
-    at 24 bits, as the coder's smallest probabilities; gradients pass the cap)."""
+    at 17 bits, as the coder's smallest probabilities; gradients pass the cap)."""
     b = laplace_scale(s)
 
     def cdf(x: Tensor) -> Tensor:
@@ -411,7 +411,11 @@ def encode_pixels(pixels: np.ndarray, options: GridOptions | None = None, *, sig
     data = lc.write(img)
     enc_s = time.perf_counter() - t1
     t2 = time.perf_counter()
-    decoded = lc.read(data)
+    try:
+        decoded = lc.read(data)
+    except InvalidFileError as exc:  # a decoder's work bound (docs/limits.md): too large an image for its bytes
+        raise InvalidInputError(f"grid codec: decoders would refuse this file ({exc}); encode at a higher rate "
+                                f"(--lambda, --bpp) or a smaller image") from None
     dec_s = time.perf_counter() - t2
     out = decoded.render().astype(np.float64) / 255.0
     mse = float(np.mean((out - target) ** 2))
@@ -541,7 +545,9 @@ def decode_grid_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
     pixels = img.render()
     seconds = time.perf_counter() - t0
     with atomic_write(out_path) as handle:
-        Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(handle, format="PNG")
+        # zlib level 1: 4x faster than the default 6 on kodim20 (0.025 vs 0.104 s), 7 % larger
+        Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(handle, format="PNG",
+                                                                                 compress_level=1)
     size = Path(inrz_path).stat().st_size
     h, w = img.shape
     rep: dict[str, Any] = {"output": str(out_path), "bytes": size, "bpp": 8.0 * size / (h * w), "codec": lc.CODEC,

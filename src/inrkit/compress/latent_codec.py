@@ -2,33 +2,52 @@
 
 A Cool-chic / C3-style image (Ladune et al. 2023; Leguay et al. 2023; Kim et al. 2024): ``L`` dense 2D grids
 of integer latents at full, 1/2, 1/4 ... resolution (one latent per level per position), each upsampled
-bilinearly to the image size (:func:`interp_matrix`, the same float64 matrices on both sides); a synthesis MLP
-maps the ``L`` upsampled values of a pixel to its colour. The latents are range-coded in raster order, level
-by level, with a discrete Laplace whose mode and scale an auto-regressive context model (ARM, a tiny MLP over
-the :data:`CONTEXT` causal neighbours of the same level) predicts from latents already decoded.
+bilinearly to the image size (:func:`interp_matrix`; two-tap interpolation on both sides in the decoder and
+the encoder's reconstruction); a synthesis MLP maps the ``L`` upsampled values of a pixel to its colour. The
+latents are range-coded with a discrete Laplace whose mode and scale an auto-regressive context model (ARM, a
+tiny MLP over the :data:`CONTEXT` causal neighbours of the same level) predicts from latents already decoded.
+
+**Coding order (format version 2).** Latent ``(y, x)`` of every level belongs to the wavefront ``t = x + 3 y``:
+each of its causal neighbours ``(y + dy, x + dx)`` (two rows above, columns -2..+2, and two to the left) has
+``dx + 3 dy <= 2 - 3 < 0``, i.e. lies in an earlier wavefront. The latents are coded wavefront by wavefront
+(all levels together, within a wavefront by level, then row), so the decoder runs the ARM once per wavefront
+on all its latents and decodes a whole wavefront in one call of the range coder: about ``W + 3 H`` steps for
+an ``H x W`` image instead of one per latent (Cool-chic's decoder codes in raster order in C).
+
+**Symbols.** With ``c`` the predicted mode rounded to an integer, a latent ``k`` is coded as ``d = k - c``:
+one of :data:`SYMBOLS` symbols, ``d`` itself for ``|d| <= WINDOW``, else an escape naming the side and the
+category ``e`` of ``m = |d| - WINDOW in [2**e, 2**(e+1))``, followed by ``m - 2**e`` as ``e`` uniform bits.
+Every symbol's weight is its Laplace mass (escapes: the mass of their whole range) plus :data:`FLOOR`, so no
+symbol is ever nearly certain: each latent costs at least :data:`MIN_BITS_PER_LATENT` bits, which bounds the
+latents a stream of ``n`` bytes can hold (checked before decoding: :func:`check_work`). The weights depend
+only on the mode's fraction ``mq - 8 c`` and the scale index: one table of ``8 x SCALES`` rows
+(:func:`coder_table`) serves every file.
 
 **Determinism.** The ARM runs in integer fixed point (:func:`arm_fixed`): contexts are integers shifted by
 ``FA`` fraction bits, weights and biases ``round(w * 2**fw)`` (``fw`` chosen per file), biases shifted left by
-``FA``, int64 accumulations, ReLU then an arithmetic right shift by ``fw``; the two outputs (the mode, and
-a scale ``s``) become the integers ``mq = round(8 mode)`` and ``j = round(8 s)`` by integer rounding. The
-distribution of a latent is the Laplace mass of ``[k - 1/2, k + 1/2]`` (mode ``mq / 8``, ``exp(-1/(8 b)) =
-rho_j``, ``1 - rho_j = MANTISSAS[j % 8] * 2**-(8 + j // 8)``, exact in float64 as
-:func:`inrkit.compress.entropy.ratio`), computed from running products ``rho**n`` (``numpy.multiply.accumulate``,
-sequential IEEE multiplications and subtractions, entries below ``2**-100`` set to 0: :func:`coder_weights`),
-quantised by constriction; the range coder is integer arithmetic. So the decoded
-latents are the same integers on every machine. The synthesis (float64 NumPy) and the upsampling are not
-integer arithmetic: the decoded 8-bit image may differ across BLAS builds only where a value lies within
-about 1e-12 of a rounding boundary.
+``FA``, ReLU then an arithmetic right shift by ``fw``, hidden activations clipped to ``2**31 - 1``; the two
+outputs (the mode, and a scale ``s``) become the integers ``mq = round(8 mode)`` and ``j = round(8 s)`` by
+integer rounding. With the clip every product and partial sum is an integer below ``2**53`` (12 x ``2**21`` x
+``2**15`` in the first layer, 64 x ``2**31`` x ``2**15`` after), so the accumulations are computed exactly in
+float64 (BLAS, any summation order) and shifted by exact power-of-two scaling and ``floor``. The symbol
+weights: the Laplace mass of ``[k - 1/2, k + 1/2]`` (mode ``mq / 8``, ``exp(-1/(8 b)) = rho_j``, ``1 - rho_j =
+MANTISSAS[j % 8] * 2**-(8 + j // 8)``, exact in float64 as :func:`inrkit.compress.entropy.ratio`) from powers
+``rho**n`` computed by binary powering (a fixed sequence of IEEE multiplications, values below ``2**-100`` set
+to 0), quantised by constriction's categorical model (``perfect=False``); the range coder is integer
+arithmetic. So the decoded latents are the same integers on every machine. The upsampling is elementwise
+float64 (deterministic); the synthesis is float64 BLAS: the decoded 8-bit image may differ across BLAS
+builds only where a value lies within about 1e-12 of a rounding boundary.
 
 A file is an ``.inrz`` v2 container (:mod:`inrkit.compress.container`) with header ``{"format": "inrz-latent",
-"codec": "grid", "shape": [H, W], "channels": C, "params": {...}, "signal": {...}}`` and the sections:
-the latents (one range-coded stream), the ARM's integers and the synthesis's integers (weights ``* 2**q``),
-each network's tensors concatenated into one :func:`inrkit.compress.entropy.encode_codes` section of signed
-integers, its bit depth in ``params``.
+"codec": "grid", "shape": [H, W], "channels": C, "params": {"v": 2, ...}, "signal": {...}}`` and the
+sections: the latents (one range-coded stream), the ARM's integers and the synthesis's integers (weights
+``* 2**q``), each network's tensors concatenated into one :func:`inrkit.compress.entropy.encode_codes` section
+of signed integers, its bit depth in ``params``. Files of format version 1 (raster order) are refused with a
+message to re-encode them.
 """
 from __future__ import annotations
 
-import math
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -38,16 +57,26 @@ import numpy as np
 from inrkit.compress import entropy
 from inrkit.compress.container import pack, unpack
 from inrkit.errors import InvalidFileError
-from inrkit.limits import INRZ_MAX_FILE, check_inrz_image
+from inrkit.limits import (
+    INRZ_GRID_MAX_PIXELS,
+    INRZ_GRID_PIXELS_FREE,
+    INRZ_GRID_PIXELS_PER_BYTE,
+    INRZ_GRID_WORK_FREE,
+    INRZ_GRID_WORK_PER_BYTE,
+    INRZ_MAX_FILE,
+    check_inrz_image,
+)
 
 FORMAT = "inrz-latent"
 CODEC = "grid"
+VERSION = 2  # params["v"]: 2 = wavefront order, windowed symbols with escapes (version 1, raster order: refused)
 FA = 8  # fraction bits of the ARM's activations
 FW_RANGE = (2, 12)  # fraction bits of the ARM's weights (chosen per file by the encoder)
 # causal neighbours (row, column offset) in the same level: two rows above (columns -2..2) and two to the left
 CONTEXT = ((-2, -2), (-2, -1), (-2, 0), (-2, 1), (-2, 2), (-1, -2), (-1, -1), (-1, 0), (-1, 1), (-1, 2),
            (0, -2), (0, -1))
 PAD = 2
+WAVE = 3  # wavefront of latent (y, x): x + WAVE * y (every CONTEXT offset has dx + WAVE * dy < 0)
 MANTISSAS = (255, 235, 215, 197, 181, 166, 152, 140)  # round(256 * 2**(-k/8)), k = 0..7 (k = 0: 255)
 SCALES = 8 * 15  # scale indices j: 1 - R_j = MANTISSAS[j % 8] * 2**-(8 + j // 8)
 MAX_LEVELS = 12
@@ -56,9 +85,20 @@ MAX_ARM_HIDDEN = 64
 MAX_LATENT_BITS = 14
 MAX_WEIGHT_BITS = 16
 MAX_QEXP = 24
-_HIDDEN_CLIP = 1 << 40
+_HIDDEN_CLIP = (1 << 31) - 1  # ARM hidden activations (keeps every accumulation below 2**53: exact in float64)
 _TINY = 2.0 ** -100
 MODE_STEPS = 8  # mode resolution of the coder's Laplace: 1/8 of a latent step
+WINDOW = 12  # latents within +-WINDOW of the rounded mode are coded as one symbol each
+CATEGORIES = MAX_LATENT_BITS  # escape categories: |d| - WINDOW in [2**e, 2**(e+1)), e < 14
+SYMBOLS = 2 * WINDOW + 3  # the coder's alphabet: d + WINDOW for |d| <= WINDOW, then the high and the low escape
+FLOOR = 2.0 ** -17  # added to every symbol's weight (the Laplace masses of all symbols sum to at most 1)
+# (SYMBOLS - 1) * FLOOR / (1 + SYMBOLS * FLOOR) = 1.98e-4 is the least probability of "not this symbol", so every
+# latent costs at least -log2(1 - 1.98e-4) = 2.86e-4 bits, 2.84e-4 after constriction's 24-bit quantisation
+# (which moves a probability by at most SYMBOLS * 2**-24); the bound used is the rounder, smaller 2**-12:
+MIN_BITS_PER_LATENT = 2.0 ** -12
+STREAM_SLACK_BITS = 64  # bits a range coder's stream may fall short of its information content (its state)
+_ROWS = 1 << 16  # latents per encoder call (bounds the temporary arrays)
+_SYNTH_PIXELS = 1 << 13  # pixels per synthesis chunk (its activations stay in the cache: measured 2x faster than 2**16)
 
 
 def bad(msg: str) -> InvalidFileError:
@@ -74,18 +114,24 @@ def level_shapes(h: int, w: int, levels: int) -> list[tuple[int, int]]:
 
 def interp_matrix(n_out: int, n_in: int) -> np.ndarray:
     """``[n_out, n_in]`` float64 linear interpolation (half-pixel centres, edges clamped, as
-    ``torch.nn.functional.interpolate(..., align_corners=False)``)."""
+    ``torch.nn.functional.interpolate(..., align_corners=False)``); the training's upsampling."""
+    i0, i1, t = interp_taps(n_out, n_in)
     m = np.zeros((n_out, n_in))
-    if n_in == 1:
-        m[:, 0] = 1.0
-        return m
-    src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 2)
-    t = src - i0
     rows = np.arange(n_out)
     m[rows, i0] += 1.0 - t
-    m[rows, i0 + 1] += t
+    m[rows, i1] += t
     return m
+
+
+def interp_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two taps ``i0, i1`` and the weight ``t`` of :func:`interp_matrix`'s rows: out = ``(1 - t) g[i0] +
+    t g[i1]``."""
+    if n_in == 1:
+        zero = np.zeros(n_out, np.int64)
+        return zero, zero, np.zeros(n_out)
+    src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 2)
+    return i0, i0 + 1, src - i0
 
 
 def contexts(grid: np.ndarray) -> np.ndarray:
@@ -95,6 +141,82 @@ def contexts(grid: np.ndarray) -> np.ndarray:
     padded[PAD:, PAD:PAD + c] = grid
     cols = [padded[PAD + dr : PAD + dr + r, PAD + dc : PAD + dc + c].reshape(-1) for dr, dc in CONTEXT]
     return np.stack(cols, axis=1)
+
+
+@dataclass
+class Layout:
+    """All levels in one zero-padded buffer (``PAD`` zero rows above each level, ``PAD`` zero columns on both
+    sides, one row stride) and the coding order.
+
+    Attributes:
+        shapes: ``(rows, cols)`` per level.
+        stride: the buffer's row length (widest level + ``2 PAD``).
+        first_row: the buffer row of each level's row 0.
+        size: buffer entries.
+        order: buffer positions of every latent in coding order (wavefront, level, row).
+        bounds: ``order[bounds[i]:bounds[i + 1]]`` is the ``i``-th non-empty wavefront.
+    """
+
+    shapes: list[tuple[int, int]]
+    stride: int
+    first_row: list[int]
+    size: int
+    order: np.ndarray
+    bounds: np.ndarray
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Buffer offsets of the :data:`CONTEXT` neighbours."""
+        return np.array([dr * self.stride + dc for dr, dc in CONTEXT], np.int64)
+
+    def fill(self, latents: list[np.ndarray], dtype: Any = np.int16) -> np.ndarray:
+        """The buffer holding ``latents``."""
+        buf = np.zeros((self.size // self.stride, self.stride), dtype)
+        for row, g in zip(self.first_row, latents):
+            buf[row:row + g.shape[0], PAD:PAD + g.shape[1]] = g
+        return buf.reshape(-1)
+
+    def split(self, buf: np.ndarray) -> list[np.ndarray]:
+        """The level grids (int32) of a buffer."""
+        b = buf.reshape(-1, self.stride)
+        return [b[row:row + r, PAD:PAD + c].astype(np.int32) for row, (r, c) in zip(self.first_row, self.shapes)]
+
+
+def wavefronts(shapes: list[tuple[int, int]]) -> int:
+    """The number of wavefronts ``x + 3 y`` of levels ``shapes`` (the decoder's steps; empty ones included)."""
+    return max((c - 1) + WAVE * (r - 1) + 1 for r, c in shapes)
+
+
+def layout(shapes: list[tuple[int, int]]) -> Layout:
+    """The :class:`Layout` of levels ``shapes``: one arithmetic progression (step ``stride - 3``) per level and
+    wavefront, the progressions concatenated by :func:`numpy.repeat` (no per-latent Python)."""
+    stride = max(c for _, c in shapes) + 2 * PAD
+    first_row, rows = [], 0
+    for height, _ in shapes:
+        rows += PAD
+        first_row.append(rows)
+        rows += height
+    t = np.arange(wavefronts(shapes), dtype=np.int64)[:, None]
+    r = np.array([s[0] for s in shapes], np.int64)[None, :]
+    c = np.array([s[1] for s in shapes], np.int64)[None, :]
+    ylo = np.maximum(0, -((c - 1 - t) // WAVE))  # ceil((t - c + 1) / 3): the top latent of the wavefront
+    yhi = np.minimum(r - 1, t // WAVE)
+    count = np.maximum(yhi - ylo + 1, 0)
+    start = (np.array(first_row, np.int64)[None, :] + ylo) * stride + PAD + t - WAVE * ylo
+    step = stride - WAVE  # from (y, x) to (y + 1, x - 3) in the same wavefront
+    count, start = count.reshape(-1), start.reshape(-1)
+    ends = np.cumsum(count)
+    base = start - step * (ends - count)  # order[i] = base[segment of i] + step * i
+    total = int(ends[-1])
+    dtype = np.int32 if rows * stride < 1 << 31 else np.int64
+    order = np.empty(total, dtype)
+    cuts = np.searchsorted(ends, np.arange(0, total, _ROWS * 16), side="right")
+    for s0, s1 in zip(cuts, [*cuts[1:], len(count)]):  # segments in groups (bounded temporaries)
+        a, b = int(ends[s0] - count[s0]), int(ends[s1 - 1])
+        order[a:b] = np.repeat(base[s0:s1], count[s0:s1]) + step * np.arange(a, b, dtype=np.int64)
+    per_wave = count.reshape(t.shape[0], -1).sum(axis=1)
+    bounds = np.concatenate([[0], np.cumsum(per_wave[per_wave > 0])]).astype(np.int64)
+    return Layout(list(shapes), stride, first_row, rows * stride, order, bounds)
 
 
 # ------------------------------------------------------------------ fixed-point ARM
@@ -110,25 +232,74 @@ class FixedArm:
         """Weights and biases, layer by layer (the order of the file)."""
         return [t for wb in zip(self.weights, self.biases) for t in wb]
 
+    def exact_layers(self, bits: int) -> ExactArm:
+        """The :class:`ExactArm` of latents of ``bits`` bits."""
+        return ExactArm(self, bits)
+
+
+class ExactArm:
+    """A :class:`FixedArm` prepared for float64 evaluation with exact integer results (module docstring).
+
+    The first layer's weights carry the contexts' ``<< FA``; a hidden layer's clip at ``2**31 - 1`` is kept only
+    where the weights' L1 norms do not rule it out (for latents within ``2**14``: the decoder's buffer, up to
+    ``WINDOW`` beyond the bit depth before the final check); the last layer's weights and bias are scaled by
+    ``2**-(fw + FA - 3)`` and its bias carries the rounding of ``(8 h + 2**(FA-1)) >> FA`` and the offset
+    ``4 - 8 WINDOW`` of the mode's integer part, so that ``floor`` of its output is ``z``: ``z[:, 0] = mq - 8
+    2**(bits-1) + 4 - 8 WINDOW`` (the coded symbol is ``latent - (z[:, 0] >> 3)`` and the mode's fraction
+    ``z[:, 0] & 7``), ``z[:, 1] = j``, clipped to the ranges of ``mq`` and ``j``. Exact: every value is an integer
+    multiple of a power of two below ``2**53`` times it.
+    """
+
+    def __init__(self, arm: FixedArm, bits: int) -> None:
+        shift = float(1 << FA)
+        self.hidden: list[tuple[np.ndarray, np.ndarray, float | None]] = []
+        top = float(_HIDDEN_CLIP) * 2.0 ** arm.fw
+        ws = [np.asarray(w, np.float64) for w in arm.weights]
+        bs = [np.asarray(b, np.float64) * shift for b in arm.biases]
+        ws[0] = ws[0] * shift
+        bound = float(1 << MAX_LATENT_BITS)
+        for w, b in zip(ws[:-1], bs[:-1]):
+            peak = float((np.abs(w).sum(axis=1) * bound + np.abs(b)).max(initial=0.0))
+            self.hidden.append((w.T.copy(), b, top if peak > top else None))
+            bound = min(peak, top) * 2.0 ** -arm.fw
+        s = 2.0 ** -(arm.fw + FA - 3)
+        self.last_w = ws[-1].T * s
+        self.last_b = (bs[-1] + float(1 << (arm.fw + FA - 4))) * s + np.array([4.0 - 8 * WINDOW, 0.0])
+        half = 1 << (bits - 1)
+        self.low = np.array([-MODE_STEPS * half + 4.0 - 8 * WINDOW, 0.0])
+        self.high = np.array([MODE_STEPS * (half - 1) + 4.0 - 8 * WINDOW, SCALES - 1.0])
+        self.scale = 2.0 ** -arm.fw
+
+    def __call__(self, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(q, row)`` of contexts ``ctx [N, K]`` (latent values): the coded symbol of latent ``v`` is ``v - q``
+        (``q = c - 2**(bits-1) - WINDOW``, ``c`` the rounded mode in code units) and ``row`` its
+        :func:`coder_table` row."""
+        h = ctx.astype(np.float64)
+        for wt, b, top in self.hidden:
+            acc = h @ wt
+            acc += b
+            if top is None:
+                np.maximum(acc, 0.0, out=acc)
+            else:
+                acc.clip(0.0, top, out=acc)
+            acc *= self.scale
+            h = np.floor(acc, out=acc)
+        acc = h @ self.last_w
+        acc += self.last_b
+        np.floor(acc, out=acc)
+        acc.clip(self.low, self.high, out=acc)
+        z = acc.astype(np.int64)
+        q, f = np.divmod(z[:, 0], MODE_STEPS)
+        f *= SCALES
+        f += z[:, 1]
+        return q, f
+
 
 def arm_fixed(arm: FixedArm, ctx: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(mq, j)`` (int64) of contexts ``ctx [N, K]`` for latents coded with offset ``2**(bits-1)``.
-
-    Integer arithmetic only: the same result on every machine.
-    """
-    h = ctx.astype(np.int64) << FA
-    n = len(arm.weights)
-    for i, (w, b) in enumerate(zip(arm.weights, arm.biases)):
-        acc = h @ w.T + (b << FA)
-        if i < n - 1:
-            h = np.clip(np.maximum(acc, 0) >> arm.fw, 0, _HIDDEN_CLIP)
-        else:
-            h = acc >> arm.fw
-    half = 1 << (FA - 1)
-    alphabet = 1 << bits
-    mq = ((MODE_STEPS * h[:, 0] + half) >> FA) + MODE_STEPS * (alphabet >> 1)  # 8 x the mode, in code units
-    j = (8 * h[:, 1] + half) >> FA
-    return np.clip(mq, 0, MODE_STEPS * (alphabet - 1)), np.clip(j, 0, SCALES - 1)
+    """``(mq, j)`` (int64) of contexts ``ctx [N, K]`` for latents coded with offset ``2**(bits-1)``: ``mq`` is 8 x
+    the mode in code units (``0 .. 8 (2**bits - 1)``), ``j`` the scale index. Integer arithmetic (exact)."""
+    q, row = ExactArm(arm, bits)(np.asarray(ctx, np.float64))
+    return MODE_STEPS * (q + (1 << (bits - 1)) + WINDOW) + row // SCALES - MODE_STEPS // 2, row % SCALES
 
 
 def scale_param(j: int) -> int:
@@ -136,46 +307,70 @@ def scale_param(j: int) -> int:
     return (j // 8) << 8 | MANTISSAS[j % 8]
 
 
-def coder_weights(mq: int, j: int, alphabet: int) -> np.ndarray:
-    """Unnormalised float64 weights of the codes ``k < alphabet``: the Laplace mass of ``[k - 1/2, k + 1/2]``,
-    mode ``mq / 8``, ``exp(-1/(8 b)) = rho_j``. With ``T[n] = rho**n`` (sequential products, values below
-    ``2**-100`` set to 0) and ``n = |8 k - mq|``: ``(T[n-4] - T[n+4]) / 2`` when the mode is outside the bin,
-    ``1 - (T[4-n] + T[4+n]) / 2`` inside. Bit-identical on every machine."""
-    half = MODE_STEPS // 2
-    steps = np.full(MODE_STEPS * alphabet + MODE_STEPS, entropy.ratio(scale_param(j)))
-    steps[0] = 1.0
-    table = np.multiply.accumulate(steps)
-    table[table < _TINY] = 0.0
-    n = np.abs(MODE_STEPS * np.arange(alphabet) - mq)
-    inside = n < half
-    out = np.empty(alphabet)
-    out[~inside] = 0.5 * (table[n[~inside] - half] - table[n[~inside] + half])
-    out[inside] = 1.0 - 0.5 * (table[half - n[inside]] + table[half + n[inside]])
+def rho_powers(rho: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``rho[:, None] ** n[None, :]`` by binary powering: squarings and products in a fixed order, each result
+    below ``2**-100`` set to 0 (so no subnormal ever occurs). Bit-identical on every IEEE-754 machine."""
+    n = np.asarray(n, np.int64)
+    out = np.ones((len(rho), len(n)))
+    p = np.asarray(rho, np.float64)[:, None].copy()
+    bit = 0
+    while (n >> bit).any():
+        sel = ((n >> bit) & 1).astype(bool)[None, :]
+        out = np.where(sel, out * p, out)
+        out[out < _TINY] = 0.0
+        p = p * p
+        p[p < _TINY] = 0.0
+        bit += 1
     return out
 
 
-class ModelCache:
-    """constriction categorical models per ``(m2, j)``, built on first use."""
+@functools.lru_cache(maxsize=1)
+def coder_table() -> tuple[np.ndarray, np.ndarray]:
+    """The symbol weights (float64): ``[8 * SCALES, SYMBOLS]`` for the latents (row ``(mq - 8 c + 4) * SCALES +
+    j``) and ``[2 * 8 * SCALES, CATEGORIES]`` for the escape categories (row: the latent's row, plus ``8 *
+    SCALES`` for the low escape).
 
-    def __init__(self, bits: int) -> None:
-        self.alphabet = 1 << bits
-        self.models: dict[tuple[int, int], Any] = {}
+    With the mode at ``f / 8`` from ``c`` (``f = mq - 8 c`` in -4..3) and ``T[n] = rho_j**n`` (:func:`rho_powers`):
+    the symbol ``d`` (``|d| <= WINDOW``) weighs ``(T[n-4] - T[n+4]) / 2`` (``n = |8 d - f|``) when the mode is
+    outside its bin, ``1 - (T[4-n] + T[4+n]) / 2`` inside; the high escape ``T[8 W + 4 - f] / 2`` (the mass
+    above ``W + 1/2``), the low one ``T[8 W + 4 + f] / 2``; the high category ``e`` (``d`` in ``[W + 2**e, W +
+    2**(e+1))``) ``(T[a] - T[b]) / 2``, ``a = 8 (W + 2**e) - 4 - f``, ``b = 8 (W + 2**(e+1)) - 4 - f`` (low:
+    ``+ f``). Every weight plus :data:`FLOOR`."""
+    rho = np.array([entropy.ratio(scale_param(j)) for j in range(SCALES)])
+    half = MODE_STEPS // 2
+    f = np.arange(-half, half)[:, None]
+    n = np.abs(MODE_STEPS * np.arange(-WINDOW, WINDOW + 1)[None, :] - f)  # [8, 2W+1]
+    e = 2 ** np.arange(CATEGORIES)[None, :]
+    edge = MODE_STEPS * WINDOW + half
+    idx = [np.abs(n - half), n + half, edge - f, edge + f,
+           MODE_STEPS * (WINDOW + e) - half - f, MODE_STEPS * (WINDOW + 2 * e) - half - f,
+           MODE_STEPS * (WINDOW + e) - half + f, MODE_STEPS * (WINDOW + 2 * e) - half + f]
+    flat = rho_powers(rho, np.concatenate([i.reshape(-1) for i in idx]))
+    parts = np.split(flat, np.cumsum([i.size for i in idx])[:-1], axis=1)
+    t_a, t_b, up, down, h_a, h_b, l_a, l_b = (p.reshape(SCALES, *i.shape) for p, i in zip(parts, idx))
+    window = np.where(n < half, 1.0 - 0.5 * (t_a + t_b), 0.5 * (t_a - t_b))
+    main = np.concatenate([window, 0.5 * up, 0.5 * down], axis=2)  # [SCALES, 8, SYMBOLS]
+    cats = np.stack([0.5 * (h_a - h_b), 0.5 * (l_a - l_b)])  # [2, SCALES, 8, CATEGORIES]
+    main = main.transpose(1, 0, 2).reshape(MODE_STEPS * SCALES, SYMBOLS) + FLOOR
+    cats = cats.transpose(0, 2, 1, 3).reshape(2 * MODE_STEPS * SCALES, CATEGORIES) + FLOOR
+    main.setflags(write=False)
+    cats.setflags(write=False)
+    return main, cats
 
-    def get(self, m2: int, j: int) -> Any:
-        key = (int(m2), int(j))
-        model = self.models.get(key)
-        if model is None:
-            import constriction
 
-            w = coder_weights(key[0], key[1], self.alphabet)
-            model = constriction.stream.model.Categorical(w, perfect=False)
-            self.models[key] = model
-        return model
-
-    def bits(self, code: int, m2: int, j: int) -> float:
-        """Ideal code length of ``code`` under the (unquantised) model weights."""
-        w = coder_weights(int(m2), int(j), self.alphabet)
-        return -math.log2(max(w[code] / w.sum(), 2.0 ** -24))
+def coder_weights(mq: int, j: int, alphabet: int) -> np.ndarray:
+    """Probabilities of the codes ``k < alphabet`` under the model ``(mq, j)`` (an escaped code: its escape's
+    probability x its category's x ``2**-e``): for analysis and tests; the coder uses :func:`coder_table`."""
+    main, cats = coder_table()
+    c, row = (mq + MODE_STEPS // 2) >> 3, ((mq + MODE_STEPS // 2) & 7) * SCALES + j
+    p_main, p_hi, p_lo = main[row] / main[row].sum(), cats[row], cats[row + MODE_STEPS * SCALES]
+    d = np.arange(alphabet) - c
+    m = np.abs(d) - WINDOW
+    e = np.where(m > 0, np.floor(np.log2(np.maximum(m, 1))).astype(np.int64), 0).clip(0, CATEGORIES - 1)
+    inside = p_main[np.clip(d + WINDOW, 0, 2 * WINDOW)]
+    high = p_main[2 * WINDOW + 1] * p_hi[e] / p_hi.sum() * 2.0 ** -e
+    low = p_main[2 * WINDOW + 2] * p_lo[e] / p_lo.sum() * 2.0 ** -e
+    return np.where(m <= 0, inside, np.where(d > 0, high, low))
 
 
 def latent_bits(latents: list[np.ndarray]) -> int:
@@ -187,67 +382,140 @@ def latent_bits(latents: list[np.ndarray]) -> int:
     return bits
 
 
-def encode_latents(latents: list[np.ndarray], arm: FixedArm, bits: int) -> bytes:
-    """Range-code every level's integer latents (raster order, coarse levels last) with the ARM's Laplaces."""
+def _constriction() -> tuple[Any, Any, Any]:
     import constriction
 
-    enc = constriction.stream.queue.RangeEncoder()
-    cache = ModelCache(bits)
-    off = 1 << (bits - 1)
-    for grid in latents:
-        m2, j = arm_fixed(arm, contexts(grid), bits)
-        codes = grid.reshape(-1).astype(np.int64) + off
-        for k, a, b in zip(codes.tolist(), m2.tolist(), j.tolist()):
-            enc.encode(k, cache.get(a, b))
+    model = constriction.stream.model
+    return constriction.stream.queue, model.Categorical(perfect=False), model.Uniform()
+
+
+def encode_latents(latents: list[np.ndarray], arm: FixedArm, bits: int) -> bytes:
+    """Range-code every level's integer latents in wavefront order (module docstring) with the ARM's models:
+    per wavefront its symbols, then its escapes' categories, then their offset bits."""
+    queue, family, uniform = _constriction()
+    lay = layout([g.shape for g in latents])
+    buf = lay.fill(latents, np.int32)
+    model, offsets, (main, cats) = arm.exact_layers(bits), lay.offsets, coder_table()
+    n = len(lay.order)
+    symbols, rows = np.empty(n, np.int32), np.empty(n, np.int64)
+    esc_at, esc_row, esc_e, esc_o = [], [], [], []
+    for a in range(0, n, _ROWS):  # every latent's symbol, from its context in the final buffer
+        pos = lay.order[a:a + _ROWS]
+        q, row = model(buf[pos[:, None] + offsets])
+        d = buf[pos] - q - WINDOW
+        m = np.abs(d) - WINDOW
+        esc = np.flatnonzero(m > 0)
+        high = d[esc] > 0
+        symbols[a:a + len(pos)] = np.clip(d + WINDOW, 0, 2 * WINDOW)
+        symbols[a + esc] = np.where(high, 2 * WINDOW + 1, 2 * WINDOW + 2)
+        rows[a:a + len(pos)] = row
+        e = np.searchsorted(2 ** np.arange(1, CATEGORIES + 1), m[esc], side="right")
+        esc_at.append(a + esc)
+        esc_row.append(row[esc] + np.where(high, 0, MODE_STEPS * SCALES))
+        esc_e.append(e)
+        esc_o.append(m[esc] - (1 << e))
+    at, crow, ee, oo = (np.concatenate(v) for v in (esc_at, esc_row, esc_e, esc_o))
+    wave = np.searchsorted(lay.bounds, at, side="right") - 1  # the wavefront of each escape
+    enc = queue.RangeEncoder()
+
+    def symbols_of(a: int, b: int) -> None:
+        for s in range(a, b, _ROWS):
+            e_ = min(s + _ROWS, b)
+            enc.encode(symbols[s:e_], family, main[rows[s:e_]])
+
+    done = 0
+    for w, first, count in zip(*np.unique(wave, return_index=True, return_counts=True)):
+        end = int(lay.bounds[w + 1])
+        symbols_of(done, end)
+        sl = slice(first, first + count)
+        enc.encode(ee[sl].astype(np.int32), family, cats[crow[sl]])
+        more = ee[sl] > 0
+        if more.any():
+            enc.encode(oo[sl][more].astype(np.int32), uniform, (1 << ee[sl][more]).astype(np.int32))
+        done = end
+    symbols_of(done, n)
     return enc.get_compressed().astype(">u4").tobytes()
 
 
 def decode_latents(data: bytes, shapes: list[tuple[int, int]], arm: FixedArm, bits: int) -> list[np.ndarray]:
-    """Inverse of :func:`encode_latents`: each latent's context from the latents already decoded."""
-    import constriction
-
+    """Inverse of :func:`encode_latents`: one ARM evaluation and one range-decoder call per wavefront (two more
+    for a wavefront with escapes). A latent is checked against the bit depth once all are decoded (until then
+    it lies within ``WINDOW`` of the range, which keeps the ARM exact)."""
+    queue, family, uniform = _constriction()
     words = np.frombuffer(data + b"\0" * (-len(data) % 4), ">u4").astype(np.uint32)
-    dec = constriction.stream.queue.RangeDecoder(words)
-    cache = ModelCache(bits)
-    off = 1 << (bits - 1)
-    memo: dict[bytes, Any] = {}
-    out = []
-    for r, c in shapes:
-        stride = c + 2 * PAD
-        padded = np.zeros((r + PAD) * stride, np.int64)
-        offsets = np.array([dr * stride + dc for dr, dc in CONTEXT], np.int64)
-        for y in range(r):
-            base = (y + PAD) * stride + PAD
-            for x in range(c):
-                pos = base + x
-                ctx = padded[pos + offsets]
-                key = ctx.tobytes()
-                model = memo.get(key)
-                if model is None:  # the ARM of a context seen before gives the same integers: reuse them
-                    m2, j = arm_fixed(arm, ctx[None, :], bits)
-                    model = memo[key] = cache.get(int(m2[0]), int(j[0]))
-                try:
-                    code = dec.decode(model)
-                except (KeyboardInterrupt, SystemExit, MemoryError):
+    dec = queue.RangeDecoder(words)
+    lay = layout(shapes)
+    buf = lay.fill([np.zeros(s, np.int16) for s in shapes])
+    model, (main, cats) = arm.exact_layers(bits), coder_table()
+    offsets = lay.offsets.astype(lay.order.dtype)
+    order, bounds = lay.order, lay.bounds.tolist()
+    half = 1 << (bits - 1)
+    block = 64  # wavefronts whose context indices are formed at once
+    for i0 in range(0, len(bounds) - 1, block):
+        i1 = min(i0 + block, len(bounds) - 1)
+        base = bounds[i0]
+        ctx_at = order[base:bounds[i1], None] + offsets
+        for i in range(i0, i1):
+            a, b = bounds[i], bounds[i + 1]
+            q, row = model(buf.take(ctx_at[a - base:b - base]))
+            try:
+                sym = dec.decode(family, main.take(row, axis=0))
+                if sym.max() > 2 * WINDOW:
+                    sym = _escaped(dec, family, uniform, sym, row, cats, q, half)
+            except (KeyboardInterrupt, SystemExit, MemoryError):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - constriction raises AssertionError or a Rust panic
+                if isinstance(exc, InvalidFileError):
                     raise
-                except BaseException as exc:  # noqa: BLE001 - constriction raises AssertionError or a Rust panic
-                    raise bad(f"corrupt latent stream ({type(exc).__name__})") from None
-                padded[pos] = int(code) - off
-        out.append(padded.reshape(r + PAD, stride)[PAD:, PAD:PAD + c].copy())
+                raise bad(f"corrupt latent stream ({type(exc).__name__})") from None
+            q += sym
+            buf[order[a:b]] = q
+    lay.order = order = order[:0]  # (freed before the grids are copied out)
+    grids = lay.split(buf)
+    if any(g.size and (int(g.min()) < -half or int(g.max()) >= half) for g in grids):
+        raise bad("corrupt latent stream (a latent outside its bit depth)")
+    return grids
+
+
+def _escaped(dec: Any, family: Any, uniform: Any, sym: np.ndarray, row: np.ndarray, cats: np.ndarray,
+             q: np.ndarray, half: int) -> np.ndarray:
+    """The symbols of a wavefront with escapes, as ``latent - q``: their categories, then their offset bits."""
+    out = sym.astype(np.int64)
+    esc = np.flatnonzero(sym > 2 * WINDOW)
+    high = sym[esc] == 2 * WINDOW + 1
+    e = dec.decode(family, cats[row[esc] + np.where(high, 0, MODE_STEPS * SCALES)]).astype(np.int64)
+    m = 1 << e
+    more = e > 0
+    if more.any():
+        m[more] += dec.decode(uniform, (1 << e[more]).astype(np.int32)).astype(np.int64)
+    out[esc] = WINDOW + np.where(high, WINDOW + m, -(WINDOW + m))
+    v = q[esc] + out[esc]
+    if v.size and (int(v.min()) < -half or int(v.max()) >= half):
+        raise bad("corrupt latent stream (a latent outside its bit depth)")
     return out
 
 
 # ------------------------------------------------------------------ synthesis
+def features(latents: list[np.ndarray], h: int, w: int, y0: int = 0, y1: int | None = None,
+             taps: list[tuple] | None = None) -> np.ndarray:
+    """``[(y1 - y0) * w, L]`` float64: rows ``y0:y1`` of every level interpolated to the image size (two taps
+    along the rows, then along the columns: elementwise, the same values however the rows are chunked)."""
+    y1 = h if y1 is None else y1
+    taps = taps if taps is not None else [(interp_taps(h, g.shape[0]), interp_taps(w, g.shape[1])) for g in latents]
+    out = np.empty((y1 - y0, w, len(latents)))
+    for lv, (g, ((r0, r1, rt), (c0, c1, ct))) in enumerate(zip(latents, taps)):
+        if g.shape == (h, w):
+            out[:, :, lv] = g[y0:y1]
+            continue
+        t = rt[y0:y1, None]
+        rows = g[r0[y0:y1]] * (1.0 - t) + g[r1[y0:y1]] * t
+        out[:, :, lv] = rows[:, c0] * (1.0 - ct) + rows[:, c1] * ct
+    return out.reshape(-1, len(latents))
+
+
 def upsampled(latents: list[np.ndarray], h: int, w: int) -> np.ndarray:
-    """``[h * w, L]`` float64: every level interpolated to the image size."""
-    cols = []
-    for grid in latents:
-        r, c = grid.shape
-        g = grid.astype(np.float64)
-        if (r, c) != (h, w):
-            g = interp_matrix(h, r) @ g @ interp_matrix(w, c).T
-        cols.append(g.reshape(-1))
-    return np.stack(cols, axis=1)
+    """``[h * w, L]`` float64: every level interpolated to the image size (:func:`features` of all rows)."""
+    return features(latents, h, w)
 
 
 def synthesise(features: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray]) -> np.ndarray:
@@ -313,9 +581,17 @@ class LatentImage:
     signal: dict[str, Any]
 
     def render(self) -> np.ndarray:
-        """The decoded ``[H, W, C]`` uint8 image."""
+        """The decoded ``[H, W, C]`` uint8 image, synthesised a few rows (about ``2**13`` pixels) at a time: the
+        temporary arrays stay small whatever the image's size."""
         h, w = self.shape
-        return to_uint8(synthesise(upsampled(self.latents, h, w), self.synth_w, self.synth_b), h, w)
+        out = np.empty((h, w, self.channels), np.uint8)
+        taps = [(interp_taps(h, g.shape[0]), interp_taps(w, g.shape[1])) for g in self.latents]
+        step = max(1, _SYNTH_PIXELS // w)
+        for y0 in range(0, h, step):
+            y1 = min(y0 + step, h)
+            feats = features(self.latents, h, w, y0, y1, taps)
+            out[y0:y1] = to_uint8(synthesise(feats, self.synth_w, self.synth_b), y1 - y0, w)
+        return out
 
     @property
     def widths(self) -> list[int]:
@@ -351,7 +627,7 @@ def write(img: LatentImage) -> bytes:
     synth_sec, sbits = encode_signed(np.concatenate(synth))
     sections = [encode_latents(img.latents, img.arm, bits), arm_sec, synth_sec]
     # short keys: "a" ARM hidden widths, "fw" its fraction bits, "ab"/"sb" bit depths of the ARM/synthesis ints
-    params = {"levels": len(img.latents), "hidden": img.widths[1:-1], "a": img.arm_widths[1:-1],
+    params = {"v": VERSION, "levels": len(img.latents), "hidden": img.widths[1:-1], "a": img.arm_widths[1:-1],
               "bits": bits, "q": int(img.q), "fw": int(img.arm.fw), "ab": abits, "sb": sbits}
     header = {"format": FORMAT, "codec": CODEC, "shape": list(img.shape), "channels": img.channels,
               "params": params, "signal": img.signal}
@@ -406,16 +682,75 @@ def read(data: bytes, what: str = ".inrz file") -> LatentImage:
     abits = _int(params, "ab", 2, MAX_WEIGHT_BITS, "params")
     sbits = _int(params, "sb", 2, MAX_WEIGHT_BITS, "params")
     h, w = shape
-    macs = sum(o * i for o, i in s_shapes) + levels * 4 + sum(o * i for o, i in a_shapes)
-    check_inrz_image(len(data), h * w, macs, what)
+    version = params.get("v", 1)
+    if version != VERSION:
+        raise bad(f"grid format version {str(version)[:20]} is not decoded by this inrkit (version {VERSION}); "
+                  f"re-encode the image")
     if len(sections) != 3:
         raise bad(f"{len(sections)} sections, expected 3")
+    shapes = level_shapes(h, w, levels)
+    macs = sum(o * i for o, i in s_shapes) + levels * 4 + sum(o * i for o, i in a_shapes)
+    check_work(len(data), len(sections[0]), shapes, hidden, arm_hidden, channels, what)
+    check_inrz_image(len(data), h * w, macs, what)
     arm_vals = decode_signed(sections[1], sum(o * i + o for o, i in a_shapes), abits)
     synth_vals = decode_signed(sections[2], sum(o * i + o for o, i in s_shapes), sbits) * 2.0 ** -q
     arm = FixedArm(*_split(arm_vals, a_shapes), fw=fw)
     synth_w, synth_b = _split(synth_vals, s_shapes)
-    latents = decode_latents(sections[0], level_shapes(h, w, levels), arm, bits)
+    latents = decode_latents(sections[0], shapes, arm, bits)
     return LatentImage((h, w), channels, latents, arm, synth_w, synth_b, q, signal)
+
+
+def decode_cost(shapes: list[tuple[int, int]], hidden: list[int], arm_hidden: list[int], channels: int) -> int:
+    """Estimated CPU time (ns, one core) of decoding levels ``shapes`` with these networks to a PNG: per
+    wavefront (NumPy and constriction calls), per latent (context gathering, range decoding, the ARM at 8
+    multiply-adds per ns) and per pixel (upsampling per level, 8-bit conversion and PNG, the synthesis at 16
+    multiply-adds per ns). Fitted,
+    rounded up, to decodes of crafted files on the development machine (2 shared cores): a 2040^2 image with
+    an escape per wavefront, 8 x 32768 and 32768 x 8 strips, 3 x 64 ARMs and 4 x 256 syntheses; it
+    overestimates them by 1.1-2.3x."""
+    h, w = shapes[0]
+    latents = sum(r * c for r, c in shapes)
+    arm = sum(o * i for o, i in arm_shapes(arm_hidden))
+    synth = sum(o * i for o, i in synth_shapes(len(shapes), hidden, channels))
+    return (COST_WAVEFRONT * wavefronts(shapes) + latents * (COST_LATENT + arm // 8)
+            + h * w * (COST_PIXEL + COST_PIXEL_LEVEL * len(shapes) + synth // 16))
+
+
+COST_WAVEFRONT = 1 << 15  # decode_cost (ns) per wavefront (measured: 14-20 us)
+COST_LATENT = 1 << 7  # per latent, besides the ARM (measured: about 100 ns)
+COST_PIXEL = 1 << 8  # per pixel, besides the upsampling and the synthesis (8-bit conversion, PNG: up to 110 ns)
+COST_PIXEL_LEVEL = 1 << 3  # per pixel and level (two-tap upsampling)
+
+
+def check_work(file_bytes: int, stream_bytes: int, shapes: list[tuple[int, int]], hidden: list[int],
+               arm_hidden: list[int], channels: int, what: str = ".inrz file") -> None:
+    """Refuse, from the header and the section sizes alone, a file whose decoding its bytes cannot justify.
+
+    - the latent stream: every latent costs at least :data:`MIN_BITS_PER_LATENT` bits, so ``latents *
+      MIN_BITS_PER_LATENT <= 8 * stream_bytes + STREAM_SLACK_BITS``;
+    - pixels at most ``INRZ_GRID_PIXELS_FREE + INRZ_GRID_PIXELS_PER_BYTE * file_bytes`` and
+      ``INRZ_GRID_MAX_PIXELS`` (memory: the decoder holds about 15 bytes per pixel);
+    - :func:`decode_cost` at most ``INRZ_GRID_WORK_FREE + INRZ_GRID_WORK_PER_BYTE * file_bytes``.
+
+    Raises:
+        InvalidFileError: one line, naming the bound (docs/limits.md).
+    """
+    def refuse(msg: str) -> InvalidFileError:
+        return InvalidFileError(f"{what}: {msg} ({file_bytes}-byte grid file; see docs/limits.md)")
+
+    h, w = shapes[0]
+    latents = sum(r * c for r, c in shapes)
+    if latents * MIN_BITS_PER_LATENT > 8 * stream_bytes + STREAM_SLACK_BITS:
+        raise refuse(f"{latents} latents cannot fit a {stream_bytes}-byte latent stream (each costs at least "
+                     f"{MIN_BITS_PER_LATENT:g} bit)")
+    limit = min(INRZ_GRID_MAX_PIXELS, INRZ_GRID_PIXELS_FREE + INRZ_GRID_PIXELS_PER_BYTE * file_bytes)
+    if h * w > limit:
+        raise refuse(f"an image of {h * w} pixels, more than the file's size justifies ({limit})")
+    cost = decode_cost(shapes, hidden, arm_hidden, channels)
+    limit = INRZ_GRID_WORK_FREE + INRZ_GRID_WORK_PER_BYTE * file_bytes
+    if cost > limit:
+        raise refuse(f"decoding needs an estimated {cost / 1e9:.2f} s of CPU, more than the file's size justifies "
+                     f"({limit / 1e9:.2f} s)")
 
 
 def _split(values: np.ndarray, shapes: list[tuple[int, int]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -435,5 +770,6 @@ def read_file(path: str | os.PathLike) -> LatentImage:
     return read(read_bytes(path, INRZ_MAX_FILE), str(path))
 
 
-__all__ = ["CODEC", "CONTEXT", "FORMAT", "FixedArm", "LatentImage", "arm_fixed", "contexts", "decode_latents",
-           "encode_latents", "interp_matrix", "is_grid_file", "level_shapes", "read", "read_file", "write"]
+__all__ = ["CODEC", "CONTEXT", "FORMAT", "VERSION", "FixedArm", "LatentImage", "Layout", "arm_fixed", "check_work",
+           "coder_table", "contexts", "decode_cost", "decode_latents", "encode_latents", "interp_matrix",
+           "is_grid_file", "layout", "level_shapes", "read", "read_file", "write"]
