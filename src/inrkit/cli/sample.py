@@ -43,6 +43,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="file or folder to write (default: the sample's usual name, e.g. kodim23.png, in the "
                         "current folder); its suffix must be the sample's")
     declare_output(p, "output", "--output", folder=None)
-    p.add_argument("--list", action="store_true", help="list the samples: name, size, source, licence")
+    p.add_argument("--list", action="store_true",
+                   help="list the samples: name, size, source, licence (default: off; also without NAME)")
     add_json_flag(p)
     p.set_defaults(handler=_cmd_sample)
