@@ -15,8 +15,10 @@ import math
 import os
 import re
 import resource
+import shutil
 import struct
 import sys
+import tempfile
 import time
 import traceback
 import zipfile
@@ -169,13 +171,22 @@ def zip_bytes(members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> by
     return buffer.getvalue()
 
 
+FUZZ_DIR: list[Path] = []  # the folder of the fuzzed inputs, made before the tests (forked children inherit it)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fuzz_dir() -> Any:
+    """A fresh temporary folder for the module's inputs, removed when the module ends."""
+    FUZZ_DIR.append(Path(tempfile.mkdtemp(prefix="inrkit-fuzz-")))
+    yield
+    shutil.rmtree(FUZZ_DIR.pop(), ignore_errors=True)
+
+
 def write_and(load: Callable[[Path], Any], suffix: str) -> Callable[[bytes], Any]:
     """A loader of bytes: write them to a temp file with ``suffix``, then ``load`` it."""
-    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"inrkit-fuzz-{os.getpid()}"
 
     def run(raw: bytes) -> Any:
-        folder.mkdir(exist_ok=True)
-        path = folder / f"input{suffix}"
+        path = FUZZ_DIR[-1] / f"input{suffix}"
         path.write_bytes(raw)
         return load(path)
 
@@ -183,12 +194,12 @@ def write_and(load: Callable[[Path], Any], suffix: str) -> Callable[[bytes], Any
 
 
 def _seed_files() -> list[bytes]:
-    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"inrkit-seeds-{os.getpid()}"
-    folder.mkdir(exist_ok=True)
     tiny = NeRFConfig(pos_freqs=1, dir_freqs=1, trunk_widths=[4, 4], skips=[0], feature_width=4, view_widths=[4])
-    files = [save_model(siren(2, 1, [8, 8]), folder / "a.safetensors", signal={"kind": "image", "shape": [4, 4]}),
-             save_model(NeRFMLP(tiny, seed=0), folder / "n.safetensors")]
-    return [f.read_bytes() for f in files]
+    with tempfile.TemporaryDirectory(prefix="inrkit-seeds-") as tmp:
+        folder = Path(tmp)
+        files = [save_model(siren(2, 1, [8, 8]), folder / "a.safetensors", signal={"kind": "image", "shape": [4, 4]}),
+                 save_model(NeRFMLP(tiny, seed=0), folder / "n.safetensors")]
+        return [f.read_bytes() for f in files]
 
 
 def _seed_npz() -> bytes:

@@ -17,9 +17,11 @@ import math
 import os
 import pickle
 import select
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -52,14 +54,13 @@ CPU_SECONDS = 2.0  # CPU time an input may take
 # ------------------------------------------------------------------ the limited worker
 WORKER = r"""
 import os, pickle, resource, sys, tempfile, time
-kind, memory = sys.argv[1], int(sys.argv[2])
+kind, memory, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 from inrkit.compress.decoder import decode
 from inrkit.errors import InvalidFileError
 if kind == "image":
     from inrkit.compress.api import decode_image, render_cost
     import torch
     torch.set_num_threads(1)
-    folder = tempfile.mkdtemp()
 
 def vm(field):
     for line in open("/proc/self/status"):
@@ -111,8 +112,9 @@ class Worker:
 
     def __init__(self, kind: str = "model") -> None:
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, kind, str(MEMORY)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, env=env)
+        self.folder = tempfile.mkdtemp(prefix="inrkit-inrz-")  # the worker's files; removed by close()
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, kind, str(MEMORY), self.folder],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
     def run(self, data: bytes, timeout: float = 120.0) -> tuple[str, str, float, int]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -129,10 +131,22 @@ class Worker:
     def close(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=30)
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 _WORKER: dict[str, Worker] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_workers() -> Any:
+    """Stop the decoder processes (and remove their folders) when the module ends, however it was run."""
+    yield
+    for w in _WORKER.values():
+        w.close()
+    _WORKER.clear()
 
 
 def worker(kind: str = "model") -> Worker:
@@ -594,6 +608,9 @@ CRAFTED_FILES = {
     "image 2048x2048, 1024-wide (decode)": ("image", _costly_render, "refused"),
     "image, worst allowed render (decode)": ("image", _worst_render, "decoded"),
     "image, worst allowed pixels (decode)": ("image", _worst_pixels, "decoded"),
+    "image 2048x2048 from an 800-byte file (decode)": ("image", lambda: sinr_file([2, 16, 16, 3], {},
+                                                                                  signal=image_meta(2048, 2048)),
+                                                       "refused"),
 }
 
 

@@ -129,13 +129,13 @@ def test_select_all_and_errors() -> None:
 
 def test_keep_count() -> None:
     assert keep_count(10, 0.5) == 5
-    assert keep_count(10, 1.0) == 10
+    assert keep_count(10, 1) == 1  # a whole number is a count; fractions lie in (0, 1)
+    assert keep_count(10, 10) == 10
     assert keep_count(10, 3) == 3
     assert keep_count(10, 0.01) == 1
-    with pytest.raises(InvalidInputError):
-        keep_count(10, 11)
-    with pytest.raises(InvalidInputError):
-        keep_count(10, 0)
+    for bad in (11, 0, 1.5, -2, float("nan")):
+        with pytest.raises(InvalidInputError):
+            keep_count(10, bad)
 
 
 # ------------------------------------------------------------- model level

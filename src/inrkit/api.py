@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from inrkit.errors import InvalidInputError
+from inrkit.limits import MAX_OMEGA, MIN_OMEGA, check_header_render, check_range
 from inrkit.models import ARCHITECTURES, build_model, load_model, save_model
 from inrkit.models.mlp import ACTIVATIONS, MLP
 from inrkit.signals import AnalyticSignal, Signal, SignalOptions, check_metadata, load_signal, render_model
 from inrkit.signals.match import load_matching_signal
 from inrkit.signals.planes import render_slice
-from inrkit.signals.render import save_field_png, save_npy
+from inrkit.signals.render import header_render_points, save_field_png, save_npy
 from inrkit.train import FitConfig, FitResult, fit
 from inrkit.utils import to_json
 
@@ -48,6 +49,7 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise InvalidInputError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        check_range("omega0", self.omega0, MIN_OMEGA, MAX_OMEGA, optional=False)
         if self.hidden is not None:
             self.hidden = tuple(int(h) for h in self.hidden)
             if not self.hidden or min(self.hidden) < 1:
@@ -190,6 +192,9 @@ def render_file(model_path: str | os.PathLike, output: str | os.PathLike,
     """
     model, header = load_model(model_path)
     mlp = _require_mlp(model, model_path, "rendered")
+    if not size:  # the header's shape: bounded by what the model file's size justifies
+        check_header_render(header_render_points(mlp, header.get("signal") or {}), Path(model_path).stat().st_size,
+                            str(model_path))
     if plane is not None:
         meta = check_metadata(header.get("signal", {}), mlp.out_dim)
         path = render_slice(mlp, meta, Path(output), size, plane)

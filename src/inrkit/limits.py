@@ -31,6 +31,7 @@ MAX_MLP_WIDTH = 1 << 20  # neurons of one MLP layer (the element limits bind fir
 MAX_NERF_WIDTH = 4096  # neurons of one NeRF layer (the paper uses 256)
 MAX_NERF_LAYERS = 64  # trunk or view layers of a NeRF
 MAX_OMEGA = 1e5  # largest SIREN/FINER frequency factor in a model header (omegas must be finite and > 0)
+MIN_OMEGA = 1e-3  # smallest omega_0 a new SIREN/FINER is built with (its init divides by omega)
 MAX_GRID_LEVELS = 64  # resolution levels of a grid encoding
 MAX_GRID_FEATURES = 64  # features per level of a grid encoding
 MAX_GRID_RESOLUTION = 1 << 20  # cells per axis of a grid level
@@ -41,6 +42,18 @@ MAX_NPZ_SLACK = 1 * MIB  # uncompressed bytes every .npz member may have regardl
 MAX_NPY_HEADER = 10_000  # bytes of an .npy header (NumPy's own default)
 MAX_RENDER_POINTS = 1 << 27  # grid points one render may evaluate (512^3 or 11585^2)
 MAX_RENDER_SIDE = 1 << 16  # samples per axis of a render or of a header 'signal.shape'
+RENDER_FREE_POINTS = 1 << 20  # points `render` without --size evaluates for any model file (1024^2, ~101^3)
+RENDER_POINTS_PER_BYTE = 16  # more points per byte of the model file (a 530 KB SIREN 256x3: 9.5 M points)
+
+
+def check_header_render(points: int, file_bytes: int, what: str) -> None:
+    """Refuse rendering the ``points`` a model header's ``signal.shape`` asks for (``render`` without ``--size``)
+    when the model file's size cannot justify them: at most ``RENDER_FREE_POINTS + RENDER_POINTS_PER_BYTE x
+    file_bytes``; a larger render needs an explicit ``--size`` (bounded by ``MAX_RENDER_POINTS``)."""
+    limit = inrz_budget(RENDER_FREE_POINTS, RENDER_POINTS_PER_BYTE, file_bytes)
+    if points > limit:
+        raise InvalidFileError(f"{what}: its header asks for {points} points, more than a {file_bytes}-byte model "
+                               f"file justifies ({limit}; see docs/limits.md); choose the resolution with --size")
 
 
 def check_count(value: Any, name: str, limit: int, error: type[Exception]) -> int:
@@ -133,11 +146,12 @@ INRZ_RECON_FREE = 1 << 25  # sparse reconstruction multiply-adds (vectors x s x 
 INRZ_RECON_PER_BYTE = 2048  # more reconstruction multiply-adds per byte of file
 INRZ_VALUES_FREE = 1 << 20  # decoded numbers (weights, biases, sparse coefficients) any file may hold
 INRZ_VALUES_PER_BYTE = 64  # more decoded numbers per byte of file
-INRZ_PIXELS_FREE = 1 << 22  # pixels `decode` renders from any image file (2048 x 2048)
-INRZ_PIXELS_PER_BYTE = 256  # more pixels per byte of file (1/32 bit per pixel)
+INRZ_PIXELS_FREE = 1 << 20  # pixels `decode` renders from any image file (1024 x 1024: every Kodak image)
+INRZ_PIXELS_PER_BYTE = 64  # more pixels per byte of file (1/8 bit per pixel, below the lowest published Kodak rates)
 INRZ_MAX_PIXELS = 1 << 26  # pixels `decode` renders at most, whatever the file's size
-INRZ_RENDER_FREE = 1 << 33  # pixels x weights per pixel (multiply-adds) `decode` spends on any image file
-INRZ_RENDER_PER_BYTE = 1 << 23  # more render multiply-adds per byte of file
+INRZ_RENDER_FREE = 1 << 31  # pixels x (weights per pixel + INRZ_PIXEL_COST) `decode` spends on any image file
+INRZ_RENDER_PER_BYTE = 1 << 23  # more of that work per byte of file (a SIREN 256x3 Kodak file at ~0.15 bpp needs it)
+INRZ_PIXEL_COST = 256  # render work of one pixel besides its network (coordinates, conversion, PNG), in multiply-adds
 INRZ_BROTLI_RATIO = 256  # a payload stream may expand at most this many times its compressed size ...
 INRZ_BROTLI_FREE = 256 * 1024  # ... plus this many bytes (measured while expanding, so constant streams stop)
 INRZ_CACHE_BYTES = 64 * MIB  # the decoder's dictionary cache holds at most this many bytes
@@ -147,9 +161,9 @@ INRZ_CACHE_BYTES = 64 * MIB  # the decoder's dictionary cache holds at most this
 # codec"); besides, the latent stream must be long enough for its latents (each costs at least 2**-12 bit).
 INRZ_GRID_PIXELS_FREE = 1 << 20  # pixels any grid file may ask for (1024 x 1024: every Kodak image)
 INRZ_GRID_PIXELS_PER_BYTE = 48  # more pixels per byte of file (1/6 bpp; 64 KB: 2048 x 2048)
-INRZ_GRID_MAX_PIXELS = 1 << 25  # pixels at most (8K UHD); the decoder holds about 11 bytes per pixel
+INRZ_GRID_MAX_PIXELS = 1 << 24  # pixels at most (16.8 MP); `decode` peaks at 14 bytes per pixel (226 MB at 4096^2)
 INRZ_GRID_WORK_FREE = 1 << 30  # estimated decoding ns (latent_codec.decode_cost, one core) of any grid file
-INRZ_GRID_WORK_PER_BYTE = 3 << 12  # more per byte of file (64 KB: 1.9 s estimated, 1.5 s measured at 1912^2)
+INRZ_GRID_WORK_PER_BYTE = 3 << 12  # more per byte of file (64 KB: 1.9 s estimated, 1.3-1.5 s measured at 1792^2)
 
 
 def inrz_budget(free: int, per_byte: int, file_bytes: int) -> int:
@@ -190,7 +204,8 @@ def check_inrz_image(file_bytes: int, pixels: int, macs_per_pixel: int, what: st
     if pixels > limit:
         raise InvalidFileError(f"{what}: an image of {pixels} pixels, more than a {file_bytes}-byte file "
                                f"justifies ({limit}; see docs/limits.md)")
-    work, limit = pixels * max(int(macs_per_pixel), 1), inrz_budget(INRZ_RENDER_FREE, INRZ_RENDER_PER_BYTE, file_bytes)
+    work = pixels * (max(int(macs_per_pixel), 1) + INRZ_PIXEL_COST)
+    limit = inrz_budget(INRZ_RENDER_FREE, INRZ_RENDER_PER_BYTE, file_bytes)
     if work > limit:
         raise InvalidFileError(f"{what}: rendering needs {work} multiply-adds, more than a {file_bytes}-byte file "
                                f"justifies ({limit}; see docs/limits.md)")
@@ -232,6 +247,27 @@ def check_decode(values: int, file_bytes: int, what: str) -> None:
             f"float32 per file byte beyond {DECODE_FREE_BYTES // MIB} MiB); save it uncompressed")
 
 
+def regular_file(path: str | os.PathLike, what: str = "file") -> int:
+    """The size of ``path``, a regular file; else :class:`InvalidFileError` giving the reason (no such
+    file, a folder, a device/FIFO/socket, unreadable)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InvalidFileError(f"{path}: no such {what}") from None
+    except (OSError, ValueError) as exc:
+        raise InvalidFileError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InvalidFileError(f"{path}: is a folder, not a {what}")
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a character device" if stat.S_ISCHR(info.st_mode) else "a block device" if stat.S_ISBLK(info.st_mode)
+                else "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode)
+                else "not a regular file")
+        raise InvalidFileError(f"{path}: {kind}, not a {what} (a regular file is needed)")
+    if not os.access(path, os.R_OK):
+        raise InvalidFileError(f"{path}: permission denied")
+    return int(info.st_size)
+
+
 def inside_folder(folder: str | os.PathLike, name: str, what: str) -> Path:
     """Resolve ``name`` (relative, from a file) under ``folder``; refuse escapes (``..``, absolute, symlinks).
 
@@ -268,6 +304,10 @@ MAX_SCENE_PIXELS = 1 << 28  # most pixels of all the views of a synthetic NeRF s
 MAX_RAY_SAMPLES = 4096  # most coarse or fine samples per NeRF ray (--samples, --importance)
 MAX_PRUNE_POINTS = 1 << 22  # most domain points sampled for ID pruning (prune --points)
 MAX_BPP = 64.0  # highest bits per pixel a compression target may ask (24-bit RGB is raw)
+MIN_INRZ_BYTES = 64  # no .inrz image file is smaller (container + header; the smallest measured: 122 bytes)
+MAX_LR = 10.0  # highest learning rate a command accepts (SIREN: 1e-4..1e-2; grid tables: up to ~1)
+MAX_OVERCOMPLETE = 64.0  # most SINR dictionary atoms per vector length (the paper: 2 to 8)
+MAX_SPARSITY_COUNT = 1 << 14  # most atoms per vector a sparsity count may ask (the dictionary's own bound)
 MAX_THREADS = 1024  # most CPU threads --threads may ask PyTorch for
 MAX_CODEC_IMAGES = 10_000  # most images eval-codec reads from one folder
 
@@ -283,9 +323,9 @@ def check_hidden(widths: Any, what: str = "hidden widths") -> tuple[int, ...]:
     try:
         out = tuple(int(w) for w in widths)
     except (TypeError, ValueError):
-        raise InvalidInputError(f"{what} must be integers, got {widths!r}") from None
+        raise InvalidInputError(f"{what} must be integers, got {str(widths)[:80]}") from None
     if not out or min(out) < 1:
-        raise InvalidInputError(f"{what} must be positive, got {list(out)}")
+        raise InvalidInputError(f"{what} must be positive, got {short_list(out)}")
     if max(out) > MAX_HIDDEN_WIDTH or len(out) > MAX_HIDDEN_LAYERS:
         raise InvalidInputError(f"{what} {_short(out)} exceed the limits (at most {MAX_HIDDEN_LAYERS} layers "
                                 f"of at most {MAX_HIDDEN_WIDTH} neurons)")
@@ -316,5 +356,38 @@ def check_range(name: str, value: Any, low: float | None = None, high: float | N
     return value
 
 
+def check_fraction_or_count(name: str, value: Any, max_count: int | None = None) -> Any:
+    """``value`` if it is a fraction in (0, 1) or a whole count in ``[1, max_count]``; ``None`` passes.
+
+    Anything else (``1.5``, ``0``, ``-2``, NaN, a count beyond ``max_count``) is an
+    :class:`InvalidInputError` naming ``name``.
+    """
+    import numbers
+
+    from inrkit.errors import InvalidInputError
+
+    if value is None:
+        return value
+    number = float(value) if not isinstance(value, bool) and isinstance(value, numbers.Real) else math.nan
+    ok = math.isfinite(number) and (0 < number < 1 or (number >= 1 and number.is_integer()
+                                                       and (max_count is None or number <= max_count)))
+    if not ok:
+        most = "" if max_count is None else f" up to {max_count}"
+        raise InvalidInputError(f"{name} must be a fraction in (0, 1) or a whole count >= 1{most}, "
+                                f"got {str(value)[:40]}")
+    return value
+
+
 def _short(widths: tuple[int, ...]) -> str:
-    return "x".join(map(str, widths)) if len(set(widths)) == 1 and len(widths) > 3 else ",".join(map(str, widths))
+    """``256x3`` for equal widths, else ``a,b,c`` (a long list shortened to its ends)."""
+    if len(set(widths)) == 1 and len(widths) > 3:
+        return f"{widths[0]}x{len(widths)}"
+    return short_list(widths)
+
+
+def short_list(values: Any, keep: int = 6, sep: str = ",") -> str:
+    """``values`` joined by ``sep``, shortened to the first and last few (``1,2,3,...,9 (40 values)``)."""
+    items = [str(v) for v in values]
+    if len(items) <= 2 * keep:
+        return sep.join(items)
+    return f"{sep.join(items[:keep])}{sep}...{sep}{sep.join(items[-2:])} ({len(items)} values)"

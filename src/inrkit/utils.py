@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -31,22 +32,49 @@ def resolve_device(name: str | None = None) -> torch.device:
     return device
 
 
+def _named(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming ``path`` (the target, not the temporary file): a full disk or a file-size limit
+    (``ENOSPC``, ``EFBIG``, ``EDQUOT``) raised by a write names no file."""
+    if exc.filename is not None and Path(exc.filename).name.startswith(f".{path.stem}"):
+        exc.filename = None  # the temporary file: name the target instead
+    if exc.filename is None:
+        err = OSError(exc.errno, exc.strerror or str(exc) or type(exc).__name__, str(path))
+        return err
+    return exc
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _named(exc, path.parent) from None
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
-    """Write to a temporary file beside ``path`` and move it into place on success."""
+    """Write to a temporary file beside ``path`` and move it into place on success.
+
+    On any failure the temporary file is removed and ``path`` is left as it was; an ``OSError``
+    (a full disk, a file-size limit) is raised naming ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give them the usual permissions
+    _mkdir(path)
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _named(exc, path) from None
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give them the usual permissions
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _named(exc, path) from None
         raise
 
 
@@ -63,8 +91,11 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
 
 @contextlib.contextmanager
 def _atomic_path(path: Path) -> Iterator[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    _mkdir(path)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as exc:
+        raise _named(exc, path) from None
     tmp = Path(name)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; give them the usual permissions
@@ -73,10 +104,21 @@ def _atomic_path(path: Path) -> Iterator[Path]:
         if tmp.is_symlink() or not tmp.is_file():
             raise OSError(f"{tmp}: temporary file was replaced during the write")
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _named(exc, path) from None
+        if isinstance(exc, Exception) and _is_write_error(exc):  # a library's own error for a failed write
+            raise OSError(errno.EIO, f"cannot write ({str(exc)[:160]})", str(path)) from None
         raise
+
+
+def _is_write_error(exc: Exception) -> bool:
+    """A library error that reports a failed write (safetensors, Pillow, trimesh wrap the OSError)."""
+    text = str(exc).lower()
+    return any(word in text for word in ("no space", "file too large", "quota", "ioerror", "i/o error",
+                                         "errno 27", "errno 28", "errno 122"))
 
 
 def _umask() -> int:

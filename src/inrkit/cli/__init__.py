@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from inrkit.cli.common import ArgumentParser, _number, check_outputs
+from inrkit.cli.common import ArgumentParser, _number, check_outputs, shorten
 from inrkit.errors import InrkitError
 from inrkit.limits import MAX_THREADS
 
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
+    return shorten(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (one line, exit 2)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if getattr(args, "json", False):  # --json: exactly one JSON object, no progress bars on any command
+        args.progress = False
     previous = _catch_sigterm()
     threads = _current_threads()
     try:

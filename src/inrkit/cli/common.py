@@ -35,11 +35,38 @@ OUTPUT_DESTS = ("output", "history_path", "checkpoint_path", "preview")  # dests
 Range = tuple[float | None, float | None]
 
 
+# a value that starts with '-' but is a number or a list of numbers ("-1e-3", "-4,4", "-inf", "-2:5,0:3"):
+# argparse would take it for an unknown flag ("expected one argument"); it is parsed as a value, so the
+# flag's range check answers (e.g. "--lr must be > 0")
+_NEGATIVE_VALUE = re.compile(r"^-(\d|\.\d|inf|nan)[\w.,:+\-]*$", re.IGNORECASE)
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line on stderr (exit 2), like every other error."""
+    """An argument parser whose usage errors are one line on stderr (exit 2), like every other error.
+
+    A negative number or list (``--lr -1e-3``, ``--size -4,4``) is read as the flag's value, so the
+    flag's own check refuses it with its range.
+    """
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {shorten(message)} (see: {self.prog} --help)\n")
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        if _NEGATIVE_VALUE.match(arg_string) and arg_string not in self._option_string_actions:
+            return None
+        return super()._parse_optional(arg_string)
+
+
+MAX_MESSAGE = 300  # characters of one error line (a longer one keeps its start and end)
+
+
+def shorten(text: object, limit: int = MAX_MESSAGE) -> str:
+    """``text`` on one line, at most ``limit`` characters (the middle replaced by ``...``)."""
+    line = " ".join(str(text).split())
+    if len(line) <= limit:
+        return line
+    keep = limit - 5
+    return f"{line[: keep - keep // 4]} ... {line[-(keep // 4):]}"
 
 
 # ------------------------------------------------------------------ parsing

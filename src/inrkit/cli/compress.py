@@ -11,6 +11,7 @@ from inrkit.cli.common import add_config, add_json_flag, add_output, build_confi
 from inrkit.cli.many import add_many, check_single, emit_many
 from inrkit.compress.api import (
     EncodeConfig,
+    check_bpp_target,
     compress_file,
     decode_image,
     decompress_file,
@@ -22,7 +23,7 @@ from inrkit.compress.latent import PRESETS as GRID_PRESETS
 from inrkit.compress.latent import encode_grid_image
 from inrkit.errors import InvalidInputError
 from inrkit.jobs import ManyOptions, encode_many, wants_many
-from inrkit.limits import MAX_BPP
+from inrkit.limits import MAX_BPP, MAX_OVERCOMPLETE, MAX_SPARSITY_COUNT, check_range
 from inrkit.models import ARCHITECTURES, parse_hidden
 from inrkit.models.fast import PRECISIONS
 from inrkit.train.fit import SCHEDULES
@@ -40,6 +41,9 @@ def _decompress(args: argparse.Namespace) -> int:
 
 def _encode(args: argparse.Namespace) -> int:
     many = wants_many(args.image, build_config(ManyOptions, args))
+    check_range("bpp", args.bpp, 0, MAX_BPP, low_open=True)  # before any image is read or fitted
+    if not many:
+        check_bpp_target(args.image, args.bpp)
     if args.codec == "grid" and not many:
         return emit(_encode_grid(args), args.json)
     config = build_config(EncodeConfig, args)
@@ -74,7 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="model file (.safetensors or .npz)")
     add_output(p, "output .inrz file", (".inrz",))
     add_config(p, compress_file, flags={"signal_path": "--signal", "finetune_steps": "--finetune"},
-               choices={"codec": codecs}, parsers={"crop": parse_crop})
+               choices={"codec": codecs}, parsers={"crop": parse_crop},
+               ranges={"overcomplete": (1, MAX_OVERCOMPLETE), "sparsity": (0, MAX_SPARSITY_COUNT),
+                       "bits": (1, 16), "target_bytes": (1, None)})
     add_json_flag(p)
     p.set_defaults(handler=_compress)
 

@@ -19,7 +19,7 @@ from inrkit.cli.common import (
     parse_crop,
 )
 from inrkit.demo import run_demo
-from inrkit.limits import MAX_OUTPUT_SIDE
+from inrkit.limits import MAX_LR, MAX_OMEGA, MAX_OUTPUT_SIDE, MIN_OMEGA
 from inrkit.models import ACTIVATIONS, ARCHITECTURES, parse_hidden
 from inrkit.models.fast import PRECISIONS
 from inrkit.signals import SignalOptions
@@ -29,6 +29,8 @@ from inrkit.train.fit import OPTIMIZERS, SCHEDULES
 FIT_FLAGS = {"history_path": "--history", "checkpoint_path": "--checkpoint", "plot_path": "--plot"}
 FIT_CHOICES = {"schedule": SCHEDULES, "optimizer": OPTIMIZERS, "precision": PRECISIONS}
 SIGNAL_PARSERS = {"crop": parse_crop}
+MODEL_RANGES = {"omega0": (MIN_OMEGA, MAX_OMEGA)}
+FIT_RANGES = {"lr": (0, MAX_LR), "encoding_lr": (0, MAX_LR), "adam_eps": (0, 1), "lr_min_factor": (0, 1)}
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
@@ -66,8 +68,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                                  "inrkit[viz]) .mhd/.mha/.nrrd/.nhdr/.nii/.nii.gz/.slc/.tif, a TIFF or DICOM folder")
     add_output(p, "model file to write (.safetensors)", (".safetensors",))
     add_config(p, ModelSpec, choices={"arch": choices_of(ARCHITECTURES), "activation": ACTIVATIONS},
-               parsers={"hidden": parse_hidden})
-    add_config(p, FitConfig, flags=FIT_FLAGS, choices=FIT_CHOICES,
+               parsers={"hidden": parse_hidden}, ranges=MODEL_RANGES)
+    add_config(p, FitConfig, flags=FIT_FLAGS, choices=FIT_CHOICES, ranges=FIT_RANGES,
                aliases={"steps": ["--iters"], "batch_size": ["--batch"]})
     add_config(p, SignalOptions, parsers=SIGNAL_PARSERS)
     declare_output(p, "plot_path", "--plot", (".png",))

@@ -22,7 +22,7 @@ from inrkit.cli.common import (
     declare_output,
     emit,
 )
-from inrkit.cli.core import FIT_CHOICES, SIGNAL_PARSERS
+from inrkit.cli.core import FIT_CHOICES, FIT_RANGES, MODEL_RANGES, SIGNAL_PARSERS
 from inrkit.errors import InvalidInputError
 from inrkit.jobs import MAX_BATCH, JobOptions, ManyOptions, check_ray, expand_inputs, run_job
 from inrkit.models import ACTIVATIONS, ARCHITECTURES, parse_hidden
@@ -81,8 +81,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_output(p, "output folder: NAME.safetensors per item, summary.json, summary.csv", folder=True)
     add_config(p, JobOptions, ranges={"batch": (1, MAX_BATCH)})
     add_config(p, ModelSpec, choices={"arch": choices_of(ARCHITECTURES), "activation": ACTIVATIONS},
-               parsers={"hidden": parse_hidden})
-    add_config(p, FitConfig, skip=FIT_SKIP, choices=FIT_CHOICES, aliases={"steps": ["--iters"]})
+               parsers={"hidden": parse_hidden}, ranges=MODEL_RANGES)
+    add_config(p, FitConfig, skip=FIT_SKIP, choices=FIT_CHOICES, ranges=FIT_RANGES, aliases={"steps": ["--iters"]})
     add_config(p, SignalOptions, parsers=SIGNAL_PARSERS)
     add_json_flag(p)
     p.set_defaults(handler=_cmd_fit_many)

@@ -24,12 +24,12 @@ from inrkit.cli.common import (
 from inrkit.cli.many import add_many, check_single, emit_many
 from inrkit.jobs import ManyOptions, mesh_many, wants_many
 
-# the library's method/chunk_values are tuning knobs, progress is always on here
+# the library's method/chunk_values are tuning knobs; progress is on unless --json
 CONFIG_SKIP = ("method", "chunk_values", "progress")
 
 
 def _mesh(args: argparse.Namespace) -> int:
-    cfg = build_config(PruningAMRConfig, args, progress=True)  # validated here (__post_init__), before any work
+    cfg = build_config(PruningAMRConfig, args, progress=not args.json)  # validated here, before any work
     options = build_config(mesh_model, args)  # mesh_model checks the method and outputs before reading the model
     if wants_many(args.model, build_config(ManyOptions, args)):  # a folder of models: one mesh each
         summary = mesh_many([args.model], args.output, config=cfg, redo=args.redo, device=args.device,

@@ -23,7 +23,8 @@ ADAPT_HELP = {
 PRUNE_HELP = {
     "method": "criterion (l1 is AIRe's; id: interpolative decomposition)",
     "layers": "hidden layers to prune, e.g. 0,1 (none: all)",
-    "keep": "fraction (<=1) or number of neurons kept per layer (none with no --eps: 0.5; id: rank-targeted)",
+    "keep": "neurons kept per layer: a fraction in (0, 1) or a whole count >= 1 (none with no --eps: 0.5; "
+            "id: rank-targeted)",
     "eps": "drop neurons scoring <= eps (id: relative tolerance; the output says what it kept)",
     "signal_path": "signal file, to measure PSNR and fine-tune",
     "finetune": "fine-tuning steps after pruning (needs --signal)",

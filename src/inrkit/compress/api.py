@@ -21,10 +21,20 @@ from inrkit.compress.decoder import read_file
 from inrkit.compress.model import decode_model
 from inrkit.compress.qat import QAT_LR, QAT_STEPS
 from inrkit.errors import InvalidFileError, InvalidInputError
-from inrkit.limits import MAX_BPP, check_hidden, check_inrz_image, check_range
+from inrkit.limits import (
+    MAX_BPP,
+    MAX_OVERCOMPLETE,
+    MAX_SPARSITY_COUNT,
+    MIN_INRZ_BYTES,
+    check_fraction_or_count,
+    check_hidden,
+    check_inrz_image,
+    check_range,
+)
 from inrkit.models import MLP, build_model, load_model, save_model
 from inrkit.signals import ImageSignal, Signal, check_metadata, load_signal, render_model
-from inrkit.signals.match import load_matching_signal
+from inrkit.signals.match import load_matching_signal, peek_signal
+from inrkit.signals.readers import open_image
 from inrkit.train import FitConfig, fit
 from inrkit.utils import atomic_write
 
@@ -329,18 +339,22 @@ def compress_file(
         crop: image window of the signal, ROW0:ROW1,COL0:COL1 (as the model was fitted).
         progress: show a progress bar over the search and fine-tuning (on a terminal).
     """
+    check_range("overcomplete", overcomplete, 1, MAX_OVERCOMPLETE, optional=False)
+    check_fraction_or_count("sparsity", sparsity, MAX_SPARSITY_COUNT)
+    check_range("qat_steps", qat_steps, 0, optional=False)
+    _check_args(bits, sparsity, target_bytes, finetune_steps, [])
+    if (finetune_steps or qat_steps) and not signal_path:
+        raise InvalidInputError("fine-tuning and quantisation-aware training need the signal (--signal)")
+    c = CODECS.get(codec)
+    options = c.make_options(overcomplete=overcomplete, seed=seed)
     loaded, header = load_model(model_path, device="cpu")
     model = _as_mlp(loaded)
     meta = header.get("signal") or {}
-    if (finetune_steps or qat_steps) and not signal_path:
-        raise InvalidInputError("fine-tuning and quantisation-aware training need the signal (--signal)")
     signal = load_matching_signal(Path(signal_path), header, "--signal", crop=crop) if signal_path else None
     if signal is not None and (signal.dim, signal.out_dim) != (model.coord_dim, model.out_dim):
         raise InvalidInputError(f"model maps {model.coord_dim}->{model.out_dim} but the signal is "
                                 f"{signal.dim}->{signal.out_dim}")
-    c = CODECS.get(codec)
     t0 = time.perf_counter()
-    options = c.make_options(overcomplete=overcomplete, seed=seed)
     result = compress_to_target(model, signal, codec, target_psnr=target_psnr, target_bytes=target_bytes,
                                 bits=bits, sparsity=sparsity, options=options,
                                 finetune_steps=finetune_steps, qat_steps=qat_steps, meta=meta, device=device,
@@ -442,6 +456,7 @@ def encode_image(
     check_range("target_psnr", target_psnr)
     if hidden:
         check_hidden(hidden)
+    check_bpp_target(image_path, bpp)
     config = config or EncodeConfig()
     if codec == "grid":
         refuse_network_options(hidden, arch, finetune_steps, qat_steps)
@@ -472,6 +487,24 @@ def encode_image(
     rep.update(output=str(out_path), hidden=hidden, fit_psnr=float(fitted.metrics["psnr"]), fit_steps=fitted.steps,
                fit_seconds=fit_s, seconds=time.perf_counter() - t0)
     return rep
+
+
+def check_bpp_target(image_path: str | os.PathLike, bpp: float | None) -> None:
+    """Refuse a ``bpp`` target no ``.inrz`` file can meet for this image, from the image header alone.
+
+    ``bpp x pixels / 8`` bytes must hold at least :data:`inrkit.limits.MIN_INRZ_BYTES` (the container
+    and header of the smallest file): checked before the image is decoded or anything is fitted.
+    """
+    check_range("bpp", bpp, 0, MAX_BPP, low_open=True)
+    if bpp is None:
+        return
+    with open_image(Path(image_path)) as img:
+        width, height = img.size
+    budget = bpp * width * height / 8
+    if budget < MIN_INRZ_BYTES:
+        raise InvalidInputError(f"--bpp {bpp:g} allows {budget:.3g} bytes for a {width}x{height} image; an .inrz "
+                                f"file needs at least {MIN_INRZ_BYTES} bytes (ask for at least "
+                                f"{8 * MIN_INRZ_BYTES / (width * height):.3g} bpp)")
 
 
 def refuse_network_options(hidden: Sequence[int] | None, arch: str, finetune_steps: int,
@@ -516,14 +549,19 @@ def decode_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
 
         if crop is not None:
             raise InvalidInputError("a grid .inrz file stores its crop; decode it without --crop")
+        if reference is not None:  # a reference that is no image is refused before anything is written
+            peeked = peek_signal(reference)
+            if peeked is None or peeked.kind != "image":
+                raise InvalidInputError(f"--reference {reference}: not a PNG or JPEG image")
         return decode_grid_image(inrz_path, out_path, reference=reference)
     model, header = decode_model(data, check=functools.partial(_check_image, len(data), str(inrz_path)))
     meta = check_metadata(header.get("signal"), model.out_dim, kind="image")
+    # the reference is read and checked against the header before the output is written
+    ref = None if reference is None else load_matching_signal(Path(reference), header, "--reference", crop=crop)
     render_model(model, meta, Path(out_path))
     h, w = meta["shape"]
     rep: dict[str, Any] = {"output": str(out_path), "bytes": len(data), "bpp": 8.0 * len(data) / (h * w),
                            "codec": header["codec"], "shape": [h, w]}
-    if reference is not None:
-        ref = load_matching_signal(Path(reference), header, "--reference", crop=crop)
+    if ref is not None:
         rep["psnr"] = float(ref.evaluate(model)["psnr"])
     return rep

@@ -16,7 +16,7 @@ from inrkit.compress import coding, entropy
 from inrkit.compress.container import write_version
 from inrkit.compress.dictionary import sensing_matrix
 from inrkit.errors import InvalidFileError, InvalidInputError
-from inrkit.limits import INRZ_MAX_DICT
+from inrkit.limits import INRZ_MAX_DICT, MAX_OVERCOMPLETE
 
 if TYPE_CHECKING:
     from inrkit.models.mlp import MLP
@@ -58,8 +58,10 @@ class SinrOptions:
 
     def __post_init__(self) -> None:
         check_bits(self.bits, self.dense_bits)
-        if not self.sparsity > 0 or self.overcomplete < 1 or self.block < 8 or self.seed < 0:
-            raise InvalidInputError("need sparsity > 0, overcomplete >= 1, block >= 8 and a non-negative seed")
+        if not self.sparsity > 0 or self.block < 8 or self.seed < 0:
+            raise InvalidInputError("need sparsity > 0, block >= 8 and a non-negative seed")
+        if not 1 <= self.overcomplete <= MAX_OVERCOMPLETE:
+            raise InvalidInputError(f"overcomplete must be in [1, {MAX_OVERCOMPLETE:g}], got {self.overcomplete:g}")
 
     def atoms(self, k1: int) -> int:
         """Atoms per vector of length ``k1``."""

@@ -43,6 +43,7 @@ from inrkit.limits import (
     MAX_OMEGA,
     MAX_TENSOR_ELEMENTS,
     parse_json,
+    regular_file,
 )
 from inrkit.models.grid import GridConfig, GridEncoding
 from inrkit.models.mlp import ACTIVATIONS, MLP
@@ -465,8 +466,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = "cpu
     Raises :class:`InvalidFileError` with a clear message on any problem.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InvalidFileError(f"{path}: no such model file")
+    regular_file(path, "model file")
     if path.suffix.lower() == ".npz":
         tensors, header = _read_npz(path)
     else:

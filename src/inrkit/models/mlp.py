@@ -17,7 +17,15 @@ import torch
 from torch import Tensor, nn
 
 from inrkit.errors import InvalidInputError
-from inrkit.limits import MAX_MODEL_ELEMENTS, MAX_MODEL_LAYERS, MAX_TENSOR_ELEMENTS
+from inrkit.limits import (
+    MAX_HIDDEN_LAYERS,
+    MAX_MODEL_ELEMENTS,
+    MAX_MODEL_LAYERS,
+    MAX_OMEGA,
+    MAX_TENSOR_ELEMENTS,
+    MIN_OMEGA,
+    check_range,
+)
 from inrkit.models.grid import GridConfig, GridEncoding
 from inrkit.models.surgery import PrunableGroup
 from inrkit.registry import Registry
@@ -263,6 +271,8 @@ def siren(
     First layer ``W ~ U(-1/n, 1/n)``; later layers ``W ~ U(-sqrt(6/n)/omega, sqrt(6/n)/omega)``;
     biases as PyTorch's ``nn.Linear`` (``U(-1/sqrt(n), 1/sqrt(n))``); the last layer is linear.
     """
+    for name, omega in (("omega0", omega0), ("omega_hidden", omega_hidden)):
+        check_range(name, omega, MIN_OMEGA, MAX_OMEGA, optional=False)
     widths = [in_dim, *hidden, out_dim]
     n = len(widths) - 1
     acts = ["sine"] * (n - 1) + ["identity"]
@@ -429,13 +439,16 @@ def build_model(arch: str, in_dim: int, out_dim: int, hidden: Sequence[int], **k
 def parse_hidden(spec: str) -> list[int]:
     """Parse ``"256x3"`` or ``"256,128,64"`` into hidden widths."""
     try:
-        if "x" in spec:
-            width, depth = spec.lower().split("x")
-            widths = [int(width)] * int(depth)
+        if "x" in spec.lower():
+            width, depth = (int(v) for v in spec.lower().split("x"))
+            widths = [width] * min(depth, MAX_HIDDEN_LAYERS + 1)  # never a list longer than the limit
         else:
             widths = [int(s) for s in spec.split(",") if s.strip()]
+            depth = len(widths)
     except ValueError as exc:
-        raise InvalidInputError(f"cannot parse hidden widths {spec!r}; use e.g. 256x3 or 256,128,64") from exc
+        raise InvalidInputError(f"cannot parse hidden widths {spec[:80]!r}; use e.g. 256x3 or 256,128,64") from exc
+    if depth > MAX_HIDDEN_LAYERS:
+        raise InvalidInputError(f"hidden widths {spec[:80]!r}: {depth} layers (at most {MAX_HIDDEN_LAYERS})")
     if not widths or any(w < 1 for w in widths):
-        raise InvalidInputError(f"hidden widths must be positive, got {spec!r}")
+        raise InvalidInputError(f"hidden widths must be positive, got {spec[:80]!r}")
     return widths

@@ -7,7 +7,7 @@ from typing import Any, Sequence, cast
 import torch
 
 from inrkit.errors import InvalidInputError
-from inrkit.limits import MAX_PRUNE_POINTS, check_range
+from inrkit.limits import MAX_PRUNE_POINTS, check_fraction_or_count, check_range
 from inrkit.models.io import load_model, save_model
 from inrkit.models.mlp import MLP
 from inrkit.models.surgery import find_group
@@ -61,7 +61,7 @@ def prune_file(model_path: str | Path, output: str | Path, method: str = "l1",
         raise InvalidInputError("--finetune needs --signal")
     if finetune < 0 or points < 1:
         raise InvalidInputError("finetune must be >= 0 and points >= 1")
-    check_range("keep", keep, 0, low_open=True)
+    check_fraction_or_count("keep", keep)
     check_range("eps", eps, 0)
     check_range("lr", lr, 0, low_open=True, optional=False)
     check_range("points", points, 1, MAX_PRUNE_POINTS, optional=False)

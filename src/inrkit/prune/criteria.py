@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from inrkit.errors import InvalidInputError
+from inrkit.limits import check_fraction_or_count
 from inrkit.models.surgery import PrunableGroup, StateMap, group_weights, remove_neurons
 from inrkit.registry import Registry
 
@@ -285,10 +286,9 @@ def select_neurons(method: str | Criterion, w_in: Tensor, w_out: Tensor, keep: i
 
 
 def keep_count(n: int, keep: float | int) -> int:
-    """Neurons to keep: a fraction in (0, 1] (rounded, at least 1) or an absolute count > 1."""
-    if isinstance(keep, bool) or keep <= 0:
-        raise InvalidInputError(f"keep must be positive, got {keep}")
-    k = int(round(n * keep)) if keep <= 1 else int(keep)
+    """Neurons to keep: a fraction in (0, 1) (rounded, at least 1) or a whole count >= 1."""
+    check_fraction_or_count("keep", keep)
+    k = int(round(n * keep)) if keep < 1 else int(keep)
     if k > n:
         raise InvalidInputError(f"cannot keep {k} of {n} neurons")
     return max(1, k)

@@ -10,10 +10,13 @@ the metrics are in the model's units. A header from before these fields were rec
 from __future__ import annotations
 
 import os
+import re
 import warnings
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
-from inrkit.errors import InvalidInputError
+from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.signals.kinds import load_signal
 
 GRID_KINDS = ("image", "volume", "field")
@@ -95,6 +98,95 @@ def check_signal_matches(header: dict[str, Any], signal: Any, what: str = "--sig
     return notes
 
 
+_HEAD_BYTES = 1 << 16  # bytes of a .vti/.vtk file searched for its grid dimensions
+_WHOLE_EXTENT = re.compile(rb'WholeExtent\s*=\s*"([^"]{0,200})"')
+_DIMENSIONS = re.compile(rb"\n\s*DIMENSIONS\s+(\d{1,12})\s+(\d{1,12})\s+(\d{1,12})", re.IGNORECASE)
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_MESH_SUFFIXES = (".ply", ".obj", ".stl", ".off")
+
+
+def _grid_kind(dims: Sequence[int]) -> str | None:
+    return {2: "field", 3: "volume"}.get(len(dims))
+
+
+def _read_head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(_HEAD_BYTES)
+    except OSError as exc:
+        raise InvalidFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def peek_signal(path: str | os.PathLike, crop: Sequence[int] | None = None,
+                dims: Sequence[int] | None = None) -> SimpleNamespace | None:
+    """What a signal file holds, from its header alone: ``kind``, ``shape`` and ``out_dim`` (channels).
+
+    Reads the PNG/JPEG header (Pillow opens lazily; ``crop`` applied when it lies inside the image), the
+    ``.npy`` header, ``.raw`` ``dims``, the ``WholeExtent`` of a ``.vti`` or the ``DIMENSIONS`` of a legacy
+    ``.vtk`` (size-1 axes dropped, as the readers do); a mesh is an ``sdf`` (no shape). ``None`` when the
+    format gives nothing cheaply (the full reader then checks).
+    """
+    from inrkit.signals.readers import file_size, npy_header, open_image
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if str(path).startswith("analytic:") or p.is_dir():
+        return None
+    if suffix in _MESH_SUFFIXES:
+        return SimpleNamespace(kind="sdf", shape=None, out_dim=1, name=p.name, frame=None)
+    shape: list[int] | None = None
+    if suffix in _IMAGE_SUFFIXES:
+        with open_image(p) as img:
+            width, height = img.size
+            channels = 1 if img.mode.startswith("I") or img.mode in ("1", "L", "LA") else 3  # as read_image
+        shape = [height, width]
+        if crop is not None:
+            r0, r1, c0, c1 = (int(v) for v in crop)
+            if not (0 <= r0 < r1 <= height and 0 <= c0 < c1 <= width):
+                return None  # the reader explains a crop outside the image
+            shape = [r1 - r0, c1 - c0]
+        return SimpleNamespace(kind="image", shape=shape, out_dim=channels, name=p.name, frame=None)
+    if suffix == ".npy":
+        shape = list(npy_header(p)[0])
+    elif suffix == ".raw" and dims:
+        shape = [int(d) for d in dims]
+    elif suffix in (".vti", ".vtk"):
+        file_size(p)
+        head = _read_head(p)
+        if suffix == ".vti":
+            match = _WHOLE_EXTENT.search(head)
+            try:
+                ext = [int(v) for v in match.group(1).split()] if match else []
+            except ValueError:
+                ext = []
+            if len(ext) != 6:
+                return None
+            shape = [ext[2 * i + 1] - ext[2 * i] + 1 for i in range(3)]
+        else:
+            found = _DIMENSIONS.search(head)
+            if found is None:
+                return None
+            shape = [int(v) for v in found.groups()]
+        if any(d < 1 for d in shape):
+            return None
+        shape = [d for d in shape if d > 1] or [1]
+    if shape is None or _grid_kind(shape) is None:
+        return None
+    return SimpleNamespace(kind=_grid_kind(shape), shape=shape, out_dim=1, name=p.name, frame=None)
+
+
+def check_signal_header(path: str | os.PathLike, header: dict[str, Any], what: str = "--signal",
+                        crop: Sequence[int] | None = None, dims: Sequence[int] | None = None) -> None:
+    """Refuse a signal file whose header already shows that it is not the model's signal (kind, channels,
+    crop, shape), before any sample is decoded; the full check follows the load."""
+    peeked = peek_signal(path, crop, dims)
+    if peeked is None:
+        return
+    with warnings.catch_warnings():  # notes are given once, by the check after loading
+        warnings.simplefilter("ignore", SignalMatchWarning)
+        check_signal_matches(header, peeked, what, crop)
+
+
 def load_matching_signal(path: str | os.PathLike, header: dict[str, Any], what: str = "--signal",
                          crop: Sequence[int] | None = None, **options: Any) -> Any:
     """Load ``path`` (with ``crop`` and other :func:`load_signal` options) and check it against ``header``.
@@ -102,6 +194,7 @@ def load_matching_signal(path: str | os.PathLike, header: dict[str, Any], what: 
     A grid signal is then expressed in the header's value normalisation (``value_offset``/``value_scale``),
     so PSNR is measured in the model's units. Raises :class:`InvalidInputError` on a mismatch.
     """
+    check_signal_header(path, header, what, crop, options.get("dims"))  # headers before pixels
     if crop is not None:
         options["crop"] = tuple(int(v) for v in crop)
     signal = load_signal(path, **options)

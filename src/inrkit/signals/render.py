@@ -6,14 +6,14 @@ them register in their own modules (see :mod:`inrkit.signals.kinds`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import MAX_RENDER_POINTS, MAX_RENDER_SIDE
-from inrkit.signals.base import grid_coords, predict
+from inrkit.signals.base import predict
 from inrkit.signals.frames import DEFAULT_ARRAY, output_frame
 from inrkit.signals.readers import write_vti
 from inrkit.utils import atomic_path, atomic_write, to_uint8
@@ -46,12 +46,43 @@ def save_npy(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-def grid_values(model: torch.nn.Module, meta: dict[str, Any], shape: Sequence[int]) -> np.ndarray:
+RENDER_CHUNK = 1 << 16  # grid points evaluated at a time by grid_values (memory: the output + one chunk) ...
+RENDER_CHUNK_VALUES = 1 << 22  # ... fewer for a wide network: at most this many values (16 MiB) per layer output
+
+
+def chunk_coords(shape: Sequence[int], start: int, stop: int) -> torch.Tensor:
+    """Rows ``start:stop`` of :func:`inrkit.signals.base.grid_coords` (the same values), without the rest."""
+    axes = [torch.linspace(-1.0, 1.0, n) if n > 1 else torch.zeros(1) for n in shape]
+    index = np.unravel_index(np.arange(start, stop, dtype=np.int64), tuple(int(n) for n in shape))
+    return torch.stack([axis[torch.from_numpy(np.ascontiguousarray(i))] for axis, i in zip(axes, index)], dim=-1)
+
+
+def grid_values(model: torch.nn.Module, meta: dict[str, Any], shape: Sequence[int],
+                convert: Callable[[np.ndarray], np.ndarray] | None = None, dtype: Any = np.float64) -> np.ndarray:
+    """The model on the grid ``shape`` in the header's units, ``[*shape, C]``.
+
+    Evaluated :data:`RENDER_CHUNK` points at a time (fewer for a wide network, see
+    :data:`RENDER_CHUNK_VALUES`) into one preallocated ``dtype`` array (after
+    ``convert``, e.g. to 8-bit pixels), so memory is the output plus one chunk, whatever the grid.
+    """
     channels = int(meta.get("channels", 1))
     offset = np.asarray(meta.get("value_offset", [0.0] * channels), dtype=np.float64)
     scale = np.asarray(meta.get("value_scale", [1.0] * channels), dtype=np.float64)
-    pred = predict(model, grid_coords(shape)).numpy().astype(np.float64)
-    return (pred * scale + offset).reshape(*shape, pred.shape[-1])
+    total = int(np.prod([int(n) for n in shape], dtype=np.int64))
+    widest = max([int(w) for w in getattr(model, "widths", [1])] or [1])
+    chunk = max(1, min(RENDER_CHUNK, RENDER_CHUNK_VALUES // widest))
+    out: np.ndarray | None = None
+    for start in range(0, total, chunk):
+        stop = min(start + chunk, total)
+        pred = predict(model, chunk_coords(shape, start, stop), batch=chunk).numpy().astype(np.float64)
+        values = pred * scale + offset
+        if convert is not None:
+            values = convert(values)
+        if out is None:
+            out = np.empty((total, values.shape[-1]), dtype=dtype)
+        out[start:stop] = values
+    assert out is not None  # a grid has at least one point
+    return out.reshape(*shape, out.shape[-1])
 
 
 def extract_sdf_mesh(model: torch.nn.Module, resolution: int):
@@ -59,7 +90,7 @@ def extract_sdf_mesh(model: torch.nn.Module, resolution: int):
     import trimesh
     from skimage.measure import marching_cubes
 
-    sdf = predict(model, grid_coords([resolution] * 3)).reshape([resolution] * 3).numpy()
+    sdf = grid_values(model, {"channels": 1}, [resolution] * 3, dtype=np.float32)[..., 0]
     if not (sdf.min() < 0.0 < sdf.max()):
         return trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
     verts, faces, _, _ = marching_cubes(sdf, level=0.0, spacing=(2.0 / (resolution - 1),) * 3)
@@ -125,22 +156,35 @@ def render_shape(model: torch.nn.Module, meta: dict[str, Any], size: Sequence[in
     return shape
 
 
+def header_render_points(model: torch.nn.Module, meta: dict[str, Any]) -> int:
+    """Grid points a render without a size evaluates: the header's ``signal.shape`` (an SDF: its side cubed),
+    else the default of 256 (SDF: 128) per axis."""
+    if not isinstance(meta, dict):
+        raise InvalidFileError("signal metadata must be an object")
+    if meta.get("kind") == "sdf":
+        shape = meta.get("shape") or [128]
+        side = shape[0] if isinstance(shape, list) else shape
+        return int(np.prod(check_render_shape([side] * 3, InvalidFileError, "header 'signal.shape'"), dtype=np.int64))
+    return int(np.prod(render_shape(model, meta, None), dtype=np.int64))
+
+
 def render_image(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: Sequence[int] | None) -> Path:
     """An image model as an 8-bit PNG."""
     shape = render_shape(model, meta, size)
     if path.suffix.lower() != ".png":
         raise InvalidInputError(f"images render to .png, not {path.suffix.lower()!r}")
-    return save_png(path, to_uint8(grid_values(model, meta, shape), peak=255.0))
+    pixels = grid_values(model, meta, shape, convert=lambda v: to_uint8(v, peak=255.0), dtype=np.uint8)
+    return save_png(path, pixels)
 
 
 def render_grid(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: Sequence[int] | None) -> Path:
     """A field or volume model as ``.npy`` (raw values), ``.png`` (2D colour map) or ``.vti`` (3D)."""
     shape, suffix, kind = render_shape(model, meta, size), path.suffix.lower(), meta.get("kind") or ""
     dim = len(shape)
-    values = grid_values(model, meta, shape)
+    values = grid_values(model, meta, shape, dtype=np.float32)
     values = values[..., 0] if values.shape[-1] == 1 else values
     if suffix == ".npy":
-        return save_npy(path, values.astype(np.float32))
+        return save_npy(path, values)
     if dim == 2 and suffix == ".png" and values.ndim == 2:
         return save_field_png(path, values)
     if dim == 3 and suffix == ".vti" and values.ndim == 3:

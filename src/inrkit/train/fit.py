@@ -296,6 +296,9 @@ def _resume(state: FitState, path: str) -> float:
     """
     ckpt = load_checkpoint(path, "fit")
     check_fingerprint(path, ckpt, state.fingerprint)
+    if ckpt.step > state.config.steps:  # the run would report (and have trained) more steps than asked
+        raise InvalidInputError(f"{path}: the checkpoint is at step {ckpt.step}, past the {state.config.steps} steps "
+                                "asked; ask for at least that many --steps or use another --checkpoint")
     state.replace_model(restore_model(ckpt, state.model, state.device))
     restore_optimizer(ckpt, state.model, state.optimizer)
     state.generator.set_state(ckpt.rng)
