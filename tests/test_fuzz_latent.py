@@ -154,11 +154,12 @@ def with_header(data: bytes, stream: bytes | None = None, **changes: Any) -> byt
     return pack(header, sections, version=2)
 
 
-def _largest_for(file_bytes: int, levels: int = 7) -> int:
-    """The side of the largest square image (default networks) a file of ``file_bytes`` bytes may ask for."""
+def _largest_for(file_bytes: int, levels: int = 7, hidden: tuple[int, ...] = (40,),
+                 arm_hidden: tuple[int, ...] = ()) -> int:
+    """The side of the largest square image a file of ``file_bytes`` (at most 64 KB) may ask for."""
     side = int((limits.INRZ_GRID_PIXELS_FREE + limits.INRZ_GRID_PIXELS_PER_BYTE * file_bytes) ** 0.5)
     budget = limits.INRZ_GRID_WORK_FREE + limits.INRZ_GRID_WORK_PER_BYTE * file_bytes
-    while lc.decode_cost(lc.level_shapes(side, side, levels), [40], [], 3) > budget:
+    while lc.decode_cost(lc.level_shapes(side, side, levels), list(hidden), list(arm_hidden), 3) > budget:
         side -= 8
     return side
 
@@ -167,6 +168,8 @@ def crafted_cases() -> dict[str, Callable[[], bytes]]:
     """Name -> builder of each hostile file."""
     small = lambda: crafted((64, 48))  # noqa: E731
     side64k = _largest_for(64 * 1024)
+    big = {"hidden": (256, 256, 256, 256), "arm_hidden": (64, 64, 64)}
+    side_big = _largest_for(64 * 1024, 12, **big)
     return {
         "empty stream, 2048^2": lambda: with_header(small(), stream=b"", shape=[2048, 2048]),
         "20-byte stream, 2048^2": lambda: with_header(small(), stream=bytes(20), shape=[2048, 2048]),
@@ -184,6 +187,8 @@ def crafted_cases() -> dict[str, Callable[[], bytes]]:
             (1024, 1024), 12, hidden=(256, 256, 256, 256), arm=_arm(0, (64, 64, 64)), pad_to=64 * 1024),
         f"64 KB, {side64k}^2, an escape per wavefront": lambda: crafted(
             (side64k, side64k), escapes=True, pad_to=64 * 1024),
+        f"64 KB, {side_big}^2, 12 levels, 4x256 synthesis, 3x64 ARM": lambda: crafted(
+            (side_big, side_big), 12, hidden=big["hidden"], arm=_arm(0, big["arm_hidden"]), pad_to=64 * 1024),
         f"64 KB, {side64k}^2, 14-bit latents": lambda: crafted(
             (side64k, side64k), top=(1 << 13) - 1, pad_to=64 * 1024),
     }

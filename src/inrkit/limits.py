@@ -158,12 +158,16 @@ INRZ_CACHE_BYTES = 64 * MIB  # the decoder's dictionary cache holds at most this
 
 # ---------------------------------------------------------------- .inrz grid (latent-grid image) codec
 # Checked by inrkit.compress.latent_codec.check_work from the header, before decoding (docs/limits.md, "The grid
-# codec"); besides, the latent stream must be long enough for its latents (each costs at least 2**-12 bit).
+# codec"), besides the general image rule above; the latent stream must also be long enough for its latents
+# (each costs at least 2**-12 bit). Up to the knee, any file decodes within about 2 s of CPU (one core).
+INRZ_GRID_KNEE_BYTES = 64 * 1024  # the per-byte allowances below hold up to this size; beyond, the BEYOND ones
 INRZ_GRID_PIXELS_FREE = 1 << 20  # pixels any grid file may ask for (1024 x 1024: every Kodak image)
 INRZ_GRID_PIXELS_PER_BYTE = 48  # more pixels per byte of file (1/6 bpp; 64 KB: 2048 x 2048)
+INRZ_GRID_PIXELS_BEYOND = 64  # more per byte beyond the knee (1/8 bpp, as INRZ_PIXELS_PER_BYTE)
 INRZ_GRID_MAX_PIXELS = 1 << 24  # pixels at most (16.8 MP); `decode` peaks at 14 bytes per pixel (226 MB at 4096^2)
 INRZ_GRID_WORK_FREE = 1 << 30  # estimated decoding ns (latent_codec.decode_cost, one core) of any grid file
-INRZ_GRID_WORK_PER_BYTE = 3 << 12  # more per byte of file (64 KB: 1.9 s estimated, 1.3-1.5 s measured at 1792^2)
+INRZ_GRID_WORK_PER_BYTE = 3 << 12  # more per byte of file (64 KB: 1.9 s estimated, 1.2-1.3 s measured at 1752^2)
+INRZ_GRID_WORK_BEYOND = 1 << 16  # more per byte beyond the knee (files at 1/8 bpp: 33,000 ns per byte needed)
 
 
 def inrz_budget(free: int, per_byte: int, file_bytes: int) -> int:

@@ -58,9 +58,12 @@ from inrkit.compress import entropy
 from inrkit.compress.container import pack, unpack
 from inrkit.errors import InvalidFileError
 from inrkit.limits import (
+    INRZ_GRID_KNEE_BYTES,
     INRZ_GRID_MAX_PIXELS,
+    INRZ_GRID_PIXELS_BEYOND,
     INRZ_GRID_PIXELS_FREE,
     INRZ_GRID_PIXELS_PER_BYTE,
+    INRZ_GRID_WORK_BEYOND,
     INRZ_GRID_WORK_FREE,
     INRZ_GRID_WORK_PER_BYTE,
     INRZ_MAX_FILE,
@@ -703,17 +706,16 @@ def read(data: bytes, what: str = ".inrz file") -> LatentImage:
 def decode_cost(shapes: list[tuple[int, int]], hidden: list[int], arm_hidden: list[int], channels: int) -> int:
     """Estimated CPU time (ns, one core) of decoding levels ``shapes`` with these networks to a PNG: per
     wavefront (NumPy and constriction calls), per latent (context gathering, range decoding, the ARM at 8
-    multiply-adds per ns) and per pixel (upsampling per level, 8-bit conversion and PNG, the synthesis at 16
-    multiply-adds per ns). Fitted,
-    rounded up, to decodes of crafted files on the development machine (2 shared cores): a 2040^2 image with
-    an escape per wavefront, 8 x 32768 and 32768 x 8 strips, 3 x 64 ARMs and 4 x 256 syntheses; it
-    overestimates them by 1.1-2.3x."""
+    multiply-adds per ns) and per pixel (upsampling per level, 8-bit conversion and PNG, the synthesis at 8
+    multiply-adds per ns; measured: 15-18). Fitted, rounded up, to decodes of crafted files on the development
+    machine (2 shared cores): a 2040^2 image with an escape per wavefront, 8 x 32768 and 32768 x 8 strips,
+    3 x 64 ARMs and 4 x 256 syntheses; it overestimates them by 1.1-2.3x."""
     h, w = shapes[0]
     latents = sum(r * c for r, c in shapes)
     arm = sum(o * i for o, i in arm_shapes(arm_hidden))
     synth = sum(o * i for o, i in synth_shapes(len(shapes), hidden, channels))
     return (COST_WAVEFRONT * wavefronts(shapes) + latents * (COST_LATENT + arm // 8)
-            + h * w * (COST_PIXEL + COST_PIXEL_LEVEL * len(shapes) + synth // 16))
+            + h * w * (COST_PIXEL + COST_PIXEL_LEVEL * len(shapes) + synth // 8))
 
 
 COST_WAVEFRONT = 1 << 15  # decode_cost (ns) per wavefront (measured: 14-20 us)
@@ -728,9 +730,11 @@ def check_work(file_bytes: int, stream_bytes: int, shapes: list[tuple[int, int]]
 
     - the latent stream: every latent costs at least :data:`MIN_BITS_PER_LATENT` bits, so ``latents *
       MIN_BITS_PER_LATENT <= 8 * stream_bytes + STREAM_SLACK_BITS``;
-    - pixels at most ``INRZ_GRID_PIXELS_FREE + INRZ_GRID_PIXELS_PER_BYTE * file_bytes`` and
-      ``INRZ_GRID_MAX_PIXELS`` (memory: the decoder holds about 15 bytes per pixel);
-    - :func:`decode_cost` at most ``INRZ_GRID_WORK_FREE + INRZ_GRID_WORK_PER_BYTE * file_bytes``.
+    - pixels at most ``INRZ_GRID_PIXELS_FREE + INRZ_GRID_PIXELS_PER_BYTE * file_bytes`` (bytes beyond
+      ``INRZ_GRID_KNEE_BYTES``: ``INRZ_GRID_PIXELS_BEYOND`` each) and ``INRZ_GRID_MAX_PIXELS`` (memory: ``decode``
+      peaks at about 14 bytes per pixel);
+    - :func:`decode_cost` at most ``INRZ_GRID_WORK_FREE + INRZ_GRID_WORK_PER_BYTE * file_bytes`` (bytes beyond
+      the knee: ``INRZ_GRID_WORK_BEYOND`` each): any file of up to 64 KB decodes in about 2 s of CPU at most.
 
     Raises:
         InvalidFileError: one line, naming the bound (docs/limits.md).
@@ -743,11 +747,13 @@ def check_work(file_bytes: int, stream_bytes: int, shapes: list[tuple[int, int]]
     if latents * MIN_BITS_PER_LATENT > 8 * stream_bytes + STREAM_SLACK_BITS:
         raise refuse(f"{latents} latents cannot fit a {stream_bytes}-byte latent stream (each costs at least "
                      f"{MIN_BITS_PER_LATENT:g} bit)")
-    limit = min(INRZ_GRID_MAX_PIXELS, INRZ_GRID_PIXELS_FREE + INRZ_GRID_PIXELS_PER_BYTE * file_bytes)
+    small, large = min(file_bytes, INRZ_GRID_KNEE_BYTES), max(file_bytes - INRZ_GRID_KNEE_BYTES, 0)
+    limit = min(INRZ_GRID_MAX_PIXELS,
+                INRZ_GRID_PIXELS_FREE + INRZ_GRID_PIXELS_PER_BYTE * small + INRZ_GRID_PIXELS_BEYOND * large)
     if h * w > limit:
         raise refuse(f"an image of {h * w} pixels, more than the file's size justifies ({limit})")
     cost = decode_cost(shapes, hidden, arm_hidden, channels)
-    limit = INRZ_GRID_WORK_FREE + INRZ_GRID_WORK_PER_BYTE * file_bytes
+    limit = INRZ_GRID_WORK_FREE + INRZ_GRID_WORK_PER_BYTE * small + INRZ_GRID_WORK_BEYOND * large
     if cost > limit:
         raise refuse(f"decoding needs an estimated {cost / 1e9:.2f} s of CPU, more than the file's size justifies "
                      f"({limit / 1e9:.2f} s)")
