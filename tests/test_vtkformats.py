@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("vtkmodules.vtkIOImage")
 
-from test_fuzz_readers import crafted  # noqa: E402  (the forked, limited runner of the reader fuzz tests)
+from test_fuzz_readers import crafted, fuzz, mutated  # noqa: E402  (the forked, limited runners of the reader fuzz tests)
 
 from inrkit.cli import main  # noqa: E402
 from inrkit.errors import InvalidFileError  # noqa: E402
@@ -236,6 +236,7 @@ HOSTILE = {
     "slc run-length overflow": (lambda p: _slc_overflow(p / "o.slc"), "decodes"),
     "nrrd raw truncated": (lambda p: _truncate(write_nrrd(p / "t.nrrd", volume()), 100), "grid needs"),
     "mhd data truncated": (lambda p: _truncate_mhd(p), "grid needs"),
+    "mha corrupt zlib stream": (lambda p: _corrupt_zlib_mha(p), "cannot read"),
     "dicom pixel data truncated": (lambda p: write_dicom_folder(p / "cut", volume(), cut=200), "a slice needs"),
     "dicom 60000x60000 slice": (lambda p: _dicom_huge(p / "huge"), "too large"),
     "nhdr data file outside": (lambda p: write_nrrd(p / "e.nhdr", volume(), data_file="../../etc/passwd"),
@@ -268,6 +269,17 @@ def _gz(source: Path, path: Path) -> Path:
 
 def _truncate(path: Path, n: int) -> Path:
     path.write_bytes(path.read_bytes()[:-n])
+    return path
+
+
+def _corrupt_zlib_mha(folder: Path) -> Path:
+    """A zlib .mha whose compressed stream is damaged (MetaImage's reader only prints the failure)."""
+    path = CASES["mha-zlib"](folder)
+    blob = bytearray(path.read_bytes())
+    start = blob.index(b"ElementDataFile = LOCAL\n") + len(b"ElementDataFile = LOCAL\n")
+    for k in range(start + 2, len(blob), 7):
+        blob[k] ^= 0x5A
+    path.write_bytes(bytes(blob))
     return path
 
 
@@ -322,6 +334,40 @@ def test_missing_vtk_gives_install_hint(tmp_path, monkeypatch, capsys):
     assert "\n" not in err and "pip install 'inrkit[viz]'" in err
 
 
+def _tiff_claiming(path: Path, width: int, height: int) -> Path:
+    """A 4x4 TIFF whose ImageWidth/ImageLength tags are patched to ``width`` x ``height``."""
+    import tifffile
+
+    tifffile.imwrite(path, np.zeros((4, 4), dtype=np.uint16))
+    with tifffile.TiffFile(path) as tiff:
+        tags = tiff.pages[0].tags
+        spots = [(tags[name].valueoffset, tags[name].dtype) for name in ("ImageWidth", "ImageLength")]
+    blob = bytearray(path.read_bytes())
+    for (offset, kind), value in zip(spots, (width, height)):
+        fmt = "<H" if int(kind) == 3 else "<I"
+        blob[offset: offset + struct.calcsize(fmt)] = struct.pack(fmt, min(value, 65535 if fmt == "<H" else value))
+    path.write_bytes(bytes(blob))
+    return path
+
+
+def test_tiff_without_vtk_and_bounded(tmp_path, monkeypatch):
+    path = CASES["tif"](tmp_path)
+    real_import = builtins.__import__
+
+    def no_vtk(name, *args, **kwargs):
+        if name.startswith("vtkmodules"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_vtk)
+    assert read_vtk_volume(path)[0].shape == SHAPE  # TIFF is read by tifffile
+    huge = _tiff_claiming(tmp_path / "huge.tif", 60000, 60000)
+    result = crafted("tiff 60000x60000 header", lambda: read_vtk_volume(huge))
+    assert result["outcome"] == "InvalidFileError"
+    with pytest.raises(InvalidFileError, match="too large|cannot read TIFF"):
+        read_vtk_volume(huge)
+
+
 def test_vector_data_refused(tmp_path):
     path = tmp_path / "rgb.nrrd"
     path.write_bytes(NRRD_HEAD.replace("dimension: 3", "dimension: 4").format(sizes="3 12 11 10", enc="raw")
@@ -329,3 +375,31 @@ def test_vector_data_refused(tmp_path):
                      + b"\n" + bytes(3 * 12 * 11 * 10 * 2))
     with pytest.raises(InvalidFileError, match="only scalar volumes"):
         read_vtk_volume(path)
+
+
+FUZZED = {  # format: (seed cases, the file to mutate, the name it is read under)
+    "mha": (["mha-zlib"], "v.mha"), "mhd": (["mhd"], "v.mhd"), "nii": (["nii"], "v.nii"),
+    "nii.gz": (["nii.gz"], "v.nii.gz"), "nrrd": (["nrrd", "nrrd-gzip"], "v.nrrd"), "slc": (["slc", "slc-rle"], "v.slc"),
+    "tif": (["tif"], "v.tif"),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(FUZZED))
+def test_fuzz_vtk_formats(tmp_path, fmt):
+    """Mutated files of each format (flips, truncations, insertions, random bytes), each read in a limited
+    forked child: read or refused with one line; a crash of VTK's C++ reader would kill the child."""
+    cases, name = FUZZED[fmt]
+    seeds = []
+    for case in cases:
+        folder = tmp_path / case
+        folder.mkdir()
+        seeds.append((CASES[case](folder).parent / name).read_bytes())
+    if fmt == "mhd":  # the detached data beside the mutated header
+        (tmp_path / "v.raw").write_bytes((tmp_path / "mhd" / "v.raw").read_bytes())
+    target = tmp_path / name
+
+    def run(data: bytes) -> None:
+        target.write_bytes(data)
+        read_vtk_volume(target)
+
+    fuzz(f"vtk {fmt}", mutated(seeds), run, default=60)

@@ -6,7 +6,7 @@
 | ``.nrrd``/``.nhdr`` | ``vtkNrrdReader`` | ``space origin``, ``spacings``/``space directions`` lengths |
 | ``.nii``/``.nii.gz`` (NIfTI) | ``vtkNIFTIImageReader`` | spacing; origin of an axis-aligned s/qform |
 | ``.slc`` | ``vtkSLCReader`` | spacing |
-| ``.tif``/``.tiff`` (multi-page stack), a folder of TIFF slices | ``vtkTIFFReader`` | index space |
+| ``.tif``/``.tiff`` (multi-page stack), a folder of TIFF slices | ``tifffile`` (not VTK) | index space |
 | a DICOM series folder | ``vtkDICOMImageReader`` | spacing (VTK's orientation: rows and slices reversed) |
 
 Each reader is bounded like the others in :mod:`inrkit.signals.readers`: the header is read first
@@ -15,14 +15,20 @@ Each reader is bounded like the others in :mod:`inrkit.signals.readers`: the hea
 from) and, for uncompressed data, the size of the data file, all before ``Update()`` allocates.
 Only scalar data is read; a VTK error while reading becomes an :class:`InvalidFileError`.
 Volumes are returned as float32 arrays indexed ``[x, y, z]`` with size-1 axes dropped.
+
+TIFF goes through ``tifffile`` (installed with scikit-image) instead: VTK's TIFF reader crashes the
+process (SIGSEGV, SIGFPE) on some corrupt files, while tifffile parses the tags in Python and raises.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
+import sys
+import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -109,6 +115,7 @@ def _sources(path: Path, suffix: str) -> tuple[list[Path], bool, int]:
         compressed = fields.get("compresseddata", "false").lower() in ("true", "1")
         return files, not compressed, end if len(files) == 1 else 0
     if suffix in (".nrrd", ".nhdr"):
+        check_nrrd_header(path)
         fields, end = _text_header(path, lambda key: False)
         encoding = fields.get("encoding", "raw").lower()
         if encoding not in ("raw", "gzip", "gz"):
@@ -117,6 +124,67 @@ def _sources(path: Path, suffix: str) -> tuple[list[Path], bool, int]:
         files = [path] if detached is None else [path, _data_file(path, detached, "NRRD data")]
         return files, encoding == "raw", end if len(files) == 1 else 0
     return [path], suffix == ".nii", -1
+
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|NaN|NAN|inf|Inf|INF)"
+_NRRD_VECTOR = re.compile(rf"\(\s*(?:{_NUMBER})(?:\s*,\s*(?:{_NUMBER})){{0,3}}\s*\)")
+_NRRD_PER_AXIS = ("sizes", "spacings")
+
+
+def check_nrrd_header(path: Path) -> None:
+    """Check the fields of an NRRD header that VTK's reader trusts, before it reads them.
+
+    The reader loops for ever on a header whose last line has no line end, and crashes on per-axis
+    fields (``sizes``, ``spacings``) that disagree with the dimension in force (``dimension``, ``space``,
+    ``space dimension``) or on malformed vectors; such headers are refused here.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEADER_SCAN_BYTES)
+    except OSError as exc:
+        raise InvalidFileError(f"{path}: cannot read ({exc})") from None
+    text = head.decode("latin-1")
+    blank = text.find("\n\n")
+    if "\0" in text[: blank if blank >= 0 else len(text)]:
+        raise InvalidFileError(f"{path}: a NUL byte in the NRRD header")
+    if blank < 0 and not (len(head) < HEADER_SCAN_BYTES and text.endswith("\n")):
+        raise InvalidFileError(f"{path}: the NRRD header does not end with a blank line (within {HEADER_SCAN_BYTES} "
+                               "bytes)")
+    lines = text[: blank if blank >= 0 else len(text)].split("\n")
+    if not re.fullmatch(r"NRRD000[1-5]\r?", lines[0]):
+        raise InvalidFileError(f"{path}: not an NRRD file (magic {lines[0][:12]!r})")
+    ndim, seen = 0, set()
+    for line in lines[1:]:
+        line = line.rstrip("\r")
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(": ")  # a field, as VTK splits it; else a key:=value pair
+        if not sep:
+            if ":=" not in line:
+                raise InvalidFileError(f"{path}: bad NRRD header line {line[:60]!r}")
+            continue
+        value = value.strip()
+        if key in ("dimension", "space dimension"):
+            if not re.fullmatch(r"[1-4]", value):
+                raise InvalidFileError(f"{path}: NRRD {key} {value[:20]!r} must be 1 to 4")
+            ndim = int(value)
+        elif key == "space":
+            ndim = 3  # as VTK's reader does
+        elif key in _NRRD_PER_AXIS:
+            tokens = value.split()
+            pattern = r"\d{1,10}" if key == "sizes" else _NUMBER
+            if len(tokens) != ndim or not all(re.fullmatch(pattern, t) for t in tokens):
+                raise InvalidFileError(f"{path}: NRRD {key} {value[:60]!r} must give {ndim} numbers (the dimension)")
+        elif key == "space directions":
+            tokens = value.split()
+            if not 1 <= len(tokens) <= 4 or not all(t == "none" or _NRRD_VECTOR.fullmatch(t) for t in tokens):
+                raise InvalidFileError(f"{path}: bad NRRD space directions {value[:60]!r}")
+        elif key == "space origin" and not _NRRD_VECTOR.fullmatch(value):
+            raise InvalidFileError(f"{path}: bad NRRD space origin {value[:60]!r}")
+        seen.add(key)
+    missing = [k for k in ("type", "dimension", "sizes") if k not in seen]
+    if missing:
+        raise InvalidFileError(f"{path}: the NRRD header lacks {', '.join(missing)}")
 
 
 _SLC_HEAD = re.compile(rb"\s*11111\s+(\d{1,9})\s+(\d{1,9})\s+(\d{1,9})\s+\d{1,9}\s+(\S{1,40})\s+(\S{1,40})\s+"
@@ -221,9 +289,33 @@ class _Errors:
             obj.AddObserver("ErrorEvent", self)
         return self
 
-    def check(self, path: Path) -> None:
-        if self.messages:
-            raise InvalidFileError(f"{path}: cannot read ({self.messages[0]})")
+    def check(self, path: Path, printed: list[str]) -> None:
+        """Raise for an error event, or for a failure the reader only printed (metaio's "Uncompress failed")."""
+        failed = [line.strip() for text in printed for line in text.splitlines()
+                  if _PRINTED_FAILURE.search(line)]
+        if self.messages or failed:
+            raise InvalidFileError(f"{path}: cannot read ({(self.messages or failed)[0][:200]})")
+
+
+_PRINTED_FAILURE = re.compile(r"fail|not read completely|cannot read|error", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def native_stderr() -> Iterator[list[str]]:
+    """Capture what native code writes to file descriptor 2 while the block runs (appended to the yielded
+    list at its end): MetaImage's reader reports a corrupt compressed stream there, and nowhere else."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    printed: list[str] = []
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield printed
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            printed.append(tmp.read(1 << 16).decode("latin-1", "replace"))
 
 
 def _reader(path: Path, suffix: str, folder: bool) -> tuple[Any, list[Path], bool, int]:
@@ -234,16 +326,6 @@ def _reader(path: Path, suffix: str, folder: bool) -> tuple[Any, list[Path], boo
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         if len(files) > MAX_SLICE_FILES:
             raise InvalidFileError(f"{path}: {len(files)} files (at most {MAX_SLICE_FILES} slices)")
-        tiffs = [p for p in files if p.suffix.lower() in TIFF_SUFFIXES]
-        if tiffs:
-            from vtkmodules.vtkCommonCore import vtkStringArray
-
-            names = vtkStringArray()
-            for p in tiffs:
-                names.InsertNextValue(str(p))
-            reader = io_image.vtkTIFFReader()
-            reader.SetFileNames(names)
-            return reader, tiffs, False, 0
         if not files:
             raise InvalidFileError(f"{path}: an empty folder (expected DICOM files or TIFF slices)")
         reader = io_image.vtkDICOMImageReader()
@@ -251,7 +333,7 @@ def _reader(path: Path, suffix: str, folder: bool) -> tuple[Any, list[Path], boo
         return reader, files, True, 0  # VTK's DICOM reader takes uncompressed pixel data only
     cls = {".mhd": "vtkMetaImageReader", ".mha": "vtkMetaImageReader", ".nrrd": "vtkNrrdReader",
            ".nhdr": "vtkNrrdReader", ".nii": "vtkNIFTIImageReader", ".nii.gz": "vtkNIFTIImageReader",
-           ".slc": "vtkSLCReader", ".tif": "vtkTIFFReader", ".tiff": "vtkTIFFReader"}.get(suffix)
+           ".slc": "vtkSLCReader"}.get(suffix)
     if cls is None:
         raise InvalidFileError(f"{path}: unsupported volume format {suffix!r}")
     file_size(path)
@@ -259,7 +341,7 @@ def _reader(path: Path, suffix: str, folder: bool) -> tuple[Any, list[Path], boo
     reader = getattr(io_image, cls)()
     if suffix == ".slc":
         check_slc(path)
-    if suffix in (".tif", ".tiff", ".nii", ".nii.gz") and not reader.CanReadFile(str(path)):
+    if suffix in (".nii", ".nii.gz") and not reader.CanReadFile(str(path)):
         raise InvalidFileError(f"{path}: not a {suffix} file VTK can read")
     reader.SetFileName(str(path))
     return reader, files, uncompressed, skip
@@ -277,7 +359,7 @@ def _nifti_origin(reader: Any) -> tuple[float, float, float]:
 
 
 def read_vtk_volume(path: str | os.PathLike) -> tuple[np.ndarray, Frame]:
-    """Read a MetaImage, NRRD, NIfTI, SLC or TIFF file, or a folder of DICOM files or TIFF slices, through VTK.
+    """Read a MetaImage, NRRD, NIfTI or SLC file or a DICOM folder through VTK (TIFF: :func:`read_tiff_volume`).
 
     Returns the values as float32 ``[x, y, z]`` (size-1 axes dropped) and their :class:`Frame`. The
     extent, scalar type and components come from the header (``UpdateInformation``) and are checked
@@ -286,11 +368,14 @@ def read_vtk_volume(path: str | os.PathLike) -> tuple[np.ndarray, Frame]:
     path = Path(path)
     folder = path.is_dir()
     suffix = "" if folder else vtk_suffix(path)
+    if suffix in TIFF_SUFFIXES or (folder and _tiff_files(path)):
+        return read_tiff_volume(path)
     _, execution = import_vtk()
     reader, files, uncompressed, skip = _reader(path, suffix, folder)
     errors = _Errors().watch(reader, reader.GetExecutive())
-    reader.UpdateInformation()
-    errors.check(path)
+    with native_stderr() as printed:
+        reader.UpdateInformation()
+    errors.check(path, printed)
     info = reader.GetOutputInformation(0)
     extent = info.Get(execution.vtkStreamingDemandDrivenPipeline.WHOLE_EXTENT()) if info is not None else None
     if extent is None or len(extent) != 6:
@@ -324,10 +409,9 @@ def read_vtk_volume(path: str | os.PathLike) -> tuple[np.ndarray, Frame]:
     origin = tuple(float(v) for v in reader.GetDataOrigin())
     if suffix in (".nii", ".nii.gz"):
         origin = _nifti_origin(reader)
-    if suffix in TIFF_SUFFIXES or (folder and isinstance(files[0], Path) and files[0].suffix.lower() in TIFF_SUFFIXES):
-        origin, spacing = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)  # TIFF resolution tags are not voxel sizes
-    reader.Update()
-    errors.check(path)
+    with native_stderr() as printed:
+        reader.Update()
+    errors.check(path, printed)
     image = reader.GetOutput()
     scalars = image.GetPointData().GetScalars() if image is not None else None
     if scalars is None or scalars.GetNumberOfTuples() != count or scalars.GetNumberOfComponents() != 1:
@@ -342,3 +426,70 @@ def read_vtk_volume(path: str | os.PathLike) -> tuple[np.ndarray, Frame]:
     frame = Frame(tuple(origin[a] for a in axes), tuple(spacing[a] for a in axes), None)
     kept = tuple(d for d in dims if d > 1) or (1,)
     return values.reshape(tuple(reversed(kept))).transpose(), frame
+
+
+# ------------------------------------------------------------------ TIFF (tifffile)
+def _tiff_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES
+                  and not p.name.startswith("."))
+
+
+def _tiff_series(tiff: Any, path: Path) -> Any:
+    """The one image series of an open TIFF, checked: scalar samples of a numeric type."""
+    if len(tiff.series) != 1:
+        raise InvalidFileError(f"{path}: {len(tiff.series)} image series in one TIFF (one stack expected)")
+    series = tiff.series[0]
+    if "S" in series.axes and series.shape[series.axes.index("S")] > 1:
+        raise InvalidFileError(f"{path}: only scalar TIFF data is supported (samples per pixel > 1)")
+    if series.dtype is None or series.dtype.kind not in "biuf":
+        raise InvalidFileError(f"{path}: unsupported TIFF sample type {series.dtype}")
+    return series
+
+
+def read_tiff_volume(path: str | os.PathLike) -> tuple[np.ndarray, Frame]:
+    """A multi-page TIFF stack, or a folder of single-page TIFF slices (name order), as float32 ``[x, y, z]``
+    (x the column, y the row, z the page or file; size-1 axes dropped) in index space.
+
+    Every file's tags are read first (tifffile parses them in Python) and the grid is checked against
+    :data:`~inrkit.limits.MAX_GRID_VALUES` and the decode-ratio rule before any pixel is decoded.
+    """
+    import tifffile
+
+    path = Path(path)
+    files = _tiff_files(path) if path.is_dir() else [path]
+    if len(files) > MAX_SLICE_FILES:
+        raise InvalidFileError(f"{path}: {len(files)} TIFF slices (at most {MAX_SLICE_FILES})")
+    total = sum(file_size(f) for f in files)
+    try:
+        shapes = []
+        for f in files:
+            with tifffile.TiffFile(f) as tiff:
+                series = _tiff_series(tiff, f)
+                shapes.append((tuple(int(n) for n in series.shape if n != 1) or (1,), series.dtype))
+        if len({s for s in shapes}) != 1:
+            raise InvalidFileError(f"{path}: the TIFF slices differ in size or type")
+        plane, dtype = shapes[0]
+        shape = ((len(files),) if len(files) > 1 else ()) + plane
+        if len(shape) > 3:
+            raise InvalidFileError(f"{path}: a TIFF with {len(shape)} axes {shape} (at most 3)")
+        count = math.prod(shape)
+        if count > MAX_GRID_VALUES:
+            raise InvalidFileError(f"{path}: {shape} is too large ({count} values, at most {MAX_GRID_VALUES})")
+        check_decode(count, total, str(path))
+        out = np.empty(shape, dtype=np.float32)
+        for k, f in enumerate(files):
+            with tifffile.TiffFile(f) as tiff:
+                data = tiff.series[0].asarray().reshape(plane)
+            if len(files) > 1:
+                out[k] = data
+            else:
+                out[...] = data
+    except InvalidFileError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # tifffile and its codecs raise many kinds of errors on a corrupt file
+        raise InvalidFileError(f"{path}: cannot read TIFF ({type(exc).__name__}: {str(exc)[:160]})".replace(
+            "\n", " ")) from None
+    values = out.transpose()
+    return values, Frame((0.0,) * values.ndim, (1.0,) * values.ndim, None)
