@@ -92,6 +92,13 @@ def test_omega0_has_a_sane_range(files: dict[str, str], omega: str, capsys) -> N
         siren(2, 1, [8], omega0=float(omega))
 
 
+@pytest.mark.parametrize("command", ["fit", "compress", "prune"])
+def test_seeds_are_bounded(files: dict[str, str], command: str, capsys) -> None:
+    out = f"{files['tmp']}/x" + (".inrz" if command == "compress" else ".safetensors")
+    source = files["png"] if command == "fit" else files["model"]
+    _refused([command, source, "-o", out, "--seed", "99999999999999999999999"], capsys, "--seed", "4294967295")
+
+
 def test_long_lists_are_shortened(files: dict[str, str], capsys) -> None:
     line = _refused(["fit", files["png"], "-o", f"{files['tmp']}/x.safetensors", "--hidden", "16x1000"], capsys,
                     "1000 layers", f"at most {MAX_HIDDEN_LAYERS}")
@@ -204,6 +211,10 @@ def test_render_without_size_is_bounded_by_the_file(files: dict[str, str], capsy
     code, _, err, _ = _run(["render", big, "-o", str(out), "--size", "64,48"], capsys)
     assert code == 0, err
     assert Image.open(out).size == (48, 64)
+    wide = Path(files["tmp"]) / "wide.safetensors"  # a 68 KB network asked for 1465^2 points: too much work
+    save_model(siren(2, 3, [90, 90, 90], generator=torch.Generator().manual_seed(0)), wide,
+               signal=_image_meta(1465, 1465))
+    _refused(["render", str(wide), "-o", str(out)], capsys, "operations", "--size")
     side = int(RENDER_FREE_POINTS ** 0.5)
     assert _run(["render", _model(files["tmp"], "free.safetensors", _image_meta(side // 4, side, 1)),
                  "-o", str(out)], capsys)[0] == 0
@@ -315,6 +326,7 @@ def test_resume_trains_exactly_the_steps_asked(files: dict[str, str], capsys,
         assert trained == list(resumed)
     ck = load_checkpoint(ckpt, "fit")
     assert ck.step == 60 and ck.history[-1]["step"] == 60
+    assert {int(state["step"]) for state in ck.adam.values()} == {60}  # Adam took 60 steps, not more
     _refused([*argv[:7], "30", *argv[8:]], capsys, "step 60", "30 steps")
 
 

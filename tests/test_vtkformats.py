@@ -215,6 +215,20 @@ def test_fit_through_cli(tmp_path, case, capsys):
     assert load_signal(source).shape == SHAPE  # the suffix (or folder) picks the volume kind
 
 
+def test_fit_many_takes_double_suffixes(tmp_path, capsys):
+    """A folder (or glob) of .nii.gz volumes: one model each, named without the whole suffix."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for name in ("a", "b"):
+        write_with("vtkNIFTIImageWriter", folder / f"{name}.nii.gz", volume())
+    (folder / "notes.gz").write_bytes(gzip.compress(b"not a volume"))
+    for source, out in ((folder, tmp_path / "many"), (str(folder / "*.nii.gz"), tmp_path / "globbed")):
+        assert main(["fit-many", str(source), "-o", str(out), "--hidden", "8x1", "--steps", "2", "--no-progress",
+                     "--json"]) == 0
+        assert sorted(p.name for p in out.glob("*.safetensors")) == ["a.safetensors", "b.safetensors"]
+        assert load_model(out / "a.safetensors")[1]["signal"]["spacing"] == list(SPACING)
+
+
 def _nifti_with_dims(path: Path, dims: tuple[int, int, int]) -> Path:
     source = write_with("vtkNIFTIImageWriter", path, volume())
     blob = bytearray(source.read_bytes())

@@ -194,7 +194,7 @@ def render_file(model_path: str | os.PathLike, output: str | os.PathLike,
     mlp = _require_mlp(model, model_path, "rendered")
     if not size:  # the header's shape: bounded by what the model file's size justifies
         check_header_render(header_render_points(mlp, header.get("signal") or {}), Path(model_path).stat().st_size,
-                            str(model_path))
+                            str(model_path), mlp.flops_per_point())
     if plane is not None:
         meta = check_metadata(header.get("signal", {}), mlp.out_dim)
         path = render_slice(mlp, meta, Path(output), size, plane)

@@ -131,33 +131,33 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], suffixes: Sequence[str] |
     ``suffixes``/``what``: other files than signals (e.g. ``(".safetensors", ".npz")``, ``"model"``);
     series manifests are then plain files.
     """
-    known = set(signal_suffixes()) if suffixes is None else {s.lower() for s in suffixes}
+    known = {s for s in (signal_suffixes() if suffixes is None else (s.lower() for s in suffixes)) if s.startswith(".")}
     series = suffixes is None
     items: list[Item] = []
     for raw in inputs:
         text = os.fspath(raw)
         path = Path(text)
         if _is_glob(text):
-            found = sorted(p for p in glob.glob(text, recursive=True) if Path(p).suffix.lower() in known)
+            found = sorted(p for p in glob.glob(text, recursive=True) if _known_suffix(p, known))
             if not found:
                 raise InvalidFileError(f"{text}: the pattern matches no {what} files")
-            items += [Item(Path(p).stem, p) for p in found]
+            items += [Item(_stem(p, known), p) for p in found]
         elif path.is_dir():
             if series and (path / "manifest.json").is_file():
                 items += _series_items(path / "manifest.json")
             else:
-                found = sorted(str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in known)
+                found = sorted(str(p) for p in path.iterdir() if p.is_file() and _known_suffix(p, known))
                 if not found:
                     raise InvalidFileError(f"{text}: a folder without {what} files ({', '.join(sorted(known))})")
-                items += [Item(Path(p).stem, p) for p in found]
+                items += [Item(_stem(p, known), p) for p in found]
         elif series and path.name == "manifest.json" and path.is_file():
             items += _series_items(path)
         elif not path.exists():
             raise InvalidFileError(f"{text}: no such file")
-        elif path.suffix.lower() not in known:
+        elif not _known_suffix(path, known):
             raise InvalidFileError(f"{text}: unsupported format {path.suffix!r} (known: {', '.join(sorted(known))})")
         else:
-            items.append(Item(path.stem, text))
+            items.append(Item(_stem(path, known), text))
         if len(items) > MAX_ITEMS:
             raise InvalidInputError(f"more than {MAX_ITEMS} items in one job")
     if not items:
@@ -172,6 +172,18 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], suffixes: Sequence[str] |
         used.add(name)
         unique.append(replace(item, name=name, group=_shape_key(item)))
     return unique
+
+
+def _known_suffix(path: str | os.PathLike, known: set[str]) -> str | None:
+    """The suffix in ``known`` that ``path``'s name ends with, the longest first (``.nii.gz``)."""
+    name = Path(path).name.lower()
+    return next((s for s in sorted(known, key=len, reverse=True) if name.endswith(s) and len(name) > len(s)), None)
+
+
+def _stem(path: str | os.PathLike, known: set[str]) -> str:
+    """The file name without its known suffix (``scan.nii.gz`` -> ``scan``)."""
+    name, suffix = Path(path).name, _known_suffix(path, known)
+    return name[: len(name) - len(suffix)] if suffix else Path(path).stem
 
 
 def _shape_key(item: Item) -> Any:

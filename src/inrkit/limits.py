@@ -44,16 +44,27 @@ MAX_RENDER_POINTS = 1 << 27  # grid points one render may evaluate (512^3 or 115
 MAX_RENDER_SIDE = 1 << 16  # samples per axis of a render or of a header 'signal.shape'
 RENDER_FREE_POINTS = 1 << 20  # points `render` without --size evaluates for any model file (1024^2, ~101^3)
 RENDER_POINTS_PER_BYTE = 16  # more points per byte of the model file (a 530 KB SIREN 256x3: 9.5 M points)
+RENDER_FREE_WORK = 1 << 32  # floating-point operations (points x (the network's FLOPs per point + 256)) for any file
+RENDER_WORK_PER_BYTE = 1 << 18  # more operations per byte (a 530 KB SIREN 256x3: a 768x512 image, not 1024^2)
+RENDER_POINT_COST = 256  # operations of one point besides its network (coordinates, conversion, writing)
 
 
-def check_header_render(points: int, file_bytes: int, what: str) -> None:
+def check_header_render(points: int, file_bytes: int, what: str, flops_per_point: int = 0) -> None:
     """Refuse rendering the ``points`` a model header's ``signal.shape`` asks for (``render`` without ``--size``)
     when the model file's size cannot justify them: at most ``RENDER_FREE_POINTS + RENDER_POINTS_PER_BYTE x
-    file_bytes``; a larger render needs an explicit ``--size`` (bounded by ``MAX_RENDER_POINTS``)."""
+    file_bytes`` points and ``RENDER_FREE_WORK + RENDER_WORK_PER_BYTE x file_bytes`` operations (``points x
+    (flops_per_point + RENDER_POINT_COST)``); a larger render needs an explicit ``--size`` (bounded by
+    ``MAX_RENDER_POINTS``)."""
     limit = inrz_budget(RENDER_FREE_POINTS, RENDER_POINTS_PER_BYTE, file_bytes)
     if points > limit:
         raise InvalidFileError(f"{what}: its header asks for {points} points, more than a {file_bytes}-byte model "
                                f"file justifies ({limit}; see docs/limits.md); choose the resolution with --size")
+    work = points * (max(int(flops_per_point), 0) + RENDER_POINT_COST)
+    limit = inrz_budget(RENDER_FREE_WORK, RENDER_WORK_PER_BYTE, file_bytes)
+    if work > limit:
+        raise InvalidFileError(f"{what}: rendering the {points} points its header asks for takes {work:.3g} "
+                               f"operations, more than a {file_bytes}-byte model file justifies ({limit:.3g}; see "
+                               "docs/limits.md); choose the resolution with --size")
 
 
 def check_count(value: Any, name: str, limit: int, error: type[Exception]) -> int:
@@ -313,6 +324,7 @@ MAX_LR = 10.0  # highest learning rate a command accepts (SIREN: 1e-4..1e-2; gri
 MAX_OVERCOMPLETE = 64.0  # most SINR dictionary atoms per vector length (the paper: 2 to 8)
 MAX_SPARSITY_COUNT = 1 << 14  # most atoms per vector a sparsity count may ask (the dictionary's own bound)
 MAX_THREADS = 1024  # most CPU threads --threads may ask PyTorch for
+MAX_SEED = (1 << 32) - 1  # largest --seed (every generator used takes it: torch, NumPy, Python)
 MAX_CODEC_IMAGES = 10_000  # most images eval-codec reads from one folder
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
 from inrkit.errors import InvalidInputError
-from inrkit.limits import check_hidden
+from inrkit.limits import MAX_SEED, check_hidden
 from inrkit.utils import to_json
 
 _CONVERT = "_convert"  # namespace key: dest -> converter applied by build_config to string values
@@ -227,9 +227,9 @@ def _number(tp: type, flag: str, signed: bool, bounds: Range | None) -> Callable
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
         if low is not None and value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be >= {_num(low)}, got {text}")
         if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be <= {high:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be <= {_num(high)}, got {text}")
         return value
 
     convert.__name__ = tp.__name__
@@ -259,11 +259,16 @@ def _checked_list(conv: Callable[[str], Any], name: str, flag: str, signed: bool
     return convert
 
 
+def _num(value: float) -> str:
+    """A bound as written: ``4294967295`` (not ``4.29497e+09``), ``0.001``, ``1e+05``."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 and abs(value) >= 1e4 else f"{value:g}"
+
+
 def _span(bounds: Range | None) -> str:
     """``"; range [1, 16384]"`` for the help of a flag with ``ranges``."""
     if bounds is None:
         return ""
-    low, high = ("-inf" if bounds[0] is None else f"{bounds[0]:g}"), ("inf" if bounds[1] is None else f"{bounds[1]:g}")
+    low, high = ("-inf" if bounds[0] is None else _num(bounds[0])), ("inf" if bounds[1] is None else _num(bounds[1]))
     return f"; range [{low}, {high}]"
 
 
@@ -315,6 +320,7 @@ def add_config(
     """
     flags, aliases, parsers = dict(flags or {}), dict(aliases or {}), dict(parsers or {})
     choices, helps, ranges = dict(choices or {}), dict(helps or {}), dict(ranges or {})
+    ranges.setdefault("seed", (0, MAX_SEED))  # every seed flag: what torch, NumPy and Python all accept
     docs = docstring_args(source)
     params = {name: (tp, default) for name, tp, default in _params(source)}
     added = set(parser.get_default(_FIELDS) or ())
