@@ -264,7 +264,8 @@ def test_fixed_point_arm_is_exact_with_extreme_weights() -> None:
         for i, (wt, b) in enumerate(zip(arm.weights, arm.biases)):
             acc = h.dot(wt.T.astype(object)) + b.astype(object) * 256
             h = np.minimum(np.maximum(acc, 0) // 2 ** fw, (1 << 31) - 1) if i < 2 else acc // 2 ** fw
-        mq = np.clip((8 * h[:, 0] + 128) // 256 + 8 * 2 ** 13, 0, 8 * (2 ** 14 - 1)).astype(np.int64)
+        mq = ((8 * h[:, 0] + 128) // 256 + 8 * 2 ** 13).astype(np.int64)
+        mq = np.clip(mq + 4, 0, 8 * 2 ** 14 - 1) - 4  # the rounded mode (mq + 4) >> 3 in the code range
         j = np.clip((8 * h[:, 1] + 128) // 256, 0, lc.SCALES - 1).astype(np.int64)
         got_mq, got_j = lc.arm_fixed(arm, ctx, 14)
         assert np.array_equal(got_mq, mq) and np.array_equal(got_j, j)

@@ -27,7 +27,8 @@ only on the mode's fraction ``mq - 8 c`` and the scale index: one table of ``8 x
 ``FA`` fraction bits, weights and biases ``round(w * 2**fw)`` (``fw`` chosen per file), biases shifted left by
 ``FA``, ReLU then an arithmetic right shift by ``fw``, hidden activations clipped to ``2**31 - 1``; the two
 outputs (the mode, and a scale ``s``) become the integers ``mq = round(8 mode)`` and ``j = round(8 s)`` by
-integer rounding. With the clip every product and partial sum is an integer below ``2**53`` (12 x ``2**21`` x
+integer rounding (``mq`` clipped so that the rounded mode ``c = (mq + 4) >> 3`` is in the code range, ``j`` to
+``[0, SCALES)``). With the clip every product and partial sum is an integer below ``2**53`` (12 x ``2**21`` x
 ``2**15`` in the first layer, 64 x ``2**31`` x ``2**15`` after), so the accumulations are computed exactly in
 float64 (BLAS, any summation order) and shifted by exact power-of-two scaling and ``floor``. The symbol
 weights: the Laplace mass of ``[k - 1/2, k + 1/2]`` (mode ``mq / 8``, ``exp(-1/(8 b)) = rho_j``, ``1 - rho_j =
@@ -243,64 +244,57 @@ class FixedArm:
 class ExactArm:
     """A :class:`FixedArm` prepared for float64 evaluation with exact integer results (module docstring).
 
-    The first layer's weights carry the contexts' ``<< FA``; a hidden layer's clip at ``2**31 - 1`` is kept only
-    where the weights' L1 norms do not rule it out (for latents within ``2**14``: the decoder's buffer, up to
-    ``WINDOW`` beyond the bit depth before the final check); the last layer's weights and bias are scaled by
-    ``2**-(fw + FA - 3)`` and its bias carries the rounding of ``(8 h + 2**(FA-1)) >> FA`` and the offset
-    ``4 - 8 WINDOW`` of the mode's integer part, so that ``floor`` of its output is ``z``: ``z[:, 0] = mq - 8
-    2**(bits-1) + 4 - 8 WINDOW`` (the coded symbol is ``latent - (z[:, 0] >> 3)`` and the mode's fraction
-    ``z[:, 0] & 7``), ``z[:, 1] = j``, clipped to the ranges of ``mq`` and ``j``. Exact: every value is an integer
-    multiple of a power of two below ``2**53`` times it.
+    Contexts come with a last column of ones, and every hidden layer passes a column of ones on, so each
+    layer is one matrix product (its bias a last row of the matrix). A hidden layer's matrix is scaled by
+    ``2**-fw`` (the shift; the first layer's also by ``2**FA``, the contexts' shift), then clipped at ``0`` and
+    ``2**31 - 1`` and floored. The last layer's matrix is scaled by ``2**-(fw + FA - 3)`` and its bias carries
+    the rounding of ``(8 h + 2**(FA-1)) >> FA`` and the offset ``4 - 8 WINDOW``, so that ``floor`` of its output
+    is ``z``: ``z[:, 0] = mq + 4 - 8 (2**(bits-1) + WINDOW)`` (``mq``: 8 x the mode in code units), ``z[:, 1] =
+    j``. Exact: every value is an integer multiple of a power of two, below ``2**53`` times it.
     """
 
     def __init__(self, arm: FixedArm, bits: int) -> None:
         shift = float(1 << FA)
-        self.hidden: list[tuple[np.ndarray, np.ndarray, float | None]] = []
-        top = float(_HIDDEN_CLIP) * 2.0 ** arm.fw
         ws = [np.asarray(w, np.float64) for w in arm.weights]
         bs = [np.asarray(b, np.float64) * shift for b in arm.biases]
         ws[0] = ws[0] * shift
-        bound = float(1 << MAX_LATENT_BITS)
-        for w, b in zip(ws[:-1], bs[:-1]):
-            peak = float((np.abs(w).sum(axis=1) * bound + np.abs(b)).max(initial=0.0))
-            self.hidden.append((w.T.copy(), b, top if peak > top else None))
-            bound = min(peak, top) * 2.0 ** -arm.fw
+        self.matrices: list[np.ndarray] = []
+        scale = 2.0 ** -arm.fw
+        for w, b in zip(ws[:-1], bs[:-1]):  # [in + 1, out + 1]: the bias row, the ones column
+            m = np.zeros((w.shape[1] + 1, w.shape[0] + 1))
+            m[:-1, :-1] = w.T * scale
+            m[-1, :-1] = b * scale
+            m[-1, -1] = 1.0
+            self.matrices.append(m)
         s = 2.0 ** -(arm.fw + FA - 3)
-        self.last_w = ws[-1].T * s
-        self.last_b = (bs[-1] + float(1 << (arm.fw + FA - 4))) * s + np.array([4.0 - 8 * WINDOW, 0.0])
+        last = np.vstack([ws[-1].T * s, (bs[-1] + float(1 << (arm.fw + FA - 4))) * s])
+        last[-1, 0] += 4.0 - 8 * WINDOW
+        self.matrices.append(last)
         half = 1 << (bits - 1)
-        self.low = np.array([-MODE_STEPS * half + 4.0 - 8 * WINDOW, 0.0])
-        self.high = np.array([MODE_STEPS * (half - 1) + 4.0 - 8 * WINDOW, SCALES - 1.0])
-        self.scale = 2.0 ** -arm.fw
+        self.z_range = (8.0 * (-half - WINDOW), 8.0 * (half - WINDOW) - 1)  # c = (mq + 4) >> 3 in 0..2**bits - 1
 
     def __call__(self, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(q, row)`` of contexts ``ctx [N, K]`` (latent values): the coded symbol of latent ``v`` is ``v - q``
-        (``q = c - 2**(bits-1) - WINDOW``, ``c`` the rounded mode in code units) and ``row`` its
-        :func:`coder_table` row."""
+        """``(q, row)`` of contexts ``ctx [N, K]`` (latent values; ``K = 13``: a last column of ones): the coded
+        symbol of latent ``v`` is ``v - q`` (``q = c - 2**(bits-1) - WINDOW``, ``c`` the rounded mode in code
+        units, clipped to the code range) and ``row`` its :func:`coder_table` row (the mode's fraction ``mq + 4
+        - 8 c`` and the scale index ``j``, clipped to ``[0, SCALES)``)."""
         h = ctx.astype(np.float64)
-        for wt, b, top in self.hidden:
-            acc = h @ wt
-            acc += b
-            if top is None:
-                np.maximum(acc, 0.0, out=acc)
-            else:
-                acc.clip(0.0, top, out=acc)
-            acc *= self.scale
-            h = np.floor(acc, out=acc)
-        acc = h @ self.last_w
-        acc += self.last_b
-        np.floor(acc, out=acc)
-        acc.clip(self.low, self.high, out=acc)
-        z = acc.astype(np.int64)
-        q, f = np.divmod(z[:, 0], MODE_STEPS)
-        f *= SCALES
-        f += z[:, 1]
-        return q, f
+        if h.shape[1] == len(CONTEXT):
+            h = np.hstack([h, np.ones((len(h), 1))])
+        for m in self.matrices[:-1]:
+            h = np.dot(h, m)
+            h.clip(0.0, float(_HIDDEN_CLIP), out=h)
+            np.floor(h, out=h)
+        z = np.floor(np.dot(h, self.matrices[-1]))
+        z[:, 0].clip(*self.z_range, out=z[:, 0])
+        zi = z.astype(np.int64)
+        return zi[:, 0] >> 3, np.ravel_multi_index((zi[:, 0] & 7, zi[:, 1]), (MODE_STEPS, SCALES), mode="clip")
 
 
 def arm_fixed(arm: FixedArm, ctx: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """``(mq, j)`` (int64) of contexts ``ctx [N, K]`` for latents coded with offset ``2**(bits-1)``: ``mq`` is 8 x
-    the mode in code units (``0 .. 8 (2**bits - 1)``), ``j`` the scale index. Integer arithmetic (exact)."""
+    the mode in code units, clipped to ``-4 .. 8 * 2**bits - 5`` (the rounded mode ``c = (mq + 4) >> 3`` in the
+    code range), ``j`` the scale index clipped to ``[0, SCALES)``. Exact."""
     q, row = ExactArm(arm, bits)(np.asarray(ctx, np.float64))
     return MODE_STEPS * (q + (1 << (bits - 1)) + WINDOW) + row // SCALES - MODE_STEPS // 2, row % SCALES
 
@@ -448,7 +442,7 @@ def decode_latents(data: bytes, shapes: list[tuple[int, int]], arm: FixedArm, bi
     words = np.frombuffer(data + b"\0" * (-len(data) % 4), ">u4").astype(np.uint32)
     dec = queue.RangeDecoder(words)
     lay = layout(shapes)
-    buf = lay.fill([np.zeros(s, np.int16) for s in shapes])
+    buf = np.append(lay.fill([np.zeros(s, np.int16) for s in shapes]), np.int16(1))  # the last cell: the ARM's 1
     model, (main, cats) = arm.exact_layers(bits), coder_table()
     offsets = lay.offsets.astype(lay.order.dtype)
     order, bounds = lay.order, lay.bounds.tolist()
@@ -457,7 +451,9 @@ def decode_latents(data: bytes, shapes: list[tuple[int, int]], arm: FixedArm, bi
     for i0 in range(0, len(bounds) - 1, block):
         i1 = min(i0 + block, len(bounds) - 1)
         base = bounds[i0]
-        ctx_at = order[base:bounds[i1], None] + offsets
+        ctx_at = np.empty((bounds[i1] - base, len(CONTEXT) + 1), order.dtype)
+        np.add(order[base:bounds[i1], None], offsets, out=ctx_at[:, :-1])
+        ctx_at[:, -1] = lay.size
         for i in range(i0, i1):
             a, b = bounds[i], bounds[i + 1]
             q, row = model(buf.take(ctx_at[a - base:b - base]))
@@ -474,7 +470,7 @@ def decode_latents(data: bytes, shapes: list[tuple[int, int]], arm: FixedArm, bi
             q += sym
             buf[order[a:b]] = q
     lay.order = order = order[:0]  # (freed before the grids are copied out)
-    grids = lay.split(buf)
+    grids = lay.split(buf[:-1])
     if any(g.size and (int(g.min()) < -half or int(g.max()) >= half) for g in grids):
         raise bad("corrupt latent stream (a latent outside its bit depth)")
     return grids
@@ -500,12 +496,15 @@ def _escaped(dec: Any, family: Any, uniform: Any, sym: np.ndarray, row: np.ndarr
 
 # ------------------------------------------------------------------ synthesis
 def features(latents: list[np.ndarray], h: int, w: int, y0: int = 0, y1: int | None = None,
-             taps: list[tuple] | None = None) -> np.ndarray:
-    """``[(y1 - y0) * w, L]`` float64: rows ``y0:y1`` of every level interpolated to the image size (two taps
-    along the rows, then along the columns: elementwise, the same values however the rows are chunked)."""
+             taps: list[tuple] | None = None, ones: bool = False) -> np.ndarray:
+    """``[(y1 - y0) * w, L]`` float64 (with ``ones``, a last column of ones): rows ``y0:y1`` of every level
+    interpolated to the image size (two taps along the rows, then along the columns: elementwise, the same
+    values however the rows are chunked)."""
     y1 = h if y1 is None else y1
     taps = taps if taps is not None else [(interp_taps(h, g.shape[0]), interp_taps(w, g.shape[1])) for g in latents]
-    out = np.empty((y1 - y0, w, len(latents)))
+    out = np.empty((y1 - y0, w, len(latents) + ones))
+    if ones:
+        out[:, :, -1] = 1.0
     for lv, (g, ((r0, r1, rt), (c0, c1, ct))) in enumerate(zip(latents, taps)):
         if g.shape == (h, w):
             out[:, :, lv] = g[y0:y1]
@@ -513,7 +512,7 @@ def features(latents: list[np.ndarray], h: int, w: int, y0: int = 0, y1: int | N
         t = rt[y0:y1, None]
         rows = g[r0[y0:y1]] * (1.0 - t) + g[r1[y0:y1]] * t
         out[:, :, lv] = rows[:, c0] * (1.0 - ct) + rows[:, c1] * ct
-    return out.reshape(-1, len(latents))
+    return out.reshape(-1, len(latents) + ones)
 
 
 def upsampled(latents: list[np.ndarray], h: int, w: int) -> np.ndarray:
@@ -521,14 +520,32 @@ def upsampled(latents: list[np.ndarray], h: int, w: int) -> np.ndarray:
     return features(latents, h, w)
 
 
-def synthesise(features: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray]) -> np.ndarray:
-    """The synthesis MLP (ReLU hidden layers, linear output) in float64: ``[P, C]`` values in [0, 1] scale."""
-    x = features
+def synthesis_matrices(weights: list[np.ndarray], biases: list[np.ndarray]) -> list[np.ndarray]:
+    """Per layer ``[in + 1, out]`` float64, the bias as a last row (inputs with a column of ones); hidden layers
+    ``[in + 1, out + 1]``, passing the ones on."""
+    mats = []
     for i, (wt, b) in enumerate(zip(weights, biases)):
-        x = x @ wt.T + b
-        if i < len(weights) - 1:
-            x = np.maximum(x, 0.0)
-    return x
+        hidden = i < len(weights) - 1
+        m = np.zeros((wt.shape[1] + 1, wt.shape[0] + hidden))
+        m[:-1, :wt.shape[0]] = wt.T
+        m[-1, :wt.shape[0]] = b
+        if hidden:
+            m[-1, -1] = 1.0
+        mats.append(m)
+    return mats
+
+
+def synthesise(features: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray],
+               matrices: list[np.ndarray] | None = None) -> np.ndarray:
+    """The synthesis MLP (ReLU hidden layers, linear output) in float64: ``[P, C]`` values in [0, 1] scale from
+    ``[P, L]`` features (or ``[P, L + 1]`` with a last column of ones); one matrix product per layer
+    (:func:`synthesis_matrices`)."""
+    mats = matrices if matrices is not None else synthesis_matrices(weights, biases)
+    x = features if features.shape[1] == mats[0].shape[0] else np.hstack([features, np.ones((len(features), 1))])
+    for m in mats[:-1]:
+        x = np.dot(x, m)
+        np.maximum(x, 0.0, out=x)
+    return np.dot(x, mats[-1])
 
 
 def to_uint8(values: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -590,10 +607,11 @@ class LatentImage:
         out = np.empty((h, w, self.channels), np.uint8)
         taps = [(interp_taps(h, g.shape[0]), interp_taps(w, g.shape[1])) for g in self.latents]
         step = max(1, _SYNTH_PIXELS // w)
+        mats = synthesis_matrices(self.synth_w, self.synth_b)
         for y0 in range(0, h, step):
             y1 = min(y0 + step, h)
-            feats = features(self.latents, h, w, y0, y1, taps)
-            out[y0:y1] = to_uint8(synthesise(feats, self.synth_w, self.synth_b), y1 - y0, w)
+            feats = features(self.latents, h, w, y0, y1, taps, ones=True)
+            out[y0:y1] = to_uint8(synthesise(feats, self.synth_w, self.synth_b, mats), y1 - y0, w)
         return out
 
     @property
