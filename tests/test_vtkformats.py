@@ -150,6 +150,8 @@ def dicom_slice(plane: np.ndarray, z: int) -> bytes:
         _element(0x0028, 0x0101, "US", us(16)),
         _element(0x0028, 0x0102, "US", us(15)),
         _element(0x0028, 0x0103, "US", us(1)),
+        _element(0x0028, 0x1052, "DS", _ds(-1000)),  # RescaleIntercept: stored + (-1000) = physical
+        _element(0x0028, 0x1053, "DS", _ds(1)),  # RescaleSlope
         _element(0x7FE0, 0x0010, "OW", np.ascontiguousarray(plane.T.astype("<i2")).tobytes()),
     ])
 
@@ -184,7 +186,7 @@ def expected(case: str) -> tuple[np.ndarray, tuple, tuple]:
     if case.startswith("slc"):
         return (volume("uint8") % 251).astype(np.float32), (0.0, 0.0, 0.0), SPACING
     if case.startswith("dicom"):  # VTK's DICOM reader: rows and slices reversed, origin not given
-        return volume()[:, ::-1, ::-1].astype(np.float32), (0.0, 0.0, 0.0), SPACING
+        return volume()[:, ::-1, ::-1].astype(np.float32) - 1000, (0.0, 0.0, 0.0), SPACING
     if case.startswith("tif"):
         return volume().astype(np.float32), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     return volume().astype(np.float32), ORIGIN, SPACING
@@ -380,6 +382,12 @@ def test_tiff_without_vtk_and_bounded(tmp_path, monkeypatch):
     assert result["outcome"] == "InvalidFileError"
     with pytest.raises(InvalidFileError, match="too large|cannot read TIFF"):
         read_vtk_volume(huge)
+
+
+def test_nifti_rescaled_to_physical_values(tmp_path):
+    path = write_with("vtkNIFTIImageWriter", tmp_path / "s.nii", volume(), SetRescaleSlope=0.5,
+                      SetRescaleIntercept=-3.0)
+    np.testing.assert_allclose(read_vtk_volume(path)[0], volume() * 0.5 - 3.0)
 
 
 def test_vector_data_refused(tmp_path):

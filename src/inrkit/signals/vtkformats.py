@@ -9,6 +9,9 @@
 | ``.tif``/``.tiff`` (multi-page stack), a folder of TIFF slices | ``tifffile`` (not VTK) | index space |
 | a DICOM series folder | ``vtkDICOMImageReader`` | spacing (VTK's orientation: rows and slices reversed) |
 
+NIfTI values are rescaled to physical units (``scl_slope``, ``scl_inter``), which VTK's NIfTI reader
+leaves to the caller; its DICOM reader applies RescaleSlope/RescaleIntercept (e.g. Hounsfield units) itself.
+
 Each reader is bounded like the others in :mod:`inrkit.signals.readers`: the header is read first
 (``UpdateInformation``: extent, scalar type, components), and the grid is checked against
 :data:`~inrkit.limits.MAX_GRID_VALUES`, the decode-ratio rule (over every file the volume is read
@@ -358,6 +361,18 @@ def _nifti_origin(reader: Any) -> tuple[float, float, float]:
     return (0.0, 0.0, 0.0)
 
 
+def _rescale(reader: Any, suffix: str) -> tuple[float, float]:
+    """The slope and intercept that turn a NIfTI file's stored values into physical ones (``scl_slope``,
+    ``scl_inter``; a slope of 0 means none, as the NIfTI standard says). VTK's DICOM reader applies
+    RescaleSlope/RescaleIntercept itself."""
+    if suffix not in (".nii", ".nii.gz"):
+        return 1.0, 0.0
+    slope, offset = float(reader.GetRescaleSlope()), float(reader.GetRescaleIntercept())
+    if not (math.isfinite(slope) and math.isfinite(offset)) or slope == 0.0:
+        return 1.0, 0.0
+    return slope, offset
+
+
 def read_vtk_volume(path: str | os.PathLike) -> tuple[np.ndarray, Frame]:
     """Read a MetaImage, NRRD, NIfTI or SLC file or a DICOM folder through VTK (TIFF: :func:`read_tiff_volume`).
 
@@ -419,6 +434,10 @@ def read_vtk_volume(path: str | os.PathLike) -> tuple[np.ndarray, Frame]:
     from vtkmodules.util.numpy_support import vtk_to_numpy
 
     values = vtk_to_numpy(scalars).astype(np.float32)
+    slope, offset = _rescale(reader, suffix)
+    if (slope, offset) != (1.0, 0.0):  # stored values to physical ones (NIfTI scl_slope/scl_inter)
+        values *= np.float32(slope)
+        values += np.float32(offset)
     del image, scalars, reader
     axes = [k for k, d in enumerate(dims) if d > 1] or [0]
     if not all(math.isfinite(v) for v in (*origin, *spacing)) or min(spacing[a] for a in axes) <= 0:
