@@ -341,6 +341,19 @@ def test_json_draws_no_progress_bars(files: dict[str, str], capsys) -> None:
         assert "it/s" not in err and "%|" not in err, err
 
 
+def test_json_hides_terminal_bars_too(files: dict[str, str], capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bars shown on a terminal only (large renders) are off under --json, and back after it."""
+    from inrkit.utils import NO_PROGRESS_ENV, terminal_bar
+
+    seen: list[bool | None] = []
+    monkeypatch.setattr("inrkit.signals.render.terminal_bar", lambda show=True: seen.append(terminal_bar(show)))
+    monkeypatch.delenv(NO_PROGRESS_ENV, raising=False)
+    out = f"{files['tmp']}/big.png"
+    assert _run(["render", files["model"], "-o", out, "--size", "1100,1000", "--json"], capsys)[0] == 0
+    assert _run(["render", files["model"], "-o", out, "--size", "1100,1000"], capsys)[0] == 0
+    assert seen == [True, None] and NO_PROGRESS_ENV not in os.environ
+
+
 # ------------------------------------------------------------------ tests clean up after themselves
 def test_fuzz_modules_leave_no_temp_folders(tmp_path: Path) -> None:
     env = dict(os.environ, TMPDIR=str(tmp_path), INRKIT_FUZZ_EXAMPLES="2", OMP_NUM_THREADS="1")

@@ -14,6 +14,14 @@ import torch
 
 from inrkit.errors import InvalidInputError
 
+NO_PROGRESS_ENV = "INRKIT_NO_PROGRESS"  # set (the CLI does under --json): no progress bar, not even on a terminal
+
+
+def terminal_bar(show: bool = True) -> bool | None:
+    """tqdm's ``disable`` for a bar shown on a terminal only: ``None`` (tqdm checks for a terminal) when
+    ``show``, else ``True``; always ``True`` while ``$INRKIT_NO_PROGRESS`` is set."""
+    return None if show and not os.environ.get(NO_PROGRESS_ENV) else True
+
 
 def resolve_device(name: str | None = None) -> torch.device:
     """Pick a device: ``None``/``"auto"`` tries CUDA, then MPS, then CPU."""

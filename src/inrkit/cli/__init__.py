@@ -21,6 +21,7 @@ from inrkit.limits import MAX_THREADS
 
 THREADS_ENV = "INRKIT_THREADS"  # environment default of --threads (then OMP_NUM_THREADS)
 THREADS_CAP = 4  # the default uses at most this many threads (README "Threads and progress")
+NO_PROGRESS_ENV = "INRKIT_NO_PROGRESS"  # set while a --json command runs (inrkit.utils.NO_PROGRESS_ENV)
 
 
 def _command_modules() -> list:
@@ -111,8 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (one line, exit 2)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    if getattr(args, "json", False):  # --json: exactly one JSON object, no progress bars on any command
+    quiet = bool(getattr(args, "json", False))  # --json: exactly one JSON object, no progress bar on any command
+    hidden = os.environ.get(NO_PROGRESS_ENV)
+    if quiet:
         args.progress = False
+        os.environ[NO_PROGRESS_ENV] = "1"  # also the bars shown on a terminal only (inrkit.utils.terminal_bar)
     previous = _catch_sigterm()
     threads = _current_threads()
     try:
@@ -142,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # an unexpected failure: one line unless INRKIT_DEBUG is set
         return _internal(exc)
     finally:
+        if quiet and hidden is None:
+            os.environ.pop(NO_PROGRESS_ENV, None)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         if threads is not None:  # an in-process caller (tests, notebooks) keeps its own setting

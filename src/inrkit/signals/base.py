@@ -15,6 +15,7 @@ from inrkit.errors import InvalidInputError
 from inrkit.metrics import psnr_from_mse
 from inrkit.signals.frames import Frame
 from inrkit.signals.kinds import render_model
+from inrkit.utils import terminal_bar
 
 
 class Signal(abc.ABC):
@@ -83,7 +84,7 @@ def predict(model: torch.nn.Module, coords: Tensor, batch: int = 65536) -> Tenso
     n = coords.shape[0]
     outs = []
     with tqdm(total=n, desc="evaluate model", unit="pt", unit_scale=True, file=sys.stderr, leave=False,
-              disable=None if n > PREDICT_BAR_POINTS else True, dynamic_ncols=True) as bar:
+              disable=terminal_bar(n > PREDICT_BAR_POINTS), dynamic_ncols=True) as bar:
         for i in range(0, n, batch):
             outs.append(model(coords[i: i + batch].to(device)))
             bar.update(outs[-1].shape[0])

@@ -5,6 +5,7 @@ them register in their own modules (see :mod:`inrkit.signals.kinds`).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -13,10 +14,10 @@ import torch
 
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import MAX_RENDER_POINTS, MAX_RENDER_SIDE
-from inrkit.signals.base import predict
+from inrkit.signals.base import PREDICT_BAR_POINTS, predict
 from inrkit.signals.frames import DEFAULT_ARRAY, output_frame
 from inrkit.signals.readers import write_vti
-from inrkit.utils import atomic_path, atomic_write, to_uint8
+from inrkit.utils import atomic_path, atomic_write, terminal_bar, to_uint8
 
 
 def save_png(path: Path, pixels: np.ndarray) -> Path:
@@ -71,16 +72,21 @@ def grid_values(model: torch.nn.Module, meta: dict[str, Any], shape: Sequence[in
     total = int(np.prod([int(n) for n in shape], dtype=np.int64))
     widest = max([int(w) for w in getattr(model, "widths", [1])] or [1])
     chunk = max(1, min(RENDER_CHUNK, RENDER_CHUNK_VALUES // widest))
+    from tqdm.auto import tqdm
+
     out: np.ndarray | None = None
-    for start in range(0, total, chunk):
-        stop = min(start + chunk, total)
-        pred = predict(model, chunk_coords(shape, start, stop), batch=chunk).numpy().astype(np.float64)
-        values = pred * scale + offset
-        if convert is not None:
-            values = convert(values)
-        if out is None:
-            out = np.empty((total, values.shape[-1]), dtype=dtype)
-        out[start:stop] = values
+    with tqdm(total=total, desc="evaluate model", unit="pt", unit_scale=True, file=sys.stderr, leave=False,
+              disable=terminal_bar(total > PREDICT_BAR_POINTS), dynamic_ncols=True) as bar:
+        for start in range(0, total, chunk):
+            stop = min(start + chunk, total)
+            pred = predict(model, chunk_coords(shape, start, stop), batch=chunk).numpy().astype(np.float64)
+            values = pred * scale + offset
+            if convert is not None:
+                values = convert(values)
+            if out is None:
+                out = np.empty((total, values.shape[-1]), dtype=dtype)
+            out[start:stop] = values
+            bar.update(stop - start)
     assert out is not None  # a grid has at least one point
     return out.reshape(*shape, out.shape[-1])
 
