@@ -107,6 +107,22 @@ def test_slice_needs_a_volume_and_a_png(volume_model, tmp_path, capsys, tiny_ima
     assert "a volume renders to .png (mid-planes), .npy or .vti" in capsys.readouterr().err
 
 
+def test_quick_looks_count_only_their_planes(tmp_path, capsys):
+    """Without --size, a render's work is bounded by the model file's size: the mid-planes and a slice of a
+    96x128x160 volume fit that bound where the whole grid does not."""
+    np.save(tmp_path / "big.npy", np.random.default_rng(0).random((96, 128, 160)).astype(np.float32))
+    model = tmp_path / "big.safetensors"
+    assert main(["fit", str(tmp_path / "big.npy"), "-o", str(model), "--arch", "siren", "--hidden", "8x1",
+                 "--steps", "1", "--no-progress", "--no-evaluate"]) == 0
+    capsys.readouterr()
+    assert main(["render", str(model), "-o", str(tmp_path / "all.npy")]) == 2
+    assert "--size" in capsys.readouterr().err
+    assert main(["render", str(model), "-o", str(tmp_path / "look.png")]) == 0
+    assert Image.open(tmp_path / "look.png").size == (128 + 96 + 96, 160)
+    assert main(["render", str(model), "-o", str(tmp_path / "z.png"), "--slice", "z:80"]) == 0
+    assert Image.open(tmp_path / "z.png").size == (96, 128)
+
+
 def _is_png(path: Path) -> tuple[int, int]:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(path) as img:

@@ -16,7 +16,7 @@ from inrkit.models import ARCHITECTURES, build_model, load_model, save_model
 from inrkit.models.mlp import ACTIVATIONS, MLP
 from inrkit.signals import AnalyticSignal, Signal, SignalOptions, check_metadata, load_signal, render_model
 from inrkit.signals.match import load_matching_signal
-from inrkit.signals.planes import render_slice
+from inrkit.signals.planes import quicklook_points, render_slice
 from inrkit.signals.render import header_render_points, save_field_png, save_npy
 from inrkit.train import FitConfig, FitResult, fit
 from inrkit.utils import to_json
@@ -193,8 +193,10 @@ def render_file(model_path: str | os.PathLike, output: str | os.PathLike,
     model, header = load_model(model_path)
     mlp = _require_mlp(model, model_path, "rendered")
     if not size:  # the header's shape: bounded by what the model file's size justifies
-        check_header_render(header_render_points(mlp, header.get("signal") or {}), Path(model_path).stat().st_size,
-                            str(model_path), mlp.flops_per_point())
+        meta = header.get("signal") or {}
+        points = quicklook_points(mlp, meta, output, plane) if isinstance(meta, dict) else None  # planes only
+        check_header_render(points if points is not None else header_render_points(mlp, meta),
+                            Path(model_path).stat().st_size, str(model_path), mlp.flops_per_point())
     if plane is not None:
         meta = check_metadata(header.get("signal", {}), mlp.out_dim)
         path = render_slice(mlp, meta, Path(output), size, plane)

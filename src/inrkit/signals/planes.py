@@ -9,6 +9,7 @@ planes and slices of one model compare directly.
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -66,6 +67,20 @@ def _check_volume(model: torch.nn.Module, meta: dict[str, Any], what: str) -> No
     if getattr(model, "coord_dim", 3) != 3 or getattr(model, "out_dim", 1) != 1 or meta.get("kind") != "volume":
         raise InvalidInputError(f"{what} needs a volume model (3D coordinates, one value); this one is "
                                 f"{meta.get('kind') or 'of no known kind'!s:.40}")
+
+
+def quicklook_points(model: torch.nn.Module, meta: dict[str, Any], output: str | os.PathLike, plane: str | None,
+                     size: Sequence[int] | None = None) -> int | None:
+    """Points a mid-plane render (a volume model to ``.png``) or a ``plane`` slice evaluates; ``None`` for
+    other renders. What the render-work bounds count instead of the whole grid."""
+    is_volume = meta.get("kind") == "volume" and getattr(model, "coord_dim", 3) == 3
+    if not is_volume or (plane is None and Path(output).suffix.lower() != ".png"):
+        return None
+    shape = render_shape(model, meta, size)
+    total = int(np.prod(shape, dtype=np.int64))
+    if plane is not None:
+        return total // shape[parse_slice(plane)[0]]
+    return sum(total // n for n in shape)
 
 
 def render_planes(model: torch.nn.Module, meta: dict[str, Any], path: Path, size: Sequence[int] | None) -> Path:
