@@ -15,13 +15,14 @@ on all its latents and decodes a whole wavefront in one call of the range coder:
 an ``H x W`` image instead of one per latent (Cool-chic's decoder codes in raster order in C).
 
 **Symbols.** With ``c`` the predicted mode rounded to an integer, a latent ``k`` is coded as ``d = k - c``:
-one of :data:`SYMBOLS` symbols, ``d`` itself for ``|d| <= WINDOW``, else an escape naming the side and the
-category ``e`` of ``m = |d| - WINDOW in [2**e, 2**(e+1))``, followed by ``m - 2**e`` as ``e`` uniform bits.
-Every symbol's weight is its Laplace mass (escapes: the mass of their whole range) plus :data:`FLOOR`, so no
-symbol is ever nearly certain: each latent costs at least :data:`MIN_BITS_PER_LATENT` bits, which bounds the
-latents a stream of ``n`` bytes can hold (checked before decoding: :func:`check_work`). The weights depend
-only on the mode's fraction ``mq - 8 c`` and the scale index: one table of ``8 x SCALES`` rows
-(:func:`coder_table`) serves every file.
+one of :data:`SYMBOLS` symbols, ``d`` itself for ``|d| <= WINDOW``, else the high or the low escape; after
+a wavefront's symbols come its escapes' categories ``e`` (``m = |d| - WINDOW`` in ``[2**e, 2**(e+1))``, one of
+:data:`CATEGORIES` symbols), then their offsets ``m - 2**e`` as ``e`` uniform bits. So the work per latent
+does not depend on the bit depth. Every symbol's weight is its Laplace mass (an escape: the mass beyond the
+window; a category: the mass of its range) plus :data:`FLOOR`, so no symbol is ever nearly certain: each
+latent costs at least :data:`MIN_BITS_PER_LATENT` bits, which bounds the latents a stream of ``n`` bytes can
+hold (checked before decoding: :func:`check_work`). The weights depend only on the mode's fraction ``mq + 4
+- 8 c`` and the scale index: one table of ``8 x SCALES`` rows (:func:`coder_table`) serves every file.
 
 **Determinism.** The ARM runs in integer fixed point (:func:`arm_fixed`): contexts are integers shifted by
 ``FA`` fraction bits, weights and biases ``round(w * 2**fw)`` (``fw`` chosen per file), biases shifted left by
