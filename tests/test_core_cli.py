@@ -82,7 +82,7 @@ def test_demo_writes_its_outputs(tmp_path, capsys):
     metrics = json.loads(out)
     assert code == 0 and metrics["steps"] == 5 and metrics["psnr"] > 0
     for name in ["model.safetensors", "reconstruction.png", "upsampled.png", "comparison.png", "metrics.json",
-                 "history.json"]:
+                 "history.json", "history.png"]:
         assert (tmp_path / "demo" / name).is_file(), name
     assert np.asarray(Image.open(tmp_path / "demo" / "upsampled.png")).shape == (64, 64, 3)
 

@@ -56,7 +56,7 @@ def run_demo(output_dir: str | os.PathLike = "inrkit-demo", size: int = 128, ste
     """Fit, save, reload, render and evaluate a SIREN on a bundled image; returns the metrics.
 
     Writes ``model.safetensors``, ``reconstruction.png``, ``upsampled.png`` (4x), ``comparison.png``,
-    ``history.json`` and ``metrics.json`` into ``output_dir``.
+    ``history.json`` (with its training curve ``history.png``) and ``metrics.json`` into ``output_dir``.
 
     Args:
         output_dir: output folder.
