@@ -282,14 +282,25 @@ class ExactArm:
         h = ctx.astype(np.float64)
         if h.shape[1] == len(CONTEXT):
             h = np.hstack([h, np.ones((len(h), 1))])
-        for m in self.matrices[:-1]:
-            h = np.dot(h, m)
-            h.clip(0.0, float(_HIDDEN_CLIP), out=h)
-            np.floor(h, out=h)
-        z = np.floor(np.dot(h, self.matrices[-1]))
-        z[:, 0].clip(*self.z_range, out=z[:, 0])
-        zi = z.astype(np.int64)
-        return zi[:, 0] >> 3, np.ravel_multi_index((zi[:, 0] & 7, zi[:, 1]), (MODE_STEPS, SCALES), mode="clip")
+        return _arm_rows(h, self.matrices[:-1], self.matrices[-1], *self.z_range)
+
+
+def _arm_rows(h: np.ndarray, hidden: list[np.ndarray], last: np.ndarray, low: float, high: float,
+              clip: float = float(_HIDDEN_CLIP), dot: Any = np.dot, floor: Any = np.floor,
+              ravel: Any = np.ravel_multi_index) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`ExactArm.__call__` on float64 contexts with their column of ones (the decoder's inner loop: no
+    attribute lookups)."""
+    for m in hidden:
+        h = dot(h, m)
+        h.clip(0.0, clip, out=h)
+        floor(h, out=h)
+    z = floor(dot(h, last))
+    z[:, 0].clip(low, high, out=z[:, 0])
+    zi = z.astype(np.int64)
+    return zi[:, 0] >> 3, ravel((zi[:, 0] & 7, zi[:, 1]), _TABLE_SHAPE, mode="clip")
+
+
+_TABLE_SHAPE = (MODE_STEPS, SCALES)
 
 
 def arm_fixed(arm: FixedArm, ctx: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -448,6 +459,7 @@ def decode_latents(data: bytes, shapes: list[tuple[int, int]], arm: FixedArm, bi
     offsets = lay.offsets.astype(lay.order.dtype)
     order, bounds = lay.order, lay.bounds.tolist()
     half = 1 << (bits - 1)
+    arm_rows, hidden, last, (low, high) = _arm_rows, model.matrices[:-1], model.matrices[-1], model.z_range
     block = 64  # wavefronts whose context indices are formed at once
     for i0 in range(0, len(bounds) - 1, block):
         i1 = min(i0 + block, len(bounds) - 1)
@@ -457,7 +469,7 @@ def decode_latents(data: bytes, shapes: list[tuple[int, int]], arm: FixedArm, bi
         ctx_at[:, -1] = lay.size
         for i in range(i0, i1):
             a, b = bounds[i], bounds[i + 1]
-            q, row = model(buf.take(ctx_at[a - base:b - base]))
+            q, row = arm_rows(buf.take(ctx_at[a - base:b - base]).astype(np.float64), hidden, last, low, high)
             try:
                 sym = dec.decode(family, main.take(row, axis=0))
                 if sym.max() > 2 * WINDOW:
