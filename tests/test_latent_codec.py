@@ -278,3 +278,23 @@ def test_upsampling_matches_the_training_matrices() -> None:
     img = _handmade()
     whole = lc.to_uint8(lc.synthesise(lc.upsampled(img.latents, 13, 17), img.synth_w, img.synth_b), 13, 17)
     assert np.array_equal(whole, img.render())  # rendering in row chunks changes nothing
+
+
+def test_model_family_quantises_each_row_as_a_concrete_model() -> None:
+    """constriction's categorical family (one probability row per symbol, as the wavefront coder uses it) gives
+    the same bits as one concrete ``Categorical(row, perfect=False)`` per symbol, and decodes them back."""
+    import constriction
+
+    main, _ = lc.coder_table()
+    rng = np.random.default_rng(5)
+    rows = main[rng.integers(0, len(main), 300)]
+    symbols = rng.integers(0, lc.SYMBOLS, 300).astype(np.int32)
+    family = constriction.stream.model.Categorical(perfect=False)
+    enc = constriction.stream.queue.RangeEncoder()
+    enc.encode(symbols, family, rows)
+    one_by_one = constriction.stream.queue.RangeEncoder()
+    for s, row in zip(symbols.tolist(), rows):
+        one_by_one.encode(s, constriction.stream.model.Categorical(row, perfect=False))
+    words = enc.get_compressed()
+    assert np.array_equal(words, one_by_one.get_compressed())
+    assert np.array_equal(constriction.stream.queue.RangeDecoder(words).decode(family, rows), symbols)
