@@ -99,6 +99,15 @@ def test_seeds_are_bounded(files: dict[str, str], command: str, capsys) -> None:
     _refused([command, source, "-o", out, "--seed", "99999999999999999999999"], capsys, "--seed", "4294967295")
 
 
+@pytest.mark.parametrize("argv,flag", [("meta-train {tmp}/series -o {tmp}/m.safetensors --omega0 0", "--omega0"),
+                                       ("meta-train {tmp}/series -o {tmp}/m.safetensors --outer-lr 1e9", "--outer-lr"),
+                                       ("nerf-train {tmp}/scene -o {tmp}/n.safetensors --lr 1e9", "--lr"),
+                                       ("prune {tmp}/m.safetensors -o {tmp}/p.safetensors --lr 50", "--lr")])
+def test_shared_bounds_on_every_command(argv: str, flag: str, tmp_path: Path, capsys) -> None:
+    """omega0, learning rates and seeds have the same range on every command (refused while parsing)."""
+    _refused(argv.format(tmp=tmp_path).split(), capsys, flag)
+
+
 def test_long_lists_are_shortened(files: dict[str, str], capsys) -> None:
     line = _refused(["fit", files["png"], "-o", f"{files['tmp']}/x.safetensors", "--hidden", "16x1000"], capsys,
                     "1000 layers", f"at most {MAX_HIDDEN_LAYERS}")

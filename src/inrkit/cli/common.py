@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
 from inrkit.errors import InvalidInputError
-from inrkit.limits import MAX_SEED, check_hidden
+from inrkit.limits import MAX_LR, MAX_OMEGA, MAX_SEED, MIN_OMEGA, check_hidden
 from inrkit.utils import to_json
 
 _CONVERT = "_convert"  # namespace key: dest -> converter applied by build_config to string values
@@ -181,6 +181,10 @@ def _read_params(source: Any) -> list[tuple[str, Any, Any]]:
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
+def _params_names(source: Any) -> list[str]:
+    return [name for name, _, _ in _params(source)]
+
+
 def _guess(default: Any) -> Any:
     return type(default) if isinstance(default, (bool, int, float, str)) else str
 
@@ -320,7 +324,13 @@ def add_config(
     """
     flags, aliases, parsers = dict(flags or {}), dict(aliases or {}), dict(parsers or {})
     choices, helps, ranges = dict(choices or {}), dict(helps or {}), dict(ranges or {})
-    ranges.setdefault("seed", (0, MAX_SEED))  # every seed flag: what torch, NumPy and Python all accept
+    for name in _params_names(source):  # bounds every command shares (docs/limits.md, "Command-line arguments")
+        if name == "seed":  # what torch, NumPy and Python generators all accept
+            ranges.setdefault(name, (0, MAX_SEED))
+        elif name in ("omega0", "omega_hidden"):  # a new SIREN/FINER's initialisation divides by omega
+            ranges.setdefault(name, (MIN_OMEGA, MAX_OMEGA))
+        elif name in ("lr", "lr_final") or name.endswith("_lr"):
+            ranges.setdefault(name, (0, MAX_LR))
     docs = docstring_args(source)
     params = {name: (tp, default) for name, tp, default in _params(source)}
     added = set(parser.get_default(_FIELDS) or ())
