@@ -373,18 +373,97 @@ def _rescale(reader: Any, suffix: str) -> tuple[float, float]:
     return slope, offset
 
 
-def read_vtk_volume(path: str | os.PathLike) -> tuple[np.ndarray, Frame]:
+def read_vtk_volume(path: str | os.PathLike, isolate: bool = True) -> tuple[np.ndarray, Frame]:
     """Read a MetaImage, NRRD, NIfTI or SLC file or a DICOM folder through VTK (TIFF: :func:`read_tiff_volume`).
 
     Returns the values as float32 ``[x, y, z]`` (size-1 axes dropped) and their :class:`Frame`. The
     extent, scalar type and components come from the header (``UpdateInformation``) and are checked
     against the limits before any data is read.
+
+    Args:
+        path: the file, or the folder of a DICOM series or of TIFF slices.
+        isolate: run VTK in a forked child process (where ``fork`` exists), so that a crash of its C++
+            reader on a corrupt file (seen with DICOM) is an :class:`InvalidFileError`, not the end of
+            this process; the values come back through a pipe.
     """
     path = Path(path)
     folder = path.is_dir()
     suffix = "" if folder else vtk_suffix(path)
     if suffix in TIFF_SUFFIXES or (folder and _tiff_files(path)):
         return read_tiff_volume(path)
+    import_vtk()  # the install hint, before any child is started
+    if isolate and hasattr(os, "fork"):
+        return _read_in_child(path)
+    return _read_with_vtk(path, folder, suffix)
+
+
+def _read_in_child(path: Path) -> tuple[np.ndarray, Frame]:
+    """:func:`_read_with_vtk` in a forked child; its result (or its one-line error) comes back through a pipe.
+
+    The child sends ``V`` + a JSON header (shape, frame) + the float32 values, or ``E`` + an error
+    message; a child killed by a signal is reported as a crash of VTK's reader.
+    """
+    import json
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        status = 0
+        try:
+            os.close(read_fd)
+            with os.fdopen(write_fd, "wb") as out:
+                try:
+                    grid, frame = _read_with_vtk(path, path.is_dir(), "" if path.is_dir() else vtk_suffix(path))
+                    data = np.ascontiguousarray(grid.transpose())  # already contiguous: the reader's order
+                    head = json.dumps({"shape": list(data.shape), "origin": list(frame.origin),
+                                       "spacing": list(frame.spacing), "array": frame.array}).encode()
+                    out.write(b"V" + len(head).to_bytes(4, "little") + head)
+                    out.write(data.reshape(-1).data.cast("B"))
+                except (InvalidFileError, MemoryError) as exc:
+                    text = (str(exc) or type(exc).__name__).encode()[:4000]
+                    out.write(b"E" + len(text).to_bytes(4, "little") + text)
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd, "rb") as inp:
+            kind, size = inp.read(1), int.from_bytes(inp.read(4) or b"\0", "little")
+            head = inp.read(size) if kind in (b"V", b"E") and size <= 1 << 16 else b""
+            values: np.ndarray | None = None
+            meta: dict[str, Any] = {}
+            if kind == b"V":
+                meta = json.loads(head)
+                shape = tuple(int(n) for n in meta["shape"])
+                if math.prod(shape) > MAX_GRID_VALUES:
+                    raise InvalidFileError(f"{path}: {shape} is too large")
+                values = np.empty(shape, dtype=np.float32)
+                view, done = values.reshape(-1).data.cast("B"), 0
+                while done < len(view):
+                    got = inp.readinto(view[done:])
+                    if not got:
+                        break
+                    done += got
+                if done != len(view):
+                    values = None
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        raise InvalidFileError(f"{path}: VTK's reader crashed on this file (signal {os.WTERMSIG(status)}); "
+                               "it is corrupt or of a kind VTK cannot read")
+    if kind == b"E":
+        raise InvalidFileError(head.decode("utf-8", "replace").replace("\n", " "))
+    if values is None:
+        raise InvalidFileError(f"{path}: VTK's reader stopped without a result (exit {os.WEXITSTATUS(status)})")
+    frame = Frame(tuple(meta["origin"]), tuple(meta["spacing"]), meta["array"])
+    return values.transpose(), frame
+
+
+def _read_with_vtk(path: Path, folder: bool, suffix: str) -> tuple[np.ndarray, Frame]:
+    """The VTK read of :func:`read_vtk_volume`, in this process."""
     _, execution = import_vtk()
     reader, files, uncompressed, skip = _reader(path, suffix, folder)
     errors = _Errors().watch(reader, reader.GetExecutive())
