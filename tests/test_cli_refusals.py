@@ -365,13 +365,15 @@ def test_json_hides_terminal_bars_too(files: dict[str, str], capsys, monkeypatch
 
 # ------------------------------------------------------------------ tests clean up after themselves
 def test_fuzz_modules_leave_no_temp_folders(tmp_path: Path) -> None:
+    """The fuzz modules' input folders and decoder workers' folders are removed (TMPDIR stays empty)."""
     env = dict(os.environ, TMPDIR=str(tmp_path), INRKIT_FUZZ_EXAMPLES="2", OMP_NUM_THREADS="1")
     tests = Path(__file__).parent
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             str(tests / "test_fuzz_models.py"), "-k", "npz_members"],
+                             str(tests / "test_fuzz_models.py"), str(tests / "test_inrz_fuzz.py"),
+                             "-k", "npz_members or absurd_architecture or worst_allowed_pixels"],
                             capture_output=True, text=True, env=env, cwd=tests.parent, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:]
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("inrkit-")) == []
 
 
 def test_library_checks_match(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import weakref
 import zlib
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,8 @@ class Worker:
 
     def __init__(self, kind: str = "model") -> None:
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        self.folder = tempfile.mkdtemp(prefix="inrkit-inrz-")  # the worker's files; removed by close()
+        self.folder = tempfile.mkdtemp(prefix="inrkit-inrz-")  # the worker's files; removed by close() ...
+        weakref.finalize(self, shutil.rmtree, self.folder, True)  # ... or when the worker is collected
         self.proc = subprocess.Popen([sys.executable, "-c", WORKER, kind, str(MEMORY), self.folder],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
@@ -450,7 +452,11 @@ def test_absurd_architecture_allocates_nothing(widths):
     header["model"]["activations"] = ["sine"] * (len(widths) - 2) + ["identity"]
     header["model"]["omegas"] = [30.0] * (len(widths) - 1)
     header["layers"] = [header["layers"][0]] * (len(widths) - 1)
-    outcome, message, cpu, peak = Worker().run(build(json.dumps(header).encode(), payload))
+    w = Worker()
+    try:
+        outcome, message, cpu, peak = w.run(build(json.dumps(header).encode(), payload))
+    finally:
+        w.close()
     assert outcome == "refused" and cpu < 0.5 and peak < 32 * 2**20, (outcome, message, cpu, peak)
 
 
