@@ -130,14 +130,32 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+GETTING_STARTED = ROOT / "docs" / "getting-started.md"
+BEGIN, END = "<!-- realdata:begin -->", "<!-- realdata:end -->"
+
+
+def with_table(doc: str, results: dict[str, Any]) -> str:
+    """``doc`` with the generated table (and its provenance line) between the realdata markers."""
+    head, rest = doc.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    env, help_ = results["environment"], results["help"]
+    note = (f"Measured {env['date']} ({env['machine']}, {env['threads']} thread, torch {env['torch']}), "
+            f"`bench/results/realdata.json`. `inrkit --help`: {help_['cpu_seconds']:.2f} s of CPU.")
+    return f"{head}{BEGIN}\n{markdown(results)}\n\n{note}\n{END}{tail}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", help="names of the inputs to run (default: all)")
     parser.add_argument("--markdown", action="store_true", help="print the table of the committed results")
+    parser.add_argument("--docs", action="store_true", help="write the table into docs/getting-started.md")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if args.markdown:
-        print(markdown(json.loads(args.output.read_text())))
+    if args.markdown or args.docs:
+        results = json.loads(args.output.read_text())
+        if args.docs:
+            GETTING_STARTED.write_text(with_table(GETTING_STARTED.read_text(), results))
+        print(markdown(results))
         return
     env = {**os.environ, "INRKIT_THREADS": "1", "OMP_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory(prefix="inrkit-realdata-") as tmp:

@@ -69,8 +69,8 @@ def test_auto_picks_a_grid_sized_to_a_quarter_of_the_data() -> None:
 
 def test_auto_keeps_the_users_widths_and_named_architectures() -> None:
     photo = ImageSignal(np.zeros((256, 256, 3), np.float32))
-    spec, _ = resolve_spec(ModelSpec(hidden=(16,)), photo)
-    assert spec.arch == "grid" and spec.hidden == (16,)
+    spec, choice = resolve_spec(ModelSpec(hidden=(16,)), photo)  # widths without an architecture: a SIREN
+    assert spec.arch == "siren" and spec.hidden == (16,) and choice is None
     spec, choice = resolve_spec(ModelSpec(arch="siren"), photo)
     assert spec.arch == "siren" and choice is None
 

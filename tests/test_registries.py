@@ -113,9 +113,9 @@ def test_help_shows_every_default_and_registry_choices():
     for f in dataclasses.fields(FitConfig):
         flag = FIT_FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
         assert flag in text or flag.replace("--", "--no-") in text, f.name
-    assert "(default: 1000)" in text and "(default: cosine)" in text
+    assert "1000, or what --arch auto chose" in " ".join(text.split()) and "(default: cosine)" in text
     arch = next(a for a in _subparser("fit")._actions if a.dest == "arch")
-    assert tuple(arch.choices) == tuple(ARCHITECTURES.names())
+    assert tuple(arch.choices) == ("auto", *ARCHITECTURES.names())
     method = next(a for a in _subparser("prune")._actions if a.dest == "method")
     assert tuple(method.choices) == tuple(CRITERIA.names())
 

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence, cast
 
 import numpy as np
 import torch
 
+from inrkit.choose import Choice, choose
 from inrkit.errors import InvalidInputError
 from inrkit.limits import MAX_OMEGA, MIN_OMEGA, check_header_render, check_range
+from inrkit.metrics import size_report, warn_if_larger
 from inrkit.models import ARCHITECTURES, build_model, load_model, save_model
+from inrkit.models.io import WEIGHT_DTYPES
 from inrkit.models.mlp import ACTIVATIONS, MLP
 from inrkit.signals import AnalyticSignal, Signal, SignalOptions, check_metadata, load_signal, render_model
 from inrkit.signals.match import load_matching_signal
@@ -21,23 +24,31 @@ from inrkit.signals.render import header_render_points, save_field_png, save_npy
 from inrkit.train import FitConfig, FitResult, fit
 from inrkit.utils import to_json
 
+AUTO = "auto"
+ARCH_CHOICES = (AUTO, *ARCHITECTURES.names())
+WEIGHT_DTYPE_CHOICES = (AUTO, *WEIGHT_DTYPES)
+
 
 @dataclass
 class ModelSpec:
     """A new network to fit.
 
     Args:
-        arch: architecture (a name registered in inrkit.models.ARCHITECTURES).
-        hidden: hidden widths: 256x3 or 256,128,64 (default: 256x3; 64x2 for grid).
+        arch: architecture: auto (chosen for the signal and sized from its raw bytes: docs/choosing.md;
+            with --hidden, a SIREN) or a name registered in inrkit.models.ARCHITECTURES.
+        hidden: hidden widths: 256x3 or 256,128,64 (default: auto's choice; 256x3; 64x2 for grid).
         omega0: SIREN/FINER frequency omega_0 of the first and hidden layers.
         levels: grid: resolution levels (default per dimension: docs/grid.md).
         features: grid: features per level.
         table_size: grid: entries of a hashed level (coarse levels that fit are dense).
         finest: grid: cells per axis of the finest level (default: the signal's largest side).
         activation: grid: hidden activation of the MLP after the grid (default relu).
+        base: grid: cells per axis of the coarsest level (default: min(16, finest // 8)).
+        weight_dtype: how the file stores the weights: auto (float16 for an auto model, else float32),
+            float32 or float16 (half the bytes).
     """
 
-    arch: str = "siren"
+    arch: str = AUTO
     hidden: tuple[int, ...] | None = None
     omega0: float = 30.0
     levels: int | None = None
@@ -45,10 +56,15 @@ class ModelSpec:
     table_size: int | None = None
     finest: int | None = None
     activation: str | None = None
+    base: int | None = None
+    weight_dtype: str = AUTO
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise InvalidInputError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        if self.arch != AUTO and self.arch not in ARCHITECTURES:
+            raise InvalidInputError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCH_CHOICES)}")
+        if self.weight_dtype not in WEIGHT_DTYPE_CHOICES:
+            raise InvalidInputError(f"unknown weight dtype {self.weight_dtype!r}; choose from "
+                                    f"{', '.join(WEIGHT_DTYPE_CHOICES)}")
         check_range("omega0", self.omega0, MIN_OMEGA, MAX_OMEGA, optional=False)
         if self.hidden is not None:
             self.hidden = tuple(int(h) for h in self.hidden)
@@ -57,7 +73,7 @@ class ModelSpec:
         grid_fields = {k: getattr(self, k) for k in GRID_FIELDS if getattr(self, k) is not None}
         if grid_fields and self.arch != "grid":
             raise InvalidInputError(f"{', '.join(sorted(grid_fields))} apply to arch grid only, not {self.arch!r}")
-        for name in ("levels", "features", "table_size", "finest"):
+        for name in ("levels", "features", "table_size", "finest", "base"):
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < 1):
                 raise InvalidInputError(f"grid {name} must be a positive integer, got {value!r}")
@@ -75,6 +91,8 @@ class ModelSpec:
 
         ``resolution`` (the signal's largest side) is a grid's finest resolution when ``finest`` is not given.
         """
+        if self.arch == AUTO:
+            raise InvalidInputError("arch auto is chosen for a signal: use resolve_spec(spec, signal) first")
         kwargs: dict[str, Any] = {}
         if self.arch in ("siren", "finer"):
             kwargs = {"omega0": self.omega0, "omega_hidden": self.omega0}
@@ -85,7 +103,7 @@ class ModelSpec:
         return build_model(self.arch, in_dim, out_dim, self.widths, generator=generator, **kwargs)
 
 
-GRID_FIELDS = ("levels", "features", "table_size", "finest", "activation")
+GRID_FIELDS = ("levels", "features", "table_size", "finest", "activation", "base")
 GRID_HIDDEN = (64, 64)
 
 
@@ -106,9 +124,32 @@ def check_compatible(model: MLP, signal: Signal) -> None:
         )
 
 
+def resolve_spec(spec: ModelSpec, signal: Signal) -> tuple[ModelSpec, Choice | None]:
+    """``spec`` with ``arch auto`` replaced by the model :func:`inrkit.choose.choose` picks for ``signal``, and
+    that choice (``None`` when ``spec`` names an architecture). Widths given without an architecture
+    (``hidden``) make a SIREN of those widths (no choice)."""
+    if spec.arch != AUTO:
+        return spec, None
+    if spec.hidden is not None:  # widths without an architecture: a SIREN, as inrkit has always read them
+        return replace(spec, arch="siren"), None
+    choice = choose(signal)
+    resolved = replace(spec, arch=choice.arch, **choice.fields)
+    return resolved, choice
+
+
+def weight_dtype(spec: ModelSpec, choice: Choice | None) -> str:
+    """How the file stores the weights: the spec's, or for ``auto`` the choice's (float32 without one)."""
+    if spec.weight_dtype != AUTO:
+        return spec.weight_dtype
+    return choice.weight_dtype if choice is not None else "float32"
+
+
 def fit_signal(signal: Signal, spec: ModelSpec | None = None, config: FitConfig | None = None) -> FitResult:
-    """Fit a new ``spec`` model (seeded with ``config.seed``) to ``signal``."""
+    """Fit a new ``spec`` model (seeded with ``config.seed``; ``arch auto`` resolved by :func:`resolve_spec`)
+    to ``signal``."""
     spec, config = spec or ModelSpec(), config or FitConfig()
+    spec, choice = resolve_spec(spec, signal)
+    config = choice.fit_config(config) if choice is not None else config
     shape = getattr(signal, "shape", None)
     model = spec.build(signal.dim, signal.out_dim, torch.Generator().manual_seed(config.seed),
                        resolution=max(shape) if shape else None)
@@ -138,14 +179,34 @@ def fit_file(
     """
     spec, config, options = spec or ModelSpec(), config or FitConfig(), options or SignalOptions()
     signal = load_signal(input_path, seed=config.seed, **options.kwargs())
-    result = fit_signal(signal, spec, config)
-    extra = {"arch": spec.arch, "seed": config.seed, "steps": result.steps, "source": str(input_path),
-             "config": run_config(spec, config, options)}
-    model = cast(MLP, result.model)
-    save_model(model.cpu(), output, signal=signal.metadata(), extra=extra)
-    summary = {"output": str(output), **result.summary(), "bytes": Path(output).stat().st_size,
+    resolved, choice = resolve_spec(spec, signal)
+    config = choice.fit_config(config) if choice is not None else config
+    dtype = weight_dtype(spec, choice)
+    result = fit_signal(signal, resolved, config)
+    model = cast(MLP, result.model).cpu()
+    if dtype != "float32":  # report the metrics of the weights as stored
+        round_weights(model, dtype)
+        result.metrics = signal.evaluate(model) if config.evaluate else result.metrics
+    extra: dict[str, Any] = {"arch": resolved.arch, "seed": config.seed, "steps": result.steps,
+                             "source": str(input_path), "config": run_config(resolved, config, options)}
+    if choice is not None:
+        extra["auto"] = choice.summary()
+    meta = signal.metadata()
+    save_model(model, output, signal=meta, extra=extra, weight_dtype=dtype)
+    summary = {"output": str(output), "arch": resolved.arch, **result.summary(),
+               **size_report(Path(output).stat().st_size, meta), "weight_dtype": dtype,
                "flops_per_point": model.flops_per_point()}
+    if choice is not None:
+        summary["auto"] = choice.summary()
+    warn_if_larger(summary, str(output))
     return result, summary
+
+
+def round_weights(model: torch.nn.Module, dtype: str) -> None:
+    """Round every parameter to ``dtype`` (float16) in place, as the file will store it."""
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(param.to(WEIGHT_DTYPES[dtype]).float())
 
 
 def evaluate_file(model_path: str | os.PathLike, input_path: str | os.PathLike,
@@ -174,6 +235,8 @@ def model_info(model_path: str | os.PathLike) -> dict[str, Any]:
         groups: list[Any] = getattr(model, "prunable_groups", list)()
         info.update(type=header.get("type", type(model).__name__), widths={g.name: g.width for g in groups})
     params = getattr(model, "num_params", lambda: sum(p.numel() for p in model.parameters()))()
+    signal = header.get("signal", {})
+    info.update(size_report(info["bytes"], signal if isinstance(signal, dict) else None))
     info.update(params=params, flops_per_point=getattr(model, "flops_per_point", lambda: None)(),
                 signal=header.get("signal", {}), extra=header.get("extra", {}))
     if header.get("notes"):  # e.g. a version-1 file whose checksum does not cover the header

@@ -11,3 +11,14 @@ class InvalidInputError(InrkitError, ValueError):
 
 class InvalidFileError(InrkitError, ValueError):
     """A file that is missing, truncated, altered or of an unsupported format."""
+
+
+class InrkitWarning(UserWarning):
+    """Something a user should know that does not stop the command (shown as ``inrkit: warning: ...``)."""
+
+
+def warn(message: str) -> None:
+    """Issue an :class:`InrkitWarning` (no source line of ours in the message)."""
+    import warnings
+
+    warnings.warn_explicit(message, InrkitWarning, "inrkit", 0)

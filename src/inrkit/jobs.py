@@ -32,9 +32,10 @@ from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 
-from inrkit.api import ModelSpec, run_config
+from inrkit.api import AUTO, ModelSpec, run_config
 from inrkit.errors import InrkitError, InvalidFileError, InvalidInputError
 from inrkit.limits import MAX_JSON_BYTES, parse_json
+from inrkit.metrics import size_report
 from inrkit.models import load_model, save_model
 from inrkit.models.mlp import MLP
 from inrkit.signals import SignalOptions, load_signal
@@ -46,7 +47,7 @@ MAX_ITEMS = 1 << 20  # items one job may list (inputs after expanding folders, g
 MAX_BATCH = 4096  # signals one batched fit may hold
 SUMMARY_JSON, SUMMARY_CSV = "summary.json", "summary.csv"
 MODEL_SUFFIX = ".safetensors"
-COLUMNS = ("item", "status", "psnr", "bytes", "seconds", "error", "steps", "source", "output")
+COLUMNS = ("item", "status", "psnr", "bytes", "seconds", "error", "steps", "source", "output", "raw_bytes", "ratio")
 GLOB_CHARS = set("*?[")
 
 
@@ -351,6 +352,8 @@ def run_job(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, spec
     Returns the summary (counts, seconds, items/s, one row per item). Failed items do not raise.
     """
     spec, config = spec or ModelSpec(), config or FitConfig()
+    if spec.arch == AUTO:  # stacked fits need one architecture for every signal: a SIREN
+        spec = replace(spec, arch="siren")
     options, job = options or SignalOptions(), job or JobOptions()
     items = expand_inputs(inputs)
     if job.ray:
@@ -393,7 +396,7 @@ def run_job(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, spec
             counts[outcome.status] += 1
             rows[item.name] = _row(item, target, outcome.status, psnr=outcome.metrics.get("psnr"),
                                    seconds=round(outcome.seconds, 4), steps=outcome.steps or None,
-                                   error=outcome.error)
+                                   error=outcome.error, signal=outcome.signal)
         bar.update(len(batch))
         elapsed = time.perf_counter() - start
         bar.set_postfix(done=counts["ok"], failed=counts["failed"],
@@ -413,11 +416,13 @@ def run_job(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, spec
 
 
 def _row(item: Item, target: Path, status: str, *, psnr: Any = None, seconds: Any = None, steps: Any = None,
-         error: str = "") -> dict[str, Any]:
+         error: str = "", signal: dict[str, Any] | None = None) -> dict[str, Any]:
     psnr = float(psnr) if isinstance(psnr, (int, float)) and math.isfinite(psnr) else None
     size = target.stat().st_size if status != "failed" and target.is_file() else None
+    report = size_report(size, signal) if size else {}
     return {"item": item.name, "status": status, "psnr": psnr, "bytes": size, "seconds": seconds,
-            "error": error, "steps": steps, "source": item.source, "output": str(target) if size else None}
+            "error": error, "steps": steps, "source": item.source, "output": str(target) if size else None,
+            "raw_bytes": report.get("raw_bytes"), "ratio": report.get("ratio")}
 
 
 def _summary(out: Path, rows: list[dict[str, Any]], total: int, seconds: float, job: JobOptions) -> dict[str, Any]:

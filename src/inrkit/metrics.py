@@ -1,4 +1,5 @@
-"""Quality metrics: PSNR, SSIM and MS-SSIM (images), Chamfer distance, normal consistency, IoU (shapes).
+"""Quality metrics: PSNR, SSIM and MS-SSIM (images), Chamfer distance, normal consistency, IoU (shapes), and
+the size of a file against the raw data it represents (:func:`size_report`).
 
 :func:`psnr` and :func:`psnr_from_mse` are inrkit's only PSNR (normalised values: ``data_range=2``;
 colours in [0, 1]: ``data_range=1``).
@@ -6,12 +7,13 @@ colours in [0, 1]: ``data_range=1``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from inrkit.errors import InvalidInputError
+from inrkit.errors import InvalidInputError, warn
 
 
 def psnr_from_mse(mse: float | torch.Tensor, data_range: float = 2.0) -> float:
@@ -159,3 +161,38 @@ def iou(occupancy_a: np.ndarray, occupancy_b: np.ndarray) -> float:
     a, b = np.asarray(occupancy_a, dtype=bool), np.asarray(occupancy_b, dtype=bool)
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+SAMPLE_DTYPE_NAMES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+                      "float16", "float32", "float64")
+"""Source sample types a signal's metadata may name (``dtype``: what the raw data is sized by)."""
+
+
+def raw_bytes(meta: dict[str, Any] | None) -> int | None:
+    """Bytes of a grid signal's samples at their native precision: ``prod(shape) x channels x item size``
+    (``dtype`` from the metadata; float32 when it names none). ``None`` without a grid shape."""
+    shape, channels = (meta or {}).get("shape"), (meta or {}).get("channels", 1)
+    if not (isinstance(shape, list) and shape and all(type(s) is int and s > 0 for s in shape)
+            and type(channels) is int and channels > 0):
+        return None
+    dtype = (meta or {}).get("dtype")
+    itemsize = np.dtype(dtype).itemsize if dtype in SAMPLE_DTYPE_NAMES else 4
+    return int(math.prod(shape)) * channels * itemsize
+
+
+def size_report(nbytes: int, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """``bytes`` and, when the signal's raw size is known, ``raw_bytes`` (its samples at their native
+    precision) and ``ratio`` (bytes / raw bytes)."""
+    out: dict[str, Any] = {"bytes": int(nbytes)}
+    raw = raw_bytes(meta)
+    if raw:
+        out.update(raw_bytes=raw, ratio=round(nbytes / raw, 4))
+    return out
+
+
+def warn_if_larger(report: dict[str, Any], what: str) -> None:
+    """One warning when a written file (a :func:`size_report`) is larger than the data it represents."""
+    if report.get("ratio") is not None and report["ratio"] > 1:
+        warn(f"{what} is {report['ratio']:.2f}x the size of its data ({report['bytes']} bytes for "
+             f"{report['raw_bytes']} raw bytes): an INR larger than its data saves nothing; fewer or narrower "
+             "layers, --weight-dtype float16 or --arch auto make it smaller")

@@ -8,6 +8,7 @@ from inrkit.adapt.config import AireConfig, load_config, load_preset
 from inrkit.adapt.runner import aire, train_psnr
 from inrkit.errors import InvalidInputError
 from inrkit.limits import check_range
+from inrkit.metrics import size_report, warn_if_larger
 from inrkit.models.io import save_model
 from inrkit.utils import resolve_device
 
@@ -54,6 +55,8 @@ def adapt_file(input_path: str | Path, output: str | Path, preset: str | None = 
         psnr_after = result.stages[-1]["psnr_after"]
     extra = {"aire": {"config": cfg.to_dict(), "stages": result.stages, "input": str(input_path)}}
     save_model(result.model.cpu(), output, signal=signal.metadata(), extra=extra)
+    size = size_report(Path(output).stat().st_size, signal.metadata())
+    warn_if_larger(size, str(output))
     return {
         "output": str(output), "preset": None if config else (preset or "image"),
         "config": str(config) if config else None, "scale": scale, "seed": cfg.seed, "steps": result.steps,
@@ -61,5 +64,6 @@ def adapt_file(input_path: str | Path, output: str | Path, preset: str | None = 
         "params_before": result.params_start, "params_after": result.model.num_params(),
         "widths_before": result.widths_start, "widths_after": result.model.widths,
         "psnr_before": psnr_before, "psnr_after": psnr_after,
-        "metrics": result.metrics, "bytes": Path(output).stat().st_size, "stages": result.stages,
+        "metrics": result.metrics, **size, "bytes_saved": 4 * (result.params_start - result.model.num_params()),
+        "stages": result.stages,
     }

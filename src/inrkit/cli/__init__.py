@@ -7,13 +7,15 @@ Every command also gets ``--threads N`` (:func:`default_threads`), applied befor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
 import signal
 import sys
 import threading
-from typing import Any, Sequence
+import warnings
+from typing import Any, Iterator, Sequence
 
 from inrkit.cli.common import ArgumentParser, _number, check_outputs, shorten
 from inrkit.errors import InrkitError
@@ -101,6 +103,25 @@ def _one_line(text: object) -> str:
     return shorten(text)
 
 
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Show inrkit's own warnings as one line each, ``inrkit: warning: ...``, once per message."""
+    from inrkit.errors import InrkitWarning
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: Any = None) -> None:
+        if issubclass(category, InrkitWarning):
+            print(f"inrkit: warning: {_one_line(message)}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        previous = warnings.showwarning
+        warnings.simplefilter("default", InrkitWarning)
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run one command; user errors print one line on stderr and exit 2.
 
@@ -122,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_outputs(args)
         set_threads(getattr(args, "threads", None) or default_threads())
-        result = args.handler(args)
+        with _warnings_as_lines():
+            result = args.handler(args)
     except _Terminated:
         print("inrkit: terminated", file=sys.stderr)
         return 143

@@ -185,6 +185,14 @@ def _params_names(source: Any) -> list[str]:
     return [name for name, _, _ in _params(source)]
 
 
+def _help_with_default(text: str, default: Any, span: Any) -> str:
+    """A flag's help: its text and its default (unless the text states it) and range."""
+    if "(default:" in text and default is None:  # e.g. "(default: 1000, or what --arch auto chose)"
+        bounds = _span(span)
+        return f"{text.rstrip('.')[:-1]}{bounds})".strip() if bounds and text.rstrip(".").endswith(")") else text
+    return f"{text} (default: {_show(default)}{_span(span)})".strip()
+
+
 def _guess(default: Any) -> Any:
     return type(default) if isinstance(default, (bool, int, float, str)) else str
 
@@ -368,7 +376,7 @@ def add_config(
         target.add_argument(*spellings, *aliases.get(name, ()), dest=name, choices=allowed, metavar=metavar,
                             type=ftype,
                             default=None if unset else default,
-                            help=f"{text} (default: {_show(default)}{_span(ranges.get(name))})".strip())
+                            help=_help_with_default(text, default, ranges.get(name)))
     signed_flags = {s for n in names if n in signed for s in parser._option_string_actions
                     if parser._option_string_actions[s].dest == n}
     parser.set_defaults(**{_CONVERT: convert, _FIELDS: tuple(added | set(names)),

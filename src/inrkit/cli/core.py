@@ -7,20 +7,28 @@ from __future__ import annotations
 
 import argparse
 
-from inrkit.api import ModelSpec, evaluate_file, fit_file, model_info, render_file, synth_sin_radial
+from inrkit.api import (
+    ARCH_CHOICES,
+    WEIGHT_DTYPE_CHOICES,
+    ModelSpec,
+    evaluate_file,
+    fit_file,
+    model_info,
+    render_file,
+    synth_sin_radial,
+)
 from inrkit.cli.common import (
     add_config,
     add_json_flag,
     add_output,
     build_config,
-    choices_of,
     declare_output,
     emit,
     parse_crop,
 )
 from inrkit.demo import run_demo
 from inrkit.limits import MAX_LR, MAX_OMEGA, MAX_OUTPUT_SIDE, MIN_OMEGA
-from inrkit.models import ACTIVATIONS, ARCHITECTURES, parse_hidden
+from inrkit.models import ACTIVATIONS, parse_hidden
 from inrkit.models.fast import PRECISIONS
 from inrkit.signals import SignalOptions
 from inrkit.train import FitConfig
@@ -67,7 +75,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="PNG/JPEG, .npy/.raw/.vti/.vtk, .ply/.obj/.stl, analytic:sin-radial, or (with "
                                  "inrkit[viz]) .mhd/.mha/.nrrd/.nhdr/.nii/.nii.gz/.slc/.tif, a TIFF or DICOM folder")
     add_output(p, "model file to write (.safetensors)", (".safetensors",))
-    add_config(p, ModelSpec, choices={"arch": choices_of(ARCHITECTURES), "activation": ACTIVATIONS},
+    add_config(p, ModelSpec, choices={"arch": ARCH_CHOICES, "activation": ACTIVATIONS,
+                                      "weight_dtype": WEIGHT_DTYPE_CHOICES},
                parsers={"hidden": parse_hidden}, ranges=MODEL_RANGES)
     add_config(p, FitConfig, flags=FIT_FLAGS, choices=FIT_CHOICES, ranges=FIT_RANGES,
                aliases={"steps": ["--iters"], "batch_size": ["--batch"]})

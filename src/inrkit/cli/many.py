@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from inrkit.api import ModelSpec
+from inrkit.api import ARCH_CHOICES, WEIGHT_DTYPE_CHOICES, ModelSpec
 from inrkit.cli.common import (
     _OUTPUTS,
     add_config,
@@ -18,14 +18,13 @@ from inrkit.cli.common import (
     add_output,
     build_config,
     check_output,
-    choices_of,
     declare_output,
     emit,
 )
 from inrkit.cli.core import FIT_CHOICES, FIT_RANGES, MODEL_RANGES, SIGNAL_PARSERS
 from inrkit.errors import InvalidInputError
 from inrkit.jobs import MAX_BATCH, JobOptions, ManyOptions, check_ray, expand_inputs, run_job
-from inrkit.models import ACTIVATIONS, ARCHITECTURES, parse_hidden
+from inrkit.models import ACTIVATIONS, parse_hidden
 from inrkit.signals import SignalOptions
 from inrkit.train import FitConfig
 
@@ -80,7 +79,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="signal files, folders, globs ('crops/*.png') or series manifests")
     add_output(p, "output folder: NAME.safetensors per item, summary.json, summary.csv", folder=True)
     add_config(p, JobOptions, ranges={"batch": (1, MAX_BATCH)})
-    add_config(p, ModelSpec, choices={"arch": choices_of(ARCHITECTURES), "activation": ACTIVATIONS},
+    add_config(p, ModelSpec, choices={"arch": ARCH_CHOICES, "activation": ACTIVATIONS,
+                                      "weight_dtype": WEIGHT_DTYPE_CHOICES},
                parsers={"hidden": parse_hidden}, ranges=MODEL_RANGES)
     add_config(p, FitConfig, skip=FIT_SKIP, choices=FIT_CHOICES, ranges=FIT_RANGES, aliases={"steps": ["--iters"]})
     add_config(p, SignalOptions, parsers=SIGNAL_PARSERS)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from inrkit.compress.codecs import CODECS, Codec
+from inrkit.compress.container import unpack
 from inrkit.compress.decoder import read_file
 from inrkit.compress.model import decode_model
 from inrkit.compress.qat import QAT_LR, QAT_STEPS
@@ -31,6 +32,7 @@ from inrkit.limits import (
     check_inrz_image,
     check_range,
 )
+from inrkit.metrics import size_report, warn_if_larger
 from inrkit.models import MLP, build_model, load_model, save_model
 from inrkit.signals import ImageSignal, Signal, check_metadata, load_signal, render_model
 from inrkit.signals.match import load_matching_signal, peek_signal
@@ -361,8 +363,10 @@ def compress_file(
                                 progress=progress)
     write_bytes(out_path, result.data)
     rep = result.report(_pixels(meta))
+    size = size_report(len(result.data), meta)
     rep.update(output=str(out_path), original_bytes=4 * model.num_params(),
-               ratio=4 * model.num_params() / len(result.data), seconds=time.perf_counter() - t0)
+               compression=4 * model.num_params() / len(result.data), seconds=time.perf_counter() - t0, **size)
+    warn_if_larger(size, str(out_path))
     return rep
 
 
@@ -529,6 +533,24 @@ def render_cost(widths: list[int]) -> int:
     return sum(widths[i + 1] * (widths[i] + 1) for i in range(len(widths) - 1)) + 16 * sum(widths[1:-1])
 
 
+def _check_grid_reference(reference: str | os.PathLike, header: dict[str, Any]) -> None:
+    """Refuse a ``--reference`` that is no image, or not the size and channels a grid file's header holds
+    (with the file's stored crop), from the reference's header alone."""
+    signal = header.get("signal") if isinstance(header.get("signal"), dict) else {}
+    crop = signal.get("crop")
+    crop = crop if isinstance(crop, list) and len(crop) == 4 and all(type(v) is int for v in crop) else None
+    peeked = peek_signal(reference, crop)
+    if peeked is None or peeked.kind != "image":
+        where = " holding the file's crop " + ",".join(map(str, crop)) if crop is not None else ""
+        raise InvalidInputError(f"--reference {reference}: not a PNG or JPEG image{where}")
+    shape, channels = header.get("shape"), header.get("channels")
+    if (isinstance(shape, list) and peeked.shape != shape) or (type(channels) is int and peeked.out_dim != channels):
+        cropped = " (cropped as the file)" if crop is not None else ""
+        raise InvalidInputError(f"--reference {reference} is {peeked.shape[0]}x{peeked.shape[1]}x{peeked.out_dim}"
+                                f"{cropped} but the file holds {shape[0] if isinstance(shape, list) else '?'}x"
+                                f"{shape[1] if isinstance(shape, list) else '?'}x{channels}")
+
+
 def decode_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
                  reference: str | os.PathLike | None = None, crop: Sequence[int] | None = None) -> dict[str, Any]:
     """Decode an image ``.inrz`` to PNG; with ``reference`` also report the PSNR against it.
@@ -549,10 +571,8 @@ def decode_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
 
         if crop is not None:
             raise InvalidInputError("a grid .inrz file stores its crop; decode it without --crop")
-        if reference is not None:  # a reference that is no image is refused before anything is written
-            peeked = peek_signal(reference)
-            if peeked is None or peeked.kind != "image":
-                raise InvalidInputError(f"--reference {reference}: not a PNG or JPEG image")
+        if reference is not None:  # checked against the file's header before anything is written
+            _check_grid_reference(reference, unpack(data)[0])
         return decode_grid_image(inrz_path, out_path, reference=reference)
     model, header = decode_model(data, check=functools.partial(_check_image, len(data), str(inrz_path)))
     meta = check_metadata(header.get("signal"), model.out_dim, kind="image")

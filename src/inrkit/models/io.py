@@ -242,13 +242,26 @@ def model_header(model: nn.Module, signal: dict | None = None, extra: dict | Non
     return header
 
 
-def model_to_bytes(model: nn.Module, signal: dict | None = None, extra: dict | None = None) -> bytes:
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+"""How a model file may store its weights (loading always gives float32)."""
+
+
+def model_to_bytes(model: nn.Module, signal: dict | None = None, extra: dict | None = None,
+                   weight_dtype: str = "float32") -> bytes:
     """Serialise ``model`` to safetensors bytes (what :func:`save_model` writes).
 
-    Refuses (:class:`InvalidInputError`) a model whose file :func:`load_model` would refuse: a header
-    beyond the JSON limits (e.g. metadata nested too deep), NaN or out-of-range fields, too many elements.
+    ``weight_dtype`` ``float16`` stores every tensor in half precision (half the bytes; the checksum covers
+    the stored values). Refuses (:class:`InvalidInputError`) a model whose file :func:`load_model` would
+    refuse: a header beyond the JSON limits (e.g. metadata nested too deep), NaN or out-of-range fields, too
+    many elements, or weights beyond float16's range.
     """
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise InvalidInputError(f"weight dtype must be one of {list(WEIGHT_DTYPES)}, got {str(weight_dtype)[:40]!r}")
     tensors = model_tensors(model)
+    if weight_dtype != "float32":
+        tensors = {name: t.to(WEIGHT_DTYPES[weight_dtype]) for name, t in tensors.items()}
+        if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
+            raise InvalidInputError(f"cannot store this model as {weight_dtype}: a weight is beyond its range")
     header = model_header(model, signal, extra)
     try:  # the header as a reader will see it (JSON round trip: tuples, int keys), checked like a reader
         parsed = validate_header(parse_json(json.dumps(header), "model header"))
@@ -261,9 +274,9 @@ def model_to_bytes(model: nn.Module, signal: dict | None = None, extra: dict | N
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, signal: dict | None = None,
-               extra: dict | None = None) -> Path:
-    """Save ``model`` as one safetensors file, atomically; returns the path."""
-    data = model_to_bytes(model, signal, extra)
+               extra: dict | None = None, weight_dtype: str = "float32") -> Path:
+    """Save ``model`` as one safetensors file, atomically (weights as ``weight_dtype``); returns the path."""
+    data = model_to_bytes(model, signal, extra, weight_dtype)
     with atomic_write(path) as handle:
         handle.write(data)
     return Path(path)

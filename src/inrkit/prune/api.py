@@ -8,6 +8,7 @@ import torch
 
 from inrkit.errors import InvalidInputError
 from inrkit.limits import MAX_PRUNE_POINTS, check_fraction_or_count, check_range
+from inrkit.metrics import size_report, warn_if_larger
 from inrkit.models.io import load_model, save_model
 from inrkit.models.mlp import MLP
 from inrkit.models.surgery import find_group
@@ -104,12 +105,14 @@ def prune_file(model_path: str | Path, output: str | Path, method: str = "l1",
     extra = dict(header.get("extra") or {})
     extra["prune"] = extra.get("prune", []) + [prune_info]
     save_model(model.cpu(), output, signal=header.get("signal") or None, extra=extra)
+    bytes_before, size = Path(model_path).stat().st_size, size_report(Path(output).stat().st_size, header.get("signal"))
+    warn_if_larger(size, str(output))
     return {
         "output": str(output), **prune_info,
         "params_before": before["params"], "params_after": model.num_params(),
         "widths_before": before["widths"], "widths_after": model.widths,
         "flops_before": before["flops"], "flops_after": model.flops_per_point(),
         "psnr_before": before["psnr"], "psnr_pruned": psnr_pruned, "psnr_after": psnr_after,
-        "bytes_before": Path(model_path).stat().st_size, "bytes_after": Path(output).stat().st_size,
-        **id_info,
+        "bytes_before": bytes_before, "bytes_after": size["bytes"], "bytes_saved": bytes_before - size["bytes"],
+        **size, **id_info,
     }

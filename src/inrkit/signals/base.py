@@ -106,6 +106,8 @@ class GridSignal(Signal):
         seed: seed of the split.
         domain: physical extent ``[[lo, hi], ...]`` of the grid (metadata only).
         frame: physical frame of the source (origin, spacing, array name); sets ``domain`` (metadata only).
+        sample_dtype: NumPy name of the source's sample type (default: the frame's, else unknown); metadata
+            ``dtype``, which sizes the raw data (:func:`raw_bytes`).
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class GridSignal(Signal):
         domain: Sequence[Sequence[float]] | None = None,
         name: str = "",
         frame: Frame | None = None,
+        sample_dtype: str | None = None,
     ) -> None:
         values = np.asarray(values, dtype=np.float32)
         if values.ndim < 2 or values.size == 0:
@@ -135,6 +138,7 @@ class GridSignal(Signal):
         if frame is not None and len(frame.origin) != self.dim:
             raise InvalidInputError(f"a {len(frame.origin)}D frame for a {self.dim}D grid")
         self.frame = frame
+        self.sample_dtype = sample_dtype or (frame.dtype if frame is not None else None)
         if frame is not None:
             domain = frame.domain(self.shape)
         self.domain = [list(map(float, d)) for d in domain] if domain else [[-1.0, 1.0]] * self.dim
@@ -156,6 +160,8 @@ class GridSignal(Signal):
         }
         if self.frame is not None:
             meta.update(self.frame.metadata(self.shape))
+        if self.sample_dtype is not None:
+            meta["dtype"] = self.sample_dtype
         return meta
 
     def renormalize(self, offset: float, scale: float) -> None:

@@ -36,11 +36,14 @@ class Frame:
         origin: physical position of sample 0 along each axis.
         spacing: distance between samples along each axis (positive).
         array: name of the value array (``None``: unnamed).
+        dtype: NumPy name of the source's sample type (``uint8``, ``float32``...; ``None``: unknown). It sizes
+            the raw data a model is compared with (:func:`inrkit.signals.base.raw_bytes`).
     """
 
     origin: tuple[float, ...]
     spacing: tuple[float, ...]
     array: str | None = None
+    dtype: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.origin) != len(self.spacing) or not self.origin:
@@ -69,7 +72,7 @@ class Frame:
 
     def select(self, axes: Sequence[int]) -> "Frame":
         """The frame of the listed axes only (e.g. a ``.vti`` whose size-1 axes were dropped)."""
-        return Frame(tuple(self.origin[a] for a in axes), tuple(self.spacing[a] for a in axes), self.array)
+        return Frame(tuple(self.origin[a] for a in axes), tuple(self.spacing[a] for a in axes), self.array, self.dtype)
 
 
 def frame_from_meta(meta: dict[str, Any]) -> Frame | None:

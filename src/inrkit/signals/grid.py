@@ -13,7 +13,7 @@ from inrkit.signals.base import GridSignal
 from inrkit.signals.frames import Frame
 from inrkit.signals.kinds import FOLDER, SignalKind, check_grid_meta, check_raw_spacing, register_kind
 from inrkit.signals.planes import render_volume
-from inrkit.signals.readers import read_image, read_npy, read_raw, read_vti_frame, read_vtk_legacy_frame
+from inrkit.signals.readers import npy_header, read_image, read_npy, read_raw, read_vti_frame, read_vtk_legacy_frame
 from inrkit.signals.render import render_grid, render_image
 from inrkit.signals.vtkformats import SUFFIXES as VTK_SUFFIXES
 from inrkit.signals.vtkformats import read_vtk_volume, vtk_suffix
@@ -42,7 +42,7 @@ class ImageSignal(GridSignal):
             pixels = pixels[r0:r1, c0:c1]
         if pixels.shape[0] < 2 or pixels.shape[1] < 2:
             raise InvalidInputError(f"image is {pixels.shape[1]}x{pixels.shape[0]}; need at least 2x2 pixels")
-        super().__init__(pixels, "image", (0.0, 255.0), test_fraction, seed, name=name)
+        super().__init__(pixels, "image", (0.0, 255.0), test_fraction, seed, name=name, sample_dtype="uint8")
 
     def metadata(self) -> dict[str, Any]:
         """Grid metadata plus ``crop`` (``[r0, r1, c0, c1]`` or ``None``) and the uncropped ``source_shape``."""
@@ -63,22 +63,26 @@ class VolumeSignal(GridSignal):
     """A scalar volume ``[X, Y, Z]`` normalised by its min and max."""
 
     def __init__(self, volume: np.ndarray, test_fraction: float = 0.0, seed: int = 0, name: str = "",
-                 value_range: tuple[float, float] | None = None, frame: Frame | None = None) -> None:
+                 value_range: tuple[float, float] | None = None, frame: Frame | None = None,
+                 sample_dtype: str | None = None) -> None:
         volume = np.asarray(volume, dtype=np.float32)
         if volume.ndim != 3 or min(volume.shape) < 2:
             raise InvalidInputError(f"a volume needs 3 axes of at least 2 samples, got shape {volume.shape}")
-        super().__init__(volume[..., None], "volume", value_range, test_fraction, seed, name=name, frame=frame)
+        super().__init__(volume[..., None], "volume", value_range, test_fraction, seed, name=name, frame=frame,
+                         sample_dtype=sample_dtype)
 
 
 class FieldSignal(GridSignal):
     """A 2D scalar field ``[X, Y]`` (e.g. ``inrkit synth sin-radial``), normalised by min and max."""
 
     def __init__(self, field: np.ndarray, test_fraction: float = 0.0, seed: int = 0, name: str = "",
-                 value_range: tuple[float, float] | None = None, frame: Frame | None = None) -> None:
+                 value_range: tuple[float, float] | None = None, frame: Frame | None = None,
+                 sample_dtype: str | None = None) -> None:
         field = np.asarray(field, dtype=np.float32)
         if field.ndim != 2 or min(field.shape) < 2:
             raise InvalidInputError(f"a 2D field needs 2 axes of at least 2 samples, got shape {field.shape}")
-        super().__init__(field[..., None], "field", value_range, test_fraction, seed, name=name, frame=frame)
+        super().__init__(field[..., None], "field", value_range, test_fraction, seed, name=name, frame=frame,
+                         sample_dtype=sample_dtype)
 
 
 def read_grid(path: str | Path, dims: Sequence[int] | None = None, dtype: str = "uint8") -> Any:
@@ -129,7 +133,20 @@ def load_grid(path: str | Path, test_fraction: float = 0.0, seed: int = 0, dims:
     cls = {2: FieldSignal, 3: VolumeSignal}.get(grid.ndim)
     if cls is None:
         raise InvalidInputError(f"{path}: expected a 2D field or a 3D volume, got shape {grid.shape}")
-    return cls(grid, test_fraction=test_fraction, seed=seed, name=path.name, frame=frame)
+    return cls(grid, test_fraction=test_fraction, seed=seed, name=path.name, frame=frame,
+               sample_dtype=_source_dtype(path, frame, dtype))
+
+
+def _source_dtype(path: Path, frame: Frame | None, raw_dtype: str | None) -> str | None:
+    """NumPy name of a grid file's sample type: the frame's, a ``.npy`` header's or a ``.raw``'s ``dtype``."""
+    if frame is not None and frame.dtype:
+        return frame.dtype
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return npy_header(path)[1].name
+    if suffix == ".raw":
+        return np.dtype(raw_dtype or "uint8").name
+    return None
 
 
 def check_image_meta(meta: dict[str, Any], out_dim: int) -> dict[str, Any]:

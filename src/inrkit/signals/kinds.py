@@ -18,6 +18,7 @@ import torch
 
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import MAX_RENDER_POINTS, MAX_RENDER_SIDE
+from inrkit.metrics import SAMPLE_DTYPE_NAMES
 from inrkit.registry import Registry
 from inrkit.signals.frames import check_frame_meta
 
@@ -154,6 +155,9 @@ def check_grid_meta(meta: dict[str, Any], out_dim: int, dims: int | None = None,
     for key in ("value_offset", "value_scale"):
         if key in meta and not _numbers(meta[key], out_dim):
             raise InvalidFileError(f"signal field {key!r} is invalid")
+    if "dtype" in meta and meta["dtype"] not in SAMPLE_DTYPE_NAMES:
+        raise InvalidFileError(f"signal 'dtype' {str(meta['dtype'])[:40]!r} is not one of "
+                               f"{', '.join(SAMPLE_DTYPE_NAMES)}")
     check_frame_meta(meta, len(shape) if isinstance(shape, list) else dims)
     return meta
 

@@ -457,7 +457,7 @@ def read_vti_frame(path: Path, array: str | None = None) -> tuple[np.ndarray, Fr
         values = _vti_decode_binary(node.text or "", header_dtype, compressor is not None, dtype, count, path, size)
     else:
         raise InvalidFileError(f"{path}: unsupported DataArray format {fmt[:50]!r}")
-    frame = Frame(frame.origin, frame.spacing, clean_array_name(node.get("Name")))
+    frame = Frame(frame.origin, frame.spacing, clean_array_name(node.get("Name")), dtype.name)
     return values.reshape(tuple(reversed(dims))).transpose().astype(np.float32, copy=False), frame
 
 
@@ -555,5 +555,6 @@ def read_vtk_legacy_frame(path: Path) -> tuple[np.ndarray, Frame]:
     spacing_text = fields.get("SPACING") or fields.get("ASPECT_RATIO")
     frame = _frame(_floats(" ".join(fields["ORIGIN"]) if "ORIGIN" in fields else None, 3, 0.0),
                    _floats(" ".join(spacing_text) if spacing_text else None, 3, 1.0), fields["SCALARS"][0], axes, path)
+    frame = Frame(frame.origin, frame.spacing, frame.array, np.dtype(_VTK_LEGACY_TYPES[vtype]).name)
     dims = tuple(d for d in dims if d > 1) or (1,)
     return values.reshape(tuple(reversed(dims))).transpose().astype(np.float32), frame

@@ -37,6 +37,7 @@ import numpy as np
 
 from inrkit.errors import InvalidFileError
 from inrkit.limits import MAX_GRID_VALUES, MAX_SERIES_MEMBERS, MAX_TEXT_FILE_BYTES, check_decode, inside_folder
+from inrkit.metrics import SAMPLE_DTYPE_NAMES
 from inrkit.signals.frames import Frame
 from inrkit.signals.readers import file_size
 
@@ -418,7 +419,8 @@ def _read_in_child(path: Path) -> tuple[np.ndarray, Frame]:
                     grid, frame = _read_with_vtk(path, path.is_dir(), "" if path.is_dir() else vtk_suffix(path))
                     data = np.ascontiguousarray(grid.transpose())  # already contiguous: the reader's order
                     head = json.dumps({"shape": list(data.shape), "origin": list(frame.origin),
-                                       "spacing": list(frame.spacing), "array": frame.array}).encode()
+                                       "spacing": list(frame.spacing), "array": frame.array,
+                                       "dtype": frame.dtype}).encode()
                     out.write(b"V" + len(head).to_bytes(4, "little") + head)
                     out.write(data.reshape(-1).data.cast("B"))
                 except (InvalidFileError, MemoryError) as exc:
@@ -458,7 +460,8 @@ def _read_in_child(path: Path) -> tuple[np.ndarray, Frame]:
         raise InvalidFileError(head.decode("utf-8", "replace").replace("\n", " "))
     if values is None:
         raise InvalidFileError(f"{path}: VTK's reader stopped without a result (exit {os.WEXITSTATUS(status)})")
-    frame = Frame(tuple(meta["origin"]), tuple(meta["spacing"]), meta["array"])
+    dtype = meta.get("dtype") if meta.get("dtype") in SAMPLE_DTYPE_NAMES else None
+    frame = Frame(tuple(meta["origin"]), tuple(meta["spacing"]), meta["array"], dtype)
     return values.transpose(), frame
 
 
@@ -512,7 +515,10 @@ def _read_with_vtk(path: Path, folder: bool, suffix: str) -> tuple[np.ndarray, F
         raise InvalidFileError(f"{path}: VTK read no {dims} scalar grid")
     from vtkmodules.util.numpy_support import vtk_to_numpy
 
-    values = vtk_to_numpy(scalars).astype(np.float32)
+    stored = vtk_to_numpy(scalars)
+    dtype = stored.dtype.name
+    values = stored.astype(np.float32)
+    del stored
     slope, offset = _rescale(reader, suffix)
     if (slope, offset) != (1.0, 0.0):  # stored values to physical ones (NIfTI scl_slope/scl_inter)
         values *= np.float32(slope)
@@ -521,7 +527,7 @@ def _read_with_vtk(path: Path, folder: bool, suffix: str) -> tuple[np.ndarray, F
     axes = [k for k, d in enumerate(dims) if d > 1] or [0]
     if not all(math.isfinite(v) for v in (*origin, *spacing)) or min(spacing[a] for a in axes) <= 0:
         raise InvalidFileError(f"{path}: bad origin/spacing {origin}/{spacing} (finite, positive spacing)")
-    frame = Frame(tuple(origin[a] for a in axes), tuple(spacing[a] for a in axes), None)
+    frame = Frame(tuple(origin[a] for a in axes), tuple(spacing[a] for a in axes), None, dtype)
     kept = tuple(d for d in dims if d > 1) or (1,)
     return values.reshape(tuple(reversed(kept))).transpose(), frame
 
@@ -590,4 +596,4 @@ def read_tiff_volume(path: str | os.PathLike) -> tuple[np.ndarray, Frame]:
         raise InvalidFileError(f"{path}: cannot read TIFF ({type(exc).__name__}: {str(exc)[:160]})".replace(
             "\n", " ")) from None
     values = out.transpose()
-    return values, Frame((0.0,) * values.ndim, (1.0,) * values.ndim, None)
+    return values, Frame((0.0,) * values.ndim, (1.0,) * values.ndim, None, np.dtype(dtype).name)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from inrkit.errors import InvalidInputError
+from inrkit.errors import InvalidInputError, warn
 from inrkit.limits import check_range
 from inrkit.metrics import psnr_from_mse
 from inrkit.models.fast import PRECISIONS, resolve_precision, with_precision
@@ -39,8 +39,8 @@ class FitConfig:
     """Settings of :func:`fit`.
 
     Args:
-        steps: maximum number of optimisation steps.
-        lr: initial learning rate.
+        steps: maximum number of optimisation steps (default: 1000, or what --arch auto chose).
+        lr: initial learning rate (default: 1e-3, or what --arch auto chose).
         encoding_lr: initial learning rate of a grid encoding's tables (the MLP after it uses ``lr``;
             None: 100 x ``lr``, see docs/grid.md).
         adam_eps: Adam's epsilon (instant-NGP uses 1e-15 for its hash tables; PyTorch's default 1e-8).
@@ -76,8 +76,8 @@ class FitConfig:
             the model is replaced); pays off on long runs only (docs/speed.md).
     """
 
-    steps: int = 1000
-    lr: float = 1e-3
+    steps: int | None = None
+    lr: float | None = None
     encoding_lr: float | None = None
     adam_eps: float = 1e-8
     schedule: str = "cosine"
@@ -102,13 +102,14 @@ class FitConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        check_range("lr", self.lr, 0, low_open=True, optional=False)
+        check_range("lr", self.lr, 0, low_open=True)
         check_range("encoding_lr", self.encoding_lr, 0, low_open=True)
         check_range("adam_eps", self.adam_eps, 0, 1, low_open=True, optional=False)
         check_range("lr_min_factor", self.lr_min_factor, 0, 1, optional=False)
         check_range("target_psnr", self.target_psnr)
         check_range("time_budget", self.time_budget, 0, low_open=True)
-        for name in ("steps", "seed", "eval_every", "checkpoint_every"):
+        check_range("steps", self.steps, 0)
+        for name in ("seed", "eval_every", "checkpoint_every"):
             check_range(name, getattr(self, name), 0, optional=False)
         check_range("log_every", self.log_every, 1, optional=False)
         check_range("max_full_batch", self.max_full_batch, 1, optional=False)
@@ -122,6 +123,20 @@ class FitConfig:
             raise InvalidInputError("batch size must be positive")
         if self.precision not in PRECISIONS:
             raise InvalidInputError(f"unknown precision {self.precision!r}; choose from {list(PRECISIONS)}")
+
+
+DEFAULT_STEPS = 1000
+"""Steps of a fit whose config names none (``FitConfig.steps`` is ``None``) and no auto choice sets."""
+DEFAULT_LR = 1e-3
+"""Learning rate of a fit whose config names none."""
+
+
+def with_defaults(config: FitConfig, steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR) -> FitConfig:
+    """``config`` with ``steps`` and ``lr`` filled in where it names none."""
+    if config.steps is not None and config.lr is not None:
+        return config
+    return replace(config, steps=config.steps if config.steps is not None else steps,
+                   lr=config.lr if config.lr is not None else lr)
 
 
 def lr_factor(schedule: str, step: int, total: int, min_factor: float) -> float:
@@ -154,13 +169,14 @@ def make_optimizer(kind: str, params: Iterable[Any], lr: float, eps: float = 1e-
 def param_groups(model: nn.Module, config: FitConfig) -> list[dict[str, Any]]:
     """Optimizer parameter groups: one, or for a model with a grid encoding, the tables (``encoding_lr``)
     and everything else (``lr``). Each group's ``base_lr`` is what the schedule scales."""
+    lr = config.lr if config.lr is not None else DEFAULT_LR
     encoding = getattr(model, "encoding", None)
     if encoding is None:
-        return [{"params": list(model.parameters()), "base_lr": config.lr}]
+        return [{"params": list(model.parameters()), "base_lr": lr}]
     tables = {id(p) for p in encoding.parameters()}
     rest = [p for p in model.parameters() if id(p) not in tables]
-    enc_lr = config.encoding_lr if config.encoding_lr is not None else config.lr * ENCODING_LR_FACTOR
-    return [{"params": rest, "base_lr": config.lr, "lr": config.lr},
+    enc_lr = config.encoding_lr if config.encoding_lr is not None else lr * ENCODING_LR_FACTOR
+    return [{"params": rest, "base_lr": lr, "lr": lr},
             {"params": list(encoding.parameters()), "base_lr": enc_lr, "lr": enc_lr}]
 
 
@@ -243,16 +259,72 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _stop_reason(state: FitState, elapsed: float) -> str | None:
+def _stop_reason(state: FitState, elapsed: float, last_step: float = 0.0) -> str | None:
+    """Why to stop now, or ``None``. A time budget stops before a step that the last step's duration says
+    would overshoot it."""
     cfg = state.config
     psnr = (state.metrics or {}).get("psnr") if cfg.eval_every else state.psnr
     if state.stop:
         return "callback"
     if cfg.target_psnr is not None and psnr is not None and psnr >= cfg.target_psnr:
         return "target_psnr"
-    if cfg.time_budget is not None and elapsed >= cfg.time_budget:
+    if cfg.time_budget is not None and elapsed + last_step > cfg.time_budget:
         return "time_budget"
     return None
+
+
+LONG_RUN = 600.0
+"""Seconds above which a fit's estimated duration is warned about."""
+
+
+class _Pace:
+    """Step durations: the last one (for the time budget) and one estimate of the whole run, printed once
+    after the first steps (:attr:`WARMUP` steps and 2 s, 50 steps, or 10 s, not counting the first step, which
+    carries one-off costs), with a warning when it exceeds :data:`LONG_RUN`."""
+
+    WARMUP = 3
+
+    def __init__(self, state: FitState, clock: _Clock) -> None:
+        self.last_time, self.last_step = clock.seconds(), 0.0
+        self.first: tuple[int, float] | None = None
+        self.done = False
+
+    def tick(self, state: FitState, clock: _Clock, bar: Any) -> None:
+        now = clock.seconds()
+        self.last_step, self.last_time = now - self.last_time, now
+        if self.done:
+            return
+        if self.first is None:
+            self.first = (state.step, now)
+            return
+        steps, elapsed = state.step - self.first[0], now - self.first[1]
+        if steps < 1 or not (elapsed >= 10.0 or steps >= 50 or (steps >= self.WARMUP and elapsed >= 2.0)):
+            return
+        self.done = True
+        per_step = elapsed / steps
+        cfg = state.config
+        total = now + per_step * max(int(cfg.steps or 0) - state.step, 0)
+        if cfg.time_budget is not None:
+            total = min(total, cfg.time_budget)
+        if cfg.progress:
+            bar.write(f"fit: {per_step:.3g} s per step; about {_duration(total)} in all", file=sys.stderr)
+        if total > LONG_RUN:
+            warn(f"this fit will take about {_duration(total)} ({per_step:.3g} s per step, {cfg.steps} steps); "
+                 f"{_faster(state)}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _faster(state: FitState) -> str:
+    """A faster choice to name when a fit is long."""
+    grid_signal = getattr(state.task, "kind", None) in ("image", "volume", "field")
+    if grid_signal and getattr(state.model, "encoding", None) is None:
+        return "a faster choice: --arch auto (a grid model sized to the data), or fewer --steps / --time-budget"
+    return "a faster choice: fewer --steps, a smaller --hidden, a --batch-size, or --time-budget SECONDS"
 
 
 def training_precision(config: FitConfig, task: Task, model: nn.Module, device: torch.device) -> str:
@@ -296,9 +368,10 @@ def _resume(state: FitState, path: str) -> float:
     """
     ckpt = load_checkpoint(path, "fit")
     check_fingerprint(path, ckpt, state.fingerprint)
-    if ckpt.step > state.config.steps:  # the run would report (and have trained) more steps than asked
-        raise InvalidInputError(f"{path}: the checkpoint is at step {ckpt.step}, past the {state.config.steps} steps "
-                                "asked; ask for at least that many --steps or use another --checkpoint")
+    steps = with_defaults(state.config).steps
+    if steps is not None and ckpt.step > steps:  # the run would report (and have trained) more steps than asked
+        raise InvalidInputError(f"{path}: the checkpoint is at step {ckpt.step}, past the {steps} steps asked; "
+                                "ask for at least that many --steps or use another --checkpoint")
     state.replace_model(restore_model(ckpt, state.model, state.device))
     restore_optimizer(ckpt, state.model, state.optimizer)
     state.generator.set_state(ckpt.rng)
@@ -326,9 +399,9 @@ def _batch_size(config: FitConfig, task: Task, model: nn.Module) -> int | None:
 def _step(state: FitState, forward: _Forward, batch_size: int | None, callbacks: list) -> tuple[Tensor, Tensor | None]:
     """One optimisation step; returns the loss and MSE tensors."""
     cfg = state.config
-    state.lr_factor = lr_factor(cfg.schedule, state.step, cfg.steps, cfg.lr_min_factor)
+    state.lr_factor = lr_factor(cfg.schedule, state.step, cfg.steps or DEFAULT_STEPS, cfg.lr_min_factor)
     for group in state.optimizer.param_groups:
-        group["lr"] = group.get("base_lr", cfg.lr) * state.lr_factor
+        group["lr"] = group.get("base_lr", cfg.lr or DEFAULT_LR) * state.lr_factor
     batch = state.task.train_batch(batch_size, state.generator, state.device)
     loss, mse = state.task.loss(forward(state.model), *batch)
     for cb in callbacks:
@@ -402,7 +475,8 @@ def _start(model: nn.Module, task: Task, config: FitConfig) -> tuple[FitState, _
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    optimizer = make_optimizer(config.optimizer, param_groups(model, config), config.lr, config.adam_eps)
+    optimizer = make_optimizer(config.optimizer, param_groups(model, config), config.lr or DEFAULT_LR,
+                               config.adam_eps)
     state = FitState(model, optimizer, task, config, device, generator)
     if config.checkpoint_path:
         state.fingerprint = run_fingerprint(model, task)
@@ -422,19 +496,21 @@ def fit(model: nn.Module, task: Task, config: FitConfig | None = None, callbacks
         config: settings; see :class:`FitConfig`.
         callbacks: objects with optional ``extra_loss(state)`` and ``on_step_end(state)``.
     """
-    config = config or FitConfig()
+    config = with_defaults(config or FitConfig())
     callbacks = list(callbacks)
     state, clock = _start(model, task, config)
     batch_size = _batch_size(config, task, state.model)
     watch = config.target_psnr is not None or config.time_budget is not None
     forward = _Forward(training_precision(config, task, state.model, state.device), config.compile)
     stopped_by = "steps"
+    pace = _Pace(state, clock)
     with _progress(config, state.step) as bar:
-        while state.step < config.steps:
+        while state.step < (config.steps or DEFAULT_STEPS):
             loss, mse = _step(state, forward, batch_size, callbacks)
             _record(state, loss, mse, clock, watch, bar)
             _hooks(state, callbacks, clock)
-            reason = _stop_reason(state, clock.seconds())
+            pace.tick(state, clock, bar)
+            reason = _stop_reason(state, clock.seconds(), pace.last_step)
             if reason:
                 stopped_by = reason
                 break

@@ -1,0 +1,33 @@
+"""docs/getting-started.md's results table is generated from bench/results/realdata.json."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_realdata", ROOT / "bench" / "realdata.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_getting_started_table_matches_the_results() -> None:
+    bench = _bench()
+    results = json.loads((ROOT / "bench" / "results" / "realdata.json").read_text())
+    doc = (ROOT / "docs" / "getting-started.md").read_text()
+    assert bench.with_table(doc, results) == doc, "regenerate: python bench/realdata.py --docs"
+
+
+def test_every_target_is_recorded_per_row() -> None:
+    results = json.loads((ROOT / "bench" / "results" / "realdata.json").read_text())
+    kinds = {row["kind"] for row in results["rows"]}
+    assert kinds == {"photo", "volume"} and len(results["rows"]) >= 6
+    for row in results["rows"]:
+        assert row["exit"] == 0, row
+        assert set(row["meets"]) == {"psnr", "seconds", "smaller_than_data"}
+        assert row["ratio"] == round(row["bytes"] / row["raw_bytes"], 4)
