@@ -181,6 +181,31 @@ def test_decode_checks_the_reference_before_writing(files: dict[str, str], capsy
     assert code == 0 and "psnr" in json.loads(text) and out.exists()
 
 
+def test_decode_checks_a_grid_files_reference_before_writing(files: dict[str, str], capsys) -> None:
+    from inrkit.compress import latent_codec as lc
+
+    rng = np.random.default_rng(7)
+    shapes = lc.level_shapes(13, 17, 4)
+    latents = [rng.integers(-3, 4, s) * (rng.random(s) < 0.4) for s in shapes]
+    arm = lc.FixedArm([rng.integers(-200, 200, (6, 12)), rng.integers(-200, 200, (2, 6))],
+                      [rng.integers(-300, 300, 6), np.array([0, 700])], fw=8)
+    synth_w = [np.rint(rng.normal(0, 0.5, (5, 4)) * 256) / 256, np.rint(rng.normal(0, 0.5, (3, 5)) * 256) / 256]
+    synth_b = [np.rint(rng.normal(0, 0.1, 5) * 256) / 256, np.full(3, 0.5)]
+    tmp = Path(files["tmp"])
+    inrz = tmp / "g.inrz"
+    inrz.write_bytes(lc.write(lc.LatentImage((13, 17), 3, latents, arm, synth_w, synth_b, 8, {"kind": "image"})))
+    bad = tmp / "notimg.png"
+    bad.write_text("not an image")
+    good = tmp / "ref.png"
+    Image.fromarray(np.zeros((13, 17, 3), np.uint8)).save(good)
+    out = tmp / "d.png"
+    _refused(["decode", str(inrz), "-o", str(out), "--reference", str(bad)], capsys, "notimg.png")
+    _refused(["decode", str(inrz), "-o", str(out), "--reference", files["png"]], capsys, "24x32x3", "13x17x3")
+    assert not out.exists()
+    code, text, err, _ = _run(["decode", str(inrz), "-o", str(out), "--reference", str(good), "--json"], capsys)
+    assert code == 0 and "psnr" in json.loads(text) and out.exists(), err
+
+
 # ------------------------------------------------------------------ headers before pixels
 def _model(tmp: str, name: str, meta: dict[str, Any], in_dim: int = 2, out_dim: int = 1) -> str:
     path = Path(tmp) / name
