@@ -536,7 +536,8 @@ def render_cost(widths: list[int]) -> int:
 def _check_grid_reference(reference: str | os.PathLike, header: dict[str, Any]) -> None:
     """Refuse a ``--reference`` that is no image, or not the size and channels a grid file's header holds
     (with the file's stored crop), from the reference's header alone."""
-    signal = header.get("signal") if isinstance(header.get("signal"), dict) else {}
+    raw = header.get("signal")
+    signal: dict[str, Any] = raw if isinstance(raw, dict) else {}
     crop = signal.get("crop")
     crop = crop if isinstance(crop, list) and len(crop) == 4 and all(type(v) is int for v in crop) else None
     peeked = peek_signal(reference, crop)
