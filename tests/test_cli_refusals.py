@@ -123,6 +123,9 @@ def test_info_gives_the_real_reason(files: dict[str, str], capsys) -> None:
     _refused(["info", "/dev/zero"], capsys, "character device")
     _refused(["info", files["tmp"]], capsys, "folder")
     _refused(["info", f"{files['tmp']}/none.safetensors"], capsys, "no such model file")
+    fifo = Path(files["tmp"]) / "f.npy"
+    os.mkfifo(fifo)  # never opened: it would block the reader
+    _refused(["eval", files["model"], str(fifo)], capsys, "FIFO")
 
 
 @pytest.mark.parametrize("flag,value", [("--overcomplete", "1e9"), ("--overcomplete", "0.5"), ("--sparsity", "1.5"),

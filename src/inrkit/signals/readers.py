@@ -11,9 +11,7 @@ import base64
 import binascii
 import contextlib
 import math
-import os
 import re
-import stat
 import struct
 import tokenize
 import xml.etree.ElementTree as ET
@@ -36,6 +34,7 @@ from inrkit.limits import (
     check_decode,
     decode_budget,
     parse_json,
+    regular_file,
 )
 from inrkit.signals.frames import Frame, clean_array_name
 from inrkit.utils import atomic_write
@@ -58,16 +57,9 @@ _XML_DECLS = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
 def file_size(path: Path) -> int:
-    """Size of a regular file in bytes; :class:`InvalidFileError` if it is missing or not a regular file."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise InvalidFileError(f"{path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise InvalidFileError(f"{path}: cannot read ({exc})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise InvalidFileError(f"{path}: not a regular file")
-    return int(info.st_size)
+    """Size of a regular file in bytes; :class:`InvalidFileError` naming the reason otherwise (missing, a
+    folder, a device, FIFO or socket, unreadable: :func:`inrkit.limits.regular_file`)."""
+    return regular_file(path, "file")
 
 
 
