@@ -114,7 +114,7 @@ def test_corrupt_input_among_good_ones(tmp_path: Path, capsys: pytest.CaptureFix
     _images(tmp_path / "in")
     (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     code = main(["fit-many", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--hidden", "8x2",
-                 "--steps", "10", "--batch", "4", "--json"])
+                 "--steps", "10", "--stack", "4", "--json"])
     out, err = capsys.readouterr()
     summary = json.loads(out)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "broken" in err

@@ -17,6 +17,7 @@ import threading
 import warnings
 from typing import Any, Iterator, Sequence
 
+from inrkit import _program
 from inrkit.cli.common import ArgumentParser, _number, check_outputs, shorten
 from inrkit.errors import InrkitError
 from inrkit.limits import MAX_THREADS
@@ -29,7 +30,7 @@ NO_PROGRESS_ENV = "INRKIT_NO_PROGRESS"  # set while a --json command runs (inrki
 def _command_modules() -> list:
     modules = []
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name not in ("common",) and not info.name.startswith("_"):
+        if info.name not in ("common", "spec", "suggest") and not info.name.startswith("_"):
             modules.append(importlib.import_module(f"{__name__}.{info.name}"))
     return modules
 
@@ -74,7 +75,7 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--threads", type=_number(int, "--threads", False, (1, MAX_THREADS)), default=None,
                             metavar="N", help="CPU threads of PyTorch (intra- and inter-op) "
                             f"(default: ${THREADS_ENV}, else $OMP_NUM_THREADS, else min(cores // 2, "
-                            f"{THREADS_CAP}) = {default_threads()} here; range [1, {MAX_THREADS}])")
+                            f"{THREADS_CAP}); range [1, {MAX_THREADS}])")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +128,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     The arguments are parsed and every output checked (:func:`inrkit.cli.common.check_outputs`)
     before the command's handler runs, so a bad argument never costs the command's work.
+    ``--help``, ``--version`` and usage errors are answered by the light parser
+    (:func:`inrkit.cli.spec.light_parser`) before any command module (and torch) is imported.
+    Ctrl-C at any moment prints ``inrkit: interrupted`` and exits 130.
     """
+    try:
+        _program.release()
+        return _main(argv)
+    except KeyboardInterrupt:
+        if argv is None and threading.current_thread() is threading.main_thread():  # the program: exiting now
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C adds no traceback
+        print("inrkit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _light_parse(argv: Sequence[str] | None) -> int | None:
+    """Parse with the light parser: the exit code of ``--help``, ``--version`` or a usage error, else None.
+
+    Skipped once torch is imported (an in-process caller): the full parser then costs little, and it
+    also knows codecs and criteria registered at run time.
+    """
+    if "torch" in sys.modules:
+        return None
+    from inrkit.cli.spec import light_parser
+
+    parser = light_parser()
+    if parser is None:
+        return None
+    try:
+        parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    return None
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    code = _light_parse(argv)
+    if code is not None:
+        return code
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -162,9 +200,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print("inrkit: error: not enough memory for this input and these arguments", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("inrkit: interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:  # an unexpected failure: one line unless INRKIT_DEBUG is set
         return _internal(exc)
     finally:

@@ -22,9 +22,9 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
+from inrkit.cli.suggest import SuggestingParser
 from inrkit.errors import InvalidInputError
 from inrkit.limits import MAX_LR, MAX_OMEGA, MAX_SEED, MIN_OMEGA, check_hidden
-from inrkit.utils import to_json
 
 _CONVERT = "_convert"  # namespace key: dest -> converter applied by build_config to string values
 _FIELDS = "_config_fields"  # namespace key: the dests add_config created (what build_config reads)
@@ -41,15 +41,16 @@ Range = tuple[float | None, float | None]
 _NEGATIVE_VALUE = re.compile(r"^-(\d|\.\d|inf|nan)[\w.,:+\-]*$", re.IGNORECASE)
 
 
-class ArgumentParser(argparse.ArgumentParser):
+class ArgumentParser(SuggestingParser):
     """An argument parser whose usage errors are one line on stderr (exit 2), like every other error.
 
     A negative number or list (``--lr -1e-3``, ``--size -4,4``) is read as the flag's value, so the
-    flag's own check refuses it with its range.
+    flag's own check refuses it with its range. A misspelt flag, choice or command gets a suggestion
+    (:class:`inrkit.cli.suggest.SuggestingParser`).
     """
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {shorten(message)} (see: {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {shorten(self.with_hints(message))} (see: {self.prog} --help)\n")
 
     def _parse_optional(self, arg_string: str) -> Any:
         if _NEGATIVE_VALUE.match(arg_string) and arg_string not in self._option_string_actions:
@@ -408,6 +409,8 @@ def build_config(source: Any, args: argparse.Namespace, **overrides: Any) -> Any
 
 def config_dict(config: Any, drop: Sequence[str] = ()) -> dict[str, Any]:
     """A config dataclass as a JSON-ready dict (for the model header's ``extra["config"]``)."""
+    from inrkit.utils import to_json  # NumPy and torch: not imported by --help (inrkit.cli.spec)
+
     data = dataclasses.asdict(typing.cast(Any, config)) if dataclasses.is_dataclass(config) else dict(config)
     return json.loads(to_json({k: v for k, v in data.items() if k not in drop}, indent=None))
 
@@ -513,6 +516,8 @@ def _clean(obj: Any) -> Any:
 
 def emit(result: dict[str, Any], as_json: bool) -> int:
     """Print ``result``: one JSON object with ``--json``, else aligned ``key: value`` lines."""
+    from inrkit.utils import to_json
+
     if as_json:
         print(to_json(_clean(result), indent=None))
         return 0

@@ -105,6 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("decode", help="decode an image .inrz file to PNG")
     p.add_argument("file", help=".inrz file")
     add_output(p, "output .png", (".png",))
-    add_config(p, decode_image, parsers={"crop": parse_crop})
+    add_config(p, decode_image, flags={"reference": "--signal"}, aliases={"reference": ["--reference"]},
+               parsers={"crop": parse_crop})
     add_json_flag(p)
     p.set_defaults(handler=_decode)

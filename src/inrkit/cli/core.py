@@ -27,6 +27,7 @@ from inrkit.cli.common import (
     parse_crop,
 )
 from inrkit.demo import run_demo
+from inrkit.errors import InvalidInputError
 from inrkit.limits import MAX_LR, MAX_OMEGA, MAX_OUTPUT_SIDE, MIN_OMEGA
 from inrkit.models import ACTIVATIONS, parse_hidden
 from inrkit.models.fast import PRECISIONS
@@ -48,7 +49,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    return emit(evaluate_file(args.model, args.input, **build_config(SignalOptions, args).kwargs()), args.json)
+    if (args.input is None) == (args.signal is None):
+        raise InvalidInputError("eval needs the signal once: as the second argument or as --signal")
+    signal = args.input if args.signal is None else args.signal
+    return emit(evaluate_file(args.model, signal, **build_config(SignalOptions, args).kwargs()), args.json)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -87,7 +91,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("eval", help="metrics of a model against a signal")
     p.add_argument("model")
-    p.add_argument("input")
+    p.add_argument("input", nargs="?", metavar="SIGNAL", help="the signal to compare against (or --signal)")
+    p.add_argument("--signal", default=None,
+                   help="the signal to compare against, instead of the second argument (default: none)")
     add_config(p, SignalOptions, parsers=SIGNAL_PARSERS, skip=["test_fraction"])
     add_json_flag(p)
     p.set_defaults(handler=_cmd_eval)

@@ -22,6 +22,7 @@ from inrkit.cli.common import (
     emit,
 )
 from inrkit.cli.core import FIT_CHOICES, FIT_RANGES, MODEL_RANGES, SIGNAL_PARSERS
+from inrkit.cli.suggest import deprecate
 from inrkit.errors import InvalidInputError
 from inrkit.jobs import MAX_BATCH, JobOptions, ManyOptions, check_ray, expand_inputs, run_job
 from inrkit.models import ACTIVATIONS, parse_hidden
@@ -78,7 +79,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUTS",
                    help="signal files, folders, globs ('crops/*.png') or series manifests")
     add_output(p, "output folder: NAME.safetensors per item, summary.json, summary.csv", folder=True)
-    add_config(p, JobOptions, ranges={"batch": (1, MAX_BATCH)})
+    add_config(p, JobOptions, flags={"batch": "--stack"}, aliases={"batch": ["--batch"]},
+               ranges={"batch": (1, MAX_BATCH)})
+    deprecate(p, "--batch", "in the other commands --batch is --batch-size, points per step")
     add_config(p, ModelSpec, choices={"arch": ARCH_CHOICES, "activation": ACTIVATIONS,
                                       "weight_dtype": WEIGHT_DTYPE_CHOICES},
                parsers={"hidden": parse_hidden}, ranges=MODEL_RANGES)

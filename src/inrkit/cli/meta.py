@@ -18,8 +18,6 @@ SYNTH_HELP = {
     "size": "grid cells per axis",
     "steps": "time steps written",
     "ensemble": "N members over the simulation parameter (final states) instead of a time series",
-    "param_range": "LOW,HIGH of the ensemble parameter (vortex: strength, default 0.5,1.5; "
-                   "grayscott: feed rate F, default 0.030,0.046)",
     "seed": "seed of the initial condition",
 }
 
@@ -101,10 +99,13 @@ def register_synth(kinds: argparse._SubParsersAction) -> None:
 
     helps = {"vortex": "scalar advected and diffused by a time-dependent vortex flow (volume series)",
              "grayscott": "3D Gray-Scott reaction-diffusion (volume series)"}
+    ranges = {"vortex": "LOW,HIGH of the ensemble's vortex strength (none: 0.5,1.5)",
+              "grayscott": "LOW,HIGH of the ensemble's feed rate F (none: 0.030,0.046)"}
     for kind, text in helps.items():
         p = kinds.add_parser(kind, help=text)
         add_output(p, "series folder to write (created)", folder=True)
-        add_config(p, generate_series, skip=["progress"], helps=SYNTH_HELP, parsers={"param_range": _floats},
+        add_config(p, generate_series, skip=["progress"], helps={**SYNTH_HELP, "param_range": ranges[kind]},
+                   parsers={"param_range": _floats},
                    ranges={"size": (4, round(MAX_GRID_VOXELS ** (1 / 3))), "steps": (1, None)})
         add_json_flag(p)
         p.set_defaults(handler=_cmd_synth, kind=kind)

@@ -23,8 +23,7 @@ HELP = {
     "azimuth": "camera azimuth in degrees for .png",
     "elevation": "camera elevation in degrees",
     "size": "longer image side in pixels (none: the training size)",
-    "scene_dir": "scene folder (render: with --view, render that test view and report PSNR; "
-                 "prune: none = the one recorded in the NeRF file)",
+    "scene_dir": "scene folder of the retraining and the PSNR (none: the one recorded in the NeRF file)",
     "view": "test view index (needs --scene)",
     "n_samples": "samples per ray (none: as trained)",
     "n_importance": "hierarchical samples per ray (none: as trained)",
@@ -86,7 +85,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("nerf-render", help="render a NeRF: one view (.png) or a turntable (.gif)")
     p.add_argument("model", help="NeRF file (.safetensors)")
     add_output(p, ".png (one view) or .gif (turntable)", (".png", ".gif"))
-    add_config(p, nerf_render_file, flags=FLAGS, helps=HELP, ranges=RANGES, signed=SIGNED)
+    add_config(p, nerf_render_file, flags=FLAGS, ranges=RANGES, signed=SIGNED,
+               helps={**HELP, "scene_dir": "scene folder: with --view, render that test view and report its PSNR"})
     add_json_flag(p)
     p.set_defaults(handler=_render)
 

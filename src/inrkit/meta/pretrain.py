@@ -48,12 +48,14 @@ class MetaConfig:
     Args:
         hidden: SIREN hidden widths (see :data:`PRESETS`).
         omega0: SIREN frequency of every sine layer.
-        space_stride, time_stride: sub-sampling of the series used for pretraining.
+        space_stride: pretraining uses every space_stride-th voxel per axis of each volume.
+        time_stride: pretraining uses every time_stride-th member of the series.
         inner_steps: K, optimiser steps per task in the inner loop.
         outer_steps: number of meta updates.
         meta_batch: tasks (volumes) per meta update, drawn at random; ``None``: every task at
             every meta update, in member order (the Meta-INR authors' code).
-        inner_lr, outer_lr: learning rates of the inner optimiser and the outer Adam.
+        inner_lr: learning rate of the inner optimiser (the per-task steps).
+        outer_lr: learning rate of the outer Adam (the meta updates).
         order: ``"first"`` (Reptile) or ``"second"`` (MAML through torch.func).
         inner_optimizer: ``"adam"`` or ``"sgd"`` for the first-order inner loop
             (second order always uses SGD).

@@ -34,11 +34,14 @@ class TrainConfig:
     Args:
         iters: optimisation steps.
         batch_rays: random rays per step (from all training images).
-        lr, lr_final: Adam learning rate, decayed exponentially from ``lr`` to ``lr_final``.
-        n_samples, n_importance: stratified (coarse) and hierarchical (fine) samples per ray.
+        lr: Adam's initial learning rate, decayed exponentially to ``lr_final``.
+        lr_final: Adam's learning rate at the last step.
+        n_samples: stratified (coarse) samples per ray.
+        n_importance: hierarchical (fine) samples per ray, placed by the coarse pass's weights.
         coarse_weight: weight of the coarse pass's loss.
-        precrop_iters, precrop_frac: for the first steps sample rays only from the image centre
-            (as NeRF does on Blender scenes); ``None`` means ``iters // 10``.
+        precrop_iters: the first this many steps sample rays only from the image centre (as NeRF
+            does on Blender scenes); ``None`` means ``iters // 10``.
+        precrop_frac: side of that centre as a fraction of the image side.
         seed: ray sampling and stratified/hierarchical jitter.
         device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"``...
         eval_views: at most this many test views are rendered for the final PSNR (None: all; 0: none).
