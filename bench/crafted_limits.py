@@ -598,6 +598,24 @@ def markdown(run: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
+def comparison(data: dict[str, Any], before: str = "before", after: str = "after") -> str:
+    """The before/after table of docs/limits.md: per case, file size, CPU seconds and peak memory beyond the
+    baseline of the same command, exit code and outcome, in both runs."""
+    def num(v: Any, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    old = {r["case"]: r for r in data["runs"][before]["results"]}
+    rows = ["| case | bytes | before: +CPU s, +MB, exit, outcome | after: +CPU s, +MB, exit, outcome | after within "
+            "2 s, 512 MB |", "|---|---:|---|---|---|"]
+    for r in data["runs"][after]["results"]:
+        b = old.get(r["case"], {})
+        cells = [f"{num(x.get('extra_cpu_s'), '.2f')}, {num(x.get('extra_mb'), '.0f')}, {x.get('exit', '-')}, "
+                 f"{x.get('outcome', 'not run')}" if x else "not run" for x in (b, r)]
+        ok = "yes" if r.get("within_target") else "no"
+        rows.append(f"| {r['case']} | {num(r.get('bytes'), ',')} | {cells[0]} | {cells[1]} | {ok} |")
+    return "\n".join(rows) + "\n"
+
+
 def store(label: str, run: dict[str, Any], path: Path, merge: bool) -> None:
     """Put ``run`` under ``label`` in ``path`` (other labels kept). ``merge``: only its cases are replaced; the
     label's environment and baseline stay, the rerun's are appended to ``reruns`` (each case's extra CPU and
@@ -638,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-gib", type=float, default=4.0, help="RLIMIT_AS of every child, GiB")
     p.add_argument("--output", type=Path, default=RESULTS)
     p.add_argument("--markdown", action="store_true", help="print the stored table of --label and exit")
+    p.add_argument("--compare", action="store_true", help="print the stored before/after table and exit")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.add_argument("--rescore", action="store_true", help="recompute the comparisons of --label's stored results "
                                                           "with its baselines (no run)")
@@ -655,6 +674,9 @@ def main(argv: list[str] | None = None) -> int:
                     score(res, rec["baseline"])
         store(a.label, run, a.output, merge=False)
         print(markdown(run), end="")
+        return 0
+    if a.compare:
+        print(comparison(json.loads(a.output.read_text())), end="")
         return 0
     if a.markdown:
         runs = json.loads(a.output.read_text())["runs"] if a.output.exists() else {}

@@ -156,3 +156,12 @@ def test_a_long_fit_is_estimated_and_warned_once(monkeypatch: pytest.MonkeyPatch
         fit(model, signal, FitConfig(steps=60, progress=False), callbacks=[_slow_callback(0.001)])
     long = [w for w in caught if issubclass(w.category, InrkitWarning) and "this fit will take" in str(w.message)]
     assert len(long) == 1 and "--arch auto" in str(long[0].message)
+
+
+def test_zero_steps_train_nothing_and_none_means_the_default() -> None:
+    signal = ImageSignal(np.zeros((8, 8, 3), np.float32))
+    model = siren(2, 3, [8], generator=torch.Generator().manual_seed(0))
+    before = [p.detach().clone() for p in model.parameters()]
+    result = fit(model, signal, FitConfig(steps=0, progress=False))
+    assert result.steps == 0 and all(torch.equal(a, b) for a, b in zip(before, result.model.parameters()))
+    assert fit(siren(2, 3, [4]), signal, FitConfig(progress=False)).steps == 1000

@@ -489,7 +489,7 @@ def encode_image(
     write_bytes(out_path, result.data)
     rep = result.report(pixels)
     rep.update(output=str(out_path), hidden=hidden, fit_psnr=float(fitted.metrics["psnr"]), fit_steps=fitted.steps,
-               fit_seconds=fit_s, seconds=time.perf_counter() - t0)
+               fit_seconds=fit_s, seconds=time.perf_counter() - t0, **size_report(len(result.data), signal.metadata()))
     return rep
 
 

@@ -528,7 +528,9 @@ def encode_grid_image(image_path: str | os.PathLike, out_path: str | os.PathLike
                                progress=progress)
     with atomic_write(out_path) as handle:
         handle.write(enc.data)
-    return {**enc.report, "output": str(out_path), "preset": preset, "shape": list(pixels.shape[:2])}
+    raw = int(pixels.size)  # 8-bit samples
+    return {**enc.report, "output": str(out_path), "preset": preset, "shape": list(pixels.shape[:2]),
+            "raw_bytes": raw, "ratio": round(enc.report["bytes"] / raw, 4)}
 
 
 def decode_grid_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,

@@ -139,6 +139,11 @@ def with_defaults(config: FitConfig, steps: int = DEFAULT_STEPS, lr: float = DEF
                    lr=config.lr if config.lr is not None else lr)
 
 
+def _steps(config: FitConfig) -> int:
+    """The steps of ``config`` (:data:`DEFAULT_STEPS` when it names none; 0 is 0)."""
+    return DEFAULT_STEPS if config.steps is None else config.steps
+
+
 def lr_factor(schedule: str, step: int, total: int, min_factor: float) -> float:
     """Learning-rate multiplier at ``step`` of ``total``."""
     t = min(step / max(total, 1), 1.0)
@@ -399,7 +404,7 @@ def _batch_size(config: FitConfig, task: Task, model: nn.Module) -> int | None:
 def _step(state: FitState, forward: _Forward, batch_size: int | None, callbacks: list) -> tuple[Tensor, Tensor | None]:
     """One optimisation step; returns the loss and MSE tensors."""
     cfg = state.config
-    state.lr_factor = lr_factor(cfg.schedule, state.step, cfg.steps or DEFAULT_STEPS, cfg.lr_min_factor)
+    state.lr_factor = lr_factor(cfg.schedule, state.step, _steps(cfg), cfg.lr_min_factor)
     for group in state.optimizer.param_groups:
         group["lr"] = group.get("base_lr", cfg.lr or DEFAULT_LR) * state.lr_factor
     batch = state.task.train_batch(batch_size, state.generator, state.device)
@@ -505,7 +510,7 @@ def fit(model: nn.Module, task: Task, config: FitConfig | None = None, callbacks
     stopped_by = "steps"
     pace = _Pace(state, clock)
     with _progress(config, state.step) as bar:
-        while state.step < (config.steps or DEFAULT_STEPS):
+        while state.step < _steps(config):
             loss, mse = _step(state, forward, batch_size, callbacks)
             _record(state, loss, mse, clock, watch, bar)
             _hooks(state, callbacks, clock)
