@@ -616,6 +616,20 @@ def comparison(data: dict[str, Any], before: str = "before", after: str = "after
     return "\n".join(rows) + "\n"
 
 
+LIMITS_DOC = Path(__file__).resolve().parents[1] / "docs" / "limits.md"
+BEGIN, END = "<!-- crafted:begin -->", "<!-- crafted:end -->"
+
+
+def with_table(doc: str, data: dict[str, Any]) -> str:
+    """``doc`` (docs/limits.md) with the before/after table between the crafted markers."""
+    head, rest = doc.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    env = data["runs"]["after"].get("environment", {})
+    note = (f"Measured {str(env.get('date', ''))[:10]} ({env.get('cpu', '')}, torch {env.get('torch', '')}, one "
+            "thread; +CPU s and +MB are beyond the baseline run of the same command).")
+    return f"{head}{BEGIN}\n{comparison(data)}\n{note}\n{END}{tail}"
+
+
 def store(label: str, run: dict[str, Any], path: Path, merge: bool) -> None:
     """Put ``run`` under ``label`` in ``path`` (other labels kept). ``merge``: only its cases are replaced; the
     label's environment and baseline stay, the rerun's are appended to ``reruns`` (each case's extra CPU and
@@ -657,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, default=RESULTS)
     p.add_argument("--markdown", action="store_true", help="print the stored table of --label and exit")
     p.add_argument("--compare", action="store_true", help="print the stored before/after table and exit")
+    p.add_argument("--docs", action="store_true", help="with --compare: write the table into docs/limits.md")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.add_argument("--rescore", action="store_true", help="recompute the comparisons of --label's stored results "
                                                           "with its baselines (no run)")
@@ -676,7 +691,10 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(run), end="")
         return 0
     if a.compare:
-        print(comparison(json.loads(a.output.read_text())), end="")
+        data = json.loads(a.output.read_text())
+        if a.docs:
+            LIMITS_DOC.write_text(with_table(LIMITS_DOC.read_text(), data))
+        print(comparison(data), end="")
         return 0
     if a.markdown:
         runs = json.loads(a.output.read_text())["runs"] if a.output.exists() else {}

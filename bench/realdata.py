@@ -5,10 +5,11 @@ own process; the record holds the command's wall and CPU seconds, the fit's PSNR
 against the raw data's bytes (8-bit pixels, the volume's own sample type) and what ``--arch auto`` chose.
 The targets: every photo >= 30 dB and every volume >= 40 dB within 90 s, each model smaller than its data.
 
-Inputs: two full-size Kodak photos and the Kodak-free photos that scikit-image bundles (``coffee``,
-``rocket``) -- none of them used to choose the auto rule (that used kodim05 and kodim13, docs/choosing.md);
-``hydrogen.vti`` (64^3 float32) and ``ironProt.vtk`` (68^3 uint8) from ../shared/data, and a 128^3
-float32 Gray-Scott volume that ``inrkit synth grayscott`` simulates. It also times ``inrkit --help``.
+Inputs: two full-size Kodak photos (kodim08, kodim21) and two photos that scikit-image bundles (``coffee``,
+``rocket``), none of them used to choose the auto rule (the photos behind it were kodim05 and kodim13,
+docs/choosing.md); ``hydrogen.vti`` (64^3 float32) and ``ironProt.vtk`` (68^3 uint8) from ../shared/data,
+which WERE among the inputs the rule was chosen on; and a 128^3 float32 Gray-Scott volume that
+``inrkit synth grayscott`` simulates, which was not. It also times ``inrkit --help``.
 
     python bench/realdata.py                 # about 10 minutes on one thread
     python bench/realdata.py --only kodim08  # one input
@@ -77,7 +78,7 @@ def prepare(folder: Path, env: dict[str, str]) -> list[dict[str, Any]]:
         if src.exists():
             shutil.copy(src, folder / name)
             cases.append({"name": name.split(".")[0], "kind": "volume", "path": folder / name,
-                          "source": "VTK example data"})
+                          "source": "VTK example data (a tuning input of the auto rule)"})
     series = folder / "grayscott128"
     proc, _, _ = _inrkit(["synth", "grayscott", "--size", "128", "--steps", "1", "-o", str(series), "--json"], env)
     if proc.returncode == 0:

@@ -59,3 +59,16 @@ def test_grid_header_rewrite_keeps_the_file_valid(tmp_path: Path):
     assert empty.stat().st_size < grid.stat().st_size < 1000
     half = cl.truncated(grid, tmp_path / "half.inrz")
     assert half.stat().st_size == grid.stat().st_size // 2
+
+
+def test_limits_doc_table_matches_the_results():
+    data = json.loads((ROOT / "bench" / "results" / "crafted_limits.json").read_text())
+    doc = (ROOT / "docs" / "limits.md").read_text()
+    assert cl.with_table(doc, data) == doc, "regenerate: python bench/crafted_limits.py --compare --docs"
+
+
+def test_every_crafted_case_is_within_the_target_after():
+    data = json.loads((ROOT / "bench" / "results" / "crafted_limits.json").read_text())
+    after = data["runs"]["after"]["results"]
+    assert after and all(r["outcome"] != "crashed" for r in after)
+    assert [r["case"] for r in after if not r["within_target"]] == []

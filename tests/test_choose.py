@@ -165,3 +165,16 @@ def test_zero_steps_train_nothing_and_none_means_the_default() -> None:
     result = fit(model, signal, FitConfig(steps=0, progress=False))
     assert result.steps == 0 and all(torch.equal(a, b) for a, b in zip(before, result.model.parameters()))
     assert fit(siren(2, 3, [4]), signal, FitConfig(progress=False)).steps == 1000
+
+
+def test_pruning_a_grid_model_says_what_it_saved(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    photo = _photo(tmp_path / "p.png", 64, 64)
+    model = tmp_path / "g.safetensors"
+    assert main(["fit", str(photo), "-o", str(model), "--arch", "grid", "--steps", "2", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["prune", str(model), "-o", str(tmp_path / "p.safetensors"), "--keep", "0.5", "--json"]) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert 0 < report["bytes_saved"] == report["bytes_before"] - report["bytes_after"]
+    assert report["raw_bytes"] == 64 * 64 * 3 and report["ratio"] > 1
+    assert "grid encoding only" in out.err

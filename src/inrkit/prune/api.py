@@ -6,7 +6,7 @@ from typing import Any, Sequence, cast
 
 import torch
 
-from inrkit.errors import InvalidInputError
+from inrkit.errors import InvalidInputError, warn
 from inrkit.limits import MAX_PRUNE_POINTS, check_fraction_or_count, check_range
 from inrkit.metrics import size_report, warn_if_larger
 from inrkit.models.io import load_model, save_model
@@ -107,6 +107,11 @@ def prune_file(model_path: str | Path, output: str | Path, method: str = "l1",
     save_model(model.cpu(), output, signal=header.get("signal") or None, extra=extra)
     bytes_before, size = Path(model_path).stat().st_size, size_report(Path(output).stat().st_size, header.get("signal"))
     warn_if_larger(size, str(output))
+    saved = bytes_before - size["bytes"]
+    if model.encoding is not None:
+        warn(f"pruning removes neurons of the MLP after the grid encoding only: it saved {saved} bytes, "
+             f"{100 * saved / bytes_before:.1f}% of the file (the grid tables hold the rest); for a smaller file "
+             "fit a smaller grid (--table-size, --levels) or compress it")
     return {
         "output": str(output), **prune_info,
         "params_before": before["params"], "params_after": model.num_params(),
