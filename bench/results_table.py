@@ -1,0 +1,266 @@
+"""README's "Results at a glance" table, generated from the JSON files under ``bench/results/``.
+
+One row per capability: the headline number read from its JSON (the field named in the row), the paper's
+number or the target the benchmark judges against, the JSON it comes from and the date it was measured.
+
+  python bench/results_table.py          print the table
+  python bench/results_table.py --write  rewrite README.md between the markers below
+
+The date is the JSON's own measurement date where it records one (``environment.date``); otherwise the date of
+the last commit that changed the JSON (marked "commit"), leaving out commits whose subject starts with
+``results text:`` (wording edits of a JSON that change no measurement). ``tests/test_results_table.py`` fails
+when README.md's section differs from this output, so rerunning a benchmark means rerunning ``--write``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+TEXT_ONLY = "results text:"  # commit subjects that edit a JSON's wording only: not a measurement date
+
+
+def _load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((RESULTS / name).read_text())
+    return data
+
+
+def _span(values: list[float], fmt: str = "{:.1f}") -> str:
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.1f} %"
+
+
+def commit_date(name: str) -> str | None:
+    """Date (YYYY-MM-DD) of the last commit that changed ``bench/results/NAME``, text-only edits left out."""
+    try:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%cs", "--invert-grep", f"--grep=^{TEXT_ONLY}", "--",
+             f"bench/results/{name}"], cwd=ROOT, capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _date(name: str, recorded: str | None = None) -> str:
+    if recorded:
+        return recorded[:10]
+    found = commit_date(name)
+    return f"{found} (commit)" if found else "not committed"
+
+
+# ------------------------------------------------------------ one function per row: (measured, paper/target, date)
+Row = tuple[str, str, str]
+
+
+def realdata() -> Row:
+    d = _load("realdata.json")
+    t = d["targets"]
+    parts = []
+    for kind, label, target in (("photo", "photos", t["photo_psnr"]), ("volume", "volumes", t["volume_psnr"])):
+        rows = [r for r in d["rows"] if r["kind"] == kind]
+        if not rows:
+            continue
+        largest = max((list(r["shape"]) for r in rows), key=lambda s: (len(s), s))
+        shape = "x".join(str(n) for n in (largest[::-1] if len(largest) == 2 else largest))  # images: W x H
+        parts.append(f"{len(rows)} {label} (up to {shape}): {_span([r['psnr'] for r in rows])} dB in "
+                     f"{_span([r['wall_seconds'] for r in rows], '{:.0f}')} s, files "
+                     f"{_span([r['ratio'] for r in rows], '{:.2f}')} of the raw bytes")
+    met = sum(all(r["meets"].values()) for r in d["rows"])
+    measured = "; ".join(parts) + f" (`rows[].psnr`, `wall_seconds`, `ratio`); {met} of {len(d['rows'])} meet"
+    measured += " every target"
+    target = (f">= {t['photo_psnr']:g} dB (photos), >= {t['volume_psnr']:g} dB (volumes), <= {t['seconds']:g} s, "
+              f"smaller than the data")
+    return measured, target, _date("realdata.json", d.get("environment", {}).get("date"))
+
+
+def fit_speed() -> Row:
+    d = _load("fit_speed.json")
+    r = d["siren_256x3"]["ratios"]
+    peer = r["inrkit"]["best_peer"]
+    measured = (f"SIREN 256x3 on a 128x128 crop, same settings as the peers: "
+                f"{r['inrkit'][f'steps_per_second_vs_{peer}']:.2f}x {peer}'s steps/s, "
+                f"{r['inrkit']['steps_per_second_vs_textbook']:.2f}x a textbook loop; "
+                f"{r['inrkit-compiled'][f'steps_per_second_vs_{peer}']:.2f}x / "
+                f"{r['inrkit-compiled']['steps_per_second_vs_textbook']:.2f}x with `--compile` "
+                f"(`siren_256x3.ratios`)")
+    return measured, "project target: 2x the best peer's steps/s at equal PSNR", _date("fit_speed.json")
+
+
+def omp() -> Row:
+    d = _load("omp_2threads.json")
+    speed = ", ".join(f"{r['torch_cpu_float64_speedup_vs_sklearn']:.1f}x (k1={r['k1']})" for r in d["results"])
+    same = min(r["torch_cpu_float64_same_support_fraction"] for r in d["results"])
+    measured = (f"batched OMP vs scikit-learn, {d['results'][0]['vectors']} vectors, float64, both on {d['threads']} "
+                f"threads (`results[].torch_cpu_float64_speedup_vs_sklearn`): {speed}; same supports: "
+                f"{100 * same:.0f} %")
+    return measured, ">= 10x", _date("omp_2threads.json")
+
+
+def amr() -> Row:
+    d = _load("amr.json")
+    names = {"2d-relu": "2D ReLU", "3d-hydrogen": "3D hydrogen", "3d-flow": "3D flow",
+             "4d-sphere": "4D moving sphere (time slices)", "4d-vortex": "4D vortex (time slices)"}
+    parts = []
+    for key, label in names.items():
+        spread = d["cases"].get(key, {}).get("seed_spread")
+        if not spread:
+            continue
+        field = "slices_dof_reduction" if key.startswith("4d") else "dof_reduction_id_pruned"
+        s = spread[field]
+        parts.append(f"{label} {100 * s['mean']:.1f} ± {100 * s['std']:.1f} %")
+    siren = d["cases"].get("2d-siren")
+    tail = ""
+    if siren:
+        reduction = round(100 * siren["comparison"]["rmse_inr"]["dof_reduction_vs_uniform"], 1) + 0.0  # no "-0"
+        tail = f"; 2D SIREN {reduction:.1f} % (seed 0, `cases.2d-siren.comparison`)"
+    measured = ("fewer DOFs than uniform refinement at equal RMSE, defaults, mean ± std over 3 training seeds "
+                "(`cases.*.seed_spread`): " + "; ".join(parts) + tail)
+    return measured, "up to 87 % fewer DOFs (PruningAMR paper, 4D CT)", _date("amr.json")
+
+
+def aire() -> Row:
+    d = _load("aire.json")
+    s = d["summary"]
+    m = s["table4_mean_psnr"]
+    n = len(d["images"])
+    measured = (f"Densify+Prune vs Small at equal size and steps, mean of {n} images at "
+                f"{d['settings']['size']}x{d['settings']['size']} (`summary.table4_mean_psnr`): "
+                f"{m['densify_prune']:.2f} vs {m['small']:.2f} dB ({s['table4_gain_over_small_db']:+.2f} dB), "
+                f"ahead on {s['table4_densify_prune_beats_small']} images")
+    return measured, "39.47 vs 36.44 dB (AIRe Table 4, full-size Kodak)", _date("aire.json")
+
+
+def sinr() -> Row:
+    d = _load("compress_rd.json")
+    s = d["summary"]
+    claim = s["sinr_vs_coin"]["paper_claim_percent"]
+    measured = (f"storage saving at equal PSNR (`summary.*.mean_saving_percent`): "
+                f"{_pct(s['sinr_vs_coin']['mean_saving_percent'])} vs COIN, "
+                f"{_pct(s['sinr_vs_quant']['mean_saving_percent'])} vs quant; with coefficient fine-tuning "
+                f"{_pct(s['sinr-ft_vs_coin']['mean_saving_percent'])} / "
+                f"{_pct(s['sinr-ft_vs_quant']['mean_saving_percent'])}")
+    return measured, f"{claim[0]:g}-{claim[1]:g} % saving (SINR abstract)", _date("compress_rd.json")
+
+
+def meta() -> Row:
+    d = _load("meta.json")
+    s = d["summary"]
+    measured = (f"{s['held_out_volumes']} held-out {d['config']['kind']} volumes reach the scratch fit's final "
+                f"PSNR in {s['meta_speedup_steps_mean']:.1f}x fewer steps, {s['meta_speedup_time_mean']:.1f}x less "
+                f"time (`summary.meta_speedup_steps_mean`, `_time_mean`)")
+    return measured, f"up to {s['paper_speedup']:g}x faster encoding (Meta-INR abstract)", _date("meta.json")
+
+
+def grid_rd() -> Row:
+    d = _load("grid_rd.json")
+    lo, hi = d["bpp_window"]
+    parts = []
+    for key, cmp in d["sets"].items():
+        c = cmp["comparison"]
+        codecs = ", ".join(f"{name} {_pct(c[codec]['bd_rate_percent_window'])}" for codec, name in
+                           (("jpeg", "JPEG"), ("webp", "WebP"), ("jpeg2000", "JPEG 2000"), ("avif", "AVIF"))
+                           if codec in c)
+        parts.append(f"{key} ({len(cmp['images'])} images): {codecs}")
+    measured = (f"BD-rate of the grid image codec over {lo:.1f}-{hi:.1f} bpp "
+                "(`sets.*.comparison.*.bd_rate_percent_window`, negative = fewer bytes): " + "; ".join(parts))
+    return measured, "negative BD-rate against JPEG 2000 on Kodak/2, beats WebP on other images", _date("grid_rd.json")
+
+
+def nerf_prune() -> Row:
+    d = _load("nerf_prune.json")
+    c = d["comparison"]
+    study = c["study"]
+    measured = (f"coreset pruning to half width: {c['psnr_delta_coreset_half']:+.2f} dB against the full model "
+                f"trained as long (`comparison.psnr_delta_coreset_half`), {1 / c['time_ratio_half']:.1f}x faster "
+                f"steps, {c['params_ratio_coreset_half']:.2f} of the parameters")
+    target = f"{study['psnr_delta_coreset']:+.1f} dB, {1 / study['time_ratio']:.2f}x faster (Ding et al. 2025)"
+    return measured, target, _date("nerf_prune.json")
+
+
+def crafted_limits() -> Row:
+    d = _load("crafted_limits.json")
+    runs = d["runs"]
+    label = "after" if "after" in runs else sorted(runs)[-1]
+    run = runs[label]
+    results = run["results"]
+    within = sum(bool(r.get("within_target")) for r in results)
+    outcomes = Counter(r.get("outcome") for r in results)
+    detail = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items(), key=lambda kv: (-kv[1], str(kv[0]))))
+    measured = f"`{label}` run: {within} of {len(results)} crafted inputs within the target (`within_target`; {detail})"
+    if label != "after":
+        measured += "; only this run is recorded, the tree with the bounds is not measured in this file yet"
+    else:
+        for other, orun in sorted(runs.items()):
+            if other != label:
+                n_in = sum(bool(r.get("within_target")) for r in orun["results"])
+                measured += f"; `{other}`: {n_in} of {len(orun['results'])}"
+    target = "every input decoded or refused within 2 s of CPU and 512 MB beyond a tiny valid run"
+    return measured, target, _date("crafted_limits.json", run.get("environment", {}).get("date"))
+
+
+ROWS: list[tuple[str, str, Callable[[], Row]]] = [
+    ("`inrkit fit` with defaults on real photos and volumes", "realdata.json", realdata),
+    ("fitting speed (SIREN)", "fit_speed.json", fit_speed),
+    ("grid image codec vs JPEG, WebP, JPEG 2000, AVIF", "grid_rd.json", grid_rd),
+    ("SINR compression", "compress_rd.json", sinr),
+    ("sparse coding (OMP) for SINR", "omp_2threads.json", omp),
+    ("AIRe", "aire.json", aire),
+    ("Meta-INR", "meta.json", meta),
+    ("PruningAMR", "amr.json", amr),
+    ("NeRF neuron pruning", "nerf_prune.json", nerf_prune),
+    ("hostile files (crafted limits)", "crafted_limits.json", crafted_limits),
+]
+
+
+def table() -> str:
+    """The generated section (without the markers)."""
+    lines = ["| capability | measured here | paper / target | from | measured on |", "|---|---|---|---|---|"]
+    for what, name, row in ROWS:
+        measured, target, date = row()
+        lines.append(f"| {what} | {measured} | {target} | `bench/results/{name}` | {date} |")
+    return "\n".join(lines) + "\n"
+
+
+def section(text: str) -> str:
+    """README's current generated section (between the markers)."""
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return text[start:end].strip("\n") + "\n"
+
+
+def write(path: Path = README) -> bool:
+    """Rewrite the section of ``path``; True if it changed."""
+    text = path.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    new = text[:start] + "\n" + table() + text[end:]
+    if new == text:
+        return False
+    path.write_text(new)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--write", action="store_true", help=f"rewrite README.md between {BEGIN} and {END}")
+    args = p.parse_args(argv)
+    if args.write:
+        print("README.md updated" if write() else "README.md already up to date")
+    else:
+        sys.stdout.write(table())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
