@@ -24,7 +24,7 @@ def _values(method: str, protocol: str = "paper") -> dict:
 
 
 def test_paper_values_are_the_cited_ones() -> None:
-    """The values issue 15 quotes from the papers and the authors' code."""
+    """The paper values equal the numbers their sources (paper section/table, the authors' code) give."""
     aire = _values("aire")
     assert aire["start_hidden"] == [512, 512, 512] and aire["final_hidden"] == [256, 512, 512]
     assert aire["start_hidden"][0] + aire["densify"] - aire["prune_aire"] == aire["final_hidden"][0]
