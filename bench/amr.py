@@ -14,7 +14,7 @@ Every ReLU case is also trained with the seeds of --spread-seeds (default 0,1,2)
 run of each against its own uniform curve, with the ID on pruned and on original activations; the start mesh of
 each ReLU case gets a `start_mesh_diagnosis` (p per element against the local signal and the first-layer kinks).
 For every mesh: DOFs (all vertices, hanging included = MFEM GetNDofs), true DOFs (hanging excluded) and the
-RMSE of the conforming mesh interpolant against the INR (and the ground truth). The must-show table compares
+RMSE of the conforming mesh interpolant against the INR (and the ground truth). The headline table compares
 the default PruningAMR mesh with the uniform curve interpolated (log-log) at equal RMSE. Sweeps over T and eps
 (2D and 4D) give PruningAMR's DOF-vs-RMSE curve; error-driven AMR runs with the L2 indicator (the default) and the
 max indicator (the baseline before 2026-12-01). 4D cases are also meshed as 3D time slices (the default of
@@ -882,7 +882,7 @@ def main() -> None:
 
 
 def table(report: dict) -> list[dict]:
-    """The must-show table: default PruningAMR vs uniform at equal RMSE (vs the INR)."""
+    """The headline table: default PruningAMR vs uniform at equal RMSE (vs the INR)."""
     rows = []
     for case, res in report["cases"].items():
         if "comparison" not in res:

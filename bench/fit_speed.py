@@ -15,7 +15,7 @@ Methods (``same settings`` = the SIREN paper's Adam lr 1e-4, constant, for every
   inrkit-defaults   inrkit.train.fit with its CLI defaults: lr 1e-3 cosine, precision="auto"
   autocast-bf16     (reference) the textbook loop under torch.autocast(bfloat16)
 
-A second part checks the issue's "must show": ``inrkit fit`` of the 256x256 kodim23 crop with
+A second part checks the CLI case: ``inrkit fit`` of the 256x256 kodim23 crop with
 SIREN 64x3, omega 30, 300 steps (CLI defaults: lr 1e-3 cosine): ``inrkit.train.fit`` with the
 FitConfig the CLI builds (precision fp32, and precision auto), interleaved in the same way with a
 plain PyTorch SIREN loop using the same schedule; ``--cli`` adds one real ``inrkit fit --json`` run.
@@ -23,7 +23,7 @@ plain PyTorch SIREN loop using the same schedule; ``--cli`` adds one real ``inrk
     .venv/bin/python bench/fit_speed.py           # CPU default: 128x128 crop, 1 thread, ~8 min here
     .venv/bin/python bench/fit_speed.py --full    # GPU scale: 512x512 image, 1000 steps
 
-Grid part (issue 12, ``--grid``; writes results/fit_speed_grid.json + .png): time to 30 and 35 dB on
+Grid part (``--grid``; writes results/fit_speed_grid.json + .png): time to 30 and 35 dB on
 full kodim05 and kodim19 (768x512) and to 40 dB on hydrogen.vti for inrkit's grid model, a textbook
 per-level hash-grid loop (nn.Embedding per level, same config), inrkit SIREN 256x3 (its best setting:
 lr 1e-3, bf16) and siren-pytorch (lr 1e-4); grids: MLP lr 1e-2, tables 1e-1, random batches of
@@ -464,7 +464,7 @@ def plot(part: dict[str, Any], path: Path, title: str) -> None:
 
 
 # -------------------------------------------------------------------- main
-# ------------------------------------------------------------ grid part (issue 12)
+# ------------------------------------------------------------ grid part
 DATA = ROOT.parents[1] / "shared" / "data"
 GRID_SIGNALS = {"kodim05": (DATA / "kodak" / "kodim05.png", (30.0, 35.0)),
                 "kodim19": (DATA / "kodak" / "kodim19.png", (30.0, 35.0)),
@@ -791,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=str(RESULTS / "fit_speed.json"))
-    grid = parser.add_argument_group("grid part (issue 12; --grid runs only this part)")
+    grid = parser.add_argument_group("grid part (--grid runs only this part)")
     grid.add_argument("--grid", action="store_true", help="time-to-PSNR of grid vs SIREN arms (~25 min on 1 thread)")
     grid.add_argument("--signals", default="kodim05,kodim19,hydrogen", help="of " + ",".join(GRID_SIGNALS))
     grid.add_argument("--arms", default=",".join(GRID_ARMS), help="of " + ",".join(GRID_ARMS))

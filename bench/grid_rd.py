@@ -1,4 +1,4 @@
-"""Rate-distortion of the ``grid`` latent-grid codec against JPEG, WebP, JPEG 2000 and AVIF (issue 13).
+"""Rate-distortion of the ``grid`` latent-grid codec against JPEG, WebP, JPEG 2000 and AVIF.
 
 Every codec runs in this one process on the same images: Kodak images downscaled 2x (384x256, Lanczos) and
 images of another source (scikit-image's bundled ``chelsea``, ``coffee``, ``astronaut``, resized to a width
@@ -163,7 +163,7 @@ def at_same_bpp(ours: list[dict], base: list[dict]) -> list[float | None]:
 
 
 BPP_WINDOW = (0.2, 1.0)
-"""The bit rates issue 13 judges at: ``bd_rate_percent_window`` integrates only where both curves lie in it."""
+"""The target's bit rates (docs/compress.md): ``bd_rate_percent_window`` integrates only where both curves lie in it."""
 
 
 def psnr_window(a: list[dict], b: list[dict], bpp: tuple[float, float] = BPP_WINDOW) -> tuple[float, float]:
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     sets = {name: summarise(name, imgs, points[name]) for name, imgs in images.items()}
     result = {"benchmark": "grid_rd",
               "claim": "grid codec: negative BD-rate against JPEG 2000 over 0.2-1.0 bpp on Kodak/2, beats WebP "
-                       "on other images (issue 13)",
+                       "on other images",
               "config": {"kodak": a.kodak, "other": a.other, "preset": a.preset, "lambdas": lambdas,
                          "full": a.full, "kodak_scale": 1 if a.full else 2, "jobs": a.jobs},
               "sets": sets, "bpp_window": list(BPP_WINDOW), "seconds": time.perf_counter() - t0,

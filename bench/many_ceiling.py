@@ -1,4 +1,4 @@
-"""How fast can one batched SIREN step be on this CPU? The ceiling behind issue 14's 5x target.
+"""How fast can one batched SIREN step be on this CPU? The ceiling behind the 5x target of docs/many.md.
 
 Times a hand-written training step of a stack of ``B`` SIRENs 2->32x3->3 on 64x64 crops (4096 points each):
 forward, MSE gradient and backward with batched matmuls (``torch.baddbmm``/``bmm``), no autograd, no optimiser,

@@ -1,4 +1,4 @@
-"""SINR on a quantisation-aware-trained (QAT) baseline against that baseline, at equal PSNR (issue 13).
+"""SINR on a quantisation-aware-trained (QAT) baseline against that baseline, at equal PSNR (INRIC-style).
 
 The SINR paper says SINR integrates with existing INR codecs and saves 42-49 % of their storage. The
 strong network-codec baseline is INRIC's recipe: quantisation-aware fine-tuning, here with one learned
@@ -229,7 +229,7 @@ def main() -> None:
              "finetune_lr": args.finetune_lr, "seed": 0, "container": "inrz v2"}
     write_json(out, {"benchmark": "sinr_qat",
                      "claim": "SINR on the QAT baseline vs that baseline at equal PSNR; the SINR paper: 42-49 % "
-                              "smaller (issue 13)",
+                              "smaller",
                      "setup": setup, "summary": summary, "fronts": fronts,
                      "compressai": {c: compressai_json(c, f"inrkit {c}, {setup['crop']}, SIREN {args.depth} x {widths}",
                                                        f) for c, f in fronts.items()},

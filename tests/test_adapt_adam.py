@@ -1,4 +1,4 @@
-"""AIRe: densified neurons get their own Adam step count (issue 15), so their first update is ~lr, not ~3x."""
+"""AIRe: densified neurons get their own Adam step count (docs/adapt.md), so their first update is ~lr, not ~3x."""
 from __future__ import annotations
 
 import numpy as np

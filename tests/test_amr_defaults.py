@@ -1,4 +1,4 @@
-"""PruningAMR defaults (issue 17): reference element error, start mesh, DOF cap, conforming interpolant,
+"""PruningAMR defaults (docs/amr.md): reference element error, start mesh, DOF cap, conforming interpolant,
 per-axis base, assumed domain, honest SIREN message, and a default run that beats uniform refinement."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""bench/aire.py's protocol parts: the held-out split (issue 15: the paper's PSNR is on 10% held-out pixels) and
+"""bench/aire.py's protocol parts: the held-out split (AIRe Sec. 5: the paper's PSNR is on 10% held-out pixels) and
 Table 3 left on the bunny SDF (Small / Prune / Densify+Prune reach the same widths and report Chamfer and NC)."""
 from __future__ import annotations
 

@@ -198,7 +198,7 @@ def test_unwritable_output(path: tuple[str, ...], dest: str, how: str, tmp_path:
     _assert_refused(argv, capsys, str(bad), flag)
 
 
-# ------------------------------------------------------------------ the cases named in issue 16
+# ------------------------------------------------------------------ invalid invocations (docs/limits.md)
 def _refuses_at_parse(path: tuple[str, ...], flag: str, value: str) -> bool:
     action = next(a for a in COMMANDS[path]._actions if flag in a.option_strings)
     convert: Any = action.type
@@ -262,7 +262,7 @@ def files(tmp_path: Path, tiny_image: Any) -> dict[str, str]:
 
 @pytest.mark.parametrize("args, name", ISSUE_CASES, ids=lambda v: " ".join(v[:1] + v[3:]) if isinstance(v, list) else v)
 def test_issue_cases(args: list[str], name: str, files: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    """The invocations of issue 16 item 6: exit 2, one line, before the work (a fit or a mesh)."""
+    """Invalid invocations: exit 2, one line, before the work (a fit or a mesh)."""
     _assert_refused([a.format(**files) for a in args], capsys, name)
 
 

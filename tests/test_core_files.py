@@ -185,7 +185,7 @@ def test_one_digest_for_every_model_type():
         validate_header({**model_header(mlp), "type": "transformer"})
 
 
-# ------------------------------------------------------------ issue 16: header integrity, limits, resume checks
+# ------------------------------------------------------------ header integrity, limits, resume checks
 import hashlib  # noqa: E402
 import warnings  # noqa: E402
 

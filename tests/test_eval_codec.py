@@ -1,4 +1,4 @@
-"""Issue 18 item 7: ``inrkit eval-codec`` (CompressAI-style RD JSON over a folder) and MS-SSIM."""
+"""``inrkit eval-codec`` (CompressAI-style RD JSON over a folder) and MS-SSIM."""
 from __future__ import annotations
 
 import json

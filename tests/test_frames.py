@@ -1,4 +1,4 @@
-"""Physical frames (issue 18, item 1): origin, spacing and array name from .vti/.vtk/series sources into
+"""Physical frames: origin, spacing and array name from .vti/.vtk/series sources into
 model headers and every output (render .vti, mesh VTU/PVD); compressed VTU; SDF render to .vti."""
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_vti_frame_round_trip_compressed_and_raw(tmp_path):
 
 
 def test_shifted_hydrogen_round_trips_fit_render_mesh(shared_data, tmp_path, capsys):
-    """The must-show: hydrogen.vti at origin (10,20,30), spacing (.5,.5,2), array probability_density keeps its
+    """The end-to-end case: hydrogen.vti at origin (10,20,30), spacing (.5,.5,2), array probability_density keeps its
     bounds and array name through fit -> render (.vti) -> mesh (.vtu), read back with pyvista."""
     text = (shared_data / "volumes" / "hydrogen.vti").read_text(encoding="latin-1")
     text = text.replace('Origin="0 0 0" Spacing="1 1 1"', 'Origin="10 20 30" Spacing="0.5 0.5 2"')

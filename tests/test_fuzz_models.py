@@ -1,4 +1,4 @@
-"""Fuzzing the model loaders (issue 16): safetensors model files and ``.npz`` weight lists.
+"""Fuzzing the model loaders (docs/limits.md): safetensors model files and ``.npz`` weight lists.
 
 Every input runs in a forked child under ``RLIMIT_AS`` (its address space at the start + 512 MiB)
 and is measured: CPU seconds (``time.process_time``, not wall time: the machine is shared) and peak
@@ -454,7 +454,7 @@ def test_fuzz_npz_mutations():
     assert report["unclean"] == 0
 
 
-# ------------------------------------------------------------------ crafted regression files (issue 16)
+# ------------------------------------------------------------------ crafted regression files
 def _rewrite_header(path: Path, edit: Callable[[dict], Any], resign: bool = True, text: str | None = None) -> Path:
     """A crafted copy of a model file with its inrkit header changed (``resign``: recompute the checksum)."""
     out = path.with_name(f"crafted-{len(list(path.parent.glob('crafted-*')))}-{path.name}")
@@ -462,7 +462,7 @@ def _rewrite_header(path: Path, edit: Callable[[dict], Any], resign: bool = True
 
 
 def crafted_cases(folder: Path) -> dict[str, tuple[Callable[[], Any], type[Exception] | None, str]]:
-    """The crafted files of issue 16: name -> (what to run, expected error or None, message fragment)."""
+    """The crafted files: name -> (what to run, expected error or None, message fragment)."""
     from inrkit.api import render_file
     from inrkit.train.checkpoint import load_checkpoint, save_checkpoint
 
@@ -612,7 +612,7 @@ def test_crafted_files_refused_within_limits(tmp_path):
     assert all(r["cpu_s"] <= CPU_LIMIT_S and r["peak_mib"] <= MEMORY_LIMIT >> 20 for r in results.values())
 
 
-if __name__ == "__main__":  # the must-show numbers: python tests/test_fuzz_models.py
+if __name__ == "__main__":  # the headline numbers: python tests/test_fuzz_models.py
     import tempfile
 
     for test in (test_fuzz_safetensors_mutations, test_fuzz_safetensors_headers, test_fuzz_safetensors_containers,

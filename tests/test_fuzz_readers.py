@@ -1,4 +1,4 @@
-"""Fuzzing the grid, image, mesh, series and scene readers (issue 16), plus crafted hostile files.
+"""Fuzzing the grid, image, mesh, series and scene readers (docs/limits.md), plus crafted hostile files.
 
 Every fuzz test runs its whole hypothesis loop in a forked child whose address space is capped at
 its size at the fork plus 512 MiB (``RLIMIT_AS``): a giant allocation raises MemoryError there,
@@ -38,7 +38,7 @@ from inrkit.limits import MAX_SERIES_MEMBERS, MIB
 
 MEMORY = 512 * MIB  # extra address space a child may map
 CPU_PER_INPUT = 2.0  # CPU seconds per fuzz input
-CRAFTED_CPU, CRAFTED_MEMORY = 2.0, 512 * MIB  # the must-show bound for crafted files
+CRAFTED_CPU, CRAFTED_MEMORY = 2.0, 512 * MIB  # the bound for crafted files (docs/limits.md)
 EXAMPLES = int(os.environ.get("INRKIT_FUZZ_EXAMPLES", "0"))
 REPORT: dict[str, Any] = {}
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses fork, RLIMIT_AS and /proc")

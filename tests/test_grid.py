@@ -1,4 +1,4 @@
-"""Multi-resolution grid encodings (issue 12): interpolation, indices, files, methods on grid models."""
+"""Multi-resolution grid encodings (docs/grid.md): interpolation, indices, files, methods on grid models."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,5 @@
 """``inrkit prune --method id``: per-layer feedback, a suggested tolerance when nothing is removed, and
-rank-targeted ID with ``--keep`` whose error is bounded by the reported ID error (issue 15)."""
+rank-targeted ID with ``--keep`` whose error is bounded by the reported ID error (docs/adapt.md)."""
 from __future__ import annotations
 
 import json

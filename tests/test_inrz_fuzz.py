@@ -1,11 +1,11 @@
-"""Fuzzing the .inrz decoder under a memory and CPU-time limit, and the crafted hostile files of issue 16.
+"""Fuzzing the .inrz decoder under a memory and CPU-time limit, and crafted hostile files (docs/limits.md).
 
 Every input is decoded in a worker process whose address space is limited to its size after start-up plus
 512 MiB (``resource.setrlimit(RLIMIT_AS)``), and whose CPU time per input (``time.process_time``) must stay
 under 2 s: a giant allocation or a slow input fails the test. An input may decode or raise
 ``InvalidFileError``; anything else is an unclean outcome and fails the test. About 6,000 inputs from 600
 examples per test by default (most tests decode two or three inputs per example); ``INRKIT_FUZZ_EXAMPLES=N``
-runs N per test. ``python tests/test_inrz_fuzz.py`` runs the file and prints the must-show numbers (inputs,
+runs N per test. ``python tests/test_inrz_fuzz.py`` runs the file and prints the headline numbers (inputs,
 outcome classes, the crafted files' CPU time and peak memory).
 """
 from __future__ import annotations
@@ -460,7 +460,7 @@ def test_absurd_architecture_allocates_nothing(widths):
     assert outcome == "refused" and cpu < 0.5 and peak < 32 * 2**20, (outcome, message, cpu, peak)
 
 
-# ------------------------------------------------------------------ crafted files (issue 16)
+# ------------------------------------------------------------------ crafted files (docs/limits.md)
 def _section(raw: bytes, quality: int = 11, version: int = 1) -> bytes:
     return (b"" if version == 1 else bytes([entropy.BROTLI])) + brotli.compress(raw, quality=quality)
 
@@ -697,7 +697,7 @@ def test_legitimate_benchmark_files_decode():
 
 
 def test_zz_summary():
-    """The must-show numbers: inputs fuzzed, outcome classes, zero unclean; crafted files' CPU and memory."""
+    """The headline numbers: inputs fuzzed, outcome classes, zero unclean; crafted files' CPU and memory."""
     lines = [f"inrz fuzz: {STATS['inputs']} inputs ({EXAMPLES} examples per test); outcome classes:"]
     lines += [f"  {k}: {v}" for k, v in sorted(STATS.items()) if k != "inputs"]
     lines.append(f"  unclean: {STATS['unclean']}")

@@ -1,4 +1,4 @@
-"""Meta-INR under the authors' code protocol (issue 15): the inner Adam carried across tasks, every task each
+"""Meta-INR under the authors' code protocol (docs/protocols.md): the inner Adam carried across tasks, every task each
 outer step, and bench/meta.py's batch-size / epoch budgets / meta-batch flags."""
 from __future__ import annotations
 

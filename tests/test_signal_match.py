@@ -1,4 +1,4 @@
-"""Signal-vs-header match (issue 18, item 2): every --signal/--reference/eval input is checked against the model
+"""Signal-vs-header match: every --signal/--reference/eval input is checked against the model
 header (kind, shape, crop) and a mismatch is refused with exit 2; --crop wherever a signal is read."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 18 items 3, 4 and 6: --threads, progress on long steps, and the CLI workflow gaps.
+"""--threads, progress on long steps, and details of the CLI workflow.
 
 --threads on every command (default measured, see README "Threads"); progress bars on the compress
 search with fine-tuning, on NeRF evaluation and on large model evaluations (SDF render); nerf-prune

@@ -1,4 +1,4 @@
-"""The bounds every loader checks BEFORE it allocates or computes (issue 16).
+"""The bounds every loader checks BEFORE it allocates or computes (docs/limits.md).
 
 One place for the limits on what a file may ask of inrkit: sizes of tensors, files, grids and
 dictionaries, the work a compressed file implies, and the shape of JSON headers. Every loader

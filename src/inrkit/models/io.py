@@ -283,7 +283,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, signal: dict | None = 
 
 
 def _from_legacy_nerf(header: dict) -> dict[str, Any]:
-    """An ``inrkit-nerf`` v1 header in today's form (same tensors and digest order)."""
+    """An ``inrkit-nerf`` v1 header in the current form (same tensors and digest order)."""
     if header.get("version") != 1:
         raise InvalidFileError(f"unsupported NeRF file version {header.get('version')!r}")
     return {"format": FORMAT, "version": 1, "type": "nerf", "nerf": header.get("config"),
@@ -291,7 +291,7 @@ def _from_legacy_nerf(header: dict) -> dict[str, Any]:
 
 
 def validate_header(header: Any) -> dict[str, Any]:
-    """Check a file header (any registered model type); returns it in today's form (legacy NeRF converted).
+    """Check a file header (any registered model type); returns it in the current form (legacy NeRF converted).
 
     Raises :class:`InvalidFileError` with a clear message on any problem.
     """
