@@ -200,6 +200,10 @@ def crafted_limits() -> Row:
     outcomes = Counter(r.get("outcome") for r in results)
     detail = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items(), key=lambda kv: (-kv[1], str(kv[0]))))
     measured = f"`{label}` run: {within} of {len(results)} crafted inputs within the target (`within_target`; {detail})"
+    outside = Counter(r.get("outcome") for r in results if not r.get("within_target"))
+    if outside:
+        measured += "; outside it: " + ", ".join(f"{n} {o}" for o, n in sorted(outside.items(), key=str))
+        measured += " (an accepted run does its work, e.g. `fit --resume`)" if set(outside) == {"accepted"} else ""
     if label != "after":
         measured += "; only this run is recorded, the tree with the bounds is not measured in this file yet"
     else:
