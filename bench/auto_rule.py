@@ -91,12 +91,46 @@ def run_row(name: str, fields: dict[str, Any] | str, fit_kw: dict[str, Any], ste
             "weights_ratio_f16": round(2 * params / raw, 4), "psnr_f16": round(psnr, 3), "seconds": round(seconds, 1)}
 
 
+CHOOSING = ROOT / "docs" / "choosing.md"
+BEGIN, END = "<!-- auto-rule:begin -->", "<!-- auto-rule:end -->"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The table of docs/choosing.md: one row per fit."""
+    lines = ["| input | layout | MLP | lr | weights / raw bytes | PSNR (dB, float16) |", "|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        if "auto" in r:
+            g, fit_kw = r["auto"], {"lr": r["auto"]["lr"]}
+            name = "**auto**: "
+        else:
+            g, fit_kw, name = r["grid"], r["fit"], ""
+        dim = 3 if r["input"] in ("ironProt", "hydrogen") else 2
+        dense = g.get("finest") is not None and g["table_size"] >= (g["finest"] + 1) ** dim
+        layout = (f"{name}{g['levels']} levels x {g['features']}, "
+                  + (f"dense to {g['finest']}" if dense else f"hashed, table {g['table_size']}"))
+        lr = f"{fit_kw['lr']:g}" + (f" (tables {fit_kw['encoding_lr']:g})" if fit_kw.get("encoding_lr") else "")
+        lines.append(f"| {r['input']} | {layout} | {'x'.join(str(h) for h in g['hidden'])} | {lr} | "
+                     f"{r['weights_ratio_f16']:.3f} | {r['psnr_f16']:.2f} |")
+    return "\n".join(lines)
+
+
+def with_table(doc: str, results: dict[str, Any]) -> str:
+    """``doc`` with the generated table between the auto-rule markers."""
+    head, rest = doc.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    return f"{head}{BEGIN}\n{markdown(results)}\n{END}{tail}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="only the rows of the chosen rule")
     parser.add_argument("--steps", type=int, default=2000, help="steps of the fixed-layout rows")
     parser.add_argument("--resume", action="store_true", help="keep the fixed-layout rows already in the results")
+    parser.add_argument("--docs", action="store_true", help="write the table of the results into docs/choosing.md")
     args = parser.parse_args()
+    if args.docs:
+        CHOOSING.write_text(with_table(CHOOSING.read_text(), json.loads(RESULTS.read_text())))
+        return
     torch.set_num_threads(1)
     env = {"machine": platform.machine(), "torch": torch.__version__, "threads": 1,
            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}

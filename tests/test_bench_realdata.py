@@ -31,3 +31,15 @@ def test_every_target_is_recorded_per_row() -> None:
         assert row["exit"] == 0, row
         assert set(row["meets"]) == {"psnr", "seconds", "smaller_than_data"}
         assert row["ratio"] == round(row["bytes"] / row["raw_bytes"], 4)
+
+
+def test_choosing_table_matches_the_auto_rule_results() -> None:
+    spec = importlib.util.spec_from_file_location("bench_auto_rule", ROOT / "bench" / "auto_rule.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = json.loads((ROOT / "bench" / "results" / "auto_rule.json").read_text())
+    doc = (ROOT / "docs" / "choosing.md").read_text()
+    assert module.with_table(doc, results) == doc, "regenerate: python bench/auto_rule.py --docs"
+    auto = {r["input"]: r for r in results["rows"] if "auto" in r}
+    assert auto["kodim13"]["psnr_f16"] >= 30 and auto["ironProt"]["psnr_f16"] >= 40  # the rule meets its targets
