@@ -150,6 +150,10 @@ def test_encode_series_and_tsne(tmp_path):
     model, header = load_model(tmp_path / "enc" / "blobs_0002.safetensors")
     assert header["signal"]["label"] == 2.0 and header["signal"]["shape"] == [8, 8, 8]
     assert header["extra"]["meta_encode"]["psnr"] == pytest.approx(summary["members"][2]["psnr"])
+    member = summary["members"][2]
+    assert member["bytes"] == (tmp_path / "enc" / "blobs_0002.safetensors").stat().st_size
+    assert member["raw_bytes"] == 8 * 8 * 8 * 4 and member["ratio"] == round(member["bytes"] / (8 * 8 * 8 * 4), 4)
+    assert summary["raw_bytes"] == 5 * 8 * 8 * 8 * 4 and summary["bytes"] == sum(m["bytes"] for m in summary["members"])
     out = tsne_plot(tmp_path / "enc", tmp_path / "tsne.png")
     assert (tmp_path / "tsne.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(out["points"]) == 5 and out["labels"] == [0.0, 1.0, 2.0, 3.0, 4.0]

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from inrkit.errors import InvalidInputError
 from inrkit.limits import check_range
-from inrkit.metrics import psnr_from_mse
+from inrkit.metrics import psnr_from_mse, size_report
 from inrkit.models.io import load_model, save_model
 from inrkit.models.mlp import MLP
 from inrkit.signals.series import VolumeSeries
@@ -208,7 +208,7 @@ def encode_series(series: VolumeSeries, init: MLP | str | Path, out_dir: str | P
         row = {"member": i, "name": series.member_names[i], "label": float(series.labels[i]),
                "model": fname, "psnr": res.psnr, "steps": res.steps, "seconds": res.seconds}
         save_model(res.model, out / fname, signal=series.metadata(i), extra={"meta_encode": row})
-        rows.append(row)
+        rows.append({**row, **size_report((out / fname).stat().st_size, series.metadata(i))})
     psnrs = [r["psnr"] for r in rows]
     summary = {
         "series": series.name, "label_name": series.label_name, "dims": list(series.dims),
@@ -216,6 +216,9 @@ def encode_series(series: VolumeSeries, init: MLP | str | Path, out_dir: str | P
         "members": rows, "mean_psnr": float(np.mean(psnrs)) if rows else float("nan"),
         "min_psnr": float(np.min(psnrs)) if rows else float("nan"),
         "total_seconds": float(sum(r["seconds"] for r in rows)),
+        "bytes": sum(r["bytes"] for r in rows),
     }
+    summary.update(size_report(summary["bytes"], {**series.metadata(idx[0]), "shape": [len(idx), *series.dims]})
+                   if idx else {})
     write_json(out / "summary.json", summary)
     return summary
