@@ -17,8 +17,8 @@ class InrkitWarning(UserWarning):
     """Something a user should know that does not stop the command (shown as ``inrkit: warning: ...``)."""
 
 
-def warn(message: str) -> None:
-    """Issue an :class:`InrkitWarning` (no source line of ours in the message)."""
+def warn(message: str, category: type[InrkitWarning] = InrkitWarning) -> None:
+    """Issue an :class:`InrkitWarning` (or a subclass; no source line of ours in the message)."""
     import warnings
 
-    warnings.warn_explicit(message, InrkitWarning, "inrkit", 0)
+    warnings.warn_explicit(message, category, "inrkit", 0)

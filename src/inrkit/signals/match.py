@@ -16,13 +16,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Sequence
 
-from inrkit.errors import InvalidFileError, InvalidInputError
+from inrkit.errors import InrkitWarning, InvalidFileError, InvalidInputError, warn
 from inrkit.signals.kinds import load_signal
 
 GRID_KINDS = ("image", "volume", "field")
 
 
-class SignalMatchWarning(UserWarning):
+class SignalMatchWarning(InrkitWarning):
     """A signal could not be fully checked against an older model header."""
 
 
@@ -93,8 +93,8 @@ def check_signal_matches(header: dict[str, Any], signal: Any, what: str = "--sig
         notes.append(f"it lies at origin {list(frame.origin)}, spacing {list(frame.spacing)} but the model "
                      f"was fitted at origin {meta['origin']}, spacing {meta['spacing']} (values compared sample by "
                      "sample)")
-    for note in notes:  # shown as "inrkit:0: SignalMatchWarning: ..." (no source line of ours)
-        warnings.warn_explicit(f"{source}: {note}", SignalMatchWarning, "inrkit", 0)
+    for note in notes:  # the CLI shows it as one line, "inrkit: warning: ..."
+        warn(f"{source}: {note}", SignalMatchWarning)
     return notes
 
 
