@@ -53,6 +53,7 @@ from inrkit.amr import (
     write_mesh,
 )
 from inrkit.amr.flows import bent_vortex_tube
+from inrkit.amr.pruning import ID_ACTIVATIONS
 from inrkit.amr.timeslices import parse_times, slice_field, space_base
 from inrkit.models import MLP, siren
 from inrkit.signals.analytic import AnalyticSignal
@@ -63,6 +64,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SHARED = ROOT.parent / "shared" / "data"
 ALPHA = 0.1
+DEFAULT_ID = PruningAMRConfig().id_activations  # the ID's activations of a default run
+OTHER_ID = next(a for a in ID_ACTIVATIONS if a != DEFAULT_ID)  # the alternative, run beside it
 
 
 def true_sin_radial(x: np.ndarray) -> np.ndarray:
@@ -677,7 +680,7 @@ def seed_spread(name: str, args, main: Built, main_res: dict, seeds: list[int]) 
     for seed in seeds:
         if seed == args.seed:
             b, uni = main, main_res["uniform"]
-            runs = {"pruned": main_res["default"], "original": main_res["default_id_original"]}
+            runs = {DEFAULT_ID: main_res["default"], OTHER_ID: main_res[f"default_id_{OTHER_ID}"]}
         else:
             b = build(args, seed)
             base = resolve_base(None, b.domain, PruningAMRConfig().init_level)
@@ -792,11 +795,11 @@ def run_named(report: dict, args, name: str) -> None:
     res.update(training=b.training, network=b.network, **b.extra)
     if relu:
         res["start_mesh_diagnosis"] = start_mesh_diagnosis(b)
-    print(f"[{name}] PruningAMR defaults with the ID on the original network's activations", file=sys.stderr)
+    print(f"[{name}] PruningAMR defaults with the ID on the {OTHER_ID} network's activations", file=sys.stderr)
     orig, _ = run_pruning(b.field, b.domain, PruningAMRConfig(seed=args.seed, progress=False,
-                                                              id_activations="original"), b.truth, n_rmse)
-    res["default_id_original"] = orig
-    res["comparison"]["id_original"] = compare(orig["dofs"][-1], orig["true_dofs"][-1], orig["rmse_inr"][-1],
+                                                              id_activations=OTHER_ID), b.truth, n_rmse)
+    res[f"default_id_{OTHER_ID}"] = orig
+    res["comparison"][f"id_{OTHER_ID}"] = compare(orig["dofs"][-1], orig["true_dofs"][-1], orig["rmse_inr"][-1],
                                                res["uniform"], res["error_amr"], "rmse_inr")
     if name in FOUR_D and args.slices_only:  # only the default slice protocol, for each spread seed
         report["cases"][name] = slices_only(name, args, b)
@@ -914,11 +917,11 @@ def table(report: dict) -> list[dict]:
                      "p_above_P_everywhere": res["default"]["p_above_P_everywhere"],
                      "ms_per_element": res["default"]["ms_per_element"],
                      "psnr": res.get("training", {}).get("psnr"),
-                     "dof_reduction_id_original":
-                         res["comparison"].get("id_original", {}).get("dof_reduction_vs_uniform"),
-                     "seed_spread_dof_reduction": res.get("seed_spread", {}).get("dof_reduction_id_pruned"),
-                     "seed_spread_dof_reduction_id_original":
-                         res.get("seed_spread", {}).get("dof_reduction_id_original"),
+                     f"dof_reduction_id_{OTHER_ID}":
+                         res["comparison"].get(f"id_{OTHER_ID}", {}).get("dof_reduction_vs_uniform"),
+                     "seed_spread_dof_reduction": res.get("seed_spread", {}).get(f"dof_reduction_id_{DEFAULT_ID}"),
+                     f"seed_spread_dof_reduction_id_{OTHER_ID}":
+                         res.get("seed_spread", {}).get(f"dof_reduction_id_{OTHER_ID}"),
                      "seed_spread_psnr": res.get("seed_spread", {}).get("psnr")})
     return rows
 

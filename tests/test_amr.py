@@ -236,7 +236,8 @@ def test_batched_id_dead_layer_keeps_one():
 
 
 def test_element_pruning_matches_physical_id_pruning():
-    """The batched, masked ID equals inrkit.prune's physical ID pruning (fold into the next layer)."""
+    """The batched, masked ID on pruned activations equals inrkit.prune's physical ID pruning (fold into the next
+    layer)."""
     from inrkit.prune.interpolative import id_prune_model
 
     torch.manual_seed(0)
@@ -247,7 +248,7 @@ def test_element_pruning_matches_physical_id_pruning():
     g = torch.Generator().manual_seed(1)
     x_id = torch.rand(1, 256, 2, generator=g, dtype=torch.float64) * 0.5
     x_err = torch.rand(1, 64, 2, generator=g, dtype=torch.float64) * 0.5
-    p, err, kept = element_pruning_stats(model, x_id, x_err, 1e-3)
+    p, err, kept = element_pruning_stats(model, x_id, x_err, 1e-3, id_activations="pruned")
     pruned, kept_ref = id_prune_model(model.copy(), x_id[0], 1e-3)
     assert kept[0].tolist() == kept_ref
     assert p[0] == pytest.approx(sum(kept_ref) / 48)
@@ -255,7 +256,8 @@ def test_element_pruning_matches_physical_id_pruning():
         f, g_ = model(x_err[0]), pruned(x_err[0])
     ref_err = float(((f - g_).abs().mean() / (f + 5.0).abs()).mean())  # the reference code's error
     assert err[0] == pytest.approx(ref_err, rel=1e-4, abs=1e-12)
-    _, rel, _ = element_pruning_stats(model, x_id, x_err, 1e-3, error="relative", out_range=2.0)
+    _, rel, _ = element_pruning_stats(model, x_id, x_err, 1e-3, error="relative", out_range=2.0,
+                                      id_activations="pruned")
     assert rel[0] == pytest.approx(float((f - g_).abs().mean() / 2.0), rel=1e-4, abs=1e-12)
     assert err[0] < 0.05  # stays close to the tolerance scale
 

@@ -148,7 +148,7 @@ def test_siren_p_above_P_everywhere_is_reported(tmp_path, capsys):
     assert cmp["levels"][-1] == {"level": 3, "dofs": report["dofs"], "rmse": pytest.approx(report["rmse"])}
     assert abs(cmp["dof_change"]) < 1e-9 and not cmp["beats_uniform"]
     assert "does not beat uniform refinement" in report["warnings"][-1]
-    assert f"--error-driven {report['dofs']}" in err and "as many DOFs as uniform" in err
+    assert f"--method error-driven --size {report['dofs']}" in err and "as many DOFs as uniform" in err
 
 
 def test_uniform_comparison_interpolates_and_flags():

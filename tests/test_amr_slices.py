@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from inrkit.amr import InrField, PruningAMRConfig, mesh_field
+from inrkit.amr import InrField, MeshConfig, PruningAMRConfig, mesh_field
 from inrkit.amr.timeslices import DEFAULT_SLICES, parse_times, slice_field, slice_model
 from inrkit.cli import main
 from inrkit.errors import InvalidInputError
@@ -69,7 +69,7 @@ def test_parse_times():
 def test_default_4d_mesh_is_slices_and_opens_as_time_series(tmp_path):
     field = InrField.from_model(relu_4d(), {"signal": {"domain": DOMAIN, "channels": 1}})
     cfg = PruningAMRConfig(n_id=32, n_err=8, progress=False)
-    report = mesh_field(field, tmp_path / "m.pvd", config=cfg, times="3")
+    report = mesh_field(field, tmp_path / "m.pvd", config=cfg, mesh=MeshConfig(times="3"))
     assert report["four_d"] == "slices" and report["times"] == [0.0, 2.0, 4.0]
     assert report["dofs"] == sum(s["dofs"] for s in report["slices"]) and report["base"] == [2, 2, 2]
     # every slice starts from the reference start mesh: 2x2x2 refined twice = 512 hexahedra, 729 DOFs
@@ -86,18 +86,19 @@ def test_default_4d_mesh_is_slices_and_opens_as_time_series(tmp_path):
     want = field(np.hstack([pts, np.full((len(pts), 1), 2.0)]))[:, 0]
     assert np.median(np.abs(np.asarray(grid.point_data["inr"]) - want)) < 1e-4
 
-    spacetime = mesh_field(field, tmp_path / "s.pvd", config=cfg, four_d="spacetime")
+    spacetime = mesh_field(field, tmp_path / "s.pvd", config=cfg, mesh=MeshConfig(four_d="spacetime"))
     assert spacetime["four_d"] == "spacetime" and spacetime["base"] == [1, 1, 1, 1]
-    uniform = mesh_field(field, tmp_path / "u.pvd", config=cfg, uniform=1, times="2")
+    uniform = mesh_field(field, tmp_path / "u.pvd", config=cfg,
+                         mesh=MeshConfig(method="uniform", size=1, times="2"))
     assert uniform["dofs"] == 2 * 5**3  # 2x2x2 base refined once, per slice
 
 
 def test_times_only_for_4d_slices(tmp_path):
     field = InrField.from_model(relu_4d(), {"signal": {"domain": DOMAIN, "channels": 1}})
     with pytest.raises(InvalidInputError, match="--times"):
-        mesh_field(field, tmp_path / "m.pvd", four_d="spacetime", times="2")
+        mesh_field(field, tmp_path / "m.pvd", mesh=MeshConfig(four_d="spacetime", times="2"))
     with pytest.raises(InvalidInputError, match="--four-d"):
-        mesh_field(field, tmp_path / "m.pvd", four_d="4d")
+        MeshConfig(four_d="4d")
 
 
 def test_cli_4d_slices(tmp_path, capsys):
@@ -117,6 +118,6 @@ def test_cli_4d_slices(tmp_path, capsys):
 
 def test_error_driven_slices(tmp_path):
     field = InrField.from_model(relu_4d(), {"signal": {"domain": DOMAIN, "channels": 1}})
-    report = mesh_field(field, tmp_path / "e.pvd", times="2", error_driven=200)
+    report = mesh_field(field, tmp_path / "e.pvd", mesh=MeshConfig(method="error-driven", size=200, times="2"))
     assert report["method"] == "error-driven" and len(report["slices"]) == 2
     assert all(r["dofs"] >= 200 for r in report["slices"])

@@ -44,10 +44,10 @@ def test_mesh_json_report_and_vtu(model_2d, tmp_path, capsys):
     assert report["true_dofs"] == report["dofs"] - report["hanging"]
     assert m.cells[0].type == "quad" and m.points[:, 0].max() == pytest.approx(2.0)
     assert np.isfinite(report["rmse"]) and report["rmse"] < 1.0
-    assert report["config"]["id_activations"] == "pruned"
+    assert report["config"]["id_activations"] == "original"
     rc, stdout, _ = _run(capsys, "mesh", str(model_2d), "-o", str(tmp_path / "o.vtu"), "--max-iters", "1",
-                         "--init-level", "0", "--n-id", "64", "--n-err", "32", "--id-activations", "original", "--json")
-    assert rc == 0 and json.loads(stdout)["config"]["id_activations"] == "original"
+                         "--init-level", "0", "--n-id", "64", "--n-err", "32", "--id-activations", "pruned", "--json")
+    assert rc == 0 and json.loads(stdout)["config"]["id_activations"] == "pruned"
 
 
 def test_mesh_uniform_with_domain_and_values(model_2d, tmp_path, capsys):

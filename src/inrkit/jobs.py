@@ -635,28 +635,30 @@ def encode_many(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
 
 
 def mesh_many(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *, config: Any = None,
-              redo: bool = False, progress: bool = False, device: str | None = "cpu",
-              **options: Any) -> dict[str, Any]:
+              mesh: Any = None, redo: bool = False, progress: bool = False,
+              device: str | None = "cpu") -> dict[str, Any]:
     """``inrkit mesh --many``: :func:`inrkit.amr.api.mesh_model` of every model of ``inputs`` (files, folders,
     globs) into ``outdir/NAME.vtu`` (``NAME.pvd`` for a 4D model), resumable, with ``summary.json``/``summary.csv``
-    (dofs, elements, rmse, DOF change against uniform refinement, seconds per model). ``config`` and ``options``
-    as for ``mesh_model`` (no preview)."""
+    (dofs, elements, rmse, DOF change against uniform refinement, seconds per model). ``config``
+    (:class:`~inrkit.amr.PruningAMRConfig`) and ``mesh`` (:class:`~inrkit.amr.MeshConfig`, no preview) as for
+    ``mesh_model``."""
     from inrkit.amr.api import mesh_model
+    from inrkit.amr.mesher import MeshConfig
     from inrkit.amr.pruning import PruningAMRConfig
 
     config = config or PruningAMRConfig()
-    if options.get("preview") is not None:
+    how = mesh or MeshConfig()
+    if how.preview is not None:
         raise InvalidInputError("--preview names one file; it cannot be used with --many")
-    options.pop("preview", None)
     items = expand_inputs(inputs, MODEL_SUFFIXES, "model")
-    settings = {"command": "mesh", "options": options,
+    settings = {"command": "mesh", "options": asdict(how),
                 "config": {k: v for k, v in asdict(config).items() if k != "progress"}}
 
     def work(item: Item, out: Path) -> dict[str, Any]:
         model, _ = load_model(item.source)
         suffix = ".pvd" if int(getattr(model, "coord_dim", 0)) == 4 else ".vtu"
         rep = mesh_model(item.source, out / f"{item.name}{suffix}", config=replace(config, progress=False),
-                         device=device, **options)
+                         mesh=how, device=device)
         return {"output": rep["output"], "dofs": rep.get("dofs"), "elements": rep.get("elements"),
                 "rmse": rep.get("rmse"),
                 "dof_change_vs_uniform": (rep.get("uniform_comparison") or {}).get("dof_change")}

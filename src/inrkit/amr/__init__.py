@@ -14,6 +14,7 @@ from inrkit.amr.export import preview_png, slice_4d, write_mesh, write_pvd, writ
 from inrkit.amr.field import InrField, load_field
 from inrkit.amr.flows import FLOWS, bent_vortex_tube
 from inrkit.amr.mesh import BoxMesh, corner_offsets, parse_domain
+from inrkit.amr.mesher import MeshConfig, build_mesh
 from inrkit.amr.pruning import (
     ERROR_MODES,
     AMRResult,
@@ -33,7 +34,8 @@ from inrkit.amr.pruning import (
 __all__ = [
     "AMRResult", "auto_base", "batched_id", "bent_vortex_tube", "BoxMesh", "corner_offsets", "dofs_at_rmse",
     "element_error", "element_interp_error", "element_pruning_stats", "error_amr", "ERROR_MODES", "FLOWS", "InrField",
-    "load_field", "mark", "mesh_field", "mesh_model", "mesh_pruning_stats", "mesh_rmse", "output_range",
+    "MeshConfig", "build_mesh", "load_field", "mark", "mesh_field", "mesh_model", "mesh_pruning_stats", "mesh_rmse",
+    "output_range",
     "parse_domain", "preview_png", "pruning_amr", "PruningAMRConfig", "resolve_base", "scipy_id", "slice_4d",
     "uniform_comparison", "uniform_mesh", "vertex_values", "write_mesh", "write_pvd", "write_vtu",
 ]

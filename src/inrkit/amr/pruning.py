@@ -94,9 +94,10 @@ class PruningAMRConfig:
         error: element error: reference = mean_i mean|f-g| / |f(x_i)+5| (the authors' code, for outputs of
             order 1), relative = mean|f-g| / range of f over the domain (any output scale); see docs/amr.md.
         P: refine if the proportion of hidden neurons kept exceeds P, in (0, 1].
-        id_activations: each layer's ID on the activations of the network whose earlier layers are already
-            pruned (pruned) or on the original network's activations (original, as the reference code); on the
-            benchmark's networks the DOF counts differ by at most 1.1% of uniform's (docs/amr.md).
+        id_activations: each layer's ID on the original network's activations (original, as the reference
+            code) or on the activations of the network whose earlier layers are already pruned (pruned);
+            pruned needed up to 12.5 points more DOFs relative to uniform on one benchmark network and never
+            clearly fewer (docs/amr.md).
         n_id: points per element for the ID.
         n_err: fresh points per element for the error check.
         max_iters: most refinement rounds, the init_level uniform ones included (reference: 4).
@@ -106,7 +107,7 @@ class PruningAMRConfig:
         init_level: uniform refinements of the base mesh first (reference: 2).
         max_level: never refine beyond this level.
         max_elements: stop before exceeding this many elements (a uniform mesh above it is refused).
-        method: batched (vectorised torch ID) or scipy (per-element inrkit.prune.interpolative.id_select,
+        id_method: batched (vectorised torch ID) or scipy (per-element inrkit.prune.interpolative.id_select,
             the reference).
         seed: seed of the sample points.
         chunk_values: float64 values per batched chunk (bounds memory).
@@ -117,7 +118,7 @@ class PruningAMRConfig:
     T: float = 1e-3
     P: float = 0.2
     error: str = "reference"
-    id_activations: str = "pruned"
+    id_activations: str = "original"
     n_id: int = 256
     n_err: int = 128
     max_iters: int = 4
@@ -126,7 +127,7 @@ class PruningAMRConfig:
     init_level: int = 2
     max_level: int = 12
     max_elements: int = 500_000
-    method: str = "batched"
+    id_method: str = "batched"
     seed: int = 0
     chunk_values: int = 4_000_000
     progress: bool = True
@@ -168,8 +169,8 @@ class PruningAMRConfig:
         if self.id_activations not in ID_ACTIVATIONS:
             raise InvalidInputError(f"unknown id_activations {self.id_activations!r}; choose from "
                                     f"{', '.join(ID_ACTIVATIONS)}")
-        if self.method not in METHODS:
-            raise InvalidInputError(f"unknown ID method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.id_method not in METHODS:
+            raise InvalidInputError(f"unknown ID method {self.id_method!r}; choose from {', '.join(METHODS)}")
 
 
 # ------------------------------------------------------------------ batched ID
@@ -232,7 +233,7 @@ def scipy_id(H: Tensor, eps: float) -> tuple[Tensor, Tensor]:
 def element_pruning_stats(model: MLP, x_id: Tensor, x_err: Tensor, eps: float,
                           method: str = "batched", error: str = "reference",
                           out_range: float | None = None,
-                          id_activations: str = "pruned") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          id_activations: str = "original") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ID-prune ``model`` on each element's points; return ``(proportion, error, kept [B, L-1])``.
 
     Args:
@@ -315,7 +316,7 @@ def mesh_pruning_stats(field: InrField, mesh: BoxMesh, elements: np.ndarray, cfg
         x_id = field.to_model_coords(mesh.sample_elements(cfg.n_id, rng, el))
         x_err = field.to_model_coords(mesh.sample_elements(cfg.n_err, rng, el))
         t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=field.device)  # noqa: E731
-        p[s:s + chunk], err[s:s + chunk], _ = element_pruning_stats(model, t(x_id), t(x_err), cfg.eps, cfg.method,
+        p[s:s + chunk], err[s:s + chunk], _ = element_pruning_stats(model, t(x_id), t(x_err), cfg.eps, cfg.id_method,
                                                                     cfg.error, out_range, cfg.id_activations)
         if bar is not None:
             bar.update(len(el))

@@ -18,15 +18,15 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import torch
 
-from inrkit.amr.baselines import error_amr, mesh_rmse, uniform_mesh, vertex_values
+from inrkit.amr.baselines import mesh_rmse, vertex_values
 from inrkit.amr.export import preview_png, write_mesh
 from inrkit.amr.field import InrField
-from inrkit.amr.pruning import PruningAMRConfig, pruning_amr, resolve_base
+from inrkit.amr.mesher import MeshConfig, build_mesh
+from inrkit.amr.pruning import PruningAMRConfig, resolve_base
 from inrkit.errors import InvalidInputError
 from inrkit.models.mlp import MLP
 from inrkit.utils import atomic_write
 
-FOUR_D_MODES = ("slices", "spacetime")
 DEFAULT_SLICES = 9
 MAX_SLICES = 1024
 
@@ -110,23 +110,22 @@ def write_collection(path: str | Path, entries: list[tuple[float, str]]) -> Path
     return path
 
 
-def mesh_time_slices(field: InrField, out: str | Path, domain: np.ndarray, times=None,
-                     config: PruningAMRConfig | None = None, uniform: int | None = None,
-                     rmse_points: int = 16384, hanging: str = "conforming", preview: str | Path | None = None,
-                     name: str = "inr", error_driven: int | None = None) -> dict:
-    """Mesh each time slice of a 4D ``field`` as its own 3D mesh (PruningAMR, uniform ``level``, or error-driven AMR
-    to ``error_driven`` DOFs per slice).
+def mesh_time_slices(field: InrField, out: str | Path, domain: np.ndarray, config: PruningAMRConfig | None = None,
+                     mesh: MeshConfig | None = None, name: str = "inr") -> dict:
+    """Mesh each time slice (``mesh.times``) of a 4D ``field`` as its own 3D mesh, by ``mesh.method``
+    (:func:`inrkit.amr.mesher.build_mesh`; an error-driven budget is per slice).
 
     Writes ``<stem>_NNNN.vtu`` per slice beside ``out`` and the PVD collection ``out``. Returns totals over the
     slices (``dofs``, ``true_dofs``, ``elements``, ``hanging``; ``rmse`` = root mean square of the per-slice RMSEs,
     each on ``rmse_points`` random points of its slice) and a ``slices`` list with each slice's numbers.
-    ``name``: the point-data array's name. ``preview``: a PNG of the middle slice
+    ``name``: the point-data array's name. ``mesh.preview``: a PNG of the middle slice
     (:func:`inrkit.amr.export.preview_png`).
     """
     if field.dim != 4:
         raise InvalidInputError(f"time slices need a 4D (space + time) model, this one takes {field.dim} coordinates")
     cfg = config or PruningAMRConfig()
-    ts = parse_times(times, domain[-1])
+    how = mesh or MeshConfig()
+    ts = parse_times(how.times, domain[-1])
     space = np.asarray(domain, np.float64)[:-1]
     base = space_base(cfg.base, space, cfg.init_level)
     slice_cfg = replace(cfg, base=tuple(int(b) for b in base), progress=False)
@@ -139,27 +138,21 @@ def mesh_time_slices(field: InrField, out: str | Path, domain: np.ndarray, times
     t0 = time.perf_counter()
     for k, t in enumerate(ts):
         sf = slice_field(field, float(t))
-        if uniform is not None:
-            mesh, iterations = uniform_mesh(space, uniform, base), 0
-        elif error_driven is not None:
-            ea = error_amr(sf, space, error_driven, base=base, max_level=cfg.max_level, seed=cfg.seed, progress=False)
-            mesh, iterations = ea.mesh, len(ea.history)
-        else:
-            res = pruning_amr(sf, space, slice_cfg)
-            mesh, iterations = res.mesh, res.iterations
-            history.extend({**h, "time": float(t)} for h in res.history)
-            warnings.extend(f"t={t:g}: {w}" for w in res.warnings)
-        values = vertex_values(sf, mesh, conforming=hanging == "conforming")
+        built = build_mesh(how, sf, space, base, slice_cfg)
+        m = built.mesh
+        history.extend({**h, "time": float(t)} for h in built.history)
+        warnings.extend(f"t={t:g}: {w}" for w in built.warnings)
+        values = vertex_values(sf, m, conforming=how.hanging == "conforming")
         if not np.all(np.isfinite(values)):
             raise InvalidInputError("the model gives non-finite values (NaN/inf) on the domain: corrupted weights?")
         fname = f"{out.stem}_{k:04d}.vtu"
-        write_mesh(mesh, values, out.parent / fname, name=name)
+        write_mesh(m, values, out.parent / fname, name=name)
         entries.append((float(t), fname))
-        if preview is not None and k == len(ts) // 2:
-            shown = preview_png(mesh, values, preview, title=f"t = {t:g}")
-        rows.append({"time": float(t), "dofs": mesh.dofs, "true_dofs": mesh.true_dofs,
-                     "elements": mesh.num_elements, "hanging": mesh.num_hanging, "iterations": iterations,
-                     "max_level": mesh.max_level, "rmse": mesh_rmse(mesh, values, sf, n=rmse_points)})
+        if how.preview is not None and k == len(ts) // 2:
+            shown = preview_png(m, values, how.preview, title=f"t = {t:g}")
+        rows.append({"time": float(t), "dofs": m.dofs, "true_dofs": m.true_dofs,
+                     "elements": m.num_elements, "hanging": m.num_hanging, "iterations": built.iterations,
+                     "max_level": m.max_level, "rmse": mesh_rmse(m, values, sf, n=how.rmse_points)})
     path = write_collection(out, entries)
     report = {"output": str(path), "four_d": "slices", "dim": 4, "slice_dim": 3, "times": [float(t) for t in ts],
             "base": [int(b) for b in base],
@@ -168,6 +161,6 @@ def mesh_time_slices(field: InrField, out: str | Path, domain: np.ndarray, times
             "iterations": max(r["iterations"] for r in rows), "max_level": max(r["max_level"] for r in rows),
             "rmse": float(np.sqrt(np.mean([r["rmse"] ** 2 for r in rows]))),
             "seconds": time.perf_counter() - t0, "slices": rows, "history": history, "warnings": warnings}
-    if preview is not None:
+    if how.preview is not None:
         report["preview"], report["preview_renderer"] = shown["path"], shown["renderer"]
     return report
