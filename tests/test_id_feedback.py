@@ -12,7 +12,7 @@ import torch
 from inrkit.cli import main
 from inrkit.models import load_model, save_model, siren
 from inrkit.models.surgery import find_group
-from inrkit.prune.api import prune_file
+from inrkit.prune.api import PruneConfig, prune_file
 from inrkit.prune.interpolative import group_activations, id_layer, pivot_spectrum, tolerance_for
 from inrkit.prune.model import domain_points
 from inrkit.signals import FieldSignal
@@ -63,7 +63,7 @@ def test_human_output_lists_layers(model_path, tmp_path, capsys) -> None:
 
 def test_keep_half_halves_widths_and_the_error_is_bounded(model_path, tmp_path) -> None:
     out = tmp_path / "p.safetensors"
-    res = prune_file(model_path, out, method="id", keep=0.5, seed=3)
+    res = prune_file(model_path, out, PruneConfig(method="id", keep=0.5, seed=3))
     assert res["widths_after"] == [2, 16, 16, 1]
     for r in res["id_layers"]:
         assert r["kept"] == r["width"] // 2
@@ -71,7 +71,7 @@ def test_keep_half_halves_widths_and_the_error_is_bounded(model_path, tmp_path) 
     # last hidden layer alone: the output layer is linear, so ||dY||_F <= ||W_out||_2 * error * ||H||_F
     original, _ = load_model(model_path)
     last = len(HIDDEN) - 1
-    res = prune_file(model_path, out, method="id", keep=0.5, layers=[last], seed=3)
+    res = prune_file(model_path, out, PruneConfig(method="id", keep=0.5, layers=(last,), seed=3))
     pts = domain_points(original, 4096, torch.Generator().manual_seed(3))  # prune_file's points
     H = group_activations(original, find_group(original, last), pts)
     pruned, _ = load_model(out)

@@ -240,13 +240,14 @@ def first_criterion():
 def test_a_registered_criterion_works_everywhere(first_criterion: str, tmp_path) -> None:
     from inrkit.models import NeRFConfig, NeRFMLP, load_model, save_model
     from inrkit.nerf.prune import prune_nerf
-    from inrkit.prune import prune_file
+    from inrkit.prune import PruneConfig, prune_file
 
     assert first_criterion in CRITERIA.names()  # the CLI's --method choices read this
     model, widths = prune_model(_net(), first_criterion, keep=0.5)
     assert widths == [12, 10] and torch.equal(model.weights[0], _net().weights[0][:12])
     save_model(_net(), tmp_path / "m.safetensors")
-    report = prune_file(tmp_path / "m.safetensors", tmp_path / "p.safetensors", method=first_criterion, keep=5)
+    report = prune_file(tmp_path / "m.safetensors", tmp_path / "p.safetensors",
+                        PruneConfig(method=first_criterion, keep=5))
     assert report["widths_after"] == [2, 5, 5, 3] and load_model(tmp_path / "p.safetensors")[0].widths == [2, 5, 5, 3]
     tiny = NeRFConfig(pos_freqs=2, dir_freqs=1, trunk_widths=[16] * 3, skips=[1], feature_width=16, view_widths=[8])
     nerf = NeRFMLP(tiny, seed=0)

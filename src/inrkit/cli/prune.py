@@ -1,6 +1,7 @@
 """``inrkit adapt`` (AIRe schedules) and ``inrkit prune`` (neuron pruning of a model file).
 
-Flags and defaults come from :func:`inrkit.adapt.adapt_file` and :func:`inrkit.prune.prune_file`;
+Flags and defaults come from :func:`inrkit.adapt.adapt_file`, :class:`inrkit.prune.PruneConfig` and
+:func:`inrkit.prune.prune_file`;
 ``--method`` choices from :data:`inrkit.prune.CRITERIA`.
 """
 from __future__ import annotations
@@ -20,21 +21,7 @@ ADAPT_HELP = {
     "progress": "show a progress bar",
     "crop": "image window ROW0:ROW1,COL0:COL1 (e.g. 128:384,256:512)",
 }
-PRUNE_HELP = {
-    "method": "criterion (l1 is AIRe's; id: interpolative decomposition)",
-    "layers": "hidden layers to prune, e.g. 0,1 (none: all)",
-    "keep": "neurons kept per layer: a fraction in (0, 1) or a whole count >= 1 (none with no --eps: 0.5; "
-            "id: rank-targeted)",
-    "eps": "drop neurons scoring <= eps (id: relative tolerance; the output says what it kept)",
-    "signal_path": "signal file, to measure PSNR and fine-tune",
-    "finetune": "fine-tuning steps after pruning (needs --signal)",
-    "lr": "fine-tuning learning rate",
-    "points": "domain points for ID pruning",
-    "seed": "seed of the criterion and fine-tuning",
-    "device": "cpu, cuda, cuda:1, mps (none: pick automatically)",
-    "progress": "show a progress bar",
-    "crop": "image window of --signal, ROW0:ROW1,COL0:COL1 (as the model was fitted)",
-}
+PRUNE_HELP = {"signal_path": "signal file, to measure PSNR and fine-tune"}  # the rest: the docstrings
 
 
 def _adapt(args: argparse.Namespace) -> int:
@@ -44,9 +31,9 @@ def _adapt(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from inrkit.prune.api import prune_file
+    from inrkit.prune.api import PruneConfig, prune_file
 
-    result = prune_file(args.model, args.output, **build_config(prune_file, args))
+    result = prune_file(args.model, args.output, build_config(PruneConfig, args), **build_config(prune_file, args))
     if "note" in result and args.json:  # the human output lists it already
         print(f"inrkit prune: {result['note']}", file=sys.stderr)
     if not args.json and "id_layers" in result:  # one readable line per layer instead of a JSON list
@@ -61,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``adapt`` and ``prune``."""
     from inrkit.adapt import adapt_file, preset_names
     from inrkit.prune import CRITERIA
-    from inrkit.prune.api import prune_file
+    from inrkit.prune.api import PruneConfig, prune_file
 
     p = subparsers.add_parser("adapt", help="fit a signal with an AIRe schedule (densify, TWD, prune)")
     p.add_argument("input", help="signal file (image, volume, mesh)")
@@ -74,8 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("prune", help="remove neurons from a model file")
     p.add_argument("model", help="model file (.safetensors or .npz)")
     add_output(p, "output model file (.safetensors)", (".safetensors",))
-    add_config(p, prune_file, choices={"method": choices_of(CRITERIA)}, helps=PRUNE_HELP,
-               flags={"layers": "--layer", "signal_path": "--signal"}, aliases={"finetune": ["--retrain"]},
-               exclusive=[("keep", "eps")], parsers={"crop": parse_crop})
+    add_config(p, PruneConfig, choices={"method": choices_of(CRITERIA)}, flags={"layers": "--layer"},
+               aliases={"finetune": ["--retrain"]}, exclusive=[("keep", "eps")])
+    add_config(p, prune_file, only=["signal_path", "crop", "device", "progress"], helps=PRUNE_HELP,
+               flags={"signal_path": "--signal"}, parsers={"crop": parse_crop})
     add_json_flag(p)
     p.set_defaults(handler=_prune)

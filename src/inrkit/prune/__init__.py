@@ -18,12 +18,12 @@ from inrkit.prune.model import domain_points, layer_weights, prune_group, prune_
 
 
 def __getattr__(name: str):  # lazy: prune_file imports the file and signal modules
-    if name == "prune_file":
-        from inrkit.prune.api import prune_file
-        return prune_file
+    if name in ("prune_file", "PruneConfig"):
+        from inrkit.prune import api
+        return getattr(api, name)
     raise AttributeError(name)
 
 
 __all__ = ["CRITERIA", "Criterion", "coreset_select", "domain_points", "keep_count", "layer_weights",
-           "neuron_scores", "prune_file", "prune_group", "prune_layer", "prune_model", "select_neurons",
+           "neuron_scores", "PruneConfig", "prune_file", "prune_group", "prune_layer", "prune_model", "select_neurons",
            "sensitivity"]
