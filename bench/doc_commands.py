@@ -53,6 +53,8 @@ NOT_RUN: dict[str, tuple[str, bool]] = {
         "installs packages and runs the whole test suite (network; the suite is run by the lead, not here)",
         False),
     ".venv/bin/pip install -e '.[viz]'": ("installs an optional extra (network)", False),
+    ".venv/bin/pip install -q -e '.[docs]'": (
+        "installs an optional extra (network); the build is tested by tests/test_api_docs.py", False),
     "inrkit nerf-train scene -o nerf.safetensors --iters 20000": (
         "the paper-size model, meant for a GPU; its CPU time is estimated in docs/nerf.md from the measured "
         "CPU recipe (per-iteration cost x batch x samples x width^2)", True),
