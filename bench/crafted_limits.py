@@ -48,11 +48,9 @@ on a shared 2-core machine (the timeouts bound it).
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import os
-import platform
 import resource
 import signal
 import subprocess
@@ -527,27 +525,10 @@ def baselines(ctx: Context, folder: Path, repeats: int = 3) -> dict[str, dict[st
 
 # ------------------------------------------------------------------ results
 def environment() -> dict[str, Any]:
-    """Where the numbers come from: machine, date, versions, threads, and the source tree that ran."""
-    import torch
+    """Where the numbers come from (:func:`inrkit.utils.run_environment`, one thread)."""
+    from inrkit.utils import run_environment
 
-    import inrkit
-
-    src = Path(inrkit.__file__).resolve().parents[2]
-    git = ["git", "-C", str(src)]
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
-    dirty = bool(subprocess.run([*git, "status", "--porcelain", "--", "src"], capture_output=True,
-                                text=True).stdout.strip())
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                   if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "machine": platform.machine(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__, "threads": 1,
-            "loadavg_start": list(os.getloadavg()), "inrkit": str(Path(inrkit.__file__).resolve().parent),
-            "commit": commit, "dirty": dirty}
+    return run_environment(threads=1)
 
 
 def finish(case: Case, res: dict[str, Any], base: dict[str, dict[str, Any]]) -> dict[str, Any]:

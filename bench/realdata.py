@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +36,10 @@ PHOTO_DB, VOLUME_DB, SECONDS = 30.0, 40.0, 90.0
 
 
 def environment() -> dict[str, Any]:
-    """Machine, software and date of the run."""
-    import torch
+    """Machine, software and date of the run (:func:`inrkit.utils.run_environment`, one thread)."""
+    from inrkit.utils import run_environment
 
-    return {"machine": platform.machine(), "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "threads": 1, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+    return run_environment(threads=1)
 
 
 def _inrkit(args: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float, float]:
@@ -140,7 +136,7 @@ def with_table(doc: str, results: dict[str, Any]) -> str:
     head, rest = doc.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
     env, help_ = results["environment"], results["help"]
-    note = (f"Measured {env['date']} ({env['machine']}, {env['threads']} thread, torch {env['torch']}), "
+    note = (f"Measured {env['date'][:10]} ({env['machine']}, {env['threads']} thread, torch {env['torch']}), "
             f"`bench/results/realdata.json`. `inrkit --help`: {help_['cpu_seconds']:.2f} s of CPU.")
     return f"{head}{BEGIN}\n{markdown(results)}\n\n{note}\n{END}{tail}"
 

@@ -1,10 +1,11 @@
-"""README's "Results at a glance" table, generated from the JSON files under ``bench/results/``.
+"""README's "Results at a glance" table and docs/results.md, generated from the JSON files under ``bench/results/``.
 
 One row per capability: the headline number read from its JSON (the field named in the row), the paper's
-number or the target the benchmark judges against, the JSON it comes from and the date it was measured.
+number or the target the benchmark judges against, the JSON it comes from, the machine and the date it was
+measured, and the page that explains it.
 
   python bench/results_table.py          print the table
-  python bench/results_table.py --write  rewrite README.md between the markers below
+  python bench/results_table.py --write  rewrite README.md between the markers below, and docs/results.md
 
 The date is the JSON's own measurement date where it records one (``environment.date``); otherwise the date of
 the last commit that changed the JSON (marked "commit"), leaving out commits whose subject starts with
@@ -25,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "results.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 TEXT_ONLY = "results text:"  # commit subjects that edit a JSON's wording only: not a measurement date
 
@@ -229,6 +231,54 @@ ROWS: list[tuple[str, str, Callable[[], Row]]] = [
     ("NeRF neuron pruning", "nerf_prune.json", nerf_prune),
     ("hostile files (crafted limits)", "crafted_limits.json", crafted_limits),
 ]
+# the page that explains each JSON's benchmark (docs/results.md links it)
+PAGES = {"realdata.json": "getting-started.md", "fit_speed.json": "speed.md", "grid_rd.json": "compress.md",
+         "compress_rd.json": "compress.md", "omp_2threads.json": "compress.md", "aire.json": "adapt.md",
+         "meta.json": "meta.md", "amr.json": "amr.md", "nerf_prune.json": "nerf.md", "nerf_lego.json": "nerf.md",
+         "many.json": "many.md", "crafted_limits.json": "limits.md"}
+PAGE_HEAD = """# Results
+
+Every number on this page is read from a JSON file under `bench/results/` by `bench/results_table.py`, which also
+writes README's "Results at a glance"; `tests/test_results_table.py` fails when either differs from the JSON files,
+so a rerun benchmark means rerunning `.venv/bin/python bench/results_table.py --write`. Each row names the field
+it reads, the machine the JSON records and the date of measurement (the JSON's own date, or the date of the last
+commit that changed it, marked "commit"). How each benchmark is run, what it compares and why is on the page in
+the last column; `docs/protocols.md` gives the paper protocols next to the CPU ones.
+
+"""
+
+
+def machine(name: str) -> str:
+    """What the JSON says about the machine it was measured on (CPU count, architecture, device, torch)."""
+    d = _load(name)
+    env = {**(d.get("environment") or {}), **(d.get("machine") if isinstance(d.get("machine"), dict) else {})}
+    parts = []
+    cpus = env.get("cpus") or env.get("cpu_count") or env.get("cores")
+    if cpus:
+        parts.append(f"{cpus} CPUs")
+    for key in ("cpu", "machine", "device"):
+        if isinstance(env.get(key), str) and env[key]:
+            parts.append(env[key])
+    torch_version = env.get("torch") or d.get("torch")
+    if isinstance(torch_version, str):
+        parts.append(f"torch {torch_version}")
+    threads = env.get("threads") or d.get("threads")
+    if threads:
+        parts.append(f"{threads} thread{'s' if threads != 1 else ''}")
+    return ", ".join(dict.fromkeys(parts)) or "not recorded"
+
+
+def page() -> str:
+    """docs/results.md: the table with the machine and the explaining page of every row."""
+    lines = [PAGE_HEAD.rstrip("\n") + "\n",
+             "| capability | measured here | paper / target | from | machine | measured on | explained in |",
+             "|---|---|---|---|---|---|---|"]
+    for what, name, row in ROWS:
+        measured, target, date = row()
+        doc = PAGES.get(name)
+        link = f"[{doc}]({doc})" if doc else ""
+        lines.append(f"| {what} | {measured} | {target} | `bench/results/{name}` | {machine(name)} | {date} | {link} |")
+    return "\n".join(lines) + "\n"
 
 
 def table() -> str:
@@ -257,12 +307,23 @@ def write(path: Path = README) -> bool:
     return True
 
 
+def write_page(path: Path = PAGE) -> bool:
+    """Rewrite docs/results.md; True if it changed."""
+    new = page()
+    if path.exists() and path.read_text() == new:
+        return False
+    path.write_text(new)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--write", action="store_true", help=f"rewrite README.md between {BEGIN} and {END}")
+    p.add_argument("--write", action="store_true",
+                   help=f"rewrite README.md between {BEGIN} and {END}, and docs/results.md")
     args = p.parse_args(argv)
     if args.write:
         print("README.md updated" if write() else "README.md already up to date")
+        print("docs/results.md updated" if write_page() else "docs/results.md already up to date")
     else:
         sys.stdout.write(table())
     return 0

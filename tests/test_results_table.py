@@ -31,6 +31,19 @@ def test_readme_section_is_the_generated_table() -> None:
         "README.md's results table is stale: run .venv/bin/python bench/results_table.py --write"
 
 
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(),
+                    reason="the dates come from git log")
+def test_results_page_is_generated() -> None:
+    """docs/results.md is the script's page: every row, with its JSON, machine, date and explaining page."""
+    text = (ROOT / "docs" / "results.md").read_text()
+    assert text == results_table.page(), \
+        "docs/results.md is stale: run .venv/bin/python bench/results_table.py --write"
+    for _, name, _ in results_table.ROWS:
+        assert f"`bench/results/{name}`" in text
+        doc = results_table.PAGES.get(name)
+        assert doc is None or (ROOT / "docs" / doc).is_file(), doc
+
+
 def test_write_rewrites_only_the_section(tmp_path: Path) -> None:
     path = tmp_path / "README.md"
     path.write_text(f"before\n{results_table.BEGIN}\nold\n{results_table.END}\nafter\n")

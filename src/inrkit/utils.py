@@ -162,3 +162,36 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 def to_uint8(img: np.ndarray, peak: float = 1.0) -> np.ndarray:
     """Values in ``[0, peak]`` (``peak=1``: an image in [0, 1]) to 8-bit pixels, rounded and clipped."""
     return np.clip(np.rint(np.asarray(img) * (255.0 / peak)), 0, 255).astype(np.uint8)
+
+
+def run_environment(threads: int | None = None) -> dict[str, Any]:
+    """Where a benchmark's numbers come from, the one ``environment`` block of every bench JSON: UTC date and
+    time, machine, CPU model and count, torch's threads (or ``threads``), Python, torch, the device a default run
+    uses, the load average at the start, and the inrkit source tree that ran (path, git commit, uncommitted
+    changes under ``src/``)."""
+    import datetime
+    import platform
+    import subprocess
+
+    import inrkit
+
+    package = Path(inrkit.__file__).resolve().parent
+    git = ["git", "-C", str(package.parents[1])]
+
+    def _git(*args: str) -> str:
+        try:
+            return subprocess.run([*git, *args], capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "machine": platform.machine(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "threads": threads if threads is not None else torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "device": str(resolve_device()),
+            "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "inrkit": str(package), "commit": _git("rev-parse", "HEAD") or None,
+            "dirty": bool(_git("status", "--porcelain", "--", "src"))}
