@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import types
 from pathlib import Path
 
+import amr  # bench/amr.py, beside this script: the cases, training and curves
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import amr  # noqa: E402  (bench/amr.py: the cases, training and curves)
-
-from inrkit.amr import PruningAMRConfig  # noqa: E402
-from inrkit.amr.timeslices import parse_times, space_base  # noqa: E402
-from inrkit.utils import write_json  # noqa: E402
+from inrkit.amr import PruningAMRConfig
+from inrkit.amr.timeslices import parse_times, space_base
+from inrkit.utils import write_json
 
 OUT = amr.RESULTS / "amr_networks.json"
 

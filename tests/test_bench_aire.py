@@ -2,15 +2,13 @@
 Table 3 left on the bunny SDF (Small / Prune / Densify+Prune reach the same widths and report Chamfer and NC)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import aire  # bench/aire.py (pytest puts bench/ on the path: pyproject's pythonpath)
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-import aire  # noqa: E402
 
 needs_kodak = pytest.mark.skipif(not aire.KODAK.is_dir(), reason="Kodak images not found (../shared/data/kodak)")
 BUNNY = ROOT.parent / "shared" / "data" / "meshes" / "bunny.ply"

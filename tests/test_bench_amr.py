@@ -2,7 +2,6 @@
 (uniform level L plus the elements whose refinement lowers the INR's squared error most)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ from inrkit.amr.timeslices import slice_field
 from inrkit.signals.base import GridSignal
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
 amr = pytest.importorskip("amr")
 
 TIMES = np.array([0.0, 1.0, 2.0])
