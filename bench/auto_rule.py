@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import torch
 from inrkit.models.mlp import grid
 from inrkit.signals import load_signal
 from inrkit.train import FitConfig, fit
+from inrkit.utils import run_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -132,8 +131,7 @@ def main() -> None:
         CHOOSING.write_text(with_table(CHOOSING.read_text(), json.loads(RESULTS.read_text())))
         return
     torch.set_num_threads(1)
-    env = {"machine": platform.machine(), "torch": torch.__version__, "threads": 1,
-           "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+    env = run_environment(threads=1)
     done = {_key(r): r for r in json.loads(RESULTS.read_text())["rows"]} if args.resume and RESULTS.exists() else {}
     rows = []
     for name, fields, fit_kw, chosen in ROWS:

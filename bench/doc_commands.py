@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -259,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                        args.output.with_suffix(".partial.jsonl"))
     import torch
 
+    from inrkit.utils import run_environment
+
     results = old + [asdict(e) for e in new]
     if args.output.exists():
         results += [e for e in json.loads(args.output.read_text()).get("superseded", []) if e not in results]
@@ -289,8 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "inputs": "only what each document's commands write, in a fresh folder per document: its "
                   "`inrkit sample NAME -o PATH` lines (inrkit.samples) and its fits; my_schedule.toml is "
                   "docs/adapt.md's TOML block",
-        "environment": {"python": platform.python_version(), "machine": platform.machine(),
-                        "cpus": os.cpu_count()},
+        "environment": run_environment(threads=1),
         "results": results,
         "superseded": superseded,  # runs of commands the docs no longer contain (e.g. before a CPU-sized edit)
     }

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ from inrkit.meta.simulate import SIMULATORS
 from inrkit.metrics import psnr_from_mse
 from inrkit.models.mlp import parse_hidden, siren
 from inrkit.signals.series import VolumeSeries
-from inrkit.utils import resolve_device, write_json
+from inrkit.utils import resolve_device, run_environment, write_json
 
 PAPER_SPEEDUP = 5.87
 
@@ -241,8 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
         "held_out": held, "volumes": rows, "summary": summary,
         "mean_curves": {n: np.mean(np.asarray(c), axis=0).tolist() for n, c in curves.items()},
         "mean_curve_steps": curve_steps,
-        "environment": {"torch": torch.__version__, "python": platform.python_version(), "threads": a.threads,
-                        "cpu_count": os.cpu_count(), "loadavg_end": list(os.getloadavg())},
+        "environment": {**run_environment(threads=a.threads), "loadavg_end": list(os.getloadavg())},
     }
     out = Path(a.out)
     tag = "meta_full" if a.full else "meta"
