@@ -25,12 +25,14 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from inrkit.models import save_model
+from inrkit.models.surgery import find_group
 from inrkit.nerf import (
     NeRFConfig,
     NeRFMLP,
@@ -42,6 +44,8 @@ from inrkit.nerf import (
 )
 from inrkit.nerf.render import render_rays
 from inrkit.nerf.train import scene_rays
+from inrkit.prune.criteria import CRITERIA
+from inrkit.prune.model import prune_group
 from inrkit.utils import resolve_device, write_json
 
 METHODS = ("uniform", "w_in", "w_out", "product", "coreset")  # the study's; any name of inrkit.prune.CRITERIA works
@@ -63,8 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--depth", type=int, default=8)
     p.add_argument("--widths", default=None, help="pruned widths, e.g. 128,64")
     p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--iters", type=int, default=None, help="iterations of the full model")
-    p.add_argument("--retrain", type=int, default=None, help="iterations after pruning")
+    p.add_argument("--steps", "--iters", dest="steps", type=int, default=None, help="steps of the full model")
+    p.add_argument("--retrain", type=int, default=None, help="steps after pruning")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--samples", type=int, default=None)
     p.add_argument("--importance", type=int, default=None)
@@ -73,11 +77,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on CPU)")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (e.g. 0,1,2): one run each, then the "
+                   "mean +- std of every arm (the top-level fields are the first seed's)")
+    p.add_argument("--eval-views", type=int, default=None, help="test views for PSNR (none: all)")
+    p.add_argument("--grid-prune", type=int, default=0, help="also prune a grid field's MLPs to half width "
+                   "after this many training steps (0: not run)")
+    p.add_argument("--stem", default=None, help="results file stem (default nerf_prune, --full: nerf_prune_full)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = p.parse_args(argv)
-    cpu = {"size": 48, "views": 16, "width": 64, "widths": "32,16", "iters": 500, "retrain": 250,
+    cpu = {"size": 48, "views": 16, "width": 64, "widths": "32,16", "steps": 500, "retrain": 250,
            "batch": 256, "samples": 24, "importance": 24, "lr": 2e-3}
-    gpu = {"size": 100, "views": 25, "width": 256, "widths": "128,64", "iters": 30000, "retrain": 30000,
+    gpu = {"size": 100, "views": 25, "width": 256, "widths": "128,64", "steps": 30000, "retrain": 30000,
            "batch": 1024, "samples": 64, "importance": 64, "lr": 5e-4}
     for key, value in (gpu if a.full else cpu).items():
         if getattr(a, key) is None:
@@ -96,7 +106,7 @@ def step_seconds(models: dict[str, NeRFMLP], scene, cfg: TrainConfig, steps: int
     meta = scene.metadata()
     rays = scene_rays(meta, scene.split("train").poses, device)
     gen = torch.Generator().manual_seed(0)
-    idx = torch.randint(rays["o"].shape[0], (cfg.batch_rays,), generator=gen).to(device)
+    idx = torch.randint(rays["o"].shape[0], (int(cfg.batch_size or 1),), generator=gen).to(device)
     batch = [rays[k][idx] for k in ("o", "d", "near", "far")]
     times: dict[str, list[float]] = {k: [] for k in models}
 
@@ -106,7 +116,8 @@ def step_seconds(models: dict[str, NeRFMLP], scene, cfg: TrainConfig, steps: int
             torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(n):
-            out = render_rays(model, *batch, cfg.n_samples, cfg.n_importance, perturb=True, generator=gen)
+            out = render_rays(model, *batch, int(cfg.n_samples or 2), int(cfg.n_importance or 0), perturb=True,
+                              generator=gen)
             loss = out["rgb"].square().mean() + out["rgb_coarse"].square().mean()
             opt.zero_grad()
             loss.backward()
@@ -160,9 +171,9 @@ def plot(results: dict, path: Path) -> None:
     ax.set_ylabel("test PSNR (dB)")
     ax.legend(fontsize=7)
     ax = axes[2]
-    names = list(results["timing"]["seconds_per_100_iters"])
-    ax.bar(names, [results["timing"]["seconds_per_100_iters"][n] for n in names], color="C2")
-    ax.set_ylabel("seconds per 100 training iterations")
+    names = list(results["timing"]["seconds_per_100_steps"])
+    ax.bar(names, [results["timing"]["seconds_per_100_steps"][n] for n in names], color="C2")
+    ax.set_ylabel("seconds per 100 training steps")
     ax.set_title(f"device: {results['env']['device']}")
     fig.suptitle("NeRF neuron pruning: " + results["env"]["scene"], fontsize=10)
     fig.tight_layout()
@@ -170,13 +181,8 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    a = parse_args(argv)
-    device = resolve_device(a.device)
-    if device.type == "cpu":
-        torch.set_num_threads(a.threads or 1)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+def run_seed(a: argparse.Namespace, device: torch.device) -> dict:
+    """One full run (train, prune with every method and width, retrain, controls, timing) at seed ``a.seed``."""
     tmp = Path(tempfile.mkdtemp(prefix="nerf_prune_"))
     if a.scene:
         scene_dir, scene_desc = Path(a.scene), f"{a.scene} (downscale {a.downscale})"
@@ -184,8 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
         scene_dir = generate_scene(tmp / "scene", size=a.size, views=a.views, test_views=a.test_views, seed=a.seed)
         scene_desc = f"generated {a.size}px, {a.views} train / {a.test_views} test views, seed {a.seed}"
     scene = load_blender(scene_dir, downscale=a.downscale)
-    cfg = TrainConfig(iters=a.iters, batch_rays=a.batch, n_samples=a.samples, n_importance=a.importance, lr=a.lr,
-                      lr_final=a.lr / 10, seed=a.seed, device=a.device, progress=sys.stderr.isatty())
+    cfg = TrainConfig(steps=a.steps, batch_size=a.batch, n_samples=a.samples, n_importance=a.importance, lr=a.lr,
+                      lr_final=a.lr / 10, seed=a.seed, device=a.device, progress=sys.stderr.isatty(),
+                      eval_views=a.eval_views).resolved("mlp")
     meta = scene.metadata()
     widths = [int(w) for w in a.widths.split(",")]
     methods = [m for m in a.methods.split(",") if m]
@@ -195,14 +202,14 @@ def main(argv: list[str] | None = None) -> dict:
     full = NeRFMLP(NeRFConfig.sized(a.width, a.depth), seed=a.seed)
     res = train_nerf(full, scene, cfg)
     results: dict = {"full": {"params": full.num_params(), "bytes": file_bytes(full, meta, tmp, "full"),
-                              "psnr": res.metrics["psnr"], "iters": res.iters,
-                              "seconds_per_100_iters": 100 * res.seconds / max(1, res.iters)}}
+                              "psnr": res.metrics["psnr"], "steps": res.steps,
+                              "seconds_per_100_steps": 100 * res.seconds / max(1, res.steps)}}
     print(f"[nerf_prune] full: {results['full']}", file=sys.stderr)
     # control: the full model trained the same extra iterations as every pruned one, from its trained weights
     # with the restarted schedule (what prune_and_train's "retrain" mode does, without the pruning)
-    ctrl = train_nerf(full.copy(), scene, TrainConfig(**{**cfg.__dict__, "iters": a.retrain, "precrop_iters": 0}))
-    results["full_retrained"] = {"psnr": ctrl.metrics["psnr"], "iters": a.iters + a.retrain,
-                                 "seconds_per_100_iters": 100 * ctrl.seconds / a.retrain}
+    ctrl = train_nerf(full.copy(), scene, replace(cfg, steps=a.retrain, precrop_steps=0))
+    results["full_retrained"] = {"psnr": ctrl.metrics["psnr"], "steps": a.steps + a.retrain,
+                                 "seconds_per_100_steps": 100 * ctrl.seconds / a.retrain}
     rows, compact = [], {}
     for width in widths:
         for method in methods:
@@ -210,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
             size = file_bytes(r.model, meta, tmp, f"{method}{width}")
             row = {"method": method, "width": width, "params": r.params, "bytes": size,
                    "psnr_pruned": r.psnr_pruned, "psnr": r.metrics["psnr"],
-                   "seconds_per_100_iters": 100 * r.train.seconds / a.retrain}
+                   "seconds_per_100_steps": 100 * r.train.seconds / a.retrain if r.train else None}
             row["psnr_delta_vs_full"] = row["psnr"] - results["full_retrained"]["psnr"]
             rows.append(row)
             compact.setdefault(width, r.model)
@@ -220,32 +227,117 @@ def main(argv: list[str] | None = None) -> dict:
         results["scratch"] = {}
         for width in widths:
             model = NeRFMLP(NeRFConfig.sized(width, a.depth), seed=a.seed)
-            sres = train_nerf(model, scene, TrainConfig(**{**cfg.__dict__, "iters": a.iters + a.retrain}))
+            sres = train_nerf(model, scene, replace(cfg, steps=a.steps + a.retrain, precrop_steps=None))
             results["scratch"][str(width)] = {"params": model.num_params(), "psnr": sres.metrics["psnr"],
-                                              "iters": sres.iters}
+                                              "steps": sres.steps}
     models = {f"full {a.width}": full, **{f"pruned {w}": m for w, m in compact.items()}}
     per_step = step_seconds(models, scene, cfg)
     full_key = f"full {a.width}"
     results["timing"] = {"method": "median of 5 interleaved rounds of 10 training steps on one fixed ray batch",
-                         "seconds_per_100_iters": {k: 100 * v for k, v in per_step.items()},
+                         "seconds_per_100_steps": {k: 100 * v for k, v in per_step.items()},
                          "ratio_vs_full": {k: v / per_step[full_key] for k, v in per_step.items()}}
     half = next((r for r in rows if r["method"] == "coreset" and r["width"] == widths[0]), None)
     results["comparison"] = {
         "params_ratio_coreset_half": half["params"] / results["full"]["params"] if half else None,
         "bytes_ratio_coreset_half": half["bytes"] / results["full"]["bytes"] if half else None,
-        "time_ratio_half": per_step.get(f"pruned {widths[0]}", np.nan) / per_step[full_key],
+        "time_ratio_half": per_step.get(f"pruned {widths[0]}", float("nan")) / per_step[full_key],
         "psnr_delta_coreset_half": half["psnr_delta_vs_full"] if half else None,
         "psnr_by_method": {f"{r['method']}@{r['width']}": r["psnr"] for r in rows},
         "study": STUDY}
     results["env"] = {"device": str(device) if device.type != "cpu" else f"cpu ({torch.get_num_threads()} thread)",
                       "torch": torch.__version__, "python": platform.python_version(), "scene": scene_desc,
-                      "config": {k: v for k, v in vars(a).items()}, "train": cfg.__dict__,
+                      "config": {k: v for k, v in vars(a).items()}, "train": asdict(cfg),
                       "total_seconds": time.perf_counter() - t0}
-    stem = "nerf_prune_full" if a.full else "nerf_prune"
+    if a.grid_prune:
+        results["grid"] = grid_prune(a, scene, device)
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    a = parse_args(argv)
+    device = resolve_device(a.device)
+    if device.type == "cpu":
+        torch.set_num_threads(a.threads or 1)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    seeds = [int(x) for x in a.seeds.split(",")] if a.seeds else [a.seed]
+    runs = [run_seed(argparse.Namespace(**{**vars(a), "seed": seed}), device) for seed in seeds]
+    results = dict(runs[0])
+    if len(runs) > 1:
+        results["seeds"] = seeds
+        results["runs"] = runs
+        results["summary"] = summarise(runs)
+    results["wall_seconds"] = time.perf_counter() - start
+    stem = a.stem or ("nerf_prune_full" if a.full else "nerf_prune")
     write_json(out / f"{stem}.json", results)
     plot(results, out / f"{stem}.png")
-    print(f"[nerf_prune] wrote {out / stem}.json and .png in {results['env']['total_seconds']:.0f} s", file=sys.stderr)
+    print(f"[nerf_prune] wrote {out / stem}.json and .png in {results['wall_seconds']:.0f} s", file=sys.stderr)
     return results
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean +- sample std over the seeds of every arm's test PSNR and seconds per step, and the parameters."""
+    first = runs[0]
+    arms: dict[str, dict] = {
+        "full": {"params": first["full"]["params"], "bytes": first["full"]["bytes"],
+                 "psnr": _stats([r["full"]["psnr"] for r in runs])},
+        "full_retrained": {"params": first["full"]["params"],
+                           "psnr": _stats([r["full_retrained"]["psnr"] for r in runs])},
+    }
+    for k, row in enumerate(first["pruned"]):
+        rows = [r["pruned"][k] for r in runs]
+        arms[f"{row['method']}@{row['width']}"] = {
+            "params": row["params"], "bytes": row["bytes"], "psnr": _stats([x["psnr"] for x in rows]),
+            "psnr_pruned": _stats([x["psnr_pruned"] for x in rows]),
+            "delta_vs_full_retrained": _stats([x["psnr_delta_vs_full"] for x in rows])}
+    timing = {name: _stats([r["timing"]["seconds_per_100_steps"][name] / 100 for r in runs])
+              for name in first["timing"]["seconds_per_100_steps"]}
+    ratio = {name: _stats([r["timing"]["ratio_vs_full"][name] for r in runs])
+             for name in first["timing"]["ratio_vs_full"]}
+    out = {"arms": arms, "seconds_per_step": timing, "time_ratio_vs_full": ratio}
+    if "grid" in first:
+        out["grid"] = {key: _stats([r["grid"][key] for r in runs])
+                       for key in first["grid"] if isinstance(first["grid"][key], float)}
+    return out
+
+
+def grid_prune(a: argparse.Namespace, scene, device: torch.device) -> dict:
+    """The grid field's MLPs pruned to half width (coreset, product, uniform), same retraining budget each."""
+    from inrkit.nerf.grid_field import GridNeRF
+    from inrkit.nerf.train import grid_field_config
+
+    cfg = TrainConfig(steps=a.grid_prune, seed=a.seed, device=a.device, progress=False,
+                      eval_views=a.eval_views).resolved("grid", scene.metadata())
+    model = GridNeRF(grid_field_config(scene.metadata()), seed=a.seed)
+    res = train_nerf(model, scene, cfg)
+    retrain = max(1, a.grid_prune // 4)
+    # the retraining restarts the schedule from lr_final: the tables are already trained
+    tune = replace(cfg, steps=retrain, lr=cfg.lr_final, encoding_lr=cfg.lr_final, lr_final=(cfg.lr_final or 1) / 10)
+    ctrl = train_nerf(model.copy(), scene, tune)
+    out: dict = {"steps": res.steps, "retrain_steps": retrain, "params": model.num_params(),
+                 "mlp_params": model.mlp_params(), "table_params": model.encoding.num_params(),
+                 "psnr": float(res.metrics["psnr"]), "psnr_full_retrained": float(ctrl.metrics["psnr"])}
+    for method in ("uniform", "product", "coreset"):
+        small = model.copy()
+        gen = torch.Generator().manual_seed(a.seed)
+        criterion = CRITERIA.get(method)
+        for group in small.prunable_groups():
+            prune_group(small, find_group(small, group.name), criterion, keep=group.width // 2, generator=gen)
+        small.occ_density.copy_(model.occ_density)
+        small.occupied = model.occupied.clone()
+        r = train_nerf(small, scene, tune)
+        out[f"psnr_{method}"] = float(r.metrics["psnr"])
+        out["pruned_params"] = small.num_params()
+        out["pruned_mlp_params"] = small.mlp_params()
+    out["bytes_saved_float32"] = 4 * (out["params"] - out["pruned_params"])
+    out["fraction_of_file_saved"] = (out["params"] - out["pruned_params"]) / out["params"]
+    return out
 
 
 if __name__ == "__main__":

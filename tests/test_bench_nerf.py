@@ -1,5 +1,5 @@
 """bench/nerf_prune.py end to end at a tiny size: the full model, its equal-budget control (the full model trained
-the same extra iterations; it used to be "pruned" to its own width, which prune_nerf now refuses) and every
+the same extra steps; it used to be "pruned" to its own width, which prune_nerf now refuses) and every
 method's pruned, retrained model, written to the result JSON."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_tiny_run_writes_every_arm(tmp_path: Path) -> None:
                 "--width", "16", "--widths", "8", "--methods", "uniform,coreset", "--samples", "8",
                 "--importance", "8", "--batch", "64", "--out", str(tmp_path)])
     result = json.loads((tmp_path / "nerf_prune.json").read_text())
-    assert result["full_retrained"]["iters"] == 4 + 2
+    assert result["full_retrained"]["steps"] == 4 + 2
     rows = result["pruned"]
     assert {r["method"] for r in rows} == {"uniform", "coreset"}
     assert all(r["params"] < result["full"]["params"] and r["width"] == 8 for r in rows)

@@ -240,15 +240,15 @@ def test_coreset_reweights_outgoing_columns():
 def test_training_improves_and_prune_retrain(scene_dir):
     torch.manual_seed(0)
     scene = load_blender(scene_dir)
-    cfg = TrainConfig(iters=150, batch_rays=128, n_samples=12, n_importance=12, lr=5e-3, lr_final=5e-4,
+    cfg = TrainConfig(steps=150, batch_size=128, n_samples=12, n_importance=12, lr=5e-3, lr_final=5e-4,
                       progress=False)
     model = NeRFMLP(TINY, seed=0)
-    before = train_nerf(model.copy(), scene, TrainConfig(**{**cfg.__dict__, "iters": 0})).metrics["psnr"]
+    before = train_nerf(model.copy(), scene, TrainConfig(**{**cfg.__dict__, "steps": 0})).metrics["psnr"]
     result = train_nerf(model, scene, cfg)
-    assert result.iters == 150 and result.seconds > 0 and len(result.history) >= 2
+    assert result.steps == 150 and result.seconds > 0 and len(result.history) >= 2
     assert result.metrics["psnr"] > before + 3.0
-    pr = prune_and_train(result.model, scene, "coreset", 8, iters=20, config=cfg)
-    assert pr.params < pr.params_before and pr.train.iters == 20
+    pr = prune_and_train(result.model, scene, "coreset", 8, steps=20, config=cfg)
+    assert pr.params < pr.params_before and pr.train.steps == 20
     assert pr.metrics["psnr"] > before
 
 
@@ -259,8 +259,9 @@ def test_cli_synth_train_prune_render(tmp_path, capsys):
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["views"] == 3
     nerf = tmp_path / "n.safetensors"
-    assert main(["nerf-train", str(scene), "-o", str(nerf), "--iters", "5", "--width", "16", "--depth", "4",
-                 "--batch", "32", "--samples", "8", "--importance", "4", "--no-progress", "--json"]) == 0
+    assert main(["nerf-train", str(scene), "-o", str(nerf), "--arch", "mlp", "--iters", "5",
+                 "--width", "16", "--depth", "4", "--batch", "32", "--samples", "8", "--importance", "4",
+                 "--no-progress", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert {"psnr", "params", "bytes", "seconds"} <= set(rep) and rep["bytes"] == nerf.stat().st_size
     small = tmp_path / "s.safetensors"
@@ -299,15 +300,15 @@ def test_training_through_fit_reproduces_the_recorded_loop(scene_dir):
     from inrkit.nerf import RayTask
 
     scene = load_blender(scene_dir)
-    cfg = TrainConfig(iters=30, batch_rays=64, n_samples=8, n_importance=8, lr=5e-3, lr_final=5e-4, log_every=1,
-                      precrop_iters=10, progress=False, eval_views=2)
+    cfg = TrainConfig(steps=30, batch_size=64, n_samples=8, n_importance=8, lr=5e-3, lr_final=5e-4, log_every=1,
+                      precrop_steps=10, progress=False, eval_views=2)
     result = train_nerf(NeRFMLP(TINY, seed=0), scene, cfg)
-    assert [r["step"] for r in result.history] == list(range(1, 31)) and result.iters == 30
+    assert [r["step"] for r in result.history] == list(range(1, 31)) and result.steps == 30
     np.testing.assert_allclose([r["loss"] for r in result.history], RECORDED_LOSSES, rtol=1e-5)
     assert result.metrics["psnr"] == pytest.approx(RECORDED_TEST_PSNR, abs=1e-4)
-    fit_cfg = cfg.fit_config()
+    fit_cfg = cfg.resolved("mlp").fit_config()
     assert fit_cfg.schedule == "exponential" and fit_cfg.lr * fit_cfg.lr_min_factor == pytest.approx(5e-4)
-    task = RayTask(scene, TrainConfig(eval_views=0, precrop_iters=1, batch_rays=8), torch.device("cpu"))
+    task = RayTask(scene, TrainConfig(eval_views=0, precrop_steps=1, batch_size=8), torch.device("cpu"))
     assert not task.supports_bf16 and task.data_range == 1.0 and task.evaluate(NeRFMLP(TINY)) == {}
     gen = torch.Generator().manual_seed(0)
     o, d, near, far, target, g = task.train_batch(8, gen, torch.device("cpu"))

@@ -11,12 +11,12 @@ from inrkit.cli.common import add_config, add_json_flag, add_output, build_confi
 from inrkit.limits import MAX_HIDDEN_LAYERS, MAX_HIDDEN_WIDTH, MAX_OUTPUT_SIDE, MAX_RAY_SAMPLES
 
 # one spelling per idea across commands; the old NeRF spellings stay as aliases
-FLAGS = {"iters": "--steps", "batch_rays": "--batch-size", "n_samples": "--samples", "n_importance": "--importance",
-         "scene_dir": "--scene", "retrain": "--finetune"}
-ALIASES = {"iters": ["--iters"], "steps": ["--iters"], "batch_rays": ["--batch"], "batch_size": ["--batch"],
+FLAGS = {"n_samples": "--samples", "n_importance": "--importance", "scene_dir": "--scene", "retrain": "--finetune"}
+ALIASES = {"steps": ["--iters"], "batch_size": ["--batch"], "precrop_steps": ["--precrop-iters"],
            "retrain": ["--retrain"], "finetune": ["--retrain"]}
 HELP = {
-    "width": "trunk/feature width (paper 256; CPU: 64)",
+    "arch": "grid: grid-encoded field with an occupancy grid (instant-NGP); mlp: the NeRF MLP",
+    "width": "MLP width (none: 64; the paper's NeRF MLP: 256)",
     "depth": "trunk layers (paper 8)",
     "downscale": "integer image downscale factor",
     "views": "turntable frames for .gif",
@@ -72,12 +72,13 @@ def _synth_scene(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``nerf-train``, ``nerf-render`` and ``nerf-prune``."""
     from inrkit.nerf import TrainConfig, nerf_prune_file, nerf_render_file, nerf_train_file
+    from inrkit.nerf.train import ARCHS
     from inrkit.prune import CRITERIA
 
     p = commands.add_parser("nerf-train", help="train a NeRF on a Blender-format scene folder")
     p.add_argument("scene", help="folder with transforms_{train,val,test}.json and RGBA PNGs")
     add_output(p, "NeRF file to write (.safetensors)", (".safetensors",))
-    add_config(p, nerf_train_file, skip=["config"], helps=HELP, ranges=RANGES)
+    add_config(p, nerf_train_file, skip=["config"], helps=HELP, ranges=RANGES, choices={"arch": ARCHS})
     add_config(p, TrainConfig, flags=FLAGS, aliases=ALIASES, ranges=RANGES)
     add_json_flag(p)
     p.set_defaults(handler=_train)

@@ -20,13 +20,23 @@ from inrkit.limits import (
     check_range,
 )
 from inrkit.metrics import psnr_from_mse
+from inrkit.nerf.grid_field import GridNeRF
 from inrkit.nerf.model import NeRFConfig, NeRFMLP, load_nerf, save_nerf
 from inrkit.nerf.prune import prune_and_train
 from inrkit.nerf.scene import generate_scene, load_blender, sphere_pose
-from inrkit.nerf.train import TrainConfig, render_image, render_turntable, resized_meta, train_nerf
+from inrkit.nerf.train import (
+    ARCHS,
+    TrainConfig,
+    arch_of,
+    grid_field_config,
+    render_image,
+    render_turntable,
+    resized_meta,
+    train_nerf,
+)
 from inrkit.utils import atomic_path, to_uint8
 
-RENDER_KEYS = ("n_samples", "n_importance", "batch_rays", "lr", "lr_final", "coarse_weight")
+RENDER_KEYS = ("n_samples", "n_importance", "batch_size", "lr", "lr_final", "encoding_lr", "coarse_weight")
 
 
 def synth_scene(output: str | os.PathLike, size: int = 100, views: int = 25, test_views: int = 8,
@@ -50,26 +60,45 @@ def _file_bytes(path: str | os.PathLike) -> int:
     return Path(path).stat().st_size
 
 
-def nerf_train_file(scene_dir: str | os.PathLike, output: str | os.PathLike, width: int = 256, depth: int = 8,
-                    config: TrainConfig | None = None, downscale: int = 1) -> dict[str, Any]:
-    """Train a NeRF on a Blender-format scene folder and save it; returns psnr, params, bytes, seconds."""
+def nerf_train_file(scene_dir: str | os.PathLike, output: str | os.PathLike, arch: str = "grid",
+                    width: int | None = None, depth: int = 8, config: TrainConfig | None = None,
+                    downscale: int = 1) -> dict[str, Any]:
+    """Train a radiance field on a Blender-format scene folder and save it; returns psnr, params, bytes, seconds.
+
+    Args:
+        arch: ``grid`` (grid-encoded field with an occupancy grid) or ``mlp`` (the NeRF MLP).
+        width: the MLP width (none: 64; the paper's NeRF MLP has 256).
+        depth: the NeRF MLP's trunk layers (paper 8; the grid field's MLPs have instant-NGP's fixed depth).
+    """
+    if arch not in ARCHS:
+        raise InvalidInputError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
+    width = 64 if width is None else width
     check_range("width", width, 1, MAX_HIDDEN_WIDTH, optional=False)
     check_range("depth", depth, 2, MAX_HIDDEN_LAYERS, optional=False)
     check_range("downscale", downscale, 1, optional=False)
-    cfg = config or TrainConfig()
     scene = load_blender(scene_dir, downscale=downscale)
-    model = NeRFMLP(NeRFConfig.sized(width, depth), seed=cfg.seed)
+    meta = scene.metadata()
+    cfg = (config or TrainConfig()).resolved(arch, meta)
+    model: NeRFMLP | GridNeRF
+    if arch == "grid":
+        model = GridNeRF(grid_field_config(meta, width), seed=cfg.seed)
+    else:
+        model = NeRFMLP(NeRFConfig.sized(width, depth), seed=cfg.seed)
     result = train_nerf(model, scene, cfg)
-    extra = {"scene_path": str(scene_dir), "downscale": downscale, "train": asdict(cfg), "iters": result.iters,
-             "psnr": result.metrics.get("psnr"), "seconds": result.seconds}
-    save_nerf(model, output, scene.metadata(), extra)  # trained in place
-    return {"output": str(output), "psnr": result.metrics.get("psnr"), "params": model.num_params(),
-            "bytes": _file_bytes(output), "seconds": result.seconds, "iters": result.iters,
-            "seconds_per_iter": result.seconds / max(1, result.iters)}
+    extra = {"scene_path": str(scene_dir), "downscale": downscale, "arch": arch, "train": asdict(cfg),
+             "steps": result.steps, "psnr": result.metrics.get("psnr"), "seconds": result.seconds}
+    save_nerf(model, output, meta, extra)  # trained in place
+    return {"output": str(output), "arch": arch, "psnr": result.metrics.get("psnr"), "params": model.num_params(),
+            "bytes": _file_bytes(output), "seconds": result.seconds, "steps": result.steps,
+            "seconds_per_step": result.seconds / max(1, result.steps)}
+
+
+OLD_KEYS = {"iters": "steps", "batch_rays": "batch_size", "precrop_iters": "precrop_steps"}
 
 
 def _train_config(header: dict, **overrides: Any) -> TrainConfig:
-    saved = header.get("extra", {}).get("train", {})
+    """The rendering settings a file was trained with (older files' ``iters``/``batch_rays`` read too)."""
+    saved = {OLD_KEYS.get(k, k): v for k, v in header.get("extra", {}).get("train", {}).items()}
     known = {k: saved[k] for k in RENDER_KEYS if k in saved}
     return TrainConfig(**{**known, **{k: v for k, v in overrides.items() if v is not None}})
 
@@ -96,12 +125,13 @@ def nerf_render_file(model_path: str | os.PathLike, output: str | os.PathLike, v
     meta = header.get("scene") or {}
     if not {"height", "width", "focal", "near", "far"} <= set(meta):
         raise InvalidFileError(f"{model_path}: no camera metadata in the NeRF file")
-    cfg = _train_config(header, n_samples=n_samples, n_importance=n_importance)
+    cfg = _train_config(header, n_samples=n_samples, n_importance=n_importance).resolved(arch_of(model), meta)
+    n_samples, n_importance = int(cfg.n_samples or 2), int(cfg.n_importance or 0)
     start = time.perf_counter()
     result: dict[str, Any] = {"output": str(output)}
     if suffix == ".gif":
         render_turntable(model, resized_meta(meta, size), output, frames=views, elevation=elevation,
-                         n_samples=cfg.n_samples, n_importance=cfg.n_importance)
+                         n_samples=n_samples, n_importance=n_importance)
         result["frames"] = views
     elif suffix == ".png":
         if view is not None:
@@ -111,12 +141,12 @@ def nerf_render_file(model_path: str | os.PathLike, output: str | os.PathLike, v
             test = load_blender(scene_dir, downscale=downscale, splits=("test",)).split("test")
             if not 0 <= view < len(test.poses):
                 raise InvalidInputError(f"--view must be in [0, {len(test.poses)})")
-            img = render_image(model, test.poses[view], meta, cfg.n_samples, cfg.n_importance)
+            img = render_image(model, test.poses[view], meta, n_samples, n_importance)
             result["psnr"] = psnr_from_mse(float(np.mean((img - test.images[view]) ** 2)), 1.0)
         else:
             m = resized_meta(meta, size)
             img = render_image(model, sphere_pose(azimuth, elevation, meta.get("radius", 4.0)), m,
-                               cfg.n_samples, cfg.n_importance)
+                               n_samples, n_importance)
         with atomic_path(output) as tmp:
             Image.fromarray(to_uint8(img)).save(tmp, format="PNG")
         result["frames"] = 1
@@ -140,6 +170,9 @@ def nerf_prune_file(model_path: str | os.PathLike, output: str | os.PathLike, me
     check_range("seed", seed, 0, optional=False)
     check_range("eval_views", eval_views, 0)
     model, header = load_nerf(model_path)
+    if not isinstance(model, NeRFMLP):
+        raise InvalidInputError(f"{model_path} is a grid NeRF: nerf-prune prunes NeRF MLP files "
+                                "(bench/nerf_prune.py prunes the grid field's MLPs)")
     widest = max(g.width for g in model.prunable_groups())
     if width >= widest:  # before the scene is read (prune_nerf refuses it too)
         raise InvalidInputError(f"--width {width} is not smaller than the model {model_path} (its widest "
@@ -162,4 +195,4 @@ def nerf_prune_file(model_path: str | os.PathLike, output: str | os.PathLike, me
             "params": res.params, "params_before": res.params_before,
             "bytes": _file_bytes(output), "bytes_before": _file_bytes(model_path),
             "seconds": res.seconds, "train_seconds": train_s,
-            "seconds_per_iter": train_s / retrain if retrain else None}
+            "seconds_per_step": train_s / retrain if retrain else None}

@@ -7,7 +7,7 @@ come from :meth:`inrkit.models.nerf_mlp.NeRFMLP.prunable_groups`; criteria from
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -76,10 +76,10 @@ class PruneResult:
     seconds: float = 0.0
 
 
-def prune_and_train(model: NeRFMLP, scene: Scene | None, method: str, width: int, iters: int = 0,
+def prune_and_train(model: NeRFMLP, scene: Scene | None, method: str, width: int, steps: int = 0,
                     mode: str = "retrain", config: TrainConfig | None = None, seed: int = 0,
                     evaluate_pruned: bool = True) -> PruneResult:
-    """Prune ``model`` to ``width`` with ``method``, then train the compact MLP ``iters`` steps.
+    """Prune ``model`` to ``width`` with ``method``, then train the compact MLP ``steps`` steps.
 
     Modes: ``retrain`` restarts the full learning-rate schedule from the pruned weights;
     ``finetune`` continues at the final (low) learning rate; ``scratch`` re-initialises the
@@ -88,17 +88,16 @@ def prune_and_train(model: NeRFMLP, scene: Scene | None, method: str, width: int
     """
     if mode not in MODES:
         raise InvalidInputError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-    cfg = config or TrainConfig()
+    cfg = (config or TrainConfig()).resolved("mlp")
     start = time.perf_counter()
     small = prune_nerf(model, method, width, seed=seed)
     psnr_pruned = evaluate_nerf(small, scene, cfg)["psnr"] if scene is not None and evaluate_pruned else None
     if mode == "scratch":
         small = NeRFMLP(small.config, seed=seed)
     result = PruneResult(small, method, width, mode, model.num_params(), small.num_params(), psnr_pruned)
-    if scene is not None and iters > 0:
+    if scene is not None and steps > 0:
         lr = cfg.lr_final if mode == "finetune" else cfg.lr
-        run_cfg = TrainConfig(**{**cfg.__dict__, "iters": iters, "lr": lr,
-                                 "precrop_iters": 0 if mode != "scratch" else cfg.precrop_iters})
+        run_cfg = replace(cfg, steps=steps, lr=lr, precrop_steps=0 if mode != "scratch" else steps // 10)
         result.train = train_nerf(small, scene, run_cfg)
         result.metrics = result.train.metrics
     elif scene is not None:
