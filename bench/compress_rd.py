@@ -27,11 +27,11 @@ import torch
 from PIL import Image
 
 from inrkit import metrics
-from inrkit.compress.encoder import compress_model, encode_sinr
-from inrkit.compress.finetune import finetune_codes
-from inrkit.compress.layout import SinrOptions
-from inrkit.compress.model import decode_model
-from inrkit.compress.sparse import sparse_code
+from inrkit.compress.decode.layout import SinrOptions
+from inrkit.compress.encode.encoder import compress_model, encode_sinr
+from inrkit.compress.encode.finetune import finetune_codes
+from inrkit.compress.encode.model import decode_model
+from inrkit.compress.encode.sparse import sparse_code
 from inrkit.models import MLP, siren
 from inrkit.signals import ImageSignal
 from inrkit.train import FitConfig, fit

@@ -184,17 +184,17 @@ def tiny_model(path: Path, image: Path, hidden: list[int], seed: int = 0) -> Pat
 
 
 def tiny_grid(path: Path, image: Path, steps: int = 10) -> Path:
-    """A real grid ``.inrz`` of ``image`` (``encode_grid_image``, a few training steps)."""
-    from inrkit.compress.latent import encode_grid_image
+    """A real grid ``.inrz`` of ``image`` (``encode_latent_image``, a few training steps)."""
+    from inrkit.compress.encode.latent import encode_latent_image
 
-    encode_grid_image(image, path, steps=steps, progress=False)
+    encode_latent_image(image, path, steps=steps, progress=False)
     return path
 
 
 def grid_with_header(src: Path, dst: Path, shape: tuple[int, int], latents: bytes | None = None) -> Path:
     """``src`` (a grid ``.inrz``) with its header's shape set to ``shape`` and, when given, the latent stream
     replaced by ``latents`` (``b""``: empty); repacked with a valid checksum."""
-    from inrkit.compress.container import pack, unpack
+    from inrkit.compress.decode.container import pack, unpack
 
     header, sections = unpack(src.read_bytes())
     header = {k: v for k, v in header.items() if k != "sizes"}
@@ -213,7 +213,7 @@ def grid_wide_latents(src: Path, dst: Path, side: int, bits: int = 14) -> Path:
     latent stream is a few KB; the synthesis network is ``src``'s."""
     import numpy as np
 
-    from inrkit.compress import latent_codec as lc
+    from inrkit.compress.decode import latent as lc
 
     img = lc.read(src.read_bytes())
     shapes = lc.level_shapes(side, side, len(img.latents))
@@ -232,7 +232,7 @@ def grid_wide_latents(src: Path, dst: Path, side: int, bits: int = 14) -> Path:
 
 def coin_image(model_path: Path, dst: Path, side: int) -> Path:
     """A ``coin`` ``.inrz`` of the model at ``model_path`` whose image metadata asks for ``side`` x ``side``."""
-    from inrkit.compress.encoder import compress_model
+    from inrkit.compress.encode.encoder import compress_model
     from inrkit.models.io import load_model
 
     model, header = load_model(model_path)

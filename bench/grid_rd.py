@@ -5,7 +5,7 @@ images of another source (scikit-image's bundled ``chelsea``, ``coffee``, ``astr
 of 384), so that the codec is not judged on Kodak alone. Every point is a real file decoded and measured
 (PSNR on RGB 0..255; bpp counts the whole file).
 
-  grid      inrkit.compress.latent.encode_pixels at each ``--lambdas`` value, ``--preset``
+  grid      inrkit.compress.encode.latent.encode_pixels at each ``--lambdas`` value, ``--preset``
   jpeg      Pillow, quality 10..95
   webp      Pillow (libwebp, method 6), quality 5..95
   jpeg2000  Pillow (OpenJPEG), irreversible 9/7 wavelet WITH the colour transform (``mct=1``, what
@@ -44,7 +44,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compress_rd import bd_psnr, bd_rate, pareto, published_curves  # noqa: E402
 
-from inrkit.compress.latent import encode_pixels, preset_options  # noqa: E402
+from inrkit.compress.encode.latent import encode_pixels, preset_options  # noqa: E402
 from inrkit.utils import write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,7 +293,7 @@ def report(sets: dict[str, Any]) -> None:
 
 def time_presets(out: Path) -> None:
     """Encode and decode seconds, bpp and PSNR of every preset on one image (kodim23 /2, lambda 600)."""
-    from inrkit.compress.latent import PRESETS
+    from inrkit.compress.encode.latent import PRESETS
 
     img = dict(kodak_images(24, 2))["kodim23"]
     rows = {}

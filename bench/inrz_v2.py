@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inrkit.compress.container import unpack, writing_version
-from inrkit.compress.decoder import decode
-from inrkit.compress.encoder import compress_model
-from inrkit.compress.entropy import section_method
+from inrkit.compress.decode.container import unpack, writing_version
+from inrkit.compress.decode.decoder import decode
+from inrkit.compress.decode.entropy import section_method
+from inrkit.compress.encode.encoder import compress_model
 from inrkit.models import siren
 from inrkit.signals import ImageSignal
 from inrkit.train import FitConfig, fit

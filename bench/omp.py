@@ -18,8 +18,8 @@ import torch
 from sklearn.linear_model import orthogonal_mp
 from threadpoolctl import threadpool_limits
 
-from inrkit.compress.dictionary import sensing_matrix
-from inrkit.compress.omp import _make_screen, omp, to_dense
+from inrkit.compress.decode.dictionary import sensing_matrix
+from inrkit.compress.encode.omp import _make_screen, omp, to_dense
 from inrkit.utils import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -2,7 +2,7 @@
 
 The SINR paper says SINR integrates with existing INR codecs and saves 42-49 % of their storage. The
 strong network-codec baseline is INRIC's recipe: quantisation-aware fine-tuning, here with one learned
-step per weight row (:mod:`inrkit.compress.qat`), entropy-coded. For each image and SIREN width, one
+step per weight row (:mod:`inrkit.compress.encode.qat`), entropy-coded. For each image and SIREN width, one
 network is fitted, then encoded as:
 
 * ``quant``: per-tensor quantisation, no QAT (the plain baseline), bits 4-10;
@@ -38,12 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compress_rd import PAPER_SAVING, bd_psnr, bd_rate, compressai_json, network, pareto  # noqa: E402
 from compress_rd import saving_at_equal_psnr as saving  # noqa: E402
 
-from inrkit.compress.codecs import CODECS  # noqa: E402
-from inrkit.compress.finetune import finetune_codes  # noqa: E402
-from inrkit.compress.layout import RowModel, SinrOptions  # noqa: E402
-from inrkit.compress.model import decode_model  # noqa: E402
-from inrkit.compress.qat import QAT_LR, quantisation_aware  # noqa: E402
-from inrkit.compress.sparse import sparse_code  # noqa: E402
+from inrkit.compress.decode.layout import RowModel, SinrOptions  # noqa: E402
+from inrkit.compress.encode.finetune import finetune_codes  # noqa: E402
+from inrkit.compress.encode.model import decode_model  # noqa: E402
+from inrkit.compress.encode.network import NETWORK_CODECS  # noqa: E402
+from inrkit.compress.encode.qat import QAT_LR, quantisation_aware  # noqa: E402
+from inrkit.compress.encode.sparse import sparse_code  # noqa: E402
 from inrkit.signals import ImageSignal  # noqa: E402
 from inrkit.train import FitConfig, fit  # noqa: E402
 from inrkit.utils import write_json  # noqa: E402
@@ -84,7 +84,7 @@ def measure(signal: ImageSignal, pixels: int, codec: str, setting: str, make: Ca
 def network_points(model: Any, signal: ImageSignal, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every codec setting on one fitted network."""
     meta, pixels = signal.metadata(), signal.shape[0] * signal.shape[1]
-    quant, sinr = CODECS.get("quant"), CODECS.get("sinr")
+    quant, sinr = NETWORK_CODECS.get("quant"), NETWORK_CODECS.get("sinr")
     out = []
     for bits in args.quant_bits:
         for codec, rows in (("quant", False), ("quant-rows", True)):

@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import crafted_limits as cl  # noqa: E402
 
-from inrkit.compress.container import unpack  # noqa: E402
+from inrkit.compress.decode.container import unpack  # noqa: E402
 from inrkit.errors import InvalidFileError  # noqa: E402
 from inrkit.models.io import load_model  # noqa: E402
 
@@ -54,7 +54,7 @@ def test_grid_header_rewrite_keeps_the_file_valid(tmp_path: Path):
     grid = cl.tiny_grid(tmp_path / "tiny.inrz", image, steps=2)
     empty = cl.grid_with_header(grid, tmp_path / "empty.inrz", (2048, 2048), latents=b"")
     header, sections = unpack(empty.read_bytes())  # checksum and lengths verified
-    assert header["shape"] == [2048, 2048] and header["codec"] == "grid"
+    assert header["shape"] == [2048, 2048] and header["codec"] == "latent"
     assert sections[0] == b"" and len(sections) == 3
     assert empty.stat().st_size < grid.stat().st_size < 1000
     half = cl.truncated(grid, tmp_path / "half.inrz")

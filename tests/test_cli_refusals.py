@@ -154,7 +154,7 @@ def test_prune_keep_count_and_fraction(files: dict[str, str], capsys) -> None:
         check_fraction_or_count("sparsity", 20000, 16384)
 
 
-@pytest.mark.parametrize("codec,bpp", [("grid", "0"), ("sinr", "0"), ("sinr", "1e-9"), ("grid", "1e-9"),
+@pytest.mark.parametrize("codec,bpp", [("latent", "0"), ("sinr", "0"), ("sinr", "1e-9"), ("latent", "1e-9"),
                                        ("quant", "0.01")])
 def test_encode_refuses_impossible_rates_before_fitting(files: dict[str, str], codec: str, bpp: str,
                                                         capsys) -> None:
@@ -164,11 +164,11 @@ def test_encode_refuses_impossible_rates_before_fitting(files: dict[str, str], c
 
 
 def test_decode_checks_the_reference_before_writing(files: dict[str, str], capsys) -> None:
-    from inrkit.compress.api import compress_to_target, write_bytes
-    from inrkit.compress.codecs import CODECS
+    from inrkit.compress.encode.api import compress_to_target, write_bytes
+    from inrkit.compress.encode.network import NETWORK_CODECS
 
     model = siren(2, 3, [8, 8], generator=torch.Generator().manual_seed(0))
-    data = compress_to_target(model, None, "coin", options=CODECS.get("coin").make_options(),
+    data = compress_to_target(model, None, "coin", options=NETWORK_CODECS.get("coin").make_options(),
                               meta=_image_meta(24, 32), progress=False).data
     inrz = write_bytes(Path(files["tmp"]) / "f.inrz", data)
     bad = Path(files["tmp"]) / "notimg.png"
@@ -184,8 +184,8 @@ def test_decode_checks_the_reference_before_writing(files: dict[str, str], capsy
     assert code == 0 and "psnr" in json.loads(text) and out.exists()
 
 
-def test_decode_checks_a_grid_files_reference_before_writing(files: dict[str, str], capsys) -> None:
-    from inrkit.compress import latent_codec as lc
+def test_decode_checks_a_latent_files_reference_before_writing(files: dict[str, str], capsys) -> None:
+    from inrkit.compress.decode import latent as lc
 
     rng = np.random.default_rng(7)
     shapes = lc.level_shapes(13, 17, 4)
@@ -203,7 +203,7 @@ def test_decode_checks_a_grid_files_reference_before_writing(files: dict[str, st
     Image.fromarray(np.zeros((13, 17, 3), np.uint8)).save(good)
     out = tmp / "d.png"
     _refused(["decode", str(inrz), "-o", str(out), "--reference", str(bad)], capsys, "notimg.png")
-    _refused(["decode", str(inrz), "-o", str(out), "--reference", files["png"]], capsys, "24x32x3", "13x17x3")
+    _refused(["decode", str(inrz), "-o", str(out), "--reference", files["png"]], capsys, "24x32", "13x17")
     assert not out.exists()
     code, text, err, _ = _run(["decode", str(inrz), "-o", str(out), "--reference", str(good), "--json"], capsys)
     assert code == 0 and "psnr" in json.loads(text) and out.exists(), err
@@ -273,12 +273,12 @@ def test_render_is_chunked_and_exact(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_inrz_free_pixels_are_bounded(tmp_path: Path, capsys) -> None:
     """A tiny coin file asking 2048^2 pixels is refused; at the free allowance it decodes quickly."""
-    from inrkit.compress.api import compress_to_target, write_bytes
-    from inrkit.compress.codecs import CODECS
+    from inrkit.compress.encode.api import compress_to_target, write_bytes
+    from inrkit.compress.encode.network import NETWORK_CODECS
 
     model = siren(2, 3, [16, 16], generator=torch.Generator().manual_seed(0))
     for side, refused in ((2048, True), (int(INRZ_PIXELS_FREE ** 0.5), False)):
-        data = compress_to_target(model, None, "coin", options=CODECS.get("coin").make_options(),
+        data = compress_to_target(model, None, "coin", options=NETWORK_CODECS.get("coin").make_options(),
                                   meta=_image_meta(side, side), progress=False).data
         assert len(data) < 1000
         inrz = write_bytes(tmp_path / f"c{side}.inrz", data)

@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inrkit.compress import (
-    CODECS,
     SinrOptions,
     SparseLayer,
     SparseModel,
@@ -33,8 +32,9 @@ from inrkit.compress import (
     sparse_code,
     unpack,
 )
-from inrkit.compress.codecs import Codec, DecodedLayer
-from inrkit.compress.layout import Sections, architecture, as_array, reconstruct
+from inrkit.compress.decode.layout import Sections, architecture, as_array, reconstruct
+from inrkit.compress.decode.network import DecodedLayer
+from inrkit.compress.encode.network import NetworkCodec, register_network_codec, unregister_network_codec
 from inrkit.errors import InvalidFileError
 from inrkit.models import MLP, siren
 from inrkit.signals import ImageSignal
@@ -283,7 +283,7 @@ def test_cli_round_trip(tmp_path: Path, fitted, run_cli):
 DECODE_WITHOUT_TORCH = """
 import hashlib, json, sys
 sys.modules["torch"] = None  # any import of torch now fails
-from inrkit.compress.decoder import decode_file
+from inrkit.compress.decode.decoder import decode_file
 net = decode_file(sys.argv[1])
 digest = hashlib.sha256(b"".join(a.tobytes() for a in net.weights + net.biases)).hexdigest()
 heavy = sorted(m for m in sys.modules if m.startswith("inrkit") and m.split(".")[-1] in
@@ -318,7 +318,7 @@ class Raw32Options:
     """A trivial codec with no parameters."""
 
 
-class Raw32Codec(Codec):
+class Raw32Codec(NetworkCodec):
     """Every tensor as raw float32: the smallest possible codec, registered from a test."""
 
     name = "raw32"
@@ -338,9 +338,9 @@ class Raw32Codec(Codec):
 @pytest.fixture
 def raw32():
     """Register the trivial codec for one test (the only place a new codec touches)."""
-    CODECS.register(Raw32Codec.name, Raw32Codec())
+    register_network_codec(Raw32Codec())
     yield
-    CODECS.unregister(Raw32Codec.name)
+    unregister_network_codec(Raw32Codec.name)
 
 
 def test_registered_codec_round_trips_everywhere(tmp_path: Path, fitted, raw32, run_cli):

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from inrkit.compress import compress_model, decode_model, entropy
-from inrkit.compress.container import MAX_NODES, dump_value, load_value, pack, unpack, writing_version
-from inrkit.compress.decoder import decode
+from inrkit.compress.decode.container import MAX_NODES, dump_value, load_value, pack, unpack, writing_version
+from inrkit.compress.decode.decoder import decode
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.models import siren
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from inrkit.cli import main
-from inrkit.compress.evaluate import available_baselines, list_images
+from inrkit.compress.encode.evaluate import available_baselines, list_images
 from inrkit.errors import InvalidInputError
 from inrkit.metrics import ms_ssim
 

@@ -24,11 +24,11 @@ import numpy as np
 import pytest
 from PIL import Image  # noqa: F401
 
-import inrkit.compress.latent  # noqa: F401 - (torch)
+import inrkit.compress.encode.latent  # noqa: F401 - (torch)
 from inrkit import limits
-from inrkit.compress import latent_codec as lc
-from inrkit.compress.api import decode_image
-from inrkit.compress.container import pack, unpack
+from inrkit.compress.decode import latent as lc
+from inrkit.compress.decode.container import pack, unpack
+from inrkit.compress.encode.image import decode_image
 from inrkit.errors import InvalidFileError
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses fork, RLIMIT_AS and /proc")
@@ -249,12 +249,12 @@ def test_stream_bound_holds_for_the_cheapest_latents() -> None:
 
 
 def test_mutations_of_a_real_file_are_decoded_or_refused(tmp_path: Path) -> None:
-    from inrkit.compress.latent import GridOptions, encode_pixels
+    from inrkit.compress.encode.latent import LatentOptions, encode_pixels
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:40, 0:56] / 56.0
     pixels = np.stack([np.sin(6 * xx) * 0.5 + 0.5, np.cos(4 * yy) * 0.5 + 0.5, xx * yy], -1) * 255
-    enc = encode_pixels(pixels.astype(np.float32), GridOptions(steps=40, lmbda=3000, hidden=(8,), arm_hidden=(8,)))
+    enc = encode_pixels(pixels.astype(np.float32), LatentOptions(steps=40, lmbda=3000, hidden=(8,), arm_hidden=(8,)))
     data = enc.data  # a real encoder output
     assert all(np.array_equal(a, b) for a, b in zip(lc.read(data).latents, enc.latents))
     header, sections = unpack(data)

@@ -36,11 +36,12 @@ from hypothesis import strategies as st
 
 from inrkit import limits
 from inrkit.compress import compress_model, decode_model, entropy, pack
-from inrkit.compress import dictionary as dictionary_module
-from inrkit.compress.api import decode_image, render_cost
-from inrkit.compress.coding import encode_bitmask, encode_gaps
-from inrkit.compress.container import dump_value, unpack, writing_version
-from inrkit.compress.dictionary import GENERATOR_NAME
+from inrkit.compress.decode import dictionary as dictionary_module
+from inrkit.compress.decode.coding import encode_bitmask, encode_gaps
+from inrkit.compress.decode.container import dump_value, unpack, writing_version
+from inrkit.compress.decode.dictionary import GENERATOR_NAME
+from inrkit.compress.encode.api import render_cost
+from inrkit.compress.encode.image import decode_image
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.models import siren
 
@@ -56,10 +57,11 @@ CPU_SECONDS = 2.0  # CPU time an input may take
 WORKER = r"""
 import os, pickle, resource, sys, tempfile, time
 kind, memory, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-from inrkit.compress.decoder import decode
+from inrkit.compress.decode.decoder import decode
 from inrkit.errors import InvalidFileError
 if kind == "image":
-    from inrkit.compress.api import decode_image, render_cost
+    from inrkit.compress.encode.api import render_cost
+    from inrkit.compress.encode.image import decode_image
     import torch
     torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""The ``grid`` latent-grid codec: context/ARM consistency, bit-exact round trips, pinned decoding, rate
+"""The ``latent`` image codec (latent grids): context/ARM consistency, bit-exact round trips, pinned decoding, rate
 estimate vs coded size, bad files, the torch-free decoder and the CLI."""
 from __future__ import annotations
 
@@ -13,9 +13,16 @@ import torch
 from PIL import Image
 
 from inrkit.cli import main
-from inrkit.compress import latent_codec as lc
-from inrkit.compress.container import pack, unpack
-from inrkit.compress.latent import BPP_TOLERANCE, GridOptions, RateTarget, encode_pixels, encode_to_target, laplace_bits
+from inrkit.compress.decode import latent as lc
+from inrkit.compress.decode.container import pack, unpack
+from inrkit.compress.encode.latent import (
+    BPP_TOLERANCE,
+    LatentOptions,
+    RateTarget,
+    encode_pixels,
+    encode_to_target,
+    laplace_bits,
+)
 from inrkit.errors import InvalidFileError
 
 
@@ -27,7 +34,7 @@ def _image(h: int = 24, w: int = 20) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def encoded():
-    return encode_pixels(_image(), GridOptions(steps=120, lmbda=2000, hidden=(8,), arm_hidden=(8,)))
+    return encode_pixels(_image(), LatentOptions(steps=120, lmbda=2000, hidden=(8,), arm_hidden=(8,)))
 
 
 def _handmade() -> lc.LatentImage:
@@ -77,7 +84,7 @@ def test_round_trip_bit_exact(encoded) -> None:
 
 def test_rate_estimate_close_to_coded_size() -> None:
     px = _image(48, 48)
-    enc = encode_pixels(px, GridOptions(steps=150, lmbda=300, hidden=(8,), arm_hidden=(8,)))
+    enc = encode_pixels(px, LatentOptions(steps=150, lmbda=300, hidden=(8,), arm_hidden=(8,)))
     coded = 8 * enc.report["latent_bytes"] / (48 * 48)
     # estimate: float ARM, continuous mode/scale; coded: fixed-point ARM, mode 1/8, scale 1/8 octave, range coder
     assert coded == pytest.approx(enc.report["bpp_estimate"], rel=0.25, abs=0.02)
@@ -93,7 +100,7 @@ def test_decoding_pinned() -> None:
     assert hashlib.sha256(main.tobytes() + cats.tobytes()).hexdigest()[:16] == PINNED_TABLE
 
 
-PINNED_FILE = "81ca65f3ceb8e58c"  # the bytes (format version 2): header, range coder, weight sections
+PINNED_FILE = "5906ef58fe3e2dd7"  # the bytes (format version 2): header, range coder, weight sections
 PINNED_IMAGE = "d19246fc787d1f71"  # the decoded 8-bit image
 PINNED_TABLE = "2b382fae5a36a75f"  # the coder's symbol weights (binary powering: the same on every machine)
 
@@ -133,7 +140,7 @@ def test_decoder_runs_without_torch(tmp_path: Path) -> None:
     f = tmp_path / "x.inrz"
     f.write_bytes(lc.write(_handmade()))
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from inrkit.compress import latent_codec as lc\n"
+            "from inrkit.compress.decode import latent as lc\n"
             f"print(lc.read_file({str(f)!r}).render().shape)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -144,11 +151,11 @@ def test_cli_encode_decode_and_refusals(tmp_path: Path, capsys: pytest.CaptureFi
     src = tmp_path / "a.png"
     Image.fromarray(_image().astype(np.uint8)).save(src)
     out = tmp_path / "a.inrz"
-    assert main(["encode", str(src), "-o", str(out), "--codec", "grid", "--preset", "fast", "--steps", "40",
+    assert main(["encode", str(src), "-o", str(out), "--codec", "latent", "--preset", "fast", "--steps", "40",
                  "--lambda", "500", "--no-progress", "--json"]) == 0
     assert main(["decode", str(out), "-o", str(tmp_path / "b.png"), "--reference", str(src), "--json"]) == 0
     assert '"psnr"' in capsys.readouterr().out
-    assert main(["encode", str(src), "-o", str(out), "--codec", "grid", "--hidden", "8x2"]) == 2
+    assert main(["encode", str(src), "-o", str(out), "--codec", "latent", "--hidden", "8x2"]) == 2
     assert main(["decompress", str(out), "-o", str(tmp_path / "m.safetensors")]) == 2
 
 
@@ -165,7 +172,7 @@ def test_rate_target_moves_lambda_the_right_way() -> None:
 
 def test_encode_to_a_bit_rate_gets_closer_than_a_fixed_lambda() -> None:
     px = np.clip(_image(64, 64) + np.random.default_rng(0).normal(0, 12, (64, 64, 3)), 0, 255).astype(np.float32)
-    options = GridOptions(steps=200, lmbda=300, hidden=(8,), arm_hidden=(8,))
+    options = LatentOptions(steps=200, lmbda=300, hidden=(8,), arm_hidden=(8,))
     free = encode_pixels(px, options).report["bpp"]
     target = free * 1.5  # (far below the free rate, a 64x64 file is mostly header and networks)
     enc = encode_to_target(px, options, bpp=target)
@@ -177,7 +184,7 @@ def test_encode_to_a_bit_rate_gets_closer_than_a_fixed_lambda() -> None:
 
 
 def test_soft_round_limits_and_kumaraswamy_noise() -> None:
-    from inrkit.compress.latent import kumaraswamy_noise, soft_round
+    from inrkit.compress.encode.latent import kumaraswamy_noise, soft_round
 
     y = torch.linspace(-3.4, 3.4, 101)
     assert torch.allclose(soft_round(y, 1e-4), torch.round(y), atol=1e-4)  # cold: rounding
@@ -191,10 +198,10 @@ def test_soft_round_limits_and_kumaraswamy_noise() -> None:
 
 
 def test_last_phase_trains_the_networks_on_fixed_rounded_latents() -> None:
-    from inrkit.compress.latent import LatentImageModel, LatentTask
+    from inrkit.compress.encode.latent import LatentImageModel, LatentTask
 
     img = _image()
-    model = LatentImageModel(img.shape[:2], 3, GridOptions())
+    model = LatentImageModel(img.shape[:2], 3, LatentOptions())
     with torch.no_grad():
         for g in model.latents:
             g.uniform_(-2, 2)
@@ -213,9 +220,9 @@ def test_grid_options_refuse_bad_quantiser_settings() -> None:
     from inrkit.errors import InvalidInputError
 
     with pytest.raises(InvalidInputError, match="temperature"):
-        GridOptions(temperature=(0.0, 0.2))
+        LatentOptions(temperature=(0.0, 0.2))
     with pytest.raises(InvalidInputError, match="noise"):
-        GridOptions(noise=("laplace", 1.0, 1.0))
+        LatentOptions(noise=("laplace", 1.0, 1.0))
 
 
 @pytest.mark.parametrize("h,w,levels", [(13, 17, 4), (1, 9, 2), (9, 1, 3), (2, 2, 1), (31, 7, 5)])

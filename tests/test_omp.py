@@ -8,9 +8,9 @@ import pytest
 import torch
 from sklearn.linear_model import orthogonal_mp
 
-import inrkit.compress.omp as omp_module
-from inrkit.compress.dictionary import _log, _sincos_quarter, gaussian, sensing_matrix
-from inrkit.compress.omp import omp, to_dense
+import inrkit.compress.encode.omp as omp_module
+from inrkit.compress.decode.dictionary import _log, _sincos_quarter, gaussian, sensing_matrix
+from inrkit.compress.encode.omp import omp, to_dense
 
 _CPU_SCREEN = omp_module._screen_dtype(torch.device("cpu"), 64, 512)
 SCREEN_TYPES = [torch.float32] + ([torch.bfloat16] if _CPU_SCREEN == torch.bfloat16 else [])

@@ -1,4 +1,4 @@
-"""Quantisation-aware fine-tuning (QAT, :mod:`inrkit.compress.qat`) and the per-row ``quant`` files it writes."""
+"""Quantisation-aware fine-tuning (QAT, :mod:`inrkit.compress.encode.qat`) and the per-row ``quant`` files it writes."""
 from __future__ import annotations
 
 import base64
@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from inrkit.compress import compress_model, compress_to_target, decode_model
-from inrkit.compress.codecs import CODECS
-from inrkit.compress.container import dump_value, load_value, pack, unpack, writing_version
-from inrkit.compress.decoder import decode
-from inrkit.compress.qat import quantisation_aware
+from inrkit.compress.decode.container import dump_value, load_value, pack, unpack, writing_version
+from inrkit.compress.decode.decoder import decode
+from inrkit.compress.encode.network import NETWORK_CODECS
+from inrkit.compress.encode.qat import quantisation_aware
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.models import siren
 from inrkit.signals import ImageSignal
@@ -47,7 +47,7 @@ def psnr(data: bytes, signal: ImageSignal) -> float:
 # ---------------------------------------------------------------- QAT
 def test_qat_beats_plain_quantisation_at_the_same_bits(fitted):
     model, signal = fitted
-    quant = CODECS.get("quant")
+    quant = NETWORK_CODECS.get("quant")
     plain = psnr(compress_model(model, "quant", bits=4, signal=META), signal)
     rows = psnr(compress_model(model, "quant", bits=4, per_row=True, signal=META), signal)
     opts = quant.make_options(bits=4, per_row=True)
@@ -60,7 +60,7 @@ def test_qat_model_is_what_the_file_decodes_to(fitted):
     """The exported QAT model holds the quantised weights; the per-row file decodes to them bit for bit."""
     model, signal = fitted
     tuned = quantisation_aware(model, signal, 5, 20)
-    quant = CODECS.get("quant")
+    quant = NETWORK_CODECS.get("quant")
     opts = quant.make_options(bits=5, per_row=True)
     for version in (1, 2):
         with writing_version(version):
@@ -90,7 +90,7 @@ def test_quantisation_aware_coefficient_finetuning(fitted):
     from inrkit.compress import SinrOptions, finetune_codes, sparse_code
 
     model, signal = fitted
-    sinr = CODECS.get("sinr")
+    sinr = NETWORK_CODECS.get("sinr")
     code = sparse_code(model, SinrOptions(sparsity=0.3, bits=5))
     tuned = finetune_codes(code, signal, 40, 3e-4, aware=True)
     before, after = (psnr(sinr.encode_prepared(c, c.options, META), signal) for c in (code, tuned))
@@ -100,7 +100,7 @@ def test_quantisation_aware_coefficient_finetuning(fitted):
 # ---------------------------------------------------------------- per-row files
 @pytest.mark.parametrize("bits,row_bits", [(2, 1), (5, 8), (8, 4), (12, 16), (16, 8)])
 def test_per_row_round_trip_is_exact(bits, row_bits):
-    from inrkit.compress import coding
+    from inrkit.compress.decode import coding
 
     m = siren(2, 3, [16, 40], generator=torch.Generator().manual_seed(bits))
     with torch.no_grad():
@@ -225,7 +225,7 @@ def test_old_reader_refuses_a_per_row_file():
 
 def test_options_are_validated():
     with pytest.raises(InvalidInputError):
-        CODECS.get("quant").make_options(bits=1, per_row=True)
+        NETWORK_CODECS.get("quant").make_options(bits=1, per_row=True)
     with pytest.raises(InvalidInputError):
-        CODECS.get("quant").make_options(row_bits=17)
-    assert replace(CODECS.get("quant").make_options(), per_row=True).per_row
+        NETWORK_CODECS.get("quant").make_options(row_bits=17)
+    assert replace(NETWORK_CODECS.get("quant").make_options(), per_row=True).per_row

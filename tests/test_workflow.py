@@ -96,7 +96,7 @@ def test_threads_out_of_range_is_refused(value: str, tmp_path: Path, capsys: pyt
 
 # ------------------------------------------------------------------ item 4: progress
 def test_compress_search_with_finetune_shows_progress(monkeypatch: pytest.MonkeyPatch) -> None:
-    from inrkit.compress.api import compress_to_target
+    from inrkit.compress.encode.api import compress_to_target
     from inrkit.signals import GridSignal
 
     y, x = np.mgrid[0:16, 0:16] / 8.0

@@ -601,8 +601,8 @@ MODEL_SUFFIXES = (".safetensors", ".npz")
 
 
 def _valid_inrz(path: Path) -> None:
-    from inrkit.compress.container import unpack
-    from inrkit.compress.decoder import read_file
+    from inrkit.compress.decode.container import unpack
+    from inrkit.compress.decode.decoder import read_file
 
     unpack(read_file(path))
 
@@ -616,10 +616,11 @@ def _valid_mesh(path: Path) -> None:
 
 def encode_many(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *, config: Any = None,
                 redo: bool = False, progress: bool = False, **options: Any) -> dict[str, Any]:
-    """``inrkit encode --many``: :func:`inrkit.compress.api.encode_image` of every image of ``inputs`` (files,
+    """``inrkit encode --many``: :func:`inrkit.compress.encode.image.encode_image` of every image of ``inputs`` (files,
     folders, globs) into ``outdir/NAME.inrz``, resumable, with ``summary.json``/``summary.csv`` (psnr, bytes, bpp,
     seconds per image). ``config`` and ``options`` as for ``encode_image``."""
-    from inrkit.compress.api import EncodeConfig, encode_image
+    from inrkit.compress.encode.api import EncodeConfig
+    from inrkit.compress.encode.image import encode_image
 
     config = config or EncodeConfig()
     items = expand_inputs(inputs, IMAGE_SUFFIXES, "image")

@@ -168,7 +168,7 @@ INRZ_BROTLI_FREE = 256 * 1024  # ... plus this many bytes (measured while expand
 INRZ_CACHE_BYTES = 64 * MIB  # the decoder's dictionary cache holds at most this many bytes
 
 # ---------------------------------------------------------------- .inrz grid (latent-grid image) codec
-# Checked by inrkit.compress.latent_codec.check_work from the header, before decoding (docs/limits.md, "The grid
+# Checked by inrkit.compress.decode.latent.check_work from the header, before decoding (docs/limits.md, "The grid
 # codec"), besides the general image rule above; the latent stream must also be long enough for its latents
 # (each costs at least 2**-12 bit). Up to the knee, any file decodes within about 2 s of CPU (one core).
 INRZ_GRID_KNEE_BYTES = 64 * 1024  # the per-byte allowances below hold up to this size; beyond, the BEYOND ones

@@ -1,7 +1,8 @@
 """``inrkit compress``, ``decompress``, ``encode`` and ``decode``: the registered codecs, ``.inrz`` files.
 
-Flags come from the library functions' signatures and :class:`inrkit.compress.api.EncodeConfig`
-(see :func:`inrkit.cli.common.add_config`); the ``--codec`` choices are :data:`inrkit.compress.CODECS`.
+Flags come from the library functions' signatures and :class:`inrkit.compress.encode.api.EncodeConfig`
+(see :func:`inrkit.cli.common.add_config`); the ``--codec`` choices are
+:data:`inrkit.compress.NETWORK_CODECS` (``compress``) and :data:`inrkit.compress.IMAGE_CODECS` (``encode``).
 """
 from __future__ import annotations
 
@@ -9,19 +10,10 @@ import argparse
 
 from inrkit.cli.common import add_config, add_json_flag, add_output, build_config, choices_of, emit, parse_crop
 from inrkit.cli.many import add_many, check_single, emit_many
-from inrkit.compress.api import (
-    EncodeConfig,
-    check_bpp_target,
-    compress_file,
-    decode_image,
-    decompress_file,
-    encode_image,
-    refuse_network_options,
-)
-from inrkit.compress.codecs import CODECS
-from inrkit.compress.latent import PRESETS as GRID_PRESETS
-from inrkit.compress.latent import encode_grid_image
-from inrkit.errors import InvalidInputError
+from inrkit.compress.encode.api import EncodeConfig, check_bpp_target, compress_file, decompress_file
+from inrkit.compress.encode.image import IMAGE_CODECS, decode_image, encode_image
+from inrkit.compress.encode.latent import PRESETS as LATENT_PRESETS
+from inrkit.compress.encode.network import NETWORK_CODECS
 from inrkit.jobs import ManyOptions, encode_many, wants_many
 from inrkit.limits import MAX_BPP, MAX_OVERCOMPLETE, MAX_SPARSITY_COUNT, check_range
 from inrkit.models import ARCHITECTURES, parse_hidden
@@ -44,27 +36,14 @@ def _encode(args: argparse.Namespace) -> int:
     check_range("bpp", args.bpp, 0, MAX_BPP, low_open=True)  # before any image is read or fitted
     if not many:
         check_bpp_target(args.image, args.bpp)
-    if args.codec == "grid" and not many:
-        return emit(_encode_grid(args), args.json)
     config = build_config(EncodeConfig, args)
-    options = build_config(encode_image, args)
+    options = build_config(encode_image, args, steps=args.steps)  # --steps given: it overrides the preset too
     if many:  # a folder of images: one .inrz each
-        if args.codec == "grid" and args.steps is not None:
-            raise InvalidInputError("--steps with --many and --codec grid: choose a --preset instead")
         summary = encode_many([args.image], args.output, config=config, redo=args.redo,
                               progress=config.progress and not args.json, **options)
         return emit_many(summary, args.json)
     check_single(args, (".inrz",))
     return emit(encode_image(args.image, args.output, config=config, **options), args.json)
-
-
-def _encode_grid(args: argparse.Namespace) -> dict:
-    """``encode`` with the grid codec, one image: ``--lambda``, or ``--bpp``/``--target-psnr`` steering lambda;
-    ``--preset``; ``--steps`` overrides the preset."""
-    build_config(EncodeConfig, args)  # validates the shared fitting flags
-    refuse_network_options(args.hidden, args.arch, args.finetune_steps, args.qat_steps)
-    check_single(args, (".inrz",))
-    return encode_grid_image(args.image, args.output, **build_config(encode_grid_image, args))
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -73,7 +52,7 @@ def _decode(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the compression commands."""
-    codecs = choices_of(CODECS)
+    codecs = choices_of(NETWORK_CODECS)
     p = subparsers.add_parser("compress", help=f"compress a model file into .inrz ({', '.join(codecs)})")
     p.add_argument("model", help="model file (.safetensors or .npz)")
     add_output(p, "output .inrz file", (".inrz",))
@@ -94,9 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", help="PNG or JPEG image (with --many: a folder or a quoted glob of images)")
     add_output(p, "output .inrz file (with --many: a folder, NAME.inrz per image)", (".inrz",))
     add_many(p, "image")
-    add_config(p, encode_image, skip=["config"], flags={"finetune_steps": "--finetune", "lmbda": "--lambda"},
+    add_config(p, encode_image, skip=["config", "steps"], flags={"finetune_steps": "--finetune", "lmbda": "--lambda"},
                ranges={"bpp": (0, MAX_BPP)}, parsers={"hidden": parse_hidden}, exclusive=[("bpp", "target_psnr")],
-               choices={"codec": codecs, "arch": choices_of(ARCHITECTURES), "preset": tuple(GRID_PRESETS)})
+               choices={"codec": choices_of(IMAGE_CODECS), "arch": choices_of(ARCHITECTURES),
+                        "preset": tuple(LATENT_PRESETS)})
     add_config(p, EncodeConfig, only=ENCODE_FIT, choices={"schedule": SCHEDULES, "precision": PRECISIONS},
                aliases={"steps": ["--iters"], "batch_size": ["--batch"]}, optional=["steps"])
     add_json_flag(p)

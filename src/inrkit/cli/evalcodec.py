@@ -1,7 +1,7 @@
 """``inrkit eval-codec``: CompressAI-style rate-distortion JSON of a codec over a folder of images.
 
-Flags come from :func:`inrkit.compress.evaluate.evaluate_codec` and the fitting fields of
-:class:`inrkit.compress.api.EncodeConfig`; the ``--codec`` choices are :data:`inrkit.compress.CODECS`.
+Flags come from :func:`inrkit.compress.encode.evaluate.evaluate_codec` and the fitting fields of
+:class:`inrkit.compress.encode.api.EncodeConfig`; the ``--codec`` choices are :data:`inrkit.compress.IMAGE_CODECS`.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from inrkit.cli.common import (
     parse_crop,
     parse_floats,
 )
-from inrkit.compress.api import EncodeConfig
-from inrkit.compress.codecs import CODECS
-from inrkit.compress.evaluate import PIL_FORMATS, evaluate_codec, rd_summary
+from inrkit.compress.encode.api import EncodeConfig
+from inrkit.compress.encode.evaluate import PIL_FORMATS, evaluate_codec, rd_summary
+from inrkit.compress.encode.image import IMAGE_CODECS
 from inrkit.models import ARCHITECTURES, parse_hidden
 from inrkit.models.fast import PRECISIONS
 from inrkit.train.fit import SCHEDULES
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                (".json",), required=False)
     add_config(p, evaluate_codec, skip=["config", "output"], flags={"finetune_steps": "--finetune"},
                parsers={"bpp": _bpps, "baseline": _names, "hidden": parse_hidden, "crop": parse_crop},
-               choices={"codec": choices_of(CODECS), "arch": choices_of(ARCHITECTURES)},
+               choices={"codec": choices_of(IMAGE_CODECS), "arch": choices_of(ARCHITECTURES)},
                helps={"baseline": f"classical codecs at the same targets, comma-separated: {','.join(PIL_FORMATS)} "
                                    "(Pillow)"},
                ranges={"max_images": (1, None)})

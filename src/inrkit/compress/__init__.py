@@ -1,15 +1,13 @@
-"""SINR compression of INRs (sparse codes over a seeded dictionary), baselines and the ``.inrz`` format.
+"""Compression: image codecs and network codecs, ``.inrz`` files.
 
-Layout: :mod:`~inrkit.compress.codecs` (the codec registry :data:`CODECS`),
-:mod:`~inrkit.compress.decoder` (the standalone decoder: NumPy, stdlib, Brotli),
-:mod:`~inrkit.compress.layout`, :mod:`~inrkit.compress.coding`, :mod:`~inrkit.compress.container`
-and :mod:`~inrkit.compress.dictionary` (torch-free format pieces); the encoder side in torch:
-:mod:`~inrkit.compress.sparse` (OMP transform, :mod:`~inrkit.compress.omp`),
-:mod:`~inrkit.compress.finetune`, :mod:`~inrkit.compress.qat` (quantisation-aware training),
-:mod:`~inrkit.compress.encoder`, :mod:`~inrkit.compress.model`
-(``decode_model``) and :mod:`~inrkit.compress.api` (target search, files, images).
+Two registries: :data:`IMAGE_CODECS` (:class:`ImageCodec`: an image file into ``.inrz`` and back; ``latent``, the
+latent-grid codec, and ``sinr``/``quant``/``coin`` through a fitted INR) and :data:`NETWORK_CODECS`
+(:class:`NetworkCodec`: a model file into ``.inrz``; SINR's sparse codes over a seeded dictionary, ``quant``,
+``coin``). Two packages: :mod:`inrkit.compress.decode` (the format, entropy coding, layouts and each codec's decode
+half: NumPy, Brotli and constriction only) and :mod:`inrkit.compress.encode` (everything that needs torch: the
+encoders, the registries, target search, files, images, ``eval-codec``).
 
-Names are loaded on first use, so ``import inrkit.compress.decoder`` never imports torch.
+Names are loaded on first use, so ``import inrkit.compress.decode.decoder`` never imports torch.
 """
 from __future__ import annotations
 
@@ -17,17 +15,22 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "CODECS": "codecs", "Codec": "codecs", "CoinOptions": "codecs", "QuantOptions": "codecs",
-    "Decoded": "decoder", "decode": "decoder", "decode_file": "decoder",
-    "SinrOptions": "layout", "SparseLayer": "layout", "SparseModel": "layout", "RowModel": "layout",
-    "pack": "container", "unpack": "container",
-    "GENERATOR_NAME": "dictionary", "sensing_matrix": "dictionary",
-    "sparse_code": "sparse",
-    "finetune_codes": "finetune", "quantisation_aware": "qat",
-    "compress_model": "encoder", "encode_coin": "encoder", "encode_quant": "encoder", "encode_sinr": "encoder",
-    "decode_model": "model",
-    "Compressed": "api", "compress_file": "api", "compress_to_target": "api", "decode_image": "api",
-    "decompress_file": "api", "EncodeConfig": "api", "encode_image": "api",
+    "IMAGE_CODECS": "encode.image", "ImageCodec": "encode.image", "image_codec_of": "encode.image",
+    "NETWORK_CODECS": "encode.network", "NetworkCodec": "encode.network", "CoinOptions": "encode.network",
+    "QuantOptions": "encode.network", "register_network_codec": "encode.network",
+    "DECODERS": "decode.network",
+    "Decoded": "decode.decoder", "decode_file": "decode.decoder",
+    "SinrOptions": "decode.layout", "SparseLayer": "decode.layout", "SparseModel": "decode.layout",
+    "RowModel": "decode.layout", "pack": "decode.container", "unpack": "decode.container",
+    "GENERATOR_NAME": "decode.dictionary", "sensing_matrix": "decode.dictionary",
+    "coding": "decode.coding", "entropy": "decode.entropy",
+    "sparse_code": "encode.sparse",
+    "finetune_codes": "encode.finetune", "quantisation_aware": "encode.qat",
+    "compress_model": "encode.encoder", "encode_coin": "encode.encoder", "encode_quant": "encode.encoder",
+    "encode_sinr": "encode.encoder", "decode_model": "encode.model",
+    "Compressed": "encode.api", "compress_file": "encode.api", "compress_to_target": "encode.api",
+    "decode_image": "encode.image", "decompress_file": "encode.api", "EncodeConfig": "encode.api",
+    "encode_image": "encode.image",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -37,7 +40,8 @@ def __getattr__(name: str) -> Any:
     """Import the module that defines ``name`` on first use."""
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+    value = module if module.__name__.endswith(f".{name}") else getattr(module, name)
     globals()[name] = value
     return value
 

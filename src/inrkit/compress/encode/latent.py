@@ -1,4 +1,4 @@
-"""The ``grid`` latent-grid image codec, encoder side (torch): model, rate-distortion task, encoding.
+"""The ``latent`` image codec (latent grids), encoder side (torch): model, rate-distortion task, encoding.
 
 Written from Cool-chic (Ladune et al. 2023; Leguay et al. 2023) and C3 (Kim et al. 2024): hierarchical dense
 latent grids (full, 1/2, 1/4 ... resolution), quantised with noise (C3's noisy soft rounding) for the first part of
@@ -6,7 +6,7 @@ training, then rounded and fixed while the networks adapt; a rate from a Laplace
 auto-regressive context MLP (ARM) predicts from causal neighbours; bilinear upsampling; a small synthesis MLP.
 It trains on ``rate (bits per pixel) + lambda * MSE`` (MSE of values in [0, 1]) through
 :func:`inrkit.train.fit` as a :class:`LatentTask`. The file format and the decoder are in
-:mod:`inrkit.compress.latent_codec` (NumPy only).
+:mod:`inrkit.compress.decode.latent` (NumPy only).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from inrkit.compress import latent_codec as lc
+from inrkit.compress.decode import latent as lc
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import check_range
 from inrkit.metrics import psnr_from_mse
@@ -33,8 +33,8 @@ _MAX_BITS = 17.0  # the coder's costliest symbol: weight FLOOR = 2**-17 (latent_
 
 
 @dataclass
-class GridOptions:
-    """Settings of the ``grid`` codec.
+class LatentOptions:
+    """Settings of the ``latent`` codec.
 
     Args:
         lmbda: rate-distortion trade-off: the loss is ``bpp + lmbda * MSE`` (pixel values in [0, 1]); larger
@@ -74,15 +74,16 @@ class GridOptions:
         check_range("noise_fraction", self.noise_fraction, 0, 1, optional=False)
         if self.temperature is not None and (len(self.temperature) != 2
                                              or not all(0 < t <= 10 for t in self.temperature)):
-            raise InvalidInputError(f"grid temperature must be two values in (0, 10], got {self.temperature}")
+            raise InvalidInputError(f"latent codec: temperature must be two values in (0, 10], got {self.temperature}")
         kind, *params = self.noise
         if kind not in ("kumaraswamy", "gaussian") or len(params) != 2 or not all(0 < v <= 10 for v in params):
-            raise InvalidInputError(f"grid noise must be ('kumaraswamy' or 'gaussian', start, end) with values in "
+            raise InvalidInputError(f"latent codec: noise must be ('kumaraswamy' or 'gaussian', start, end) with "
+                                    f"values in "
                                     f"(0, 10], got {self.noise}")
         if len(self.hidden) > 4 or any(not 1 <= int(h) <= lc.MAX_HIDDEN for h in self.hidden):
-            raise InvalidInputError(f"grid synthesis: at most 4 hidden layers of 1..{lc.MAX_HIDDEN}")
+            raise InvalidInputError(f"latent codec synthesis: at most 4 hidden layers of 1..{lc.MAX_HIDDEN}")
         if len(self.arm_hidden) > 3 or any(not 1 <= int(h) <= lc.MAX_ARM_HIDDEN for h in self.arm_hidden):
-            raise InvalidInputError(f"grid context model: at most 3 hidden layers of 1..{lc.MAX_ARM_HIDDEN}")
+            raise InvalidInputError(f"latent codec context model: at most 3 hidden layers of 1..{lc.MAX_ARM_HIDDEN}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -93,12 +94,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Encoder presets: training steps (measured times in docs/compress.md)."""
 
 
-def preset_options(preset: str = "default", **overrides: Any) -> GridOptions:
-    """:class:`GridOptions` of a preset, with ``overrides`` (``None`` values ignored)."""
+def preset_options(preset: str = "default", **overrides: Any) -> LatentOptions:
+    """:class:`LatentOptions` of a preset, with ``overrides`` (``None`` values ignored)."""
     if preset not in PRESETS:
-        raise InvalidInputError(f"unknown grid preset {preset!r}; choose from {sorted(PRESETS)}")
+        raise InvalidInputError(f"unknown latent preset {preset!r}; choose from {sorted(PRESETS)}")
     values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-    return GridOptions(**values)
+    return LatentOptions(**values)
 
 
 def linears(layers: nn.ModuleList) -> list[nn.Linear]:
@@ -133,7 +134,7 @@ class LatentImageModel(nn.Module):
         options: the codec's settings.
     """
 
-    def __init__(self, shape: tuple[int, int], channels: int, options: GridOptions) -> None:
+    def __init__(self, shape: tuple[int, int], channels: int, options: LatentOptions) -> None:
         super().__init__()
         h, w = shape
         self.shape, self.channels = (h, w), channels
@@ -358,7 +359,7 @@ def _synth_bytes(img: lc.LatentImage, q: int) -> int:
 
 
 @dataclass
-class GridEncoded:
+class LatentEncoded:
     """An encoded image: the bytes and what was measured."""
 
     data: bytes
@@ -366,8 +367,9 @@ class GridEncoded:
     latents: list[np.ndarray] = field(default_factory=list)
 
 
-def encode_pixels(pixels: np.ndarray, options: GridOptions | None = None, *, signal: dict | None = None,
-                  device: str | None = None, progress: bool = False, control: RateTarget | None = None) -> GridEncoded:
+def encode_pixels(pixels: np.ndarray, options: LatentOptions | None = None, *, signal: dict | None = None,
+                  device: str | None = None, progress: bool = False,
+                  control: RateTarget | None = None) -> LatentEncoded:
     """Train a latent-grid representation of ``pixels`` ``[H, W, C]`` (0..255) and code it.
 
     Training runs through :func:`inrkit.train.fit` (:class:`LatentTask`); then the ARM is put in fixed
@@ -375,12 +377,12 @@ def encode_pixels(pixels: np.ndarray, options: GridOptions | None = None, *, sig
     written and decoded back (the reported PSNR is that of the decoded file). ``control`` steers lambda
     toward a bit rate or a PSNR during training (:class:`RateTarget`); the report's ``lambda`` is the final one.
     """
-    options = options or GridOptions()
+    options = options or LatentOptions()
     pixels = np.asarray(pixels, np.float32)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3) or min(pixels.shape[:2]) < 2:
-        raise InvalidInputError(f"grid codec: need an [H, W, 1 or 3] image of at least 2x2, got {pixels.shape}")
+        raise InvalidInputError(f"latent codec: need an [H, W, 1 or 3] image of at least 2x2, got {pixels.shape}")
     h, w, ch = pixels.shape
     t0 = time.perf_counter()
     model = LatentImageModel((h, w), ch, options)
@@ -414,7 +416,7 @@ def encode_pixels(pixels: np.ndarray, options: GridOptions | None = None, *, sig
     try:
         decoded = lc.read(data)
     except InvalidFileError as exc:  # a decoder's work bound (docs/limits.md): too large an image for its bytes
-        raise InvalidInputError(f"grid codec: decoders would refuse this file ({exc}); encode at a higher rate "
+        raise InvalidInputError(f"latent codec: decoders would refuse this file ({exc}); encode at a higher rate "
                                 f"(--lambda, --bpp) or a smaller image") from None
     dec_s = time.perf_counter() - t2
     out = decoded.render().astype(np.float64) / 255.0
@@ -425,12 +427,13 @@ def encode_pixels(pixels: np.ndarray, options: GridOptions | None = None, *, sig
               "hidden": list(map(int, options.hidden)), "q": img.q, "fw": img.arm.fw, "latent_bytes": latent_bytes,
               "bpp_estimate": float(result.metrics.get("bpp_estimate", float("nan"))),
               "fit_psnr": float(result.metrics.get("psnr", float("nan"))),
-              "fit_seconds": fit_s, "code_seconds": enc_s, "decode_seconds": dec_s,
+              "bytes_by_part": lc.bytes_by_part(data), "fit_seconds": fit_s, "code_seconds": enc_s,
+              "decode_seconds": dec_s,
               "encode_seconds": time.perf_counter() - t0 - dec_s}
-    return GridEncoded(data, report, latents)
+    return LatentEncoded(data, report, latents)
 
 
-def overhead_bits(shape: tuple[int, int], channels: int, options: GridOptions) -> float:
+def overhead_bits(shape: tuple[int, int], channels: int, options: LatentOptions) -> float:
     """Rough bits of a file besides the latents: header and ARM (about 64 bytes) and the synthesis weights
     (about 10 bits each: the measured size of 8-11 bit weights after the coder)."""
     synth = sum((a + 1) * b for a, b in zip([options.levels, *options.hidden], [*options.hidden, channels]))
@@ -445,9 +448,9 @@ PSNR_SLACK = 0.5
 """A PSNR target is met at or up to 0.5 dB above it."""
 
 
-def encode_to_target(pixels: np.ndarray, options: GridOptions, *, bpp: float | None = None,
+def encode_to_target(pixels: np.ndarray, options: LatentOptions, *, bpp: float | None = None,
                      target_psnr: float | None = None, signal: dict | None = None, device: str | None = None,
-                     progress: bool = False) -> GridEncoded:
+                     progress: bool = False) -> LatentEncoded:
     """:func:`encode_pixels` at a bit rate (within 5 %) or a PSNR (at most 0.5 dB above it).
 
     Each training steers lambda toward the goal (:class:`RateTarget`); if the written file misses it, the next
@@ -461,7 +464,7 @@ def encode_to_target(pixels: np.ndarray, options: GridOptions, *, bpp: float | N
 
     goal = float(bpp) if bpp is not None else float(cast(float, target_psnr))
 
-    def miss(enc: GridEncoded) -> float:  # 0 inside the accepted band
+    def miss(enc: LatentEncoded) -> float:  # 0 inside the accepted band
         if bpp is not None:
             return max(abs(enc.report["bpp"] / goal - 1) - BPP_TOLERANCE, 0.0)
         d = enc.report["psnr"] - goal
@@ -490,11 +493,11 @@ def encode_to_target(pixels: np.ndarray, options: GridOptions, *, bpp: float | N
     return best
 
 
-def encode_grid_image(image_path: str | os.PathLike, out_path: str | os.PathLike, *, lmbda: float = 1000.0,
+def encode_latent_image(image_path: str | os.PathLike, out_path: str | os.PathLike, *, lmbda: float = 1000.0,
                       bpp: float | None = None, target_psnr: float | None = None, preset: str = "default",
                       steps: int | None = None, crop: Sequence[int] | None = None, seed: int = 0,
                       device: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Encode an image file with the ``grid`` codec; writes ``out_path`` (.inrz) and returns the report.
+    """Encode an image file with the ``latent`` codec; writes ``out_path`` (.inrz) and returns the report.
 
     Args:
         image_path: PNG or JPEG image.
@@ -533,41 +536,6 @@ def encode_grid_image(image_path: str | os.PathLike, out_path: str | os.PathLike
             "raw_bytes": raw, "ratio": round(enc.report["bytes"] / raw, 4)}
 
 
-def decode_grid_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
-                      reference: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Decode a ``grid`` ``.inrz`` file to PNG; with ``reference`` also the PSNR against it (same crop)."""
-    from PIL import Image
-
-    from inrkit.signals.readers import read_image
-
-    if Path(out_path).suffix.lower() != ".png":
-        raise InvalidInputError("decoded images are written as .png")
-    t0 = time.perf_counter()
-    img = lc.read_file(inrz_path)
-    pixels = img.render()
-    seconds = time.perf_counter() - t0
-    with atomic_write(out_path) as handle:
-        # zlib level 1: 4x faster than the default 6 on kodim20 (0.025 vs 0.104 s), 7 % larger
-        Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(handle, format="PNG",
-                                                                                 compress_level=1)
-    size = Path(inrz_path).stat().st_size
-    h, w = img.shape
-    rep: dict[str, Any] = {"output": str(out_path), "bytes": size, "bpp": 8.0 * size / (h * w), "codec": lc.CODEC,
-                           "shape": [h, w], "decode_seconds": seconds}
-    if reference is not None:
-        ref = read_image(Path(reference))
-        crop = img.signal.get("crop")
-        if crop is not None:
-            if not (isinstance(crop, list) and len(crop) == 4 and all(type(v) is int and v >= 0 for v in crop)):
-                raise InvalidFileError(f"{inrz_path}: the stored crop must be four non-negative integers")
-            ref = ref[crop[0]:crop[1], crop[2]:crop[3]]
-        if ref.shape[:2] != (h, w) or ref.shape[2] != pixels.shape[2]:
-            raise InvalidInputError(f"--reference is {list(ref.shape)}, the file holds {[h, w, pixels.shape[2]]}")
-        mse = float(np.mean((pixels.astype(np.float64) - ref) ** 2)) / 255.0 ** 2
-        rep["psnr"] = psnr_from_mse(mse, 1.0)
-    return rep
-
-
-__all__ = ["GridEncoded", "GridOptions", "LatentImageModel", "LatentTask", "PRESETS", "RateTarget",
-           "decode_grid_image", "encode_grid_image", "encode_pixels", "encode_to_target", "kumaraswamy_noise",
+__all__ = ["LatentEncoded", "LatentOptions", "LatentImageModel", "LatentTask", "PRESETS", "RateTarget",
+           "encode_latent_image", "encode_pixels", "encode_to_target", "kumaraswamy_noise",
            "laplace_bits", "preset_options", "soft_round"]

@@ -1,13 +1,13 @@
 """The standalone ``.inrz`` decoder: NumPy, the standard library, Brotli and constriction only (no torch).
 
 ``decode(data)`` parses the container, checks every header field, reads and expands
-every section (the codec of the file, from :data:`inrkit.compress.codecs.CODECS`,
+every section (the codec of the file, from :data:`inrkit.compress.decode.network.DECODERS`,
 decodes its layers), regenerates SINR's dictionary only after everything has been
 read and checked, and returns float32 NumPy weights with the header. The arithmetic is
 float64 in a fixed order, then one cast to float32, so the weights are the same bits on
 every machine. Every problem is an :class:`inrkit.errors.InvalidFileError`.
 
-    from inrkit.compress.decoder import decode_file
+    from inrkit.compress.decode.decoder import decode_file
     net = decode_file("image.inrz")      # net.weights[i]: [out, in] float32, net.header["signal"]
 """
 from __future__ import annotations
@@ -15,18 +15,26 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Collection
 
 import numpy as np
 
-from inrkit.compress.codecs import CODECS, DecodedLayer
-from inrkit.compress.container import unpack, version_of
-from inrkit.compress.layout import FORMAT, MAX_LAYERS, MAX_PARAMS, MAX_WIDTH, Sections, bad, read_int, read_qparams
+from inrkit.compress.decode.container import read_file, unpack, version_of
+from inrkit.compress.decode.latent import FORMAT as LATENT_FORMAT
+from inrkit.compress.decode.layout import (
+    FORMAT,
+    MAX_LAYERS,
+    MAX_PARAMS,
+    MAX_WIDTH,
+    Sections,
+    bad,
+    read_int,
+    read_qparams,
+)
+from inrkit.compress.decode.network import DECODERS, DecodedLayer
 from inrkit.errors import InvalidFileError
-from inrkit.limits import INRZ_MAX_FILE, check_inrz_work
+from inrkit.limits import check_inrz_work
 
-MAX_FILE = INRZ_MAX_FILE
 # a check of the header before any work: (header, widths) -> None, raising InvalidFileError
 HeaderCheck = Callable[[dict[str, Any], list[int]], None]
 
@@ -145,16 +153,19 @@ def decode(data: bytes, activations: Collection[str] | None = None, check: Heade
             (e.g. that the file holds an image of a sane size); raises ``InvalidFileError``.
     """
     header, sections = unpack(data)
+    if header.get("format") == LATENT_FORMAT:
+        raise InvalidFileError("the .inrz file holds a latent-grid image, not a network: decode it with "
+                               "`inrkit decode FILE -o IMAGE.png`")
     if header.get("format") != FORMAT:
         raise bad(f"'format' is not {FORMAT!r}")
     name = header.get("codec")
-    if not isinstance(name, str) or name not in CODECS:
+    if not isinstance(name, str) or name not in DECODERS:
         raise bad(f"unknown codec {name!r}")
     widths, acts, omegas, fourier_shape = check_architecture(header.get("model"), activations)
     params, records = _check_records(header, len(widths) - 1)
     if check is not None:
         check(header, widths)
-    codec = CODECS.get(name)
+    codec = DECODERS.get(name)
     encoding = check_encoding(header["model"], widths)
     work = codec.work(params, records, widths)
     table_values = encoding["rows"] * encoding["features"] if encoding else 0
@@ -195,16 +206,6 @@ def _materialise(layers: list[DecodedLayer]) -> tuple[list[np.ndarray], list[np.
         weights.append(w32)
         biases.append(b32)
     return weights, biases
-
-
-def read_file(path: str | os.PathLike, limit: int = MAX_FILE) -> bytes:
-    """The bytes of an ``.inrz`` file (refusing missing files and files over ``limit`` bytes)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidFileError(f"{path}: no such file")
-    if path.stat().st_size > limit:
-        raise InvalidFileError(f"{path}: larger than {limit} bytes, not an .inrz file")
-    return path.read_bytes()
 
 
 def decode_file(path: str | os.PathLike, activations: Collection[str] | None = None,

@@ -8,7 +8,7 @@ network learns weights that survive quantisation. Here each weight row ``r`` has
 steps). Each bias has one learned step the same way. The forward pass puts the steps on the grids the file
 stores (row steps ``k * base``, bias steps with 12 significant bits), so the decoded network is the trained
 one; for ``coin`` (float16) weights and biases are rounded to float16 instead. The result is a
-:class:`inrkit.compress.layout.RowModel` holding the quantised weights and the learned steps, which the
+:class:`inrkit.compress.decode.layout.RowModel` holding the quantised weights and the learned steps, which the
 ``quant`` codec stores exactly and ``sinr`` sparse-codes.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from inrkit.compress import coding
-from inrkit.compress.layout import RowModel, as_array
+from inrkit.compress.decode import coding
+from inrkit.compress.decode.layout import RowModel, as_array
 from inrkit.errors import InvalidInputError
 from inrkit.models.mlp import MLP
 from inrkit.signals.base import Signal
@@ -44,7 +44,8 @@ def _snap(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
 
 
 def row_grid_steps(steps: torch.Tensor, row_bits: int) -> torch.Tensor:
-    """Row steps put on the stored grid ``k * base`` (:func:`inrkit.compress.coding.row_grid`), straight-through."""
+    """Row steps put on the stored grid ``k * base`` (:func:`~inrkit.compress.decode.coding.row_grid`),
+    straight-through."""
     base = coding.row_base(float(steps.detach().max()), row_bits)
     k = torch.clamp(torch.round(steps.detach() / base), 1, (1 << row_bits) - 1)
     return _snap(steps, k * base)
@@ -57,7 +58,7 @@ def fake_signed(w: torch.Tensor, step: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def fake_range(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """``x`` on the grid :func:`inrkit.compress.coding.quantize` gives its current range (straight-through)."""
+    """``x`` on the grid :func:`inrkit.compress.decode.coding.quantize` gives its current range (straight-through)."""
     _, lo, step = coding.quantize(np.array([float(x.detach().min()), float(x.detach().max())]), bits)
     if not step > 0:
         return x
@@ -70,7 +71,7 @@ def fake_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def _log_step(x: np.ndarray, bits: int) -> torch.Tensor:
-    """The parameter of the steps covering ``x``'s rows (:func:`inrkit.compress.coding.row_steps`)."""
+    """The parameter of the steps covering ``x``'s rows (:func:`inrkit.compress.decode.coding.row_steps`)."""
     s = coding.row_steps(np.atleast_2d(x), bits).clip(min=1e-8)
     return torch.from_numpy(np.log(s) / STEP_GAIN).float()
 
@@ -120,7 +121,7 @@ class QatMLP(nn.Module):
 
     def export(self) -> RowModel:
         """The trained model on the CPU with its weights and biases set to their quantised values, and the
-        steps that give them (row steps as :func:`inrkit.compress.coding.row_grid` stores them)."""
+        steps that give them (row steps as :func:`inrkit.compress.decode.coding.row_grid` stores them)."""
         model = self.base.cpu()
         if self.bits is None:
             with torch.no_grad():
@@ -158,7 +159,7 @@ def quantisation_aware(model: MLP, signal: Signal, bits: int | None, steps: int,
         bits: bit depth of the weights (per row) and biases (per tensor), >= 2; ``None``: float16 (``coin``).
         steps: optimisation steps (0: no training; the steps are then each row's range).
         lr: Adam's learning rate.
-        row_bits: bit depth of the stored step multipliers (:func:`inrkit.compress.coding.row_grid`).
+        row_bits: bit depth of the stored step multipliers (:func:`inrkit.compress.decode.coding.row_grid`).
         batch_size: points per step (``None``: fit's rule).
         device: where to train.
         seed: seed of the batches.

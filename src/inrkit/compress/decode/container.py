@@ -17,7 +17,7 @@ Version 2 (written by default; version 1 files keep decoding)::
     .   n bytes  header: one tagged value (see :func:`dump_value`), the same object as v1's JSON
     .   varint   number of sections c, then c - 1 varints: their lengths (the last one is the rest)
     .   ...      payload: the sections, back to back; quantised and Brotli sections start with a
-                 method byte (:mod:`inrkit.compress.entropy`)
+                 method byte (:mod:`inrkit.compress.decode.entropy`)
     -4  4 bytes  CRC-32 of every byte before it
 
 Reading checks the checksum and every length before it allocates anything; all
@@ -29,16 +29,18 @@ import contextlib
 import contextvars
 import json
 import math
+import os
 import struct
 import zlib
+from pathlib import Path
 from typing import Any, Iterator
 
 import brotli
 
-from inrkit.compress.coding import brotli_compress
-from inrkit.compress.entropy import read_varint, write_varint
+from inrkit.compress.decode.coding import brotli_compress
+from inrkit.compress.decode.entropy import read_varint, write_varint
 from inrkit.errors import InvalidFileError, InvalidInputError
-from inrkit.limits import INRZ_MAX_HEADER, MAX_JSON_DEPTH, parse_json
+from inrkit.limits import INRZ_MAX_FILE, INRZ_MAX_HEADER, MAX_JSON_DEPTH, parse_json
 
 MAGIC = b"INRZ"
 VERSION = 2  # written by default
@@ -196,7 +198,7 @@ def dump_value(value: Any) -> bytes:
 
     Floats keep their type and value: float16 when exact, else float32 when exact, else float64.
     A list of equal items is one item and a count; a pair of floats ``[lo, step]`` with ``step = m 2**e``
-    (``m`` odd) and ``lo = -(z / 16) * step`` (a quantiser, :func:`inrkit.compress.coding.quantize`) is
+    (``m`` odd) and ``lo = -(z / 16) * step`` (a quantiser, :func:`inrkit.compress.decode.coding.quantize`) is
     the three integers ``z``, ``m``, ``e`` (used only where the reader rebuilds the same float64 bits).
     """
     out = bytearray()
@@ -396,5 +398,16 @@ def _copy(v: Any) -> Any:
     return v
 
 
-__all__ = ["KNOWN_STRINGS", "MAGIC", "VERSION", "VERSIONS", "dump_value", "load_value", "pack", "unpack",
+
+
+def read_file(path: str | os.PathLike, limit: int = INRZ_MAX_FILE) -> bytes:
+    """The bytes of an ``.inrz`` file (refusing missing files and files over ``limit`` bytes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidFileError(f"{path}: no such file")
+    if path.stat().st_size > limit:
+        raise InvalidFileError(f"{path}: larger than {limit} bytes, not an .inrz file")
+    return path.read_bytes()
+
+__all__ = ["KNOWN_STRINGS", "MAGIC", "VERSION", "VERSIONS", "dump_value", "load_value", "pack", "read_file", "unpack",
            "version_of", "write_version", "writing_version"]

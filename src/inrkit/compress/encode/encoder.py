@@ -5,8 +5,8 @@ from typing import Any
 
 import torch
 
-from inrkit.compress.codecs import CODECS
-from inrkit.compress.layout import SparseModel
+from inrkit.compress.decode.layout import SparseModel
+from inrkit.compress.encode.network import NETWORK_CODECS
 from inrkit.models.mlp import MLP
 
 
@@ -16,19 +16,19 @@ def compress_model(model: MLP, codec: str = "sinr", *, signal: dict | None = Non
 
     Args:
         model: the network.
-        codec: a name in :data:`inrkit.compress.CODECS` (``sinr``, ``quant``, ``coin``...).
+        codec: a name in :data:`inrkit.compress.NETWORK_CODECS` (``sinr``, ``quant``, ``coin``...).
         signal: signal metadata stored in the header (for ``decode`` to render it).
         extra: free-form metadata stored in the header.
         device: where a costly transform (OMP) runs.
         options: the codec's options (e.g. ``sparsity``, ``bits``); other codecs' options are ignored.
     """
-    c = CODECS.get(codec)
+    c = NETWORK_CODECS.get(codec)
     return c.encode(model, c.make_options(**options), signal=signal, extra=extra, device=device)
 
 
 def encode_sinr(code: SparseModel, signal: dict | None = None, extra: dict | None = None) -> bytes:
     """Quantise and entropy-code a sparse-coded model (``sinr``) into ``.inrz`` bytes."""
-    return CODECS.get("sinr").encode_prepared(code, code.options, signal, extra)
+    return NETWORK_CODECS.get("sinr").encode_prepared(code, code.options, signal, extra)
 
 
 def encode_quant(model: MLP, bits: int = 8, signal: dict | None = None, extra: dict | None = None) -> bytes:

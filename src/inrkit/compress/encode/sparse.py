@@ -4,9 +4,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from inrkit.compress.dictionary import sensing_matrix
-from inrkit.compress.layout import SinrOptions, SparseLayer, SparseModel, as_array, atoms_in_dictionary, split_vectors
-from inrkit.compress.omp import omp
+from inrkit.compress.decode.dictionary import sensing_matrix
+from inrkit.compress.decode.layout import (
+    SinrOptions,
+    SparseLayer,
+    SparseModel,
+    as_array,
+    atoms_in_dictionary,
+    split_vectors,
+)
+from inrkit.compress.encode.omp import omp
 from inrkit.models.mlp import MLP
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from inrkit.compress.decoder import Decoded, HeaderCheck, decode
+from inrkit.compress.decode.decoder import Decoded, HeaderCheck, decode
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.models.grid import GridConfig, GridEncoding
 from inrkit.models.mlp import ACTIVATIONS, MLP
@@ -13,7 +13,7 @@ def to_mlp(decoded: Decoded) -> MLP:
     """An :class:`MLP` holding the decoded weights (the same float32 bits).
 
     Args:
-        decoded: the output of :func:`inrkit.compress.decoder.decode`.
+        decoded: the output of :func:`inrkit.compress.decode.decoder.decode`.
     """
     fourier = None if decoded.fourier is None else torch.from_numpy(decoded.fourier.copy())
     encoding = None

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inrkit.compress import coding, entropy
-from inrkit.compress.container import write_version
-from inrkit.compress.dictionary import sensing_matrix
+from inrkit.compress.decode import coding, entropy
+from inrkit.compress.decode.container import write_version
+from inrkit.compress.decode.dictionary import sensing_matrix
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import INRZ_MAX_DICT, MAX_OVERCOMPLETE
 
@@ -181,15 +181,16 @@ def as_array(t: Any) -> np.ndarray:
 def quant_section(x: np.ndarray, bits: int) -> tuple[bytes, list[float]]:
     """``x`` quantised to ``bits`` bits and entropy-coded; returns the section and ``[lo, step]``.
 
-    Version 2 (:func:`inrkit.compress.container.write_version`) keeps the smallest of range coding, bit
-    packing and Brotli (:func:`inrkit.compress.entropy.encode_codes`); version 1 Brotli-codes the codes.
+    Version 2 (:func:`inrkit.compress.decode.container.write_version`) keeps the smallest of range coding, bit
+    packing and Brotli (:func:`inrkit.compress.decode.entropy.encode_codes`); version 1 Brotli-codes the codes.
     """
     codes, lo, step = coding.quantize(x, bits)
     return codes_section(codes, bits), [lo, step]
 
 
 def codes_section(codes: np.ndarray, bits: int) -> bytes:
-    """Integer codes in ``[0, 2**bits)`` as a section: v2 :func:`inrkit.compress.entropy.encode_codes`, v1 Brotli."""
+    """Integer codes in ``[0, 2**bits)`` as a section: v2 :func:`~inrkit.compress.decode.entropy.encode_codes`,
+    v1 Brotli."""
     if write_version() >= 2:
         return entropy.encode_codes(codes, bits)
     return coded_section(np.asarray(codes).astype(coding.code_dtype(bits)).tobytes())
@@ -200,7 +201,7 @@ def row_sections(w: np.ndarray, bits: int, row_bits: int, steps: np.ndarray | No
 
     Args:
         w: the weight matrix.
-        bits: bit depth of the weights (signed codes, :func:`inrkit.compress.coding.quantize_rows`).
+        bits: bit depth of the weights (signed codes, :func:`inrkit.compress.decode.coding.quantize_rows`).
         row_bits: bit depth of the step multipliers ``k`` (row ``r``'s step is ``k[r] * base``).
         steps: the rows' steps (e.g. learned by QAT; put on the grid to the nearest); ``None``: each row's range.
     """
@@ -214,7 +215,8 @@ def row_sections(w: np.ndarray, bits: int, row_bits: int, steps: np.ndarray | No
 
 def byte_section(raw: bytes, varints: bool = False) -> bytes:
     """A byte stream as a section: v2 the smallest of stored, Brotli and (``varints``: a stream of gap
-    varints) range-coded values (:func:`inrkit.compress.entropy.encode_bytes`); v1 Brotli (:func:`coded_section`)."""
+    varints) range-coded values (:func:`~inrkit.compress.decode.entropy.encode_bytes`); v1 Brotli
+    (:func:`coded_section`)."""
     if write_version() >= 2:
         return entropy.encode_bytes(raw, varints)
     return coded_section(raw)

@@ -6,9 +6,9 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from inrkit.compress.dictionary import sensing_matrix
-from inrkit.compress.layout import SparseModel
-from inrkit.compress.qat import fake_range
+from inrkit.compress.decode.dictionary import sensing_matrix
+from inrkit.compress.decode.layout import SparseModel
+from inrkit.compress.encode.qat import fake_range
 from inrkit.signals.base import Signal
 from inrkit.train import FitConfig, fit
 from inrkit.utils import resolve_device
@@ -23,7 +23,7 @@ class CodedMLP(nn.Module):
         code: the sparse-coded model.
         device: where the atoms and parameters live.
         aware: fake-quantise the coefficients (``code.options.bits``) and the dense tensors (``dense()``
-            bits) in the forward pass, on the grids the codec will use (:func:`inrkit.compress.qat.fake_range`).
+            bits) in the forward pass, on the grids the codec will use (:func:`inrkit.compress.encode.qat.fake_range`).
     """
 
     def __init__(self, code: SparseModel, device: torch.device, aware: bool = False) -> None:

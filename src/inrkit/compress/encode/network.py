@@ -1,69 +1,57 @@
-"""The codec registry: ``sinr``, ``quant`` and ``coin``, each registered once in :data:`CODECS`.
+"""Network codecs: ``sinr``, ``quant`` and ``coin`` compress a model file; each registered once in
+:data:`NETWORK_CODECS`.
 
-* ``sinr`` (SINR, arXiv 2503.19576): every weight matrix but the last is cut into
-  vectors of length ``k1`` (its rows, or flattened blocks of ``block`` values for layers
-  with fewer than 50 inputs); each vector is sparse-coded with ``s`` atoms of the seeded
-  Gaussian dictionary ``A`` (``k1 x k2``) by OMP; the coefficients are quantised to
-  ``bits`` bits, the supports stored as sorted gaps or bitmasks (whichever is smaller),
-  biases and the last layer quantised to ``dense_bits``; every stream is entropy-coded
-  (v2: range coding, bit packing or Brotli per stream, :mod:`inrkit.compress.entropy`; v1: Brotli).
-* ``quant``: every tensor uniformly quantised to ``bits`` bits, entropy-coded.
-* ``coin``: every tensor in float16, no entropy coding (COIN, Dupont et al. 2021).
+A :class:`NetworkCodec` is the encode half (options, the costly transform, quantisation-aware training, writing)
+on top of its decode half (:mod:`inrkit.compress.decode.network`, NumPy only). Adding a codec is one class and one
+call::
 
-This module imports NumPy only, so the decoder can use it without torch; the costly
-encoder steps (OMP in :mod:`inrkit.compress.sparse`, fine-tuning in
-:mod:`inrkit.compress.finetune`) are imported when a codec first needs them.
-
-Adding a codec is one class here or anywhere else::
-
-    class MyCodec(Codec):
+    class MyCodec(NetworkCodec):
         name = "mine"
         options_type = MyOptions               # a dataclass of the codec's parameters
         def encode_prepared(self, model, options, signal=None, extra=None) -> bytes: ...
         def decode(self, sections, params, records, widths) -> list[DecodedLayer]: ...
 
-    CODECS.register(MyCodec.name, MyCodec())
+    register_network_codec(MyCodec())
 
-after which ``compress_model``, ``compress_to_target``, ``decode_model``, the decoder and
-the ``--codec`` choices of the CLI know it.
+after which ``compress_model``, ``compress_to_target``, ``decode_model``, the standalone decoder and the ``--codec``
+choices of ``inrkit compress`` know it. The costly encoder steps (OMP in :mod:`inrkit.compress.encode.sparse`,
+fine-tuning in :mod:`inrkit.compress.encode.finetune`, QAT in :mod:`inrkit.compress.encode.qat`) are imported when a
+codec first needs them.
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from inrkit.compress import coding
-from inrkit.compress.container import pack, write_version
-from inrkit.compress.dictionary import GENERATOR_NAME
-from inrkit.compress.layout import (
+from inrkit.compress.decode import coding
+from inrkit.compress.decode.container import pack, write_version
+from inrkit.compress.decode.dictionary import GENERATOR_NAME
+from inrkit.compress.decode.layout import (
     FORMAT,
-    MAX_DICT,
-    MAX_K2,
-    DecodeWork,
     RowModel,
-    Sections,
     SinrOptions,
     SparseLayer,
     SparseModel,
     architecture,
     as_array,
-    bad,
     bias_section,
     byte_section,
     check_bits,
     coded_section,
     fourier_sections,
     quant_section,
-    read_float,
-    read_int,
-    read_qparams,
-    reconstruct,
     row_sections,
     table_section,
+)
+from inrkit.compress.decode.network import (
+    DECODERS,
+    CoinDecoder,
+    DecodedLayer,
+    NetworkDecoder,
+    QuantDecoder,
+    SinrDecoder,
+    shape_of,
 )
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import check_inrz_work
@@ -73,12 +61,9 @@ if TYPE_CHECKING:
     from inrkit.models.mlp import MLP
     from inrkit.signals.base import Signal
 
-# a decoded layer: (weight [out, in] or a deferred reconstruction of it, bias [out]), float64
-DecodedLayer = tuple[Union[np.ndarray, Callable[[], np.ndarray]], np.ndarray]
 
-
-class Codec:
-    """Base of a codec: its name, its options dataclass, encode and decode.
+class NetworkCodec(NetworkDecoder):
+    """A network codec: its name, its options dataclass, encode (here) and decode (:class:`NetworkDecoder`).
 
     A subclass sets ``name`` and ``options_type`` and implements :meth:`encode_prepared`
     and :meth:`decode`; :meth:`prepare` (a costly transform the target search caches)
@@ -92,7 +77,6 @@ class Codec:
         can_finetune: whether :meth:`finetune` does something.
     """
 
-    name: str = ""
     options_type: type = object
     search: tuple[str, ...] = ()
     bits_per_param: float = 16.0
@@ -110,35 +94,42 @@ class Codec:
         own = _field_names(self.options_type)
         return self.options_type(**{k: v for k, v in values.items() if k in own and v is not None})
 
+
     def prepare(self, model: MLP, options: Any, device: Any = None) -> Any:
         """The costly part of encoding (none by default: the model itself)."""
         return model
 
+
     def finetune(self, prepared: Any, signal: Signal, steps: int, lr: float, device: Any = None) -> Any:
         """Improve ``prepared`` on ``signal`` before writing (nothing by default)."""
         return prepared
+
 
     def qat_bits(self, options: Any) -> int | None:
         """Bit depth :meth:`qat` trains for (default: the options' ``bits``; ``None``: float16)."""
         bits = getattr(options, "bits", None)
         return None if bits is None else int(bits)
 
+
     def qat_options(self, options: Any) -> Any:
         """The options that store what :meth:`qat` learned (default: ``options``)."""
         return options
 
+
     def qat(self, model: MLP, signal: Signal, options: Any, steps: int, lr: float, device: Any = None,
             progress: bool = False) -> RowModel:
-        """Quantisation-aware fine-tuning (:func:`inrkit.compress.qat.quantisation_aware`) for these options."""
-        from inrkit.compress.qat import ROW_BITS, quantisation_aware
+        """Quantisation-aware fine-tuning (:func:`inrkit.compress.encode.qat.quantisation_aware`) for these options."""
+        from inrkit.compress.encode.qat import ROW_BITS, quantisation_aware
 
         return quantisation_aware(model, signal, self.qat_bits(options), steps, lr,
                                   row_bits=getattr(options, "row_bits", ROW_BITS), device=device, progress=progress)
+
 
     def encode_prepared(self, prepared: Any, options: Any, signal: dict | None = None,
                         extra: dict | None = None) -> bytes:
         """``.inrz`` bytes of a prepared model."""
         raise NotImplementedError
+
 
     def encode(self, model: MLP, options: Any = None, *, signal: dict | None = None, extra: dict | None = None,
                device: Any = None) -> bytes:
@@ -154,21 +145,11 @@ class Codec:
         options = self.make_options() if options is None else options
         return self.encode_prepared(self.prepare(model, options, device), options, signal, extra)
 
-    def decode(self, sections: Sections, params: dict, records: list[dict], widths: list[int]) -> list[DecodedLayer]:
-        """Read every layer's weight and bias from ``sections`` (float64), validating as it goes."""
-        raise NotImplementedError
-
-    def work(self, params: dict, records: list[dict], widths: list[int]) -> DecodeWork:
-        """What :meth:`decode` will cost, from the header alone (default: each weight and bias decoded once)."""
-        return DecodeWork(values=sum(o * (n + 1) for o, n in (shape_of(widths, i) for i in range(len(records)))))
 
     def report(self, options: Any) -> dict[str, Any]:
         """The chosen parameters, as reported by ``compress_to_target``."""
         return {}
 
-    def table_bits(self, params: dict) -> int | None:
-        """Bit depth of a grid encoding's table (from the validated ``params``); None: raw float16."""
-        return None
 
     def pack(self, model: MLP, params: dict, records: list[dict], sections: list[bytes], signal: dict | None,
              extra: dict | None) -> bytes:
@@ -194,7 +175,25 @@ class Codec:
         return data
 
 
-CODECS: Registry[Codec] = Registry("codec")
+NETWORK_CODECS: Registry[NetworkCodec] = Registry("codec")
+"""The network codecs by name (``inrkit compress --codec``)."""
+
+
+def register_network_codec(codec: NetworkCodec) -> NetworkCodec:
+    """Register ``codec`` in :data:`NETWORK_CODECS`, and its decode half in the decoder's
+    :data:`~inrkit.compress.decode.network.DECODERS` (where a built-in decode half is already there)."""
+    NETWORK_CODECS.register(codec.name, codec)
+    if codec.name not in DECODERS:
+        DECODERS.register(codec.name, codec)
+    return codec
+
+
+def unregister_network_codec(name: str) -> None:
+    """Remove a codec :func:`register_network_codec` added (tests)."""
+    codec = NETWORK_CODECS.get(name) if name in NETWORK_CODECS else None
+    NETWORK_CODECS.unregister(name)
+    if codec is not None and name in DECODERS and DECODERS.get(name) is codec:
+        DECODERS.unregister(name)
 
 
 def _field_names(cls: type) -> set[str]:
@@ -202,35 +201,31 @@ def _field_names(cls: type) -> set[str]:
 
 
 def all_option_names() -> set[str]:
-    """Option names of every registered codec."""
-    return set().union(*(_field_names(c.options_type) for _, c in CODECS.items()))
-
-
-def shape_of(widths: list[int], i: int) -> tuple[int, int]:
-    """Shape ``[out, in]`` of layer ``i``."""
-    return widths[i + 1], widths[i]
+    """Option names of every registered network codec."""
+    return set().union(*(_field_names(c.options_type) for _, c in NETWORK_CODECS.items()))
 
 
 # ------------------------------------------------------------------ sinr
-class SinrCodec(Codec):
-    """SINR: sparse codes over a seeded Gaussian dictionary, quantised and Brotli-coded."""
+class SinrCodec(SinrDecoder, NetworkCodec):
+    """SINR: sparse codes over a seeded Gaussian dictionary, quantised and entropy-coded."""
 
-    name = "sinr"
     options_type = SinrOptions
     search = ("bits", "sparsity")
     bits_per_param = 2.5
     can_finetune = True
 
     def prepare(self, model: MLP | RowModel, options: SinrOptions, device: Any = None) -> SparseModel:
-        from inrkit.compress.sparse import sparse_code
+        from inrkit.compress.encode.sparse import sparse_code
 
         return sparse_code(model.model if isinstance(model, RowModel) else model, options, device)
 
+
     def finetune(self, prepared: SparseModel, signal: Signal, steps: int, lr: float, device: Any = None,
                  progress: bool = False) -> SparseModel:
-        from inrkit.compress.finetune import finetune_codes
+        from inrkit.compress.encode.finetune import finetune_codes
 
         return finetune_codes(prepared, signal, steps, lr, device=device, progress=progress)
+
 
     def encode_prepared(self, prepared: SparseModel, options: SinrOptions, signal: dict | None = None,
                         extra: dict | None = None) -> bytes:
@@ -252,38 +247,6 @@ class SinrCodec(Codec):
         params = {"bits": bits, "dense_bits": dbits, "seed": int(options.seed), "generator": GENERATOR_NAME}
         return self.pack(model, params, records, sections, signal, extra)
 
-    def decode(self, sections: Sections, params: dict, records: list[dict], widths: list[int]) -> list[DecodedLayer]:
-        bits = read_int(params, "bits", 1, coding.MAX_BITS, "params")
-        dbits = read_int(params, "dense_bits", 1, coding.MAX_BITS, "params")
-        seed = read_int(params, "seed", 0, 2**63 - 1, "params")
-        if params.get("generator") != GENERATOR_NAME:
-            raise bad(f"unknown dictionary generator {params.get('generator')!r}")
-        out: list[DecodedLayer] = []
-        for i, rec in enumerate(records):
-            where, shape = f"layers[{i}]", shape_of(widths, i)
-            w: np.ndarray | Callable[[], np.ndarray]
-            if "coef" in rec and i < len(records) - 1:
-                w = _read_sparse(rec, sections, shape, bits, seed, where)
-            else:
-                w = sections.quantised(shape[0] * shape[1], dbits, read_qparams(rec, "w", where)).reshape(shape)
-            out.append((w, sections.quantised(shape[0], dbits, read_qparams(rec, "b", where))))
-        return out
-
-    def work(self, params: dict, records: list[dict], widths: list[int]) -> DecodeWork:
-        work = DecodeWork()
-        for i, rec in enumerate(records):
-            out, inp = shape_of(widths, i)
-            if "coef" in rec and i < len(records) - 1:
-                _, k1, k2, s, n = _sparse_dims(rec, (out, inp), f"layers[{i}]")
-                work.values += n * s + out
-                work.dictionaries.add((k1, k2))
-                work.recon += n * s * k1 + n * k2
-            else:
-                work.values += out * (inp + 1)
-        return work
-
-    def table_bits(self, params: dict) -> int | None:
-        return read_int(params, "dense_bits", 1, coding.MAX_BITS, "params")
 
     def report(self, options: SinrOptions) -> dict[str, Any]:
         return {"sparsity": options.sparsity, "bits": options.bits, "dense_bits": options.dense(),
@@ -312,39 +275,7 @@ def _sparse_sections(layer: SparseLayer, bits: int, rec: dict[str, Any]) -> list
     return [support, coef_sec]
 
 
-def _sparse_dims(rec: dict, shape: tuple[int, int], where: str) -> tuple[str, int, int, int, int]:
-    """``(mode, k1, k2, s, vectors)`` of a coded layer's record, checked against the layer's shape."""
-    mode = rec.get("mode")
-    if mode not in ("rows", "blocks"):
-        raise bad(f"{where}.mode must be 'rows' or 'blocks'")
-    out, inp = shape
-    k1 = read_int(rec, "k1", 3, MAX_K2 - 1, where)
-    if (mode == "rows" and k1 != inp) or (mode == "blocks" and k1 > out * inp):
-        raise bad(f"{where}.k1 does not fit the layer shape")
-    k2 = read_int(rec, "k2", k1, MAX_K2 - 1, where)
-    if k1 * k2 > MAX_DICT:
-        raise bad(f"{where}: dictionary too large")
-    s = read_int(rec, "s", 1, k1 - 1, where)
-    return str(mode), k1, k2, s, out if mode == "rows" else math.ceil(out * inp / k1)
-
-
-def _read_sparse(rec: dict, sections: Sections, shape: tuple[int, int], bits: int, seed: int,
-                 where: str) -> Callable[[], np.ndarray]:
-    """Read a coded layer; the dictionary is generated later, once every section has been checked."""
-    mode, k1, k2, s, n = _sparse_dims(rec, shape, where)
-    kind = rec.get("support")
-    if kind == "gaps":
-        nbytes = read_int(rec, "support_bytes", n * s, 2 * n * s, where)
-        idx = coding.decode_gaps(sections.next(nbytes), n, s, k2)
-    elif kind == "bitmask":
-        idx = coding.decode_bitmask(sections.next(coding.bitmask_size(n, k2)), n, s, k2)
-    else:
-        raise bad(f"{where}.support must be 'gaps' or 'bitmask'")
-    coef = sections.quantised(n * s, bits, read_qparams(rec, "coef", where)).reshape(n, s)
-    return functools.partial(reconstruct, SparseLayer(mode, k1, k2, idx, coef), coef, seed, shape)
-
-
-CODECS.register(SinrCodec.name, SinrCodec())
+register_network_codec(SinrCodec())
 
 
 # ------------------------------------------------------------------ quant
@@ -370,11 +301,10 @@ class QuantOptions:
             raise InvalidInputError("per-row quantisation needs at least 2 bits")
 
 
-class QuantCodec(Codec):
+class QuantCodec(QuantDecoder, NetworkCodec):
     """Every tensor uniformly quantised to ``bits`` bits (per tensor or per weight row), entropy-coded
     (INRIC-style baseline; with ``qat_steps``, INRIC's quantisation-aware training)."""
 
-    name = "quant"
     options_type = QuantOptions
     search = ("bits",)
     bits_per_param = 6.0
@@ -384,6 +314,7 @@ class QuantCodec(Codec):
         if isinstance(model, RowModel):
             return model if model.steps is not None and model.bits == options.bits else RowModel(model.model)
         return RowModel(model)
+
 
     def encode_prepared(self, prepared: MLP | RowModel, options: QuantOptions, signal: dict | None = None,
                         extra: dict | None = None) -> bytes:
@@ -408,35 +339,16 @@ class QuantCodec(Codec):
             params["row_bits"] = int(options.row_bits)
         return self.pack(model, params, records, sections, signal, extra)
 
-    def decode(self, sections: Sections, params: dict, records: list[dict], widths: list[int]) -> list[DecodedLayer]:
-        rows = "row_bits" in params
-        bits = read_int(params, "bits", 2 if rows else 1, coding.MAX_BITS, "params")
-        row_bits = read_int(params, "row_bits", 1, coding.MAX_BITS, "params") if rows else 0
-        out: list[DecodedLayer] = []
-        for i, rec in enumerate(records):
-            where, (o, n) = f"layers[{i}]", shape_of(widths, i)
-            if rows:
-                w = sections.rows((o, n), bits, row_bits, read_float(rec, "wr", 1e20, where))  # |w| < 1e30
-            else:
-                w = sections.quantised(o * n, bits, read_qparams(rec, "w", where)).reshape(o, n)
-            out.append((w, sections.quantised(o, bits, read_qparams(rec, "b", where))))
-        return out
-
-    def work(self, params: dict, records: list[dict], widths: list[int]) -> DecodeWork:
-        rows = "row_bits" in params  # the row step codes: one value more per row
-        return DecodeWork(values=sum(o * (n + 1 + rows) for o, n in (shape_of(widths, i) for i in range(len(records)))))
-
-    def table_bits(self, params: dict) -> int | None:
-        return read_int(params, "bits", 1, coding.MAX_BITS, "params")
 
     def qat_options(self, options: QuantOptions) -> QuantOptions:
         return replace(options, per_row=True)
+
 
     def report(self, options: QuantOptions) -> dict[str, Any]:
         return {"bits": options.bits, **({"per_row": True, "row_bits": options.row_bits} if options.per_row else {})}
 
 
-CODECS.register(QuantCodec.name, QuantCodec())
+register_network_codec(QuantCodec())
 
 
 # ------------------------------------------------------------------ coin
@@ -445,14 +357,14 @@ class CoinOptions:
     """The ``coin`` codec has no parameters."""
 
 
-class CoinCodec(Codec):
+class CoinCodec(CoinDecoder, NetworkCodec):
     """Every tensor as raw float16, no entropy coding (COIN)."""
 
-    name = "coin"
     options_type = CoinOptions
 
     def qat_bits(self, options: CoinOptions) -> int | None:
         return None  # float16
+
 
     def encode_prepared(self, prepared: MLP | RowModel, options: CoinOptions, signal: dict | None = None,
                         extra: dict | None = None) -> bytes:
@@ -463,43 +375,9 @@ class CoinCodec(Codec):
         records: list[dict] = [{} for _ in range(prepared.num_layers)]
         return self.pack(prepared, {}, records, sections, signal, extra)
 
-    def decode(self, sections: Sections, params: dict, records: list[dict], widths: list[int]) -> list[DecodedLayer]:
-        out: list[DecodedLayer] = []
-        for i in range(len(records)):
-            shape = shape_of(widths, i)
-            w = sections.raw(shape, "<f2").astype(np.float64)
-            out.append((w, sections.raw((shape[0],), "<f2").astype(np.float64)))
-        return out
 
+register_network_codec(CoinCodec())
 
-CODECS.register(CoinCodec.name, CoinCodec())
-
-
-# ------------------------------------------------------------------ grid
-@dataclass
-class GridCodecOptions:
-    """The ``grid`` codec's options live in :class:`inrkit.compress.latent.GridOptions` (``--lambda``, ``--preset``)."""
-
-
-class GridCodec(Codec):
-    """The latent-grid image codec (Cool-chic/C3; :mod:`inrkit.compress.latent`, file format and decoder in
-    :mod:`inrkit.compress.latent_codec`). It codes images, not networks: ``inrkit encode IMAGE --codec grid``
-    and ``inrkit decode``; as a model-file codec it refuses."""
-
-    name = "grid"
-    options_type = GridCodecOptions
-    bits_per_param = 8.0
-
-    def encode_prepared(self, prepared: MLP, options: GridCodecOptions, signal: dict | None = None,
-                        extra: dict | None = None) -> bytes:
-        raise InvalidInputError("the grid codec encodes images, not model files: use "
-                                "`inrkit encode IMAGE -o OUT.inrz --codec grid`")
-
-    def decode(self, sections: Sections, params: dict, records: list[dict], widths: list[int]) -> list[DecodedLayer]:
-        raise InvalidFileError("a grid .inrz file holds an image, not a network: use `inrkit decode`")
-
-
-CODECS.register(GridCodec.name, GridCodec())
-
-__all__ = ["CODECS", "Codec", "CoinCodec", "CoinOptions", "DecodedLayer", "GridCodec", "GridCodecOptions", "QuantCodec",
-           "QuantOptions", "SinrCodec", "SinrOptions"]
+__all__ = ["NETWORK_CODECS", "CoinCodec", "CoinOptions", "DecodedLayer", "NetworkCodec", "QuantCodec", "QuantOptions",
+           "SinrCodec", "SinrOptions", "all_option_names", "register_network_codec", "shape_of",
+           "unregister_network_codec"]

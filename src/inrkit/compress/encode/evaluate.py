@@ -1,8 +1,8 @@
 """Rate-distortion evaluation of a codec over a folder of images, written as CompressAI-style JSON.
 
 :func:`evaluate_codec` encodes every image of a folder at each target bit rate with the inrkit
-image workflow (:func:`inrkit.compress.api.encode_image`, then
-:func:`~inrkit.compress.api.decode_image`), measures the decoded PNG against the original (bpp,
+image workflow (:func:`inrkit.compress.encode.api.encode_image`, then
+:func:`~inrkit.compress.encode.api.decode_image`), measures the decoded PNG against the original (bpp,
 PSNR on 8-bit RGB, MS-SSIM as CompressAI computes it, encode and decode seconds) and writes one
 JSON file: ``results`` holds the means over the images as parallel lists (``bpp``, ``psnr-rgb``,
 ``ms-ssim-rgb``, ``encoding_time``, ``decoding_time``), one entry per target, as the reference
@@ -22,8 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from inrkit.compress.api import EncodeConfig, decode_image, encode_image
-from inrkit.compress.codecs import CODECS
+from inrkit.compress.encode.api import EncodeConfig
+from inrkit.compress.encode.image import IMAGE_CODECS, decode_image, encode_image
 from inrkit.errors import InvalidInputError
 from inrkit.limits import MAX_BPP, MAX_CODEC_IMAGES, check_hidden, check_range
 from inrkit.metrics import ms_ssim, psnr
@@ -66,7 +66,7 @@ def evaluate_codec(
     folder: str | os.PathLike,
     output: str | os.PathLike | None = None,
     *,
-    codec: str = "grid",
+    codec: str = "latent",
     bpp: Sequence[float] = (0.3,),
     baseline: Sequence[str] = (),
     hidden: Sequence[int] | None = None,
@@ -82,7 +82,7 @@ def evaluate_codec(
         folder: a folder of PNG/JPEG images (e.g. the 24 Kodak images).
         output: the JSON file to write (atomically, rewritten after each image so a long run can be
             watched); ``None`` writes nothing.
-        codec: a registered codec (see :data:`inrkit.compress.CODECS`).
+        codec: a registered image codec (see :data:`inrkit.compress.IMAGE_CODECS`).
         bpp: target bits per pixel, one RD point each (each in (0, 64]).
         baseline: classical codecs evaluated at the same targets: jpeg, webp, jpeg2000 (Pillow).
         hidden: hidden widths of the fitted networks (default: sized to each target).
@@ -90,7 +90,7 @@ def evaluate_codec(
         finetune_steps: coefficient fine-tuning steps after sparse coding (sinr).
         crop: evaluate this window ROW0:ROW1,COL0:COL1 of every image (CPU-sized runs).
         max_images: the first N images (by name) only.
-        config: fitting settings (default :class:`~inrkit.compress.api.EncodeConfig`); its
+        config: fitting settings (default :class:`~inrkit.compress.encode.api.EncodeConfig`); its
             ``progress`` also shows a bar over images x targets.
     """
     targets = [float(b) for b in bpp]
@@ -102,7 +102,7 @@ def evaluate_codec(
     check_range("max_images", max_images, 1)
     if hidden:
         check_hidden(hidden)
-    CODECS.get(codec)
+    IMAGE_CODECS.get(codec)
     names = [b.strip().lower() for b in baseline if b.strip()]
     usable = available_baselines()
     for name in names:

@@ -1,4 +1,4 @@
-"""The ``grid`` latent-grid image codec: file format and decoder (NumPy and ``constriction`` only, no torch).
+"""The ``latent`` image codec (latent grids): file format and decoder (NumPy and ``constriction`` only, no torch).
 
 A Cool-chic / C3-style image (Ladune et al. 2023; Leguay et al. 2023; Kim et al. 2024): ``L`` dense 2D grids
 of integer latents at full, 1/2, 1/4 ... resolution (one latent per level per position), each upsampled
@@ -33,17 +33,17 @@ integer rounding (``mq`` clipped so that the rounded mode ``c = (mq + 4) >> 3`` 
 ``2**15`` in the first layer, 64 x ``2**31`` x ``2**15`` after), so the accumulations are computed exactly in
 float64 (BLAS, any summation order) and shifted by exact power-of-two scaling and ``floor``. The symbol
 weights: the Laplace mass of ``[k - 1/2, k + 1/2]`` (mode ``mq / 8``, ``exp(-1/(8 b)) = rho_j``, ``1 - rho_j =
-MANTISSAS[j % 8] * 2**-(8 + j // 8)``, exact in float64 as :func:`inrkit.compress.entropy.ratio`) from powers
+MANTISSAS[j % 8] * 2**-(8 + j // 8)``, exact in float64 as :func:`inrkit.compress.decode.entropy.ratio`) from powers
 ``rho**n`` computed by binary powering (a fixed sequence of IEEE multiplications, values below ``2**-100`` set
 to 0), quantised by constriction's categorical model (``perfect=False``); the range coder is integer
 arithmetic. So the decoded latents are the same integers on every machine. The upsampling is elementwise
 float64 (deterministic); the synthesis is float64 BLAS: the decoded 8-bit image may differ across BLAS
 builds only where a value lies within about 1e-12 of a rounding boundary.
 
-A file is an ``.inrz`` v2 container (:mod:`inrkit.compress.container`) with header ``{"format": "inrz-latent",
-"codec": "grid", "shape": [H, W], "channels": C, "params": {"v": 2, ...}, "signal": {...}}`` and the
+A file is an ``.inrz`` v2 container (:mod:`inrkit.compress.decode.container`) with header ``{"format": "inrz-latent",
+"codec": "latent", "shape": [H, W], "channels": C, "params": {"v": 2, ...}, "signal": {...}}`` and the
 sections: the latents (one range-coded stream), the ARM's integers and the synthesis's integers (weights
-``* 2**q``), each network's tensors concatenated into one :func:`inrkit.compress.entropy.encode_codes` section
+``* 2**q``), each network's tensors concatenated into one :func:`inrkit.compress.decode.entropy.encode_codes` section
 of signed integers, its bit depth in ``params``. Files of format version 1 (raster order) are refused with a
 message to re-encode them.
 """
@@ -56,8 +56,9 @@ from typing import Any
 
 import numpy as np
 
-from inrkit.compress import entropy
-from inrkit.compress.container import pack, unpack
+from inrkit.compress.decode import entropy
+from inrkit.compress.decode.container import pack, unpack
+from inrkit.compress.decode.container import read_file as read_bytes
 from inrkit.errors import InvalidFileError
 from inrkit.limits import (
     INRZ_GRID_KNEE_BYTES,
@@ -73,7 +74,9 @@ from inrkit.limits import (
 )
 
 FORMAT = "inrz-latent"
-CODEC = "grid"
+CODEC = "latent"
+LEGACY_NAMES = {"grid": CODEC}
+"""Names older files store for this codec (``grid`` until the codec was named ``latent``)."""
 VERSION = 2  # params["v"]: 2 = wavefront order, windowed symbols with escapes (version 1, raster order: refused)
 FA = 8  # fraction bits of the ARM's activations
 FW_RANGE = (2, 12)  # fraction bits of the ARM's weights (chosen per file by the encoder)
@@ -108,7 +111,7 @@ _SYNTH_PIXELS = 1 << 13  # pixels per synthesis chunk (its activations stay in t
 
 def bad(msg: str) -> InvalidFileError:
     """An :class:`InvalidFileError` about a latent-grid file."""
-    return InvalidFileError(f"invalid grid .inrz: {msg}")
+    return InvalidFileError(f"invalid latent .inrz: {msg}")
 
 
 # ------------------------------------------------------------------ geometry
@@ -312,7 +315,7 @@ def arm_fixed(arm: FixedArm, ctx: np.ndarray, bits: int) -> tuple[np.ndarray, np
 
 
 def scale_param(j: int) -> int:
-    """The 16-bit :func:`inrkit.compress.entropy.ratio` parameter of scale index ``j``."""
+    """The 16-bit :func:`inrkit.compress.decode.entropy.ratio` parameter of scale index ``j``."""
     return (j // 8) << 8 | MANTISSAS[j % 8]
 
 
@@ -668,6 +671,16 @@ def write(img: LatentImage) -> bytes:
     return pack(header, sections, version=2)
 
 
+def bytes_by_part(data: bytes) -> dict[str, int]:
+    """Bytes of a latent file by part: ``latents`` (the coded latents), ``arm`` and ``synthesis`` (the two
+    networks) and ``header`` (container, header and checksum); they sum to the file's size."""
+    _, sections = unpack(data)
+    parts = {"latents": len(sections[0]) if sections else 0,
+             "arm": len(sections[1]) if len(sections) > 1 else 0,
+             "synthesis": sum(len(s) for s in sections[2:])}
+    return {**parts, "header": len(data) - sum(parts.values())}
+
+
 def _int(obj: dict, key: str, lo: int, hi: int, where: str) -> int:
     v = obj.get(key)
     if type(v) is not int or not lo <= v <= hi:
@@ -682,7 +695,7 @@ def _int_list(obj: dict, key: str, lo: int, hi: int, n: tuple[int, int], where: 
     return list(v)
 
 
-def is_grid_file(data: bytes) -> bool:
+def is_latent_file(data: bytes) -> bool:
     """Whether ``data`` is a valid container holding a latent-grid image (the checksum is verified)."""
     try:
         header, _ = unpack(data)
@@ -692,13 +705,15 @@ def is_grid_file(data: bytes) -> bool:
 
 
 def read(data: bytes, what: str = ".inrz file") -> LatentImage:
-    """Decode ``.inrz`` bytes of the ``grid`` codec; every size is validated before any allocation.
+    """Decode ``.inrz`` bytes of the ``latent`` codec (``grid``, its name in older files); every size is
+    validated before any allocation.
 
     Raises:
         InvalidFileError: for anything but a valid file.
     """
     header, sections = unpack(data)
-    if header.get("format") != FORMAT or header.get("codec") != CODEC:
+    name = str(header.get("codec"))
+    if header.get("format") != FORMAT or LEGACY_NAMES.get(name, name) != CODEC:
         raise bad(f"not a latent-grid file (format {header.get('format')!r})")
     shape = _int_list(header, "shape", 1, 1 << 15, (2, 2), "header")
     channels = _int(header, "channels", 1, 4, "header")
@@ -718,7 +733,7 @@ def read(data: bytes, what: str = ".inrz file") -> LatentImage:
     h, w = shape
     version = params.get("v", 1)
     if version != VERSION:
-        raise bad(f"grid format version {str(version)[:20]} is not decoded by this inrkit (version {VERSION}); "
+        raise bad(f"latent format version {str(version)[:20]} is not decoded by this inrkit (version {VERSION}); "
                   f"re-encode the image")
     if len(sections) != 3:
         raise bad(f"{len(sections)} sections, expected 3")
@@ -771,7 +786,7 @@ def check_work(file_bytes: int, stream_bytes: int, shapes: list[tuple[int, int]]
         InvalidFileError: one line, naming the bound (docs/limits.md).
     """
     def refuse(msg: str) -> InvalidFileError:
-        return InvalidFileError(f"{what}: {msg} ({file_bytes}-byte grid file; see docs/limits.md)")
+        return InvalidFileError(f"{what}: {msg} ({file_bytes}-byte latent file; see docs/limits.md)")
 
     h, w = shapes[0]
     latents = sum(r * c for r, c in shapes)
@@ -802,11 +817,10 @@ def _split(values: np.ndarray, shapes: list[tuple[int, int]]) -> tuple[list[np.n
 
 def read_file(path: str | os.PathLike) -> LatentImage:
     """:func:`read` the file at ``path`` (refusing files over the ``.inrz`` size limit)."""
-    from inrkit.compress.decoder import read_file as read_bytes
-
     return read(read_bytes(path, INRZ_MAX_FILE), str(path))
 
 
-__all__ = ["CODEC", "CONTEXT", "FORMAT", "VERSION", "FixedArm", "LatentImage", "Layout", "arm_fixed", "check_work",
+__all__ = ["CODEC", "CONTEXT", "FORMAT", "LEGACY_NAMES", "VERSION", "FixedArm", "LatentImage", "Layout", "arm_fixed",
+           "bytes_by_part", "check_work",
            "coder_table", "contexts", "decode_cost", "decode_latents", "encode_latents", "interp_matrix",
-           "is_grid_file", "layout", "level_shapes", "read", "read_file", "write"]
+           "is_latent_file", "layout", "level_shapes", "read", "read_file", "write"]

@@ -7,7 +7,7 @@ with one method byte; the encoder tries every method that applies and keeps the 
   per code, little bit order), ``LAPLACE`` or ``GAUSS`` (range-coded with a discretised Laplace or Gaussian
   over the ``2**bits`` codes, parameters in the section);
 * other byte streams: ``STORED`` or ``BROTLI``; a stream of 1-2 byte varints below ``2**14`` (SINR's support
-  gaps, :func:`inrkit.compress.coding.encode_gaps`) also ``VARINTS``: the values, coded as 14-bit codes
+  gaps, :func:`inrkit.compress.decode.coding.encode_gaps`) also ``VARINTS``: the values, coded as 14-bit codes
   (``[varint count][a codes section]``), written back to the same bytes by the decoder.
 
 **The models.** With ``n = |2 k - m2|`` for code ``k`` (``m2``: twice the mode, an integer) the weight of
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from inrkit.compress import coding
+from inrkit.compress.decode import coding
 from inrkit.errors import InvalidFileError
 
 STORED, BROTLI, PACKED, LAPLACE, GAUSS, VARINTS = 0, 1, 2, 3, 4, 5
@@ -259,7 +259,7 @@ def encode_bytes(raw: bytes, varints: bool = False) -> bytes:
 
 
 def _parse_varints(raw: bytes) -> np.ndarray:
-    """The values of a stream of 1-2 byte varints (the format of :func:`inrkit.compress.coding.encode_gaps`)."""
+    """The values of a stream of 1-2 byte varints (the format of :func:`inrkit.compress.decode.coding.encode_gaps`)."""
     data = np.frombuffer(raw, np.uint8)
     cont = data >= 128
     if cont[-1]:

@@ -1,7 +1,7 @@
 """Compression to a target quality or size, and the file and image workflows (torch side).
 
-The codecs come from :data:`inrkit.compress.CODECS`; decoding goes through the standalone
-:mod:`inrkit.compress.decoder`; the image workflow fits through :func:`inrkit.train.fit`.
+The codecs come from :data:`inrkit.compress.NETWORK_CODECS`; decoding goes through the standalone
+:mod:`inrkit.compress.decode.decoder`; the image workflow fits through :func:`inrkit.train.fit`.
 """
 from __future__ import annotations
 
@@ -14,13 +14,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
-
-from inrkit.compress.codecs import CODECS, Codec
-from inrkit.compress.container import unpack
-from inrkit.compress.decoder import read_file
-from inrkit.compress.model import decode_model
-from inrkit.compress.qat import QAT_LR, QAT_STEPS
+from inrkit.compress.decode.decoder import read_file
+from inrkit.compress.encode.model import decode_model
+from inrkit.compress.encode.network import NETWORK_CODECS, NetworkCodec
+from inrkit.compress.encode.qat import QAT_LR
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import (
     MAX_BPP,
@@ -28,16 +25,15 @@ from inrkit.limits import (
     MAX_SPARSITY_COUNT,
     MIN_INRZ_BYTES,
     check_fraction_or_count,
-    check_hidden,
     check_inrz_image,
     check_range,
 )
 from inrkit.metrics import size_report, warn_if_larger
-from inrkit.models import MLP, build_model, load_model, save_model
-from inrkit.signals import ImageSignal, Signal, check_metadata, load_signal, render_model
-from inrkit.signals.match import load_matching_signal, peek_signal
+from inrkit.models import MLP, load_model, save_model
+from inrkit.signals import Signal, check_metadata
+from inrkit.signals.match import load_matching_signal
 from inrkit.signals.readers import open_image
-from inrkit.train import FitConfig, fit
+from inrkit.train import FitConfig
 from inrkit.utils import atomic_write
 
 SPARSITY_GRID = tuple(round(0.02 * i, 2) for i in range(1, 25))  # 0.02 .. 0.48 of k1
@@ -115,7 +111,7 @@ def compress_to_target(
     Args:
         model: the fitted network.
         signal: the signal it represents (to measure PSNR and to fine-tune), or ``None``.
-        codec: a name in :data:`inrkit.compress.CODECS`.
+        codec: a name in :data:`inrkit.compress.NETWORK_CODECS`.
         target_psnr: smallest file reaching this PSNR (dB).
         target_bytes: best PSNR within this many bytes.
         bits: a fixed bit depth (else searched over ``bits_grid``).
@@ -126,14 +122,14 @@ def compress_to_target(
         finetune_steps: fine-tuning steps after the codec's transform (codecs that support it).
         finetune_lr: fine-tuning learning rate.
         qat_steps: steps of quantisation-aware fine-tuning before the codec's transform, one run per bit
-            depth tried (:mod:`inrkit.compress.qat`; ``quant`` then stores per-row steps, needs ``signal``).
+            depth tried (:mod:`inrkit.compress.encode.qat`; ``quant`` then stores per-row steps, needs ``signal``).
         qat_lr: its learning rate.
         meta: signal metadata stored in the file.
         device: where the transform and fine-tuning run.
         progress: a progress bar on stderr over the candidates tried (and each one's fine-tuning
             steps); off on a non-terminal stderr.
     """
-    c = CODECS.get(codec)
+    c = NETWORK_CODECS.get(codec)
     if target_psnr is not None and signal is None:
         raise InvalidInputError("a target PSNR needs the signal to measure it")
     bits_grid = bits_grid if bits_grid is not None else QAT_BITS_GRID if qat_steps else BITS_GRID
@@ -199,7 +195,7 @@ def _search_bar(progress: bool, total: int, codec: str) -> Any:
                 disable=None if progress else True, dynamic_ncols=True)
 
 
-def _codec_options(codec: Codec, options: Any) -> Any:
+def _codec_options(codec: NetworkCodec, options: Any) -> Any:
     """``options`` as the codec's options type (fields it lacks dropped; defaults when ``None``)."""
     if options is None:
         return codec.make_options()
@@ -208,7 +204,7 @@ def _codec_options(codec: Codec, options: Any) -> Any:
     return codec.make_options(**asdict(options))
 
 
-def _axis(codec: Codec, name: str, fixed: float | None, grid: Sequence[float], base: Any,
+def _axis(codec: NetworkCodec, name: str, fixed: float | None, grid: Sequence[float], base: Any,
           targeted: bool) -> list[Any]:
     """Values of option ``name`` to try: ``[None]`` when the codec does not search it."""
     if name not in codec.search:
@@ -347,7 +343,7 @@ def compress_file(
     _check_args(bits, sparsity, target_bytes, finetune_steps, [])
     if (finetune_steps or qat_steps) and not signal_path:
         raise InvalidInputError("fine-tuning and quantisation-aware training need the signal (--signal)")
-    c = CODECS.get(codec)
+    c = NETWORK_CODECS.get(codec)
     options = c.make_options(overcomplete=overcomplete, seed=seed)
     loaded, header = load_model(model_path, device="cpu")
     model = _as_mlp(loaded)
@@ -391,7 +387,7 @@ def default_hidden(pixels: int, codec: str, bpp: float | None, depth: int = 3) -
     """Hidden widths for an image: sized to the bit budget (the codec's rough rate), or to the image."""
     if bpp is None:
         return [int(min(256, max(32, round(math.sqrt(pixels) / 4))))] * depth
-    params = bpp * pixels / CODECS.get(codec).bits_per_param
+    params = bpp * pixels / NETWORK_CODECS.get(codec).bits_per_param
     # params ~= (depth - 1) w^2 + (2 + depth + 3 + 3) w
     a, b = depth - 1, depth + 8
     w = (-b + math.sqrt(b * b + 4 * a * params)) / (2 * a)
@@ -418,81 +414,6 @@ class EncodeConfig(FitConfig):
     precision: str = "fp32"
 
 
-def encode_image(
-    image_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    *,
-    bpp: float | None = None,
-    target_psnr: float | None = None,
-    codec: str = "grid",
-    lmbda: float = 1000.0,
-    preset: str = "default",
-    hidden: Sequence[int] | None = None,
-    arch: str = "siren",
-    config: FitConfig | None = None,
-    finetune_steps: int = 0,
-    qat_steps: int | None = None,
-) -> dict[str, Any]:
-    """Encode an image to a bit rate, a PSNR or (``grid``) a rate-distortion trade-off; writes ``out_path`` (.inrz).
-
-    ``grid`` (the default) trains latent grids and two tiny networks on the image (:mod:`inrkit.compress.latent`);
-    the network codecs (sinr, quant, coin) fit an INR and compress its weights.
-
-    Args:
-        image_path: PNG or JPEG image.
-        out_path: the ``.inrz`` file to write.
-        bpp: target bits per pixel (network codecs: sizes the network too; grid: steers lambda, within 5 %).
-        target_psnr: target PSNR in dB (network codecs: the fit stops 1 dB above it; grid: steers lambda).
-        codec: a registered codec.
-        lmbda: grid: rate-distortion trade-off ``bpp + lambda * MSE`` (without ``bpp``/``target_psnr``), or
-            where the lambda search starts.
-        preset: grid: encoder preset (fast, default, best: training steps).
-        hidden: network codecs: hidden widths, e.g. 64x3 (default: sized to the target).
-        arch: network codecs: architecture of the fitted network.
-        config: fitting settings (default :class:`EncodeConfig`); its seed also seeds the
-            network and the dictionary, its device runs the compression. Grid uses its seed, device and
-            progress (its steps come from the preset: ``encode_grid_image`` takes ``steps``).
-        finetune_steps: network codecs: steps of coefficient fine-tuning after sparse coding.
-        qat_steps: network codecs: steps of quantisation-aware fine-tuning before coding, per bit depth
-            tried (``quant`` then stores per-row steps; default :data:`inrkit.compress.qat.QAT_STEPS`, 0: off).
-    """
-    check_range("bpp", bpp, 0, MAX_BPP, low_open=True)
-    check_range("target_psnr", target_psnr)
-    if hidden:
-        check_hidden(hidden)
-    check_bpp_target(image_path, bpp)
-    config = config or EncodeConfig()
-    if codec == "grid":
-        refuse_network_options(hidden, arch, finetune_steps, qat_steps)
-        from inrkit.compress.latent import encode_grid_image
-
-        return encode_grid_image(image_path, out_path, lmbda=lmbda, bpp=bpp, target_psnr=target_psnr, preset=preset,
-                                 seed=config.seed, device=config.device, progress=config.progress)
-    signal = load_signal(Path(image_path))
-    if not isinstance(signal, ImageSignal):
-        raise InvalidInputError(f"{image_path}: not an image")
-    pixels = signal.shape[0] * signal.shape[1]
-    hidden = list(check_hidden(hidden if hidden else default_hidden(pixels, codec, bpp)))
-    model = build_model(arch, 2, signal.out_dim, hidden, generator=torch.Generator().manual_seed(config.seed))
-    if target_psnr is not None:
-        config = replace(config, target_psnr=target_psnr + 1.0)
-    t0 = time.perf_counter()
-    fitted = fit(model, signal, config)
-    fit_s = time.perf_counter() - t0
-    target_bytes = None if bpp is None else int(bpp * pixels / 8)
-    options = CODECS.get(codec).make_options(seed=config.seed)
-    result = compress_to_target(_as_mlp(fitted.model.cpu()), signal, codec, target_psnr=target_psnr,
-                                target_bytes=target_bytes, finetune_steps=finetune_steps,
-                                qat_steps=QAT_STEPS if qat_steps is None else qat_steps,
-                                options=options,
-                                meta=signal.metadata(), device=config.device, progress=config.progress)
-    write_bytes(out_path, result.data)
-    rep = result.report(pixels)
-    rep.update(output=str(out_path), hidden=hidden, fit_psnr=float(fitted.metrics["psnr"]), fit_steps=fitted.steps,
-               fit_seconds=fit_s, seconds=time.perf_counter() - t0, **size_report(len(result.data), signal.metadata()))
-    return rep
-
-
 def check_bpp_target(image_path: str | os.PathLike, bpp: float | None) -> None:
     """Refuse a ``bpp`` target no ``.inrz`` file can meet for this image, from the image header alone.
 
@@ -513,10 +434,10 @@ def check_bpp_target(image_path: str | os.PathLike, bpp: float | None) -> None:
 
 def refuse_network_options(hidden: Sequence[int] | None, arch: str, finetune_steps: int,
                            qat_steps: int | None = None) -> None:
-    """The grid codec sizes its own decoder: refuse the network codecs' sizing and tuning options."""
+    """The latent codec sizes its own decoder: refuse the network codecs' sizing and tuning options."""
     if hidden or finetune_steps or qat_steps or arch != "siren":
         raise InvalidInputError("--hidden, --arch, --finetune and --qat-steps belong to the network codecs (sinr, "
-                                "quant, coin); the grid codec sizes its own decoder (--preset)")
+                                "quant, coin); the latent codec sizes its own decoder (--preset)")
 
 
 def _check_image(file_bytes: int, what: str, header: dict, widths: list[int]) -> None:
@@ -531,58 +452,3 @@ def _check_image(file_bytes: int, what: str, header: dict, widths: list[int]) ->
 def render_cost(widths: list[int]) -> int:
     """Multiply-adds per rendered point of a network (a nonlinearity counted as 16)."""
     return sum(widths[i + 1] * (widths[i] + 1) for i in range(len(widths) - 1)) + 16 * sum(widths[1:-1])
-
-
-def _check_grid_reference(reference: str | os.PathLike, header: dict[str, Any]) -> None:
-    """Refuse a ``--reference`` that is no image, or not the size and channels a grid file's header holds
-    (with the file's stored crop), from the reference's header alone."""
-    raw = header.get("signal")
-    signal: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    crop = signal.get("crop")
-    crop = crop if isinstance(crop, list) and len(crop) == 4 and all(type(v) is int for v in crop) else None
-    peeked = peek_signal(reference, crop)
-    if peeked is None or peeked.kind != "image":
-        where = " holding the file's crop " + ",".join(map(str, crop)) if crop is not None else ""
-        raise InvalidInputError(f"--reference {reference}: not a PNG or JPEG image{where}")
-    shape, channels = header.get("shape"), header.get("channels")
-    if (isinstance(shape, list) and peeked.shape != shape) or (type(channels) is int and peeked.out_dim != channels):
-        cropped = " (cropped as the file)" if crop is not None else ""
-        raise InvalidInputError(f"--reference {reference} is {peeked.shape[0]}x{peeked.shape[1]}x{peeked.out_dim}"
-                                f"{cropped} but the file holds {shape[0] if isinstance(shape, list) else '?'}x"
-                                f"{shape[1] if isinstance(shape, list) else '?'}x{channels}")
-
-
-def decode_image(inrz_path: str | os.PathLike, out_path: str | os.PathLike,
-                 reference: str | os.PathLike | None = None, crop: Sequence[int] | None = None) -> dict[str, Any]:
-    """Decode an image ``.inrz`` to PNG; with ``reference`` also report the PSNR against it.
-
-    Args:
-        inrz_path: the ``.inrz`` file.
-        out_path: the ``.png`` to write.
-        reference: original image, to report the PSNR (checked against the file's shape and crop).
-        crop: image window of the reference, ROW0:ROW1,COL0:COL1 (as the model was fitted).
-    """
-    if Path(out_path).suffix.lower() != ".png":
-        raise InvalidInputError("decoded images are written as .png")
-    data = read_file(inrz_path)
-    from inrkit.compress.latent_codec import is_grid_file
-
-    if is_grid_file(data):
-        from inrkit.compress.latent import decode_grid_image
-
-        if crop is not None:
-            raise InvalidInputError("a grid .inrz file stores its crop; decode it without --crop")
-        if reference is not None:  # checked against the file's header before anything is written
-            _check_grid_reference(reference, unpack(data)[0])
-        return decode_grid_image(inrz_path, out_path, reference=reference)
-    model, header = decode_model(data, check=functools.partial(_check_image, len(data), str(inrz_path)))
-    meta = check_metadata(header.get("signal"), model.out_dim, kind="image")
-    # the reference is read and checked against the header before the output is written
-    ref = None if reference is None else load_matching_signal(Path(reference), header, "--reference", crop=crop)
-    render_model(model, meta, Path(out_path))
-    h, w = meta["shape"]
-    rep: dict[str, Any] = {"output": str(out_path), "bytes": len(data), "bpp": 8.0 * len(data) / (h * w),
-                           "codec": header["codec"], "shape": [h, w]}
-    if ref is not None:
-        rep["psnr"] = float(ref.evaluate(model)["psnr"])
-    return rep
