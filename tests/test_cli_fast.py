@@ -142,7 +142,7 @@ def test_quick_answers_cpu_time(argv: list[str]) -> None:
 
 def test_threads_help_names_no_core_count() -> None:
     text = _leaf("fit")._option_string_actions["--threads"].help or ""
-    assert "else min(cores // 2, 4); range [1, " in text and "here" not in text
+    assert "else min(cores, 8); range [1, " in text and "here" not in text
 
 
 # ------------------------------------------------------------------ Ctrl-C

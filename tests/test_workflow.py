@@ -66,7 +66,7 @@ def test_default_threads_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert default_threads() == 2
     monkeypatch.delenv("OMP_NUM_THREADS")
-    for cores, want in ((1, 1), (2, 1), (4, 2), (16, 4), (64, 4)):
+    for cores, want in ((1, 1), (2, 2), (4, 4), (16, 8), (64, 8)):
         monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
         assert default_threads() == want
 

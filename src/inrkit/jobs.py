@@ -58,13 +58,17 @@ class JobOptions:
     Args:
         batch: signals fitted together in one batched run (same shape; memory grows with it).
         ray: run the batches as Ray tasks (a local Ray on this machine unless --ray-address is given).
-        ray_address: join this existing Ray cluster (e.g. auto or ray://HEAD:10001); implies --ray.
+        ray_address: join this existing Ray cluster (``auto``: the Ray already running on this machine, started
+            with ``ray start --head``, so no start-up is paid; or ray://HEAD:10001); implies --ray.
+        ray_workers: CPUs of the local Ray that --ray starts (one task per CPU at a time; none: all usable
+            cores); ignored with --ray-address.
         redo: fit every item again, also those whose output already exists and validates.
     """
 
     batch: int = 8
     ray: bool = False
     ray_address: str | None = None
+    ray_workers: int | None = None
     redo: bool = False
 
     def __post_init__(self) -> None:
@@ -74,6 +78,8 @@ class JobOptions:
             if not self.ray_address.strip():
                 raise InvalidInputError("--ray-address: empty address")
             self.ray = True
+        if self.ray_workers is not None and (type(self.ray_workers) is not int or not 1 <= self.ray_workers <= 1024):
+            raise InvalidInputError(f"--ray-workers must be an integer in [1, 1024], got {self.ray_workers}")
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,7 @@ class Outcome:
     seconds: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    batched: bool | None = None  # trained in a stack (fit_many's measured choice) or one at a time
 
 
 # ------------------------------------------------------------------ inputs
@@ -254,7 +261,7 @@ def run_batch(items: Sequence[Item], spec: ModelSpec, config: FitConfig,
         for (item, signal), result in zip(group, results):
             model = cast(MLP, result.model).cpu()
             outcomes[item.name] = Outcome(item.name, "ok", model, signal.metadata(), result.steps, each,
-                                          dict(result.metrics))
+                                          dict(result.metrics), batched=result.batched)
 
     for group in loaded.values():
         try:
@@ -312,12 +319,18 @@ def _batches_in_process(batches: list[list[Item]], run: Callable[[list[Item]], l
 
 
 def _batches_on_ray(batches: list[list[Item]], spec: ModelSpec, config: FitConfig, options: SignalOptions,
-                    address: str | None, on_done: Callable[[list[Item], list[Outcome]], None]) -> None:
+                    address: str | None, on_done: Callable[[list[Item], list[Outcome]], None],
+                    workers: int | None = None) -> float:
+    """Run the batches as Ray tasks (one local Ray started for the call, or the one at ``address``); returns the
+    seconds ``ray.init`` took (the start-up, reported apart from the fitting)."""
     import ray
 
     started = not ray.is_initialized()
+    t = time.perf_counter()
     if started:
-        ray.init(address=address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+        ray.init(address=address, num_cpus=workers if address is None else None, include_dashboard=False,
+                 ignore_reinit_error=True, log_to_driver=False)
+    startup = time.perf_counter() - t
     try:
         task = ray.remote(num_cpus=1)(run_batch)
         spec_ref, config_ref, options_ref = ray.put(spec), ray.put(config), ray.put(options)
@@ -334,6 +347,7 @@ def _batches_on_ray(batches: list[list[Item]], spec: ModelSpec, config: FitConfi
     finally:
         if started:
             ray.shutdown()
+    return startup
 
 
 def run_job(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, spec: ModelSpec | None = None,
@@ -380,6 +394,8 @@ def run_job(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, spec
                disable=not (show and sys.stderr.isatty()), dynamic_ncols=True)
     counts = {"ok": 0, "failed": 0}
     start = time.perf_counter()
+    paths = {"batched": 0, "one_at_a_time": 0}
+    ray_startup: float | None = None
 
     def on_done(batch: list[Item], outcomes: list[Outcome]) -> None:
         by_name = {o.name: o for o in outcomes}
@@ -394,6 +410,8 @@ def run_job(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, spec
                 except Exception as exc:
                     outcome = replace(outcome, status="failed", error=_one_line(exc))
             counts[outcome.status] += 1
+            if outcome.batched is not None:
+                paths["batched" if outcome.batched else "one_at_a_time"] += 1
             rows[item.name] = _row(item, target, outcome.status, psnr=outcome.metrics.get("psnr"),
                                    seconds=round(outcome.seconds, 4), steps=outcome.steps or None,
                                    error=outcome.error, signal=outcome.signal)
@@ -404,13 +422,16 @@ def run_job(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, spec
 
     try:
         if job.ray:
-            _batches_on_ray(batches, spec, config, options, job.ray_address, on_done)
+            ray_startup = _batches_on_ray(batches, spec, config, options, job.ray_address, on_done, job.ray_workers)
         else:
             _batches_in_process(batches, lambda b: run_batch(b, spec, config, options), on_done)
     finally:
         bar.close()
         seconds = time.perf_counter() - start
         summary = _summary(out, [rows[i.name] for i in items if i.name in rows], len(items), seconds, job)
+        summary["fit_path"] = paths  # fit_many's measured choice per fitted item (inrkit.train.batched.choose_path)
+        if ray_startup is not None:
+            summary["ray_startup_seconds"] = round(ray_startup, 3)
         _write_summary(out, summary)
     return summary
 

@@ -23,7 +23,7 @@ from inrkit.errors import InrkitError
 from inrkit.limits import MAX_THREADS
 
 THREADS_ENV = "INRKIT_THREADS"  # environment default of --threads (then OMP_NUM_THREADS)
-THREADS_CAP = 4  # the default uses at most this many threads (README "Threads and progress")
+THREADS_CAP = 8  # the default uses at most this many threads (README "Threads and progress")
 NO_PROGRESS_ENV = "INRKIT_NO_PROGRESS"  # set while a --json command runs (inrkit.utils.NO_PROGRESS_ENV)
 
 
@@ -37,11 +37,13 @@ def _command_modules() -> list:
 
 def default_threads() -> int:
     """The default of ``--threads``: ``$INRKIT_THREADS``, else ``$OMP_NUM_THREADS``, else
-    ``min(usable cores // 2, 4)`` (at least 1).
+    ``min(usable cores, 8)`` (at least 1).
 
-    Measured on the shared 2-core development machine (README "Threads and progress"): with other
-    work running, ``fit`` was 3.7x and ``meta-train`` 1.6-2.3x slower on two threads than on one.
-    Half the usable cores leaves room for other work; the cap of 4 is a guess (not measured here).
+    Measured on an idle 2-core machine (docs/speed.md, "Threads"): one ``fit`` (SIREN 64x3, 256x256
+    crop) took 0.056-0.059 s per step on two threads and 0.095-0.103 s on one (compiled step; eager
+    0.075-0.084 and 0.127-0.137 s), as fast as plain PyTorch's own default (all cores). With other work
+    running, two threads lose (README "Threads and progress"): pass ``--threads 1`` there. The cap of 8
+    is not measured (2 cores only).
     """
     for name in (THREADS_ENV, "OMP_NUM_THREADS"):
         text = os.environ.get(name, "").strip()
@@ -51,7 +53,7 @@ def default_threads() -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
         cores = os.cpu_count() or 1
-    return max(1, min(cores // 2, THREADS_CAP))
+    return max(1, min(cores, THREADS_CAP))
 
 
 def set_threads(threads: int) -> None:
@@ -74,7 +76,7 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
     if not subs and "--threads" not in parser._option_string_actions:
         parser.add_argument("--threads", type=_number(int, "--threads", False, (1, MAX_THREADS)), default=None,
                             metavar="N", help="CPU threads of PyTorch (intra- and inter-op) "
-                            f"(default: ${THREADS_ENV}, else $OMP_NUM_THREADS, else min(cores // 2, "
+                            f"(default: ${THREADS_ENV}, else $OMP_NUM_THREADS, else min(cores, "
                             f"{THREADS_CAP}); range [1, {MAX_THREADS}])")
 
 

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from inrkit.errors import InvalidInputError
 from inrkit.metrics import psnr_from_mse
 from inrkit.train.batched import StackedModel
+from inrkit.train.compiled import CompileMode
 from inrkit.train.fit import FitConfig, FitState, fit
 
 Params = dict[str, Tensor]
@@ -34,6 +35,7 @@ class TaskBatch:
     """
 
     supports_bf16 = False
+    compiled_loss = "members"  # the loss :mod:`inrkit.train.compiled` computes: the sum of per-task MSEs
 
     def __init__(self, coords: Tensor, targets: Tensor, generator: torch.Generator | None = None) -> None:
         self.coords, self.targets, self.generator = coords, targets, generator
@@ -63,6 +65,11 @@ class TaskBatch:
             self.first_losses = per_task.detach()
         return per_task.sum(), per_task.mean()
 
+    def observe_mse(self, per_task: Tensor) -> None:
+        """The per-task MSE of a step the compiled path took (recorded as :meth:`loss` records it)."""
+        if self.first_losses is None:
+            self.first_losses = per_task.detach()
+
     def evaluate(self, model: nn.Module) -> dict[str, float | list[float]]:
         """Mean PSNR and per-task MSE over all points."""
         with torch.no_grad():
@@ -87,6 +94,8 @@ class InnerAdamState:
             ``None`` until the first task has run.
         tasks: tasks adapted with this state so far.
     """
+
+    adds_loss = False  # its extra_loss only loads state: the compiled step may train with it
 
     def __init__(self) -> None:
         self.state: list[dict[str, Tensor]] | None = None
@@ -121,7 +130,7 @@ class InnerAdamState:
 def adapt_tasks(model: nn.Module, coords: Tensor, targets: Tensor, steps: int, lr: float,
                 optimizer: str = "adam", batch: int | None = None,
                 generator: torch.Generator | None = None,
-                inner_state: InnerAdamState | None = None) -> tuple[Params, Tensor]:
+                inner_state: InnerAdamState | None = None, compile: CompileMode = "auto") -> tuple[Params, Tensor]:
     """Adapt one copy of ``model`` per task with :func:`inrkit.train.fit` (no graph kept: first order).
 
     Args:
@@ -135,6 +144,7 @@ def adapt_tasks(model: nn.Module, coords: Tensor, targets: Tensor, steps: int, l
             one after another, each starting from ``model`` with the Adam moments and step count
             the previous task (or call) left, as the Meta-INR authors' code does; the state is
             updated in place.
+        compile: ``FitConfig.compile`` of the inner fits (meta-training decides once for its whole run).
     Returns:
         The adapted parameters ``{name: [B, ...]}`` and each task's loss before the first step ``[B]``.
     """
@@ -143,7 +153,7 @@ def adapt_tasks(model: nn.Module, coords: Tensor, targets: Tensor, steps: int, l
     copies = int(targets.shape[0])
     config = FitConfig(steps=steps, lr=lr, schedule="constant", optimizer=optimizer, batch_size=batch,
                        max_full_batch=max(int(coords.shape[0]), 1), log_every=max(steps, 1), evaluate=False,
-                       progress=False, precision="fp32", device=str(coords.device))
+                       progress=False, precision="fp32", device=str(coords.device), compile=compile)
     groups = [(b, b + 1) for b in range(copies)] if inner_state is not None else [(0, copies)]
     adapted: list[Params] = []
     firsts: list[Tensor] = []

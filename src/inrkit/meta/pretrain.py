@@ -29,7 +29,9 @@ from inrkit.meta.batched import InnerAdamState, adapt_tasks
 from inrkit.meta.functional import maml_grad, param_dict, stack_params, task_losses
 from inrkit.models.mlp import MLP, siren
 from inrkit.signals.series import VolumeSeries
+from inrkit.train.batched import StackedModel
 from inrkit.train.checkpoint import load_checkpoint, restore_model, restore_optimizer, save_checkpoint
+from inrkit.train.compiled import CompileMode, compile_pays, resolve_compile
 from inrkit.train.fit import FitConfig, fit
 from inrkit.utils import resolve_device
 
@@ -213,6 +215,17 @@ def tasks_per_step(config: MetaConfig, members: int) -> int:
     return members if config.meta_batch is None else min(config.meta_batch, members)
 
 
+def inner_compile(model: MLP, config: MetaConfig, points: int, tasks: int) -> CompileMode:
+    """``FitConfig.compile`` of the inner fits: ``auto`` weighs the compile against every inner step of the
+    run (``outer_steps x inner_steps`` on stacks of ``tasks``), not one inner loop's few steps."""
+    mode = resolve_compile("auto")
+    if mode != "auto":
+        return mode
+    batch = config.inner_batch or points
+    total = config.outer_steps * config.inner_steps
+    return "on" if compile_pays(StackedModel(model, tasks), min(batch, points), total) else "off"
+
+
 def post_adaptation_loss(model: MLP, coords: torch.Tensor, targets: torch.Tensor, config: MetaConfig,
                          generator: torch.Generator | None = None) -> torch.Tensor:
     """Loss per task ``[M]`` after the inner loop of ``config`` starting from ``model``.
@@ -222,7 +235,9 @@ def post_adaptation_loss(model: MLP, coords: torch.Tensor, targets: torch.Tensor
     opt = "sgd" if config.order == "second" else config.inner_optimizer
     carried = InnerAdamState() if config.inner_adam_across_tasks else None
     adapted, _ = adapt_tasks(model, coords, targets, config.inner_steps, config.inner_lr, opt,
-                             None if config.order == "second" else config.inner_batch, generator, carried)
+                             None if config.order == "second" else config.inner_batch, generator, carried,
+                             inner_compile(model, config, int(coords.shape[0]),
+                                           1 if carried else int(targets.shape[0])))
     return task_losses(model, adapted, coords, targets)
 
 
@@ -242,9 +257,11 @@ def meta_step(model: MLP, optimizer: torch.optim.Optimizer, coords: torch.Tensor
         grads, after = maml_grad(model, theta, coords, targets, config.inner_steps, config.inner_lr)
         before = task_losses(model, stack_params(theta, targets.shape[0]), coords, targets)
     else:
+        carried = inner_state if config.inner_adam_across_tasks else None
         adapted, before = adapt_tasks(model, coords, targets, config.inner_steps, config.inner_lr,
-                                      config.inner_optimizer, config.inner_batch, generator,
-                                      inner_state if config.inner_adam_across_tasks else None)
+                                      config.inner_optimizer, config.inner_batch, generator, carried,
+                                      inner_compile(model, config, int(coords.shape[0]),
+                                                    1 if carried else int(targets.shape[0])))
         grads = {k: theta[k] - adapted[k].mean(0) for k in theta}
         after = None
     optimizer.zero_grad(set_to_none=True)

@@ -18,6 +18,7 @@ layers fused, last layer float32, float32 master weights); ``tests/test_many_for
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import replace
 from typing import Any, Sequence, cast
 
@@ -31,6 +32,7 @@ from inrkit.metrics import psnr_from_mse
 from inrkit.models.fast import resolve_precision
 from inrkit.models.mlp import MLP, apply_activation, fourier_features, layer_output
 from inrkit.signals.base import GridSignal
+from inrkit.train.compiled import CompileMode, compile_pays, resolve_compile
 from inrkit.train.fit import FitConfig, FitResult, FitState, fit
 from inrkit.utils import resolve_device
 
@@ -230,6 +232,8 @@ class StackedTask:
             sets it from its signals; default ``False``: ``precision="auto"`` then means fp32).
     """
 
+    compiled_loss = "members"  # the loss :mod:`inrkit.train.compiled` computes: the sum of per-member MSEs
+
     def __init__(self, coords: Tensor, targets: Tensor, target_psnr: float | None = None,
                  evaluators: Sequence[Any] | None = None, data_range: float = 2.0,
                  supports_bf16: bool = False) -> None:
@@ -276,6 +280,10 @@ class StackedTask:
         per_member = self.per_member_mse(model, coords, targets)
         self.last_mse = per_member.detach()
         return per_member.sum(), per_member.mean()
+
+    def observe_mse(self, per_member: Tensor) -> None:
+        """The per-member MSE of a step the compiled path took (what :meth:`loss` records)."""
+        self.last_mse = per_member.detach()
 
     def on_step_end(self, state: FitState) -> None:
         """Per-member history rows and early stop."""
@@ -414,9 +422,15 @@ def _signal_batch(signals: Sequence[Any]) -> tuple[Tensor, Tensor]:
     return coords, targets
 
 
+MANY_PATHS = ("auto", "batched", "single")
+PROBE_STEPS = 4
+"""Timed steps per path of :func:`choose_path`'s measurement (after one untimed step that compiles)."""
+_CHOSEN: dict[tuple, tuple[str, dict[str, Any]]] = {}
+
+
 def fit_many(models: Sequence[MLP], signals: Sequence[Any], config: FitConfig | None = None,
-             max_stack: int | None = None) -> list[FitResult]:
-    """Fit ``models[i]`` to ``signals[i]`` for every ``i``, batched.
+             max_stack: int | None = None, path: str = "auto") -> list[FitResult]:
+    """Fit ``models[i]`` to ``signals[i]`` for every ``i``, batched or one at a time.
 
     Each member trains exactly as if fitted alone with ``fit(models[i], signals[i], config)``
     (same steps, schedule, point batches and precision), up to float round-off (bf16: bfloat16 round-off).
@@ -431,6 +445,9 @@ def fit_many(models: Sequence[MLP], signals: Sequence[Any], config: FitConfig | 
             ``time_budget`` applies to each stack.
         max_stack: members trained together in one stack (one :func:`fit` run); ``None``: all
             on a GPU, :data:`CPU_STACK_BYTES` worth of activations on a CPU (see there).
+        path: ``batched`` (stacks), ``single`` (one :func:`fit` per signal, each through the compiled step
+            where ``config.compile`` picks it) or ``auto``: whichever :func:`choose_path` measures faster per
+            signal on this machine (``FitResult.batched`` says which ran).
     Returns:
         One :class:`FitResult` per signal: an ordinary MLP (``save_model`` writes the same file
         format as a single fit), its per-member history (training loss/PSNR before each logged
@@ -455,6 +472,14 @@ def fit_many(models: Sequence[MLP], signals: Sequence[Any], config: FitConfig | 
         raise InvalidInputError("the models differ in architecture; stacked models must share type, widths, "
                                 "activations and frequencies")
     size = stack_size(len(models), int(coords.shape[0]), max(models[0].widths), config.device, max_stack)
+    if path not in MANY_PATHS:
+        raise InvalidInputError(f"unknown fit-many path {path!r}; choose from {list(MANY_PATHS)}")
+    if path == "auto":
+        path = "single" if len(models) == 1 else choose_path(models[0], signals[:size], coords, targets[:size],
+                                                             config)[0]
+    if path == "single":
+        each = replace(config, compile=_compile_mode(models[0], int(coords.shape[0]), config, len(models)))
+        return [replace(fit(m.copy(), s, each), batched=False) for m, s in zip(models, signals)]
     results: list[FitResult] = []
     for start in range(0, len(models), size):
         part = slice(start, start + size)
@@ -482,9 +507,69 @@ def _fit_stack(models: list[MLP], signals: list[Any], targets: Tensor, coords: T
                     "seconds": times.get(row["step"], 0.0) / len(members)}
                    for row in task.member_history if row["step"] <= steps]
         results.append(FitResult(model, history, metrics[i], steps, share,
-                                 "target_psnr" if stop else run.stopped_by))
+                                 "target_psnr" if stop else run.stopped_by, run.step_path,
+                                 run.compile_seconds / len(members), batched=True))
     return results
 
 
-__all__ = ["CPU_STACK_BYTES", "StackedModel", "StackedTask", "fit_many", "fit_stacked", "stack_size",
+def _compile_mode(model: nn.Module, points: int, config: FitConfig, runs: int) -> CompileMode:
+    """``config.compile`` for ``runs`` fits of ``model`` in this process: ``auto`` counts the compile once for
+    all of them (the compiled step is reused within the process)."""
+    mode = resolve_compile(config.compile)
+    if mode != "auto":
+        return mode
+    steps = config.steps if config.steps is not None else 1000
+    return "on" if compile_pays(model, config.batch_size or points, steps * runs) else "off"
+
+
+def _probe_seconds(run: Any, steps: int) -> float:
+    """Seconds of ``steps`` more steps of ``run(steps)`` (``run(1)`` first, untimed: compiling, caches)."""
+    run(1)
+    t = time.perf_counter()
+    run(1)
+    short = time.perf_counter() - t
+    t = time.perf_counter()
+    run(1 + steps)
+    return max(time.perf_counter() - t - short, 1e-9)
+
+
+def choose_path(model: MLP, signals: Sequence[Any], coords: Tensor, targets: Tensor,
+                config: FitConfig) -> tuple[str, dict[str, Any]]:
+    """``"batched"`` or ``"single"``: the path of :func:`fit_many` with the lower measured seconds per signal
+    and step, and the measurement (:data:`PROBE_STEPS` steps of a stack of ``len(signals)`` members and of one
+    fit, each in the compile mode its real run would use). On a GPU: batched, unmeasured.
+
+    Measured once per process for each architecture, shape, stack size and setting (later calls reuse it)."""
+    device = resolve_device(config.device)
+    if device.type != "cpu":
+        return "batched", {"reason": "not a CPU: batched, unmeasured"}
+    key = (_architecture(model), tuple(coords.shape), tuple(targets.shape), config.batch_size, config.steps,
+           config.compile, config.precision, config.optimizer)
+    if key in _CHOSEN:
+        return _CHOSEN[key]
+    points = int(coords.shape[0])
+    modes = {"batched": _compile_mode(StackedModel(model, len(signals)), points, config, 1),
+             "single": _compile_mode(model, points, config, len(signals))}
+    probe = replace(config, target_psnr=None, evaluate=False, progress=False, log_every=10**6, eval_every=0,
+                    history_path=None, plot_path=None, time_budget=None, checkpoint_path=None)
+
+    def batched(n: int) -> None:
+        task = StackedTask(coords, targets, supports_bf16=all(bool(getattr(s, "supports_bf16", False))
+                                                              for s in signals))
+        fit_stacked(StackedModel(model, len(signals)), task, replace(probe, steps=n, compile=modes["batched"]))
+
+    def single(n: int) -> None:
+        fit(model.copy(), signals[0], replace(probe, steps=n, compile=modes["single"]))
+
+    per_signal = {"batched": _probe_seconds(batched, PROBE_STEPS) / (PROBE_STEPS * len(signals)),
+                  "single": _probe_seconds(single, PROBE_STEPS) / PROBE_STEPS}
+    chosen = min(per_signal, key=per_signal.__getitem__)
+    info = {"seconds_per_signal_step": per_signal, "compile": modes, "members": len(signals),
+            "probe_steps": PROBE_STEPS}
+    _CHOSEN[key] = (chosen, info)
+    return chosen, info
+
+
+__all__ = ["CPU_STACK_BYTES", "MANY_PATHS", "StackedModel", "StackedTask", "choose_path", "fit_many", "fit_stacked",
+           "stack_size",
            "stacked_layer_reduced", "stacked_precision"]

@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,7 @@ from inrkit.train.checkpoint import (
     run_fingerprint,
     save_checkpoint,
 )
+from inrkit.train.compiled import COMPILE_MODES, CompiledStep, compile_pays, resolve_compile, unsupported
 from inrkit.train.plot import curve_path, plot_history
 from inrkit.train.task import Task
 from inrkit.utils import resolve_device, write_json
@@ -72,8 +73,11 @@ class FitConfig:
             GEMMs, float32 first layer, master weights and loss; tasks with
             ``supports_bf16`` only) or ``"auto"`` (``bf16`` where the device has native
             bfloat16 and the task supports it, else ``fp32``). See :mod:`inrkit.models.fast`.
-        compile: run the training forward pass through ``torch.compile`` (recompiled when
-            the model is replaced); pays off on long runs only (docs/speed.md).
+        compile: ``auto``: train SIREN/FINER-type MLPs on plain-MSE tasks through the compiled step
+            of :mod:`inrkit.train.compiled` (forward, backward and Adam as one graph, polynomial sine) when
+            its measured rule says the seconds saved exceed the compile seconds (``$INRKIT_COMPILE`` overrides
+            ``auto``); ``on``: always (other models: their forward pass through ``torch.compile``); ``off``:
+            eager PyTorch (docs/speed.md).
     """
 
     steps: int | None = None
@@ -99,9 +103,13 @@ class FitConfig:
     resume: bool = False
     device: str | None = None
     precision: str = "auto"
-    compile: bool = False
+    compile: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
+        if isinstance(self.compile, bool):  # the former switch: True / False
+            self.compile = "on" if self.compile else "off"
+        if self.compile not in COMPILE_MODES:
+            raise InvalidInputError(f"unknown compile mode {self.compile!r}; choose from {list(COMPILE_MODES)}")
         check_range("lr", self.lr, 0, low_open=True)
         check_range("encoding_lr", self.encoding_lr, 0, low_open=True)
         check_range("adam_eps", self.adam_eps, 0, 1, low_open=True, optional=False)
@@ -244,6 +252,12 @@ class FitResult:
     steps: int
     seconds: float
     stopped_by: str = "steps"
+    step_path: str = "eager"
+    """``compiled`` when the steps ran through :mod:`inrkit.train.compiled`, else ``eager``."""
+    compile_seconds: float = 0.0
+    """Wall seconds of the steps that compiled (counted in ``seconds``)."""
+    batched: bool | None = None
+    """For :func:`~inrkit.train.batched.fit_many`: whether this signal trained in a stack (``None``: a plain fit)."""
 
     def summary(self) -> dict[str, Any]:
         """Plain numbers for JSON: steps, seconds, params, and the final metrics."""
@@ -401,13 +415,16 @@ def _batch_size(config: FitConfig, task: Task, model: nn.Module) -> int | None:
     return config.batch_size or (None if 0 < n <= config.max_full_batch or n == 0 else config.max_full_batch)
 
 
-def _step(state: FitState, forward: _Forward, batch_size: int | None, callbacks: list) -> tuple[Tensor, Tensor | None]:
-    """One optimisation step; returns the loss and MSE tensors."""
+def _step(state: FitState, forward: _Forward, batch_size: int | None, callbacks: list,
+          runner: CompiledStep | None = None) -> tuple[Tensor, Tensor | None]:
+    """One optimisation step (through ``runner``, the compiled step, when given); returns the loss and MSE."""
     cfg = state.config
     state.lr_factor = lr_factor(cfg.schedule, state.step, _steps(cfg), cfg.lr_min_factor)
     for group in state.optimizer.param_groups:
         group["lr"] = group.get("base_lr", cfg.lr or DEFAULT_LR) * state.lr_factor
     batch = state.task.train_batch(batch_size, state.generator, state.device)
+    if runner is not None:
+        return _compiled_step(state, runner, batch, callbacks)
     loss, mse = state.task.loss(forward(state.model), *batch)
     for cb in callbacks:
         extra = cb.extra_loss(state) if hasattr(cb, "extra_loss") else None
@@ -417,6 +434,35 @@ def _step(state: FitState, forward: _Forward, batch_size: int | None, callbacks:
     state.optimizer.step()
     state.step += 1
     return loss, mse
+
+
+def _compiled_step(state: FitState, runner: CompiledStep, batch: tuple, callbacks: list) -> tuple[Tensor, Tensor]:
+    """The step through :class:`~inrkit.train.compiled.CompiledStep`; callbacks that add no loss
+    (``adds_loss = False``) still see ``extra_loss`` before it."""
+    for cb in callbacks:
+        if hasattr(cb, "extra_loss") and cb.extra_loss(state) is not None:
+            raise InvalidInputError("a callback with adds_loss = False returned a loss")
+    per_member = runner(state.model, state.optimizer, *batch)
+    observe = getattr(state.task, "observe_mse", None)
+    if observe is not None:
+        observe(per_member)
+    state.step += 1
+    if per_member.dim() == 0:
+        return per_member, per_member
+    return per_member.sum(), per_member.mean()
+
+
+def _runner(state: FitState, precision: str, batch_size: int | None, callbacks: list) -> CompiledStep | None:
+    """The compiled step when ``config.compile`` and the fit allow it (``auto``: when it pays), else ``None``."""
+    mode = resolve_compile(state.config.compile)
+    if mode == "off" or unsupported(state.model, state.task, state.optimizer, callbacks, precision):
+        return None
+    points = batch_size or state.task.num_samples()
+    stack_precision = getattr(state.model, "precision", precision)
+    if mode == "auto" and ("bf16" in (precision, stack_precision)
+                           or not compile_pays(state.model, points, _steps(state.config) - state.step)):
+        return None  # bf16: the eager fused layers of models.fast measured as fast as the compiled step
+    return CompiledStep(precision=precision)
 
 
 def _evaluate(state: FitState) -> float:
@@ -506,12 +552,16 @@ def fit(model: nn.Module, task: Task, config: FitConfig | None = None, callbacks
     state, clock = _start(model, task, config)
     batch_size = _batch_size(config, task, state.model)
     watch = config.target_psnr is not None or config.time_budget is not None
-    forward = _Forward(training_precision(config, task, state.model, state.device), config.compile)
+    precision = training_precision(config, task, state.model, state.device)
+    runner = _runner(state, precision, batch_size, callbacks)
+    forward = _Forward(precision, runner is None and resolve_compile(config.compile) == "on")
     stopped_by = "steps"
     pace = _Pace(state, clock)
     with _progress(config, state.step) as bar:
         while state.step < _steps(config):
-            loss, mse = _step(state, forward, batch_size, callbacks)
+            if runner is not None and unsupported(state.model, task, state.optimizer, callbacks, precision):
+                runner = None  # a callback replaced the model by one the compiled step cannot train
+            loss, mse = _step(state, forward, batch_size, callbacks, runner)
             _record(state, loss, mse, clock, watch, bar)
             _hooks(state, callbacks, clock)
             pace.tick(state, clock, bar)
@@ -532,4 +582,6 @@ def fit(model: nn.Module, task: Task, config: FitConfig | None = None, callbacks
         curves.append(Path(config.plot_path))
     for curve in curves:
         plot_history(state.history, curve)
-    return FitResult(state.model, state.history, metrics, state.step, seconds, stopped_by)
+    return FitResult(state.model, state.history, metrics, state.step, seconds, stopped_by,
+                     "compiled" if runner is not None and runner.compiled_calls else "eager",
+                     runner.compile_seconds if runner is not None else 0.0)

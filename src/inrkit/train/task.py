@@ -59,6 +59,7 @@ class PointTask:
     """
 
     supports_bf16 = True
+    compiled_loss = "mean"  # the plain MSE: :mod:`inrkit.train.compiled` may train it
 
     def __init__(self, coords: Tensor, targets: Tensor) -> None:
         self.coords, self.targets = coords, targets
