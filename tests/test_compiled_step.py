@@ -125,3 +125,37 @@ def test_unsupported_fits_say_why() -> None:
     assert "callback" in str(unsupported(model, task, opt, [AddsLoss()], "fp32"))
     assert "weight decay" in str(unsupported(model, task, torch.optim.Adam(model.parameters(), weight_decay=0.1),
                                              [], "fp32"))
+
+
+def test_fit_many_measures_its_path_and_says_which(tmp_path) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from inrkit.jobs import JobOptions, run_job
+    from inrkit.train.batched import choose_path, fit_many
+
+    signals = [_image(8), _image(8)]
+    models = [siren(2, 3, [8], generator=torch.Generator().manual_seed(0)) for _ in signals]
+    config = FitConfig(steps=4, progress=False, precision="fp32")
+    chosen, info = choose_path(models[0], signals, signals[0].coords, torch.stack([s.values for s in signals]), config)
+    assert chosen in ("batched", "single") and set(info["seconds_per_signal_step"]) == {"batched", "single"}
+    runs = {path: fit_many(models, signals, config, path=path) for path in ("batched", "single", "auto")}
+    assert [r.batched for r in runs["batched"]] == [True, True] and [r.batched for r in runs["single"]] == [False] * 2
+    assert runs["auto"][0].batched == (chosen == "batched")
+    for a, b in zip(runs["batched"], runs["single"]):
+        assert abs(a.metrics["psnr"] - b.metrics["psnr"]) < 1e-3
+    for i in range(2):
+        Image.fromarray((signals[i].values.reshape(8, 8, 3).numpy() * 127.5 + 127.5).astype("uint8")).save(
+            tmp_path / f"s{i}.png")
+    summary = run_job([tmp_path / "s0.png", tmp_path / "s1.png"], tmp_path / "out", config=config,
+                      job=JobOptions(batch=2))
+    assert summary["ok"] == 2 and sum(summary["fit_path"].values()) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_compiled_step_on_cuda_matches_eager() -> None:
+    signal = _image(32)
+    runs = [fit(siren(2, 3, [32, 32], generator=torch.Generator().manual_seed(0)), signal,
+                FitConfig(steps=50, compile=mode, progress=False, precision="fp32", device="cuda"))
+            for mode in ("off", "on")]
+    assert runs[1].step_path == "compiled"
+    assert abs(runs[0].metrics["psnr"] - runs[1].metrics["psnr"]) < 0.05
