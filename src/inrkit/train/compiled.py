@@ -119,9 +119,13 @@ def _gradients(weights: Sequence[Tensor], biases: Sequence[Tensor], acts: Sequen
 
 
 def _adam(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avg: Sequence[Tensor],
-          exp_avg_sq: Sequence[Tensor], scalars: Tensor, beta1: float, beta2: float, eps: float) -> None:
-    """``torch.optim.Adam``'s update in place (``scalars`` = step size, sqrt of the second bias correction)."""
+          exp_avg_sq: Sequence[Tensor], steps: Sequence[Tensor], scalars: Tensor, beta1: float, beta2: float,
+          eps: float) -> None:
+    """``torch.optim.Adam``'s update in place (``scalars`` = step size, sqrt of the second bias correction;
+    ``steps``: the optimiser's per-parameter step counters, advanced by one)."""
     step_size, bc2_sqrt = scalars[0], scalars[1]
+    for s in steps:
+        s.add_(1.0)
     for p, g, m, v in zip(params, grads, exp_avg, exp_avg_sq):
         m.lerp_(g, 1.0 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
@@ -142,17 +146,19 @@ class StepSpec:
 
 
 def make_step(spec: StepSpec) -> Callable[..., Tensor]:
-    """The uncompiled step function of ``spec``: ``step(weights, biases, m, v, scalars, coords, targets[, B])``
-    updates the parameters (and Adam's moments) in place and returns the per-member MSE before the update."""
+    """The uncompiled step function of ``spec``: ``step(weights, biases, m, v, steps, scalars, coords, targets[, B])``
+    updates the parameters (and Adam's moments and step counters) in place and returns the per-member MSE before
+    the update."""
 
     def step(weights: list[Tensor], biases: list[Tensor], exp_avg: list[Tensor], exp_avg_sq: list[Tensor],
-             scalars: Tensor, coords: Tensor, targets: Tensor, fourier: Tensor | None = None) -> Tensor:
+             steps: list[Tensor], scalars: Tensor, coords: Tensor, targets: Tensor,
+             fourier: Tensor | None = None) -> Tensor:
         x = coords if fourier is None else fourier_features(coords, fourier)
         dtype = torch.bfloat16 if spec.precision == "bf16" else None
         gw, gb, mse = _gradients(weights, biases, spec.acts, spec.omegas, x, targets, dtype)
         params, grads = [*weights, *biases], [*gw, *gb]
         if spec.optimizer == "adam":
-            _adam(params, grads, exp_avg, exp_avg_sq, scalars, spec.betas[0], spec.betas[1], spec.eps)
+            _adam(params, grads, exp_avg, exp_avg_sq, steps, scalars, spec.betas[0], spec.betas[1], spec.eps)
         else:
             for p, g in zip(params, grads):
                 p.sub_(scalars[0] * g)
@@ -254,39 +260,22 @@ class CompiledStep:
         self.compile_seconds = 0.0
         self.compiled = 0
         self.compiled_calls = 0
+        self._prepared: _Prepared | None = None
 
     def __call__(self, model: nn.Module, optimizer: torch.optim.Optimizer, coords: Tensor,
                  targets: Tensor) -> Tensor:
         """One step; returns the per-member MSE before the update (a scalar for one network)."""
-        mlp = _mlp_of(model)
-        assert mlp is not None
-        stacked = mlp is not model
-        params = list(model.parameters())
-        n = len(mlp.weights)
-        if stacked:
-            weights, biases = params[:n], params[n:2 * n]
-        else:
-            weights, biases = list(mlp.weights), list(mlp.biases)
+        prep = self._prepared
+        if prep is None or prep.model is not model or prep.optimizer is not optimizer or not prep.current():
+            prep = self._prepared = _Prepared(model, optimizer, self.precision)
         group = optimizer.param_groups[0]
-        adam = isinstance(optimizer, torch.optim.Adam)
-        precision = str(getattr(model, "precision", "fp32")) if stacked else self.precision
-        spec = StepSpec(tuple(mlp.activations), tuple(float(o) for o in mlp.omegas), "adam" if adam else "sgd",
-                        tuple(group.get("betas", (0.9, 0.999))), float(group.get("eps", 1e-8)),
-                        mlp.fourier is not None, precision)
-        fourier = None
-        if mlp.fourier is not None:
-            fourier = model.get_buffer("member_buffer_0") if stacked else mlp.fourier
-        ordered = [*weights, *biases]
-        m, v, scalars = self._optimizer_state(optimizer, ordered, group, adam)
-        shapes = (tuple(tuple(p.shape) for p in ordered), tuple(coords.shape), tuple(targets.shape),
-                  None if fourier is None else tuple(fourier.shape), str(coords.device))
-        key = (spec, shapes)
-        fn = compiled_step(spec, shapes) if self.compile else make_step(spec)
+        scalars = prep.scalars(float(group["lr"]))
+        key = (prep.spec, prep.shapes + (tuple(coords.shape), tuple(targets.shape), str(coords.device)))
+        fn = compiled_step(*key) if self.compile else make_step(prep.spec)
         first = self.compile and key not in COMPILED_KEYS
         t = time.perf_counter()
         with torch.no_grad():
-            mse = fn([w.detach() for w in weights], [b.detach() for b in biases], m, v, scalars,
-                     coords, targets, fourier)
+            mse = fn(prep.weights, prep.biases, prep.m, prep.v, prep.steps, scalars, coords, targets, prep.fourier)
         self.compiled_calls += 1
         if first:
             COMPILED_KEYS.add(key)
@@ -294,29 +283,64 @@ class CompiledStep:
             self.compiled += 1
         return mse
 
-    @staticmethod
-    def _optimizer_state(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], group: dict[str, Any],
-                         adam: bool) -> tuple[list[Tensor], list[Tensor], Tensor]:
-        """Adam's moments (created as ``torch.optim.Adam`` creates them), its step advanced by one, and the
-        step's scalars; for SGD the learning rate."""
-        device = params[0].device
-        if not adam:
-            return [], [], torch.tensor([float(group["lr"])], dtype=torch.float32, device=device)
-        m, v = [], []
-        for p in params:
-            state = optimizer.state[p]
-            if not state:
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
-            m.append(state["exp_avg"])
-            v.append(state["exp_avg_sq"])
-        step = float(optimizer.state[params[0]]["step"])
-        beta1, beta2 = group["betas"]
-        step_size = float(group["lr"]) / (1.0 - beta1**step)
-        bc2_sqrt = math.sqrt(1.0 - beta2**step)
-        return m, v, torch.tensor([step_size, bc2_sqrt], dtype=torch.float32, device=device)
+
+class _Prepared:
+    """What the steps of one model and optimiser share: the spec, the detached parameters, and the optimiser's
+    state tensors (created as ``torch.optim.Adam`` creates them)."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, precision: str) -> None:
+        mlp = _mlp_of(model)
+        assert mlp is not None
+        self.model, self.optimizer = model, optimizer
+        stacked = mlp is not model
+        n = len(mlp.weights)
+        params = list(model.parameters())[:2 * n] if stacked else [*mlp.weights, *mlp.biases]
+        group = optimizer.param_groups[0]
+        self.adam = isinstance(optimizer, torch.optim.Adam)
+        self.spec = StepSpec(tuple(mlp.activations), tuple(float(o) for o in mlp.omegas),
+                             "adam" if self.adam else "sgd", tuple(group.get("betas", (0.9, 0.999))),
+                             float(group.get("eps", 1e-8)), mlp.fourier is not None,
+                             str(getattr(model, "precision", "fp32")) if stacked else precision)
+        self.fourier = None
+        if mlp.fourier is not None:
+            self.fourier = model.get_buffer("member_buffer_0") if stacked else mlp.fourier
+        self.params = params
+        self.weights = [p.detach() for p in params[:n]]
+        self.biases = [p.detach() for p in params[n:]]
+        self.m: list[Tensor] = []
+        self.v: list[Tensor] = []
+        self.steps: list[Tensor] = []
+        if self.adam:
+            for p in params:
+                state = optimizer.state[p]
+                if not state:
+                    state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                self.m.append(state["exp_avg"])
+                self.v.append(state["exp_avg_sq"])
+                self.steps.append(state["step"])
+        self.shapes = (tuple(tuple(p.shape) for p in params),
+                       None if self.fourier is None else tuple(self.fourier.shape))
+        self.betas = tuple(group.get("betas", (0.9, 0.999)))
+
+    def current(self) -> bool:
+        """Whether the optimiser still holds the state tensors kept here (a callback may have replaced them)."""
+        if not self.adam:
+            return True
+        state = self.optimizer.state
+        return all(state[p].get("exp_avg") is m for p, m in zip(self.params, self.m))
+
+    def scalars(self, lr: float) -> Tensor:
+        """Adam's step size and sqrt of its second bias correction for the coming step (PyTorch computes both in
+        float64 from the step count); SGD's learning rate."""
+        device = self.params[0].device
+        if not self.adam:
+            return torch.tensor([lr], dtype=torch.float32, device=device)
+        step = float(self.steps[0]) + 1.0
+        beta1, beta2 = self.betas
+        return torch.tensor([lr / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step)], dtype=torch.float32,
+                            device=device)
 
 
 def resolve_compile(mode: str | bool) -> CompileMode:
