@@ -190,6 +190,40 @@ def fitted():
     return fit(model, signal, FitConfig(steps=150, lr=1e-3, progress=False, precision="fp32")).model.cpu(), signal
 
 
+def test_compress_default_rate_rule(tmp_path: Path, fitted):
+    """Without a target: with the signal, the smallest file within 1 dB of the model's PSNR (or, when no setting
+    gets there, the best one, reported and warned about); without the signal, the codec's conservative setting."""
+    from PIL import Image
+
+    from inrkit.compress.encode.api import DEFAULT_MAX_LOSS_DB
+    from inrkit.compress.encode.network import NETWORK_CODECS
+    from inrkit.errors import InrkitWarning
+    from inrkit.models import save_model
+
+    model, signal = fitted
+    save_model(model, tmp_path / "m.safetensors", signal=signal.metadata())
+    y, x = np.mgrid[0:16, 0:16] / 16  # image_signal() as an 8-bit PNG, with noise: the model is at about 30 dB
+    img = np.stack([np.sin(6 * x) * 100 + 128, np.cos(5 * y) * 100 + 128, (x + y) * 120], -1)
+    img += np.random.default_rng(0).normal(0, 8, img.shape)
+    Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).save(tmp_path / "s.png")
+    m, s = tmp_path / "m.safetensors", tmp_path / "s.png"
+    rep = compress_file(m, tmp_path / "q.inrz", "quant", signal_path=s, progress=False)
+    assert rep["rate_rule"].startswith("within 1 dB") and rep["target_met"]
+    assert rep["psnr"] >= rep["model_psnr"] - DEFAULT_MAX_LOSS_DB
+    fewer = compress_file(m, tmp_path / "f.inrz", "quant", bits=rep["bits"] - 1, signal_path=s, progress=False)
+    assert fewer["psnr"] < rep["model_psnr"] - DEFAULT_MAX_LOSS_DB  # the smallest such file
+    clean = np.stack([np.sin(6 * x) * 100 + 128, np.cos(5 * y) * 100 + 128, (x + y) * 120], -1)
+    Image.fromarray(np.clip(np.rint(clean), 0, 255).astype(np.uint8)).save(tmp_path / "c.png")
+    with pytest.warns(InrkitWarning, match="within 1 dB"):  # a 58 dB model: 12-bit weights lose more than 1 dB
+        best = compress_file(m, tmp_path / "c.inrz", "quant", signal_path=tmp_path / "c.png", progress=False)
+    assert not best["target_met"] and best["bits"] == 12 and best["psnr"] < best["model_psnr"] - DEFAULT_MAX_LOSS_DB
+    bare = compress_file(m, tmp_path / "b.inrz", "quant", progress=False)
+    safe = NETWORK_CODECS.get("quant").safe_options
+    assert bare["rate_rule"].startswith("conservative") and bare["bits"] == safe["bits"]
+    given = compress_file(m, tmp_path / "g.inrz", "quant", bits=6, progress=False)
+    assert given["rate_rule"] == "as given" and given["bits"] == 6 and given["bytes"] < bare["bytes"]
+
+
 def test_target_psnr_and_size_search(fitted):
     model, signal = fitted
     grid = dict(bits_grid=(6, 8), sparsity_grid=(0.1, 0.2, 0.3, 0.4))

@@ -1,4 +1,4 @@
-"""Hostile ``grid`` (latent-grid) ``.inrz`` files: every one is decoded (``inrkit decode``'s path, PNG included) or
+"""Hostile ``latent`` (latent-grid) ``.inrz`` files: every one is decoded (``inrkit decode``'s path, PNG included) or
 refused with :class:`~inrkit.errors.InvalidFileError` within 2 s of CPU time and 512 MiB of memory.
 
 Each case runs in a forked child whose address space is capped at its size at the fork plus 512 MiB
@@ -236,6 +236,25 @@ def test_old_format_is_refused_with_a_one_line_message() -> None:
     assert "\n" not in str(err.value)
 
 
+def test_synthesis_exponents_are_checked(tmp_path: Path) -> None:
+    """Format version 3 lists one synthesis exponent per layer's weights and one for the biases: a list of another
+    length, an exponent out of range, an integer in a version-3 file or a list in a version-2 file is refused in
+    one line, within the time and memory of every case; version-2 files (one integer) decode as before."""
+    data = crafted((16, 16))
+    assert unpack(data)[0]["params"]["q"] == [8, 8, 8]  # 2 synthesis layers: 2 weight exponents, the biases'
+    for q, v in (([8, 8], 3), ([8, 8, 8, 8], 3), ([8, 8, 25], 3), ([-1, 8, 8], 3), (8, 3), ([8, 8, 8], 2),
+                 ([8, 8.5, 8], 3), ([8] * 1000, 3)):
+        bad = with_header(data, params={"q": q, "v": v})
+        outcome, message, cpu, peak = forked(decode_through_cli_path(bad, tmp_path))
+        assert outcome == "refused" and "\n" not in message, (q, v, message)
+        assert cpu < CPU_SECONDS and peak < MEMORY
+    v2 = lc.read(with_header(data, params={"q": 8, "v": 2}))
+    v3 = lc.read(data)
+    assert np.array_equal(v2.render(), v3.render())  # the same exponents, either way
+    mixed = lc.read(with_header(data, params={"q": [6, 9, 7]}))  # other steps decode to other weights
+    assert mixed.steps() == [6, 7, 9, 7] and not np.array_equal(mixed.synth_w[0], v3.synth_w[0])
+
+
 def test_stream_bound_holds_for_the_cheapest_latents() -> None:
     """All-zero latents under the narrowest model cost at least MIN_BITS_PER_LATENT each (the FLOOR)."""
     for side, levels in ((256, 7), (700, 3)):
@@ -264,7 +283,8 @@ def test_mutations_of_a_real_file_are_decoded_or_refused(tmp_path: Path) -> None
         s = bytearray(sections[0])
         s[int(rng.integers(len(s)))] ^= 1 << int(rng.integers(8))
         variants.append(pack(header, [bytes(s), *sections[1:]], version=2))
-    for key, values in (("bits", [2, 3, 14, 15]), ("levels", [1, 4, 6, 12]), ("fw", [2, 12]), ("q", [0, 24]),
+    for key, values in (("bits", [2, 3, 14, 15]), ("levels", [1, 4, 6, 12]), ("fw", [2, 12]),
+                        ("q", [0, 24, [0, 0], [24, 24], [0, 24, 3], [8] * 40, "8"]), ("v", [2, 4]),
                         ("hidden", [[], [256], [256] * 4]), ("a", [[], [64] * 3]), ("sb", [2, 16]), ("ab", [2, 16])):
         for v in values:
             variants.append(with_header(data, params={key: v}))

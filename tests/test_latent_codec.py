@@ -3,6 +3,7 @@ estimate vs coded size, bad files, the torch-free decoder and the CLI."""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -100,9 +101,33 @@ def test_decoding_pinned() -> None:
     assert hashlib.sha256(main.tobytes() + cats.tobytes()).hexdigest()[:16] == PINNED_TABLE
 
 
-PINNED_FILE = "5906ef58fe3e2dd7"  # the bytes (format version 2): header, range coder, weight sections
+PINNED_FILE = "2ddc05d561741bbf"  # the bytes (format version 3): header, range coder, weight sections
 PINNED_IMAGE = "d19246fc787d1f71"  # the decoded 8-bit image
 PINNED_TABLE = "2b382fae5a36a75f"  # the coder's symbol weights (binary powering: the same on every machine)
+# _handmade() as the codec wrote it when it was named ``grid`` (format version 2, header codec "grid")
+GRID_V2_FILE = (
+    "SU5SWgI+FoAHC2lucnotbGF0ZW50gb6kIk1RpUOIGQcBdkKbRMohRQcBYSFGjEOhSAcCZndIBwJhYksHAnNiSYoRor8DaG2H"
+    "vtRVLO26hKoTZJkjP1hJ3mHAeuvesVaJXHYoTTNxY19MIXLX0RiQp87gH4uDAA/VBuBprWYEqH4lGJ3USyA3sGY//zivDGU7"
+    "OttmZF5Yyf4T5LLFLS8XUcFi6p4O9O/28fwJQzETuQTLEPsP4rTYcxkXTEgdgFjfbJw1KGyHlA3S4Zd2SARtv5RfYi/cB6Yp"
+    "LSXh/UWa3l9p/ubqNbuTOK+fLmzanzq3a7iiLEoPkEXDFKwEPfxyWHoiV7Ghu3tlMkHL4cLXggtDMfGq/FhzA9Fq6qcCdrb9"
+    "GBQ7bbNIDpzxq0cPDr59pd+789RNoDd4+PDJCoVPj9N5INONOiROl8d/gAEDBtEgjk0="
+)
+
+
+def test_files_written_as_grid_still_decode(tmp_path: Path) -> None:
+    import base64
+
+    from inrkit.compress import decode_image
+
+    data = base64.b64decode(GRID_V2_FILE)
+    header, _ = unpack(data)
+    assert header["codec"] == "grid" and header["params"]["v"] == 2
+    img = lc.read(data)
+    assert all(np.array_equal(a, b) for a, b in zip(img.latents, _handmade().latents))
+    assert hashlib.sha256(img.render().tobytes()).hexdigest()[:16] == PINNED_IMAGE
+    (tmp_path / "old.inrz").write_bytes(data)
+    rep = decode_image(tmp_path / "old.inrz", tmp_path / "old.png")
+    assert rep["codec"] == "latent" and sum(rep["bytes_by_part"].values()) == len(data)
 
 
 def test_bad_files_are_invalid_file_errors() -> None:
@@ -153,8 +178,11 @@ def test_cli_encode_decode_and_refusals(tmp_path: Path, capsys: pytest.CaptureFi
     out = tmp_path / "a.inrz"
     assert main(["encode", str(src), "-o", str(out), "--codec", "latent", "--preset", "fast", "--steps", "40",
                  "--lambda", "500", "--no-progress", "--json"]) == 0
-    assert main(["decode", str(out), "-o", str(tmp_path / "b.png"), "--reference", str(src), "--json"]) == 0
-    assert '"psnr"' in capsys.readouterr().out
+    enc = json.loads(capsys.readouterr().out)
+    assert enc["steps"] == 40 and sum(enc["bytes_by_part"].values()) == enc["bytes"] == out.stat().st_size
+    assert main(["decode", str(out), "-o", str(tmp_path / "b.png"), "--signal", str(src), "--json"]) == 0
+    dec = json.loads(capsys.readouterr().out)
+    assert dec["psnr"] == pytest.approx(enc["psnr"], abs=1e-9) and dec["bytes_by_part"] == enc["bytes_by_part"]
     assert main(["encode", str(src), "-o", str(out), "--codec", "latent", "--hidden", "8x2"]) == 2
     assert main(["decompress", str(out), "-o", str(tmp_path / "m.safetensors")]) == 2
 
@@ -181,6 +209,43 @@ def test_encode_to_a_bit_rate_gets_closer_than_a_fixed_lambda() -> None:
     assert abs(np.log(rep["bpp"] / target)) < abs(np.log(free / target)) / 2
     assert rep["target_met"] == (abs(rep["bpp"] / target - 1) <= BPP_TOLERANCE)
     assert rep["target_met"] or "missed" in rep["target_note"]
+
+
+def test_a_bit_rate_target_is_met_within_5_percent_on_a_tiny_image() -> None:
+    """``encode --bpp``'s promise on a 64x64 image with tiny networks (150 steps a training): within 5 %."""
+    from inrkit.compress.encode.latent import start_lambda
+
+    rng = np.random.default_rng(0)
+    px = np.clip(_image(64, 64) + rng.normal(0, 12, (64, 64, 3)), 0, 255).astype(np.float32)
+    enc = encode_to_target(px, LatentOptions(steps=150, lmbda=start_lambda(1.0), hidden=(8,), arm_hidden=(8,)),
+                           bpp=1.0)
+    rep = enc.report
+    assert rep["target_met"] and abs(rep["bpp"] - 1.0) <= BPP_TOLERANCE, rep["trainings"]
+    assert rep["bpp"] == 8 * len(enc.data) / (64 * 64) and len(rep["trainings"]) == rep["attempts"]
+    parts = rep["bytes_by_part"]
+    assert sum(parts.values()) == len(enc.data) and set(parts) == {"latents", "arm", "synthesis", "header"}
+
+
+def test_low_rate_targets_get_the_smaller_networks() -> None:
+    from inrkit.compress.encode.latent import LOW_RATE_BPP, LOW_RATE_NETWORKS, preset_options
+
+    small, usual = preset_options("fast", bpp=LOW_RATE_BPP), preset_options("fast", bpp=0.5)
+    assert tuple(small.hidden) == LOW_RATE_NETWORKS["hidden"] and tuple(small.arm_hidden) == (8, 8)
+    assert tuple(usual.hidden) == (40,) and tuple(usual.arm_hidden) == (16, 16)
+    assert tuple(preset_options("fast").hidden) == (40,)  # no target: the preset's
+    assert tuple(preset_options("fast", bpp=0.1, hidden=(32,)).hidden) == (32,)  # an explicit size wins
+
+
+def test_synthesis_exponents_are_chosen_per_layer(encoded) -> None:
+    """Version 3 stores one exponent per synthesis layer's weights and one for the biases, each chosen by the
+    rate-distortion cost (the report's ``q``); the decoder rebuilds the same weights."""
+    img = lc.read(encoded.data)
+    q = encoded.report["q"]
+    assert isinstance(q, list) and len(q) == len(img.synth_w) + 1
+    header, _ = unpack(encoded.data)
+    assert header["params"]["q"] == q and header["params"]["v"] == lc.VERSION == 3
+    for w, e in zip(img.synth_w, q[:-1]):
+        assert np.array_equal(w * 2.0 ** e, np.rint(w * 2.0 ** e))  # on the grid of its own step
 
 
 def test_soft_round_limits_and_kumaraswamy_noise() -> None:

@@ -188,6 +188,7 @@ KNOWN_STRINGS = (
     "tanh", "sigmoid", "identity", "pcg64-boxmuller-v1", "gaps", "bitmask", "blocks", "grid", "image", "volume",
     "sdf", "audio", "video", "nerf", "points", "psnr", "steps", "lr", "arch", "hidden", "bpp", "target_psnr",
     "target_bytes", "finetune", "sparsity", "overcomplete", "block", "code_first", "fit", "time", "source",
+    "inrz-latent", "latent", "v", "a", "fw", "ab", "sb", "qb",
 )
 assert len(KNOWN_STRINGS) <= 128 and len(set(KNOWN_STRINGS)) == len(KNOWN_STRINGS)
 _KNOWN_ID = {s: i for i, s in enumerate(KNOWN_STRINGS)}

@@ -41,11 +41,14 @@ float64 (deterministic); the synthesis is float64 BLAS: the decoded 8-bit image 
 builds only where a value lies within about 1e-12 of a rounding boundary.
 
 A file is an ``.inrz`` v2 container (:mod:`inrkit.compress.decode.container`) with header ``{"format": "inrz-latent",
-"codec": "latent", "shape": [H, W], "channels": C, "params": {"v": 2, ...}, "signal": {...}}`` and the
-sections: the latents (one range-coded stream), the ARM's integers and the synthesis's integers (weights
-``* 2**q``), each network's tensors concatenated into one :func:`inrkit.compress.decode.entropy.encode_codes` section
-of signed integers, its bit depth in ``params``. Files of format version 1 (raster order) are refused with a
-message to re-encode them.
+"codec": "latent", "shape": [H, W], "channels": C, "params": {"v": 3, ...}, "signal": {...}}`` and the
+sections: the latents (one range-coded stream), the ARM's integers and the synthesis's integers (tensor ``t`` as
+``round(t * 2**q_t)``; ``params["q"]`` lists one exponent per layer's weights and a last one for the biases,
+chosen by the encoder for the rate-distortion cost), each network's tensors concatenated into one
+:func:`inrkit.compress.decode.entropy.encode_codes` section of signed integers, its bit depth in ``params``.
+Format version 2 (one exponent ``q`` for every synthesis tensor; files of the codec's former name ``grid``) is
+decoded too; version 1 (raster order) is refused with a message to re-encode. :func:`bytes_by_part` reports a
+file's bytes by part (latents, ARM, synthesis, header).
 """
 from __future__ import annotations
 
@@ -77,7 +80,9 @@ FORMAT = "inrz-latent"
 CODEC = "latent"
 LEGACY_NAMES = {"grid": CODEC}
 """Names older files store for this codec (``grid`` until the codec was named ``latent``)."""
-VERSION = 2  # params["v"]: 2 = wavefront order, windowed symbols with escapes (version 1, raster order: refused)
+VERSION = 3  # params["v"]: 3 = one synthesis step per layer's weights and one for the biases ("q" a list)
+VERSIONS = (2, 3)  # decoded: 2 = wavefront order, windowed symbols with escapes, one synthesis step ("q" an integer);
+# version 1 (raster order) is refused
 FA = 8  # fraction bits of the ARM's activations
 FW_RANGE = (2, 12)  # fraction bits of the ARM's weights (chosen per file by the encoder)
 # causal neighbours (row, column offset) in the same level: two rows above (columns -2..2) and two to the left
@@ -603,7 +608,8 @@ class LatentImage:
         latents: integer grids, finest first.
         arm: the fixed-point ARM.
         synth_w, synth_b: synthesis weights ``[out, in]`` and biases (float64, ``integer * 2**-q``).
-        q: synthesis quantisation exponent (step ``2**-q``).
+        q: synthesis quantisation exponents: one for every tensor (step ``2**-q``), or one per layer's weights
+            and a last one for the biases (format version 3).
         signal: the signal metadata of the header.
     """
 
@@ -613,8 +619,12 @@ class LatentImage:
     arm: FixedArm
     synth_w: list[np.ndarray]
     synth_b: list[np.ndarray]
-    q: int
+    q: int | list[int]
     signal: dict[str, Any]
+
+    def steps(self) -> list[int]:
+        """The exponent of every synthesis tensor, in file order (weights then bias, layer by layer)."""
+        return tensor_exponents(self.q, len(self.synth_w))
 
     def render(self) -> np.ndarray:
         """The decoded ``[H, W, C]`` uint8 image, synthesised a few rows (about ``2**13`` pixels) at a time: the
@@ -653,19 +663,39 @@ def synth_shapes(levels: int, hidden: list[int], channels: int) -> list[tuple[in
     return [(dims[i + 1], dims[i]) for i in range(len(dims) - 1)]
 
 
+def tensor_exponents(q: int | list[int], layers: int) -> list[int]:
+    """The exponent of every synthesis tensor (weights then bias, layer by layer) from a file's ``q``: one integer
+    for all (version 2), or one per layer's weights and a last one for every bias (version 3)."""
+    if isinstance(q, int):
+        return [q] * (2 * layers)
+    if len(q) != layers + 1:
+        raise ValueError(f"q lists {len(q)} exponents for {layers} layers")
+    return [e for lw in q[:-1] for e in (int(lw), int(q[-1]))]
+
+
+def synth_integers(img: LatentImage) -> np.ndarray:
+    """The synthesis as the integers the file codes: ``round(t * 2**q)`` of every tensor, concatenated."""
+    tensors = [t for wb in zip(img.synth_w, img.synth_b) for t in wb]
+    return np.concatenate([np.rint(t * float(1 << e)).astype(np.int64).reshape(-1)
+                           for t, e in zip(tensors, img.steps())])
+
+
 def write(img: LatentImage) -> bytes:
-    """``.inrz`` bytes of a latent image (the latents must fit its ARM's alphabet)."""
+    """``.inrz`` bytes of a latent image (the latents must fit its ARM's alphabet; format :data:`VERSION`)."""
     bits = latent_bits(img.latents)
     if bits > MAX_LATENT_BITS:
         raise ValueError("latents beyond the supported range")
-    scale = float(1 << img.q)
+    layers = len(img.synth_w)
+    q = [img.q] * (layers + 1) if isinstance(img.q, int) else [int(e) for e in img.q]
+    tensor_exponents(q, layers)  # checks the length
+    if any(not 0 <= e <= MAX_QEXP for e in q):
+        raise ValueError("synthesis exponents beyond the supported range")
     arm_sec, abits = encode_signed(np.concatenate([t.reshape(-1) for t in img.arm.tensors()]))
-    synth = [np.rint(t * scale).astype(np.int64).reshape(-1) for wb in zip(img.synth_w, img.synth_b) for t in wb]
-    synth_sec, sbits = encode_signed(np.concatenate(synth))
+    synth_sec, sbits = encode_signed(synth_integers(img))
     sections = [encode_latents(img.latents, img.arm, bits), arm_sec, synth_sec]
     # short keys: "a" ARM hidden widths, "fw" its fraction bits, "ab"/"sb" bit depths of the ARM/synthesis ints
     params = {"v": VERSION, "levels": len(img.latents), "hidden": img.widths[1:-1], "a": img.arm_widths[1:-1],
-              "bits": bits, "q": int(img.q), "fw": int(img.arm.fw), "ab": abits, "sb": sbits}
+              "bits": bits, "q": q, "fw": int(img.arm.fw), "ab": abits, "sb": sbits}
     header = {"format": FORMAT, "codec": CODEC, "shape": list(img.shape), "channels": img.channels,
               "params": params, "signal": img.signal}
     return pack(header, sections, version=2)
@@ -725,16 +755,17 @@ def read(data: bytes, what: str = ".inrz file") -> LatentImage:
     hidden = _int_list(params, "hidden", 1, MAX_HIDDEN, (0, 4), "params")
     arm_hidden = _int_list(params, "a", 1, MAX_ARM_HIDDEN, (0, 3), "params")
     bits = _int(params, "bits", 2, MAX_LATENT_BITS, "params")
-    q = _int(params, "q", 0, MAX_QEXP, "params")
     a_shapes, s_shapes = arm_shapes(arm_hidden), synth_shapes(levels, hidden, channels)
     fw = _int(params, "fw", FW_RANGE[0], FW_RANGE[1], "params")
     abits = _int(params, "ab", 2, MAX_WEIGHT_BITS, "params")
     sbits = _int(params, "sb", 2, MAX_WEIGHT_BITS, "params")
     h, w = shape
     version = params.get("v", 1)
-    if version != VERSION:
-        raise bad(f"latent format version {str(version)[:20]} is not decoded by this inrkit (version {VERSION}); "
-                  f"re-encode the image")
+    if version not in VERSIONS:
+        raise bad(f"latent format version {str(version)[:20]} is not decoded by this inrkit (versions "
+                  f"{', '.join(map(str, VERSIONS))}); re-encode the image")
+    q: int | list[int] = (_int(params, "q", 0, MAX_QEXP, "params") if version == 2 else
+                          _int_list(params, "q", 0, MAX_QEXP, (len(s_shapes) + 1, len(s_shapes) + 1), "params"))
     if len(sections) != 3:
         raise bad(f"{len(sections)} sections, expected 3")
     shapes = level_shapes(h, w, levels)
@@ -742,7 +773,9 @@ def read(data: bytes, what: str = ".inrz file") -> LatentImage:
     check_work(len(data), len(sections[0]), shapes, hidden, arm_hidden, channels, what)
     check_inrz_image(len(data), h * w, macs, what)
     arm_vals = decode_signed(sections[1], sum(o * i + o for o, i in a_shapes), abits)
-    synth_vals = decode_signed(sections[2], sum(o * i + o for o, i in s_shapes), sbits) * 2.0 ** -q
+    sizes = [n for o, i in s_shapes for n in (o * i, o)]
+    scales = np.repeat(np.ldexp(1.0, [-e for e in tensor_exponents(q, len(s_shapes))]), sizes)
+    synth_vals = decode_signed(sections[2], sum(sizes), sbits) * scales
     arm = FixedArm(*_split(arm_vals, a_shapes), fw=fw)
     synth_w, synth_b = _split(synth_vals, s_shapes)
     latents = decode_latents(sections[0], shapes, arm, bits)

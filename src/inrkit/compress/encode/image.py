@@ -84,7 +84,7 @@ class LatentCodec(ImageCodec):
 
         refuse_network_options(options.get("hidden"), options.get("arch", "siren"), options.get("finetune_steps", 0),
                                options.get("qat_steps"))
-        return encode_latent_image(image_path, out_path, lmbda=options.get("lmbda", 1000.0), bpp=bpp,
+        return encode_latent_image(image_path, out_path, lmbda=options.get("lmbda"), bpp=bpp,
                                    target_psnr=target_psnr, preset=options.get("preset", "default"), steps=steps,
                                    seed=config.seed, device=config.device, progress=config.progress)
 
@@ -277,7 +277,7 @@ def encode_image(
     bpp: float | None = None,
     target_psnr: float | None = None,
     codec: str = "latent",
-    lmbda: float = 1000.0,
+    lmbda: float | None = None,
     preset: str = "default",
     hidden: Sequence[int] | None = None,
     arch: str = "siren",
@@ -298,8 +298,8 @@ def encode_image(
         bpp: target bits per pixel (network codecs: sizes the network too; latent: steers lambda, within 5 %).
         target_psnr: target PSNR in dB (network codecs: the fit stops 1 dB above it; latent: steers lambda).
         codec: a registered image codec.
-        lmbda: latent: rate-distortion trade-off ``bpp + lambda * MSE`` (without ``bpp``/``target_psnr``), or
-            where the lambda search starts.
+        lmbda: latent: rate-distortion trade-off ``bpp + lambda * MSE`` (without ``bpp``/``target_psnr``; default
+            1000), or where the lambda search starts (default with ``bpp``: ``1000 bpp**2``).
         preset: latent: encoder preset (fast, default, best: training steps).
         hidden: network codecs: hidden widths, e.g. 64x3 (default: sized to the target).
         arch: network codecs: architecture of the fitted network.

@@ -94,11 +94,21 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Encoder presets: training steps (measured times in docs/compress.md)."""
 
 
-def preset_options(preset: str = "default", **overrides: Any) -> LatentOptions:
-    """:class:`LatentOptions` of a preset, with ``overrides`` (``None`` values ignored)."""
+LOW_RATE_BPP = 0.15
+"""At a bit-rate target up to this, :func:`preset_options` gives the smaller :data:`LOW_RATE_NETWORKS`."""
+LOW_RATE_NETWORKS: dict[str, Any] = {"hidden": (24,), "arm_hidden": (8, 8)}
+"""Synthesis 7 -> 24 -> 3 and ARM 12 -> 8 -> 8 -> 2 (461 parameters instead of 957): at lambda 45 (0.12-0.16 bpp,
+384x256 Kodak/2, fast preset) their files cost less rate-distortion (``bpp + lambda MSE``: kodim01 0.409 vs
+0.418, kodim23 0.282 vs 0.315); at lambda 150 (0.21-0.25 bpp) the larger ones win (kodim01 0.790 vs 0.850)."""
+
+
+def preset_options(preset: str = "default", bpp: float | None = None, **overrides: Any) -> LatentOptions:
+    """:class:`LatentOptions` of a preset, with ``overrides`` (``None`` values ignored); at a bit-rate target
+    ``bpp`` up to :data:`LOW_RATE_BPP`, the smaller :data:`LOW_RATE_NETWORKS` (unless overridden)."""
     if preset not in PRESETS:
         raise InvalidInputError(f"unknown latent preset {preset!r}; choose from {sorted(PRESETS)}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    low = LOW_RATE_NETWORKS if bpp is not None and bpp <= LOW_RATE_BPP else {}
+    values = {**PRESETS[preset], **low, **{k: v for k, v in overrides.items() if v is not None}}
     return LatentOptions(**values)
 
 
@@ -238,27 +248,32 @@ class RateTarget:
     """Steer lambda during training toward a bit rate or a PSNR (inrkit's addition: the papers fix lambda).
 
     While the latents are trained with noise (from :data:`CONTROL_START` of those steps on), after every step
-    ``lambda *= exp(-gain * (ln bpp - ln target))`` (``bpp``: the ARM's estimate of the latents plus
-    ``overhead_bits`` per image) or ``lambda *= exp(gain * (target - psnr))`` (dB, of the training step); then
-    lambda stays fixed for the last phase (latents rounded), so the result is the rate-distortion optimum of one lambda.
-    The step's error is clipped to +-5 and lambda to :data:`LAMBDA_RANGE`.
+    ``lambda *= exp(-gain * (ln bpp - ln target))`` (``bpp``: ``latent_scale`` x the ARM's estimate of the
+    latents rounded, as the file codes them, plus ``overhead_bits`` per image) or ``lambda *= exp(gain * (target -
+    psnr))`` (dB, of the training step); then lambda stays fixed for the last phase (latents rounded), so the result
+    is the rate-distortion optimum of one lambda. The step's error is clipped to +-5 and lambda to
+    :data:`LAMBDA_RANGE`.
 
     Args:
         bpp: target bits per pixel of the whole file.
         psnr: target PSNR in dB.
-        overhead_bits: bits of the file besides the latents (header, networks), estimated.
+        overhead_bits: bits of the file besides the latents (header, networks): estimated
+            (:func:`overhead_bits`), or measured on an earlier training of the same image.
+        latent_scale: coded latent bits per estimated bit (1 until an earlier training measured it: the ARM still
+            learns after the control ends, and the coder's fixed-point model costs a little more).
         gain: the controller's step.
     """
 
     bpp: float | None = None
     psnr: float | None = None
     overhead_bits: float = 0.0
+    latent_scale: float = 1.0
     gain: float = 0.02
 
     def update(self, lmbda: float, bits: float, mse: float, pixels: int) -> float:
         """The next lambda after a step whose latents cost ``bits`` with distortion ``mse`` (values in [0, 1])."""
         if self.bpp is not None:
-            err = -math.log(max(bits + self.overhead_bits, 1.0) / pixels / self.bpp)
+            err = -math.log(max(self.latent_scale * bits + self.overhead_bits, 1.0) / pixels / self.bpp)
         elif self.psnr is not None:
             err = self.psnr - psnr_from_mse(max(mse, 1e-12), 1.0)
         else:
@@ -267,9 +282,12 @@ class RateTarget:
                          LAMBDA_RANGE[1]))
 
 
-LAMBDA_RANGE = (1.0, 1e6)
+LAMBDA_RANGE = (0.1, 1e6)
 """Where :class:`RateTarget` keeps lambda."""
-CONTROL_START = 0.2
+CONTROL_EVERY = 4
+"""With a bit-rate target, the rounded latents' rate is estimated every this many steps (an ARM pass without
+gradient: about 5 % more time) and steers lambda until the next estimate."""
+CONTROL_START = 0.1
 """:class:`RateTarget` steers from this fraction of the noise steps on (before, the latents are still growing
 from zero and the rate says little about the final one)."""
 
@@ -293,6 +311,8 @@ class LatentTask:
         self.pixels = int(pixels.shape[0] * pixels.shape[1])
         self.control = control
         self._last = (0.0, 0.0)
+        self.rounded_bits = 0.0  # the rounded latents' estimated bits at the last control step (bit-rate target)
+        self._calls = 0
 
     def num_samples(self) -> int:
         """0: the whole image every step."""
@@ -309,8 +329,20 @@ class LatentTask:
         img, bits = model()
         mse = torch.mean((img - self.target) ** 2)
         if self.control is not None:
-            self._last = (float(bits.detach()), float(mse.detach()))
+            self._last = (self._control_bits(model, float(bits.detach())), float(mse.detach()))
         return bits / self.pixels + self.lmbda * mse, mse
+
+    def _control_bits(self, model: nn.Module, noisy: float) -> float:
+        """The bits the controller steers: with a bit-rate target, the rounded latents' (what the file codes;
+        the noisy ones cost 5-20 % more), refreshed every :data:`CONTROL_EVERY` steps; else the step's."""
+        if self.control is None or self.control.bpp is None or not isinstance(model, LatentImageModel) \
+                or model.quant_mode == "round":
+            return noisy
+        self._calls += 1
+        if self._calls % CONTROL_EVERY == 1 or not self.rounded_bits:
+            with torch.no_grad():
+                self.rounded_bits = float(model.rate_bits([torch.round(y) for y in model.latents]))
+        return self.rounded_bits
 
     def on_step_end(self, state: Any) -> None:
         """Steer lambda (with a ``control``, during the noise steps); round and fix the latents after
@@ -343,19 +375,49 @@ def fixed_arm(model: LatentImageModel, fw: int) -> lc.FixedArm:
     return arm
 
 
-def _synth_error(img: lc.LatentImage, feats: np.ndarray, target: np.ndarray, q: int) -> float:
-    """MSE (values in [0, 1]) of the 8-bit image decoded with the synthesis quantised at step ``2**-q``."""
-    s = float(1 << q)
-    ws = [np.rint(w * s) / s for w in img.synth_w]
-    bs = [np.rint(b * s) / s for b in img.synth_b]
+def _synth_error(img: lc.LatentImage, feats: np.ndarray, target: np.ndarray, q: list[int]) -> float:
+    """MSE (values in [0, 1]) of the 8-bit image decoded with the synthesis quantised at exponents ``q`` (one per
+    layer's weights, a last one for the biases)."""
+    e = lc.tensor_exponents(q, len(img.synth_w))
+    ws = [np.rint(w * float(1 << k)) / float(1 << k) for w, k in zip(img.synth_w, e[0::2])]
+    bs = [np.rint(b * float(1 << k)) / float(1 << k) for b, k in zip(img.synth_b, e[1::2])]
     out = lc.to_uint8(lc.synthesise(feats, ws, bs), *img.shape).astype(np.float64) / 255.0
     return float(np.mean((out - target) ** 2))
 
 
-def _synth_bytes(img: lc.LatentImage, q: int) -> int:
-    s = float(1 << q)
-    return len(lc.encode_signed(np.concatenate([np.rint(t * s).astype(np.int64).reshape(-1)
-                                                for t in (*img.synth_w, *img.synth_b)]))[0])
+def _synth_bytes(img: lc.LatentImage, q: list[int]) -> int:
+    return len(lc.encode_signed(lc.synth_integers(replace(img, q=q)))[0])
+
+
+SYNTH_EXPONENTS = range(0, 14)
+"""Synthesis step exponents the encoder tries (step ``2**-q``)."""
+
+
+def choose_synth_steps(img: lc.LatentImage, feats: np.ndarray, target: np.ndarray, lmbda: float) -> list[int]:
+    """The synthesis exponents (one per layer's weights, one for the biases) of the least rate-distortion cost
+    ``8 bytes / pixels + lambda * MSE`` of the decoded 8-bit image: the best single exponent, then each one moved
+    alone while the cost falls (Cool-chic chooses its networks' quantisation steps by the same cost)."""
+    pixels = img.shape[0] * img.shape[1]
+    layers = len(img.synth_w)
+    memo: dict[tuple[int, ...], float] = {}
+
+    def cost(q: list[int]) -> float:
+        key = tuple(q)
+        if key not in memo:
+            memo[key] = 8.0 * _synth_bytes(img, q) / pixels + lmbda * _synth_error(img, feats, target, q)
+        return memo[key]
+
+    q = min(([e] * (layers + 1) for e in SYNTH_EXPONENTS), key=cost)
+    improved = True
+    while improved:
+        improved = False
+        for i in range(layers + 1):
+            for step in (-1, 1):
+                trial = list(q)
+                trial[i] += step
+                if trial[i] in SYNTH_EXPONENTS and cost(trial) < cost(q):
+                    q, improved = trial, True
+    return q
 
 
 @dataclass
@@ -406,9 +468,7 @@ def encode_pixels(pixels: np.ndarray, options: LatentOptions | None = None, *, s
                          signal or {})
     target = pixels.astype(np.float64) / 255.0
     feats = lc.upsampled(latents, h, w)
-    cost = {q: 8.0 * _synth_bytes(img, q) / (h * w) + task.lmbda * _synth_error(img, feats, target, q)
-            for q in range(4, 14)}
-    img.q = min(cost, key=lambda k: cost[k])
+    img.q = choose_synth_steps(img, feats, target, task.lmbda)
     t1 = time.perf_counter()
     data = lc.write(img)
     enc_s = time.perf_counter() - t1
@@ -423,7 +483,8 @@ def encode_pixels(pixels: np.ndarray, options: LatentOptions | None = None, *, s
     mse = float(np.mean((out - target) ** 2))
     latent_bytes = len(lc.encode_latents(latents, img.arm, bits))
     report = {"codec": lc.CODEC, "bytes": len(data), "bpp": 8.0 * len(data) / (h * w), "psnr": psnr_from_mse(mse, 1.0),
-              "lambda": task.lmbda, "steps": result.steps, "levels": options.levels,
+              "lambda": task.lmbda, "control_latent_bits": task.rounded_bits, "steps": result.steps,
+              "levels": options.levels,
               "hidden": list(map(int, options.hidden)), "q": img.q, "fw": img.arm.fw, "latent_bytes": latent_bytes,
               "bpp_estimate": float(result.metrics.get("bpp_estimate", float("nan"))),
               "fit_psnr": float(result.metrics.get("psnr", float("nan"))),
@@ -434,10 +495,17 @@ def encode_pixels(pixels: np.ndarray, options: LatentOptions | None = None, *, s
 
 
 def overhead_bits(shape: tuple[int, int], channels: int, options: LatentOptions) -> float:
-    """Rough bits of a file besides the latents: header and ARM (about 64 bytes) and the synthesis weights
-    (about 10 bits each: the measured size of 8-11 bit weights after the coder)."""
+    """Rough bits of a file besides the latents: container and header (about 90 bytes) and both networks' weights
+    (about 4.5 bits each after quantisation and coding: measured 3.2-5.7 on Kodak/2 and astronaut files)."""
     synth = sum((a + 1) * b for a, b in zip([options.levels, *options.hidden], [*options.hidden, channels]))
-    return 8.0 * 64 + 10.0 * synth
+    arm = sum((a + 1) * b for a, b in zip([len(lc.CONTEXT), *options.arm_hidden], [*options.arm_hidden, 2]))
+    return 8.0 * 90 + 4.5 * (synth + arm)
+
+
+def start_lambda(bpp: float) -> float:
+    """Where the lambda search for a bit rate starts: ``1000 bpp**2`` (within 1..10**4). Measured final lambdas
+    at 0.1-1 bpp span two orders of magnitude between images; the controller moves from here."""
+    return float(min(max(1000.0 * bpp * bpp, 1.0), 1e4))
 
 
 TARGET_ATTEMPTS = 3
@@ -454,8 +522,10 @@ def encode_to_target(pixels: np.ndarray, options: LatentOptions, *, bpp: float |
     """:func:`encode_pixels` at a bit rate (within 5 %) or a PSNR (at most 0.5 dB above it).
 
     Each training steers lambda toward the goal (:class:`RateTarget`); if the written file misses it, the next
-    training (at most :data:`TARGET_ATTEMPTS`) starts from the last lambda and aims at a goal corrected by the
-    miss. The report says ``target_met``, ``attempts`` and, when missed, ``target_note`` (the closest file is kept).
+    training (at most :data:`TARGET_ATTEMPTS`) starts from the last lambda moved by the miss and, for a bit rate,
+    steers with what the last file measured: its networks' and header's bytes (``overhead_bits``) and its coded
+    latent bits per steered estimated bit (``latent_scale``). The report says ``target_met``, ``attempts`` and,
+    when missed, ``target_note`` (the closest file is kept).
     """
     if (bpp is None) == (target_psnr is None):
         raise InvalidInputError("give one of bpp and target_psnr")
@@ -471,21 +541,22 @@ def encode_to_target(pixels: np.ndarray, options: LatentOptions, *, bpp: float |
         return max(-d, d - PSNR_SLACK, 0.0) + (1.0 if d < 0 else 0.0)  # below the target is worse than above
 
     aim = goal
-    lmbda, best, attempt = options.lmbda, None, 0
+    lmbda, best, attempt, tried = options.lmbda, None, 0, []
+    control = RateTarget(bpp=goal if bpp is not None else None, psnr=aim if target_psnr is not None else None,
+                         overhead_bits=overhead_bits(shape, ch, options))
     while attempt < TARGET_ATTEMPTS and (best is None or miss(best) > 0):
         attempt += 1
-        control = RateTarget(bpp=aim if bpp is not None else None, psnr=aim if target_psnr is not None else None,
-                             overhead_bits=overhead_bits(shape, ch, options))
         enc = encode_pixels(pixels, replace(options, lmbda=lmbda), signal=signal, device=device, progress=progress,
                             control=control)
         best = enc if best is None or miss(enc) < miss(best) else best
-        lmbda = enc.report["lambda"]
+        tried.append({"lambda": enc.report["lambda"], "bpp": enc.report["bpp"], "psnr": enc.report["psnr"]})
         if bpp is not None:
-            aim *= goal / enc.report["bpp"]
+            control, lmbda = _next_rate_control(enc.report, goal, shape[0] * shape[1])
         else:
             aim += goal + PSNR_SLACK / 2 - enc.report["psnr"]
+            control, lmbda = replace(control, psnr=aim), enc.report["lambda"]
     assert best is not None
-    best.report.update(attempts=attempt, target_met=miss(best) == 0)
+    best.report.update(attempts=attempt, target_met=miss(best) == 0, trainings=tried)
     if miss(best) > 0:
         wanted = f"{bpp} bpp" if bpp is not None else f"{target_psnr} dB"
         best.report["target_note"] = (f"missed {wanted} after {attempt} trainings: closest file "
@@ -493,7 +564,26 @@ def encode_to_target(pixels: np.ndarray, options: LatentOptions, *, bpp: float |
     return best
 
 
-def encode_latent_image(image_path: str | os.PathLike, out_path: str | os.PathLike, *, lmbda: float = 1000.0,
+RATE_EXPONENT = 3.0
+"""Latent bits grow about as ``lambda**(1/3)`` (measured: astronaut 256x256, fast preset, lambda 33 -> 4227: slope
+0.33-0.35 in log-log), so a latent miss by a factor ``r`` moves the next training's start by ``r**3``."""
+
+
+def _next_rate_control(report: dict[str, Any], goal: float, pixels: int) -> tuple[RateTarget, float]:
+    """The controller and the starting lambda of the next training toward ``goal`` bpp, from a file's report:
+    its measured overhead and latent scale, lambda moved by the latent miss."""
+    parts = report["bytes_by_part"]
+    coded = 8.0 * parts["latents"]
+    overhead = 8.0 * (report["bytes"] - parts["latents"])
+    steered = float(report.get("control_latent_bits") or 0.0)
+    scale = coded / steered if steered > 0 and coded > 0 else 1.0
+    want = max(goal * pixels - overhead, 8.0)
+    move = min(max((want / max(coded, 8.0)) ** RATE_EXPONENT, 1 / 16), 16.0)
+    lmbda = min(max(report["lambda"] * move, LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
+    return RateTarget(bpp=goal, overhead_bits=overhead, latent_scale=min(max(scale, 0.5), 2.0)), lmbda
+
+
+def encode_latent_image(image_path: str | os.PathLike, out_path: str | os.PathLike, *, lmbda: float | None = None,
                       bpp: float | None = None, target_psnr: float | None = None, preset: str = "default",
                       steps: int | None = None, crop: Sequence[int] | None = None, seed: int = 0,
                       device: str | None = None, progress: bool = True) -> dict[str, Any]:
@@ -502,8 +592,9 @@ def encode_latent_image(image_path: str | os.PathLike, out_path: str | os.PathLi
     Args:
         image_path: PNG or JPEG image.
         out_path: the ``.inrz`` file to write.
-        lmbda: rate-distortion trade-off: ``bpp + lambda * MSE`` (pixel values in [0, 1]); larger: better, bigger.
-            With ``bpp`` or ``target_psnr``: where the search starts.
+        lmbda: rate-distortion trade-off: ``bpp + lambda * MSE`` (pixel values in [0, 1]); larger: better, bigger
+            (default 1000). With ``bpp`` or ``target_psnr``: where the search starts (default: with ``bpp``,
+            :func:`start_lambda`; else 1000).
         bpp: target bits per pixel of the file (met within 5 %, or the report says it was missed).
         target_psnr: target PSNR in dB (met at or up to 0.5 dB above it, or the report says it was missed).
         preset: encoder preset: fast, default or best (training steps).
@@ -522,8 +613,13 @@ def encode_latent_image(image_path: str | os.PathLike, out_path: str | os.PathLi
         if not (0 <= r0 < r1 <= pixels.shape[0] and 0 <= c0 < c1 <= pixels.shape[1]):
             raise InvalidInputError(f"crop {list(crop)} is outside the {pixels.shape[0]}x{pixels.shape[1]} image")
         pixels = pixels[r0:r1, c0:c1]
-    options = preset_options(preset, lmbda=lmbda, steps=steps, seed=seed)
-    meta = {"kind": "image", "crop": list(map(int, crop)) if crop is not None else None, "source_shape": source}
+    if lmbda is None:
+        lmbda = start_lambda(bpp) if bpp is not None else 1000.0
+    options = preset_options(preset, bpp=bpp, lmbda=lmbda, steps=steps, seed=seed)
+    # the source's shape and the crop only when cropped (the header's shape is the image's otherwise)
+    meta: dict[str, Any] = {"kind": "image"}
+    if crop is not None:
+        meta.update(crop=list(map(int, crop)), source_shape=source)
     if bpp is None and target_psnr is None:
         enc = encode_pixels(pixels, options, signal=meta, device=device, progress=progress)
     else:

@@ -75,12 +75,15 @@ class NetworkCodec(NetworkDecoder):
         search: options :func:`inrkit.compress.compress_to_target` varies (``"bits"``, ``"sparsity"``).
         bits_per_param: rough rate, used to size a network for ``encode --bpp``.
         can_finetune: whether :meth:`finetune` does something.
+        safe_options: the searched options ``compress`` uses without a signal or a target (a conservative
+            setting: docs/compress.md, bench/results/compress_default_rule.json).
     """
 
     options_type: type = object
     search: tuple[str, ...] = ()
     bits_per_param: float = 16.0
     can_finetune: bool = False
+    safe_options: dict[str, Any] = {}
 
     def make_options(self, **values: Any) -> Any:
         """The codec's options from keyword values; ``None`` values and other codecs' options are dropped.
@@ -213,6 +216,7 @@ class SinrCodec(SinrDecoder, NetworkCodec):
     search = ("bits", "sparsity")
     bits_per_param = 2.5
     can_finetune = True
+    safe_options = {"sparsity": 0.48, "bits": 10}
 
     def prepare(self, model: MLP | RowModel, options: SinrOptions, device: Any = None) -> SparseModel:
         from inrkit.compress.encode.sparse import sparse_code
@@ -308,6 +312,7 @@ class QuantCodec(QuantDecoder, NetworkCodec):
     options_type = QuantOptions
     search = ("bits",)
     bits_per_param = 6.0
+    safe_options = {"bits": 12}
 
     def prepare(self, model: MLP | RowModel, options: QuantOptions, device: Any = None) -> RowModel:
         """The model with its rows' steps: learned ones (a QAT'd :class:`RowModel` of these bits), else ``None``."""
