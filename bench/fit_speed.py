@@ -10,15 +10,24 @@ PSNR is measured after every chunk on the full image in float32 (untimed).
 Methods (``same settings`` = the SIREN paper's Adam lr 1e-4, constant, for everyone):
   textbook          nn.Linear + torch.sin(30 x), Sitzmann init, float32
   siren-pytorch     siren_pytorch.SirenNet(w0 = w0_initial = 30), float32
-  inrkit            inrkit.train.fit, precision="auto" (bf16 GEMMs where the CPU/GPU has them)
-  inrkit-compiled   the same with FitConfig(compile=True); compile time is counted in its time
-  inrkit-defaults   inrkit.train.fit with its CLI defaults: lr 1e-3 cosine, precision="auto"
-  autocast-bf16     (reference) the textbook loop under torch.autocast(bfloat16)
+  inrkit-fp32       inrkit.train.fit, precision fp32, compile off (the eager step)
+  inrkit            inrkit.train.fit with FitConfig's defaults for precision and compile (auto: bf16 GEMMs where
+                    the CPU/GPU has them; the compiled step of inrkit.train.compiled where its rule says it pays)
+  inrkit-compiled   the same with compile="on"; the compile is counted in its time
+  inrkit-fp32-compiled  precision fp32, compile on: the default path on a CPU without native bfloat16
+  inrkit-defaults   inrkit.train.fit with its CLI defaults: lr 1e-3 cosine, precision and compile auto
+  autocast-bf16     (reference, only where bf16 is native) the textbook loop under torch.autocast(bfloat16)
 
 A second part checks the CLI case: ``inrkit fit`` of the 256x256 kodim23 crop with
 SIREN 64x3, omega 30, 300 steps (CLI defaults: lr 1e-3 cosine): ``inrkit.train.fit`` with the
-FitConfig the CLI builds (precision fp32, and precision auto), interleaved in the same way with a
-plain PyTorch SIREN loop using the same schedule; ``--cli`` adds one real ``inrkit fit --json`` run.
+FitConfig the CLI builds (compile off, and the defaults), interleaved in the same way with a
+plain PyTorch SIREN loop using the same schedule, all on ``--threads``; then the same three with each tool's
+default threads (PyTorch: all cores; inrkit: ``inrkit.cli.default_threads()``); ``--cli`` adds one real
+``inrkit fit --json`` run.
+
+Compile cost (``--compile-cost``, on by default): the first fit step of SIREN 32x3 (64x64), 64x3 (256x256)
+and 256x3 (128x128) in fresh processes with an empty inductor cache (the first run on a machine) and again
+with that cache warm.
 
     .venv/bin/python bench/fit_speed.py           # CPU default: 128x128 crop, 1 thread, ~8 min here
     .venv/bin/python bench/fit_speed.py --full    # GPU scale: 512x512 image, 1000 steps
@@ -230,13 +239,15 @@ class _ChunkCallback:
 
 
 def inrkit_body(signal: ImageSignal, hidden: list[int], steps: int, chunk: int, lr: float, schedule: str,
-                precision: str, device: torch.device, seed: int, compile: bool = False) -> Callable[[Turn], None]:
+                precision: str, device: torch.device, seed: int, compile: Any = "auto") -> Callable[[Turn], None]:
     def body(turn: Turn) -> None:
         callback = _ChunkCallback(turn, chunk, steps, device)  # the clock starts here: setup is counted
         model = siren(2, 3, hidden, 30.0, 30.0, generator=torch.Generator().manual_seed(seed))
         config = FitConfig(steps=steps, lr=lr, schedule=schedule, seed=seed, log_every=1, progress=False,
                            device=str(device), precision=precision, compile=compile)
-        fit(model, signal, config, callbacks=[callback])
+        result = fit(model, signal, config, callbacks=[callback])
+        turn.extra.update(step_path=result.step_path, compile_seconds=round(result.compile_seconds, 3),
+                          compile=compile)
 
     return body
 
@@ -314,13 +325,16 @@ def speed_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
         "textbook": peer_body(seeded(lambda: textbook_siren(hidden)), coords, targets, steps, chunk, lr, "constant"),
         "siren-pytorch": peer_body(seeded(lambda: siren_pytorch_net(hidden)), coords, targets, steps, chunk, lr,
                                    "constant"),
-        "inrkit-fp32": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "fp32", device, args.seed),
+        "inrkit-fp32": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "fp32", device, args.seed, "off"),
         "inrkit": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "auto", device, args.seed),
-        "inrkit-compiled": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "auto", device, args.seed, True),
+        "inrkit-compiled": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "auto", device, args.seed, "on"),
+        "inrkit-fp32-compiled": inrkit_body(signal, hidden, steps, chunk, lr, "constant", "fp32", device, args.seed,
+                                            "on"),
         "inrkit-defaults": inrkit_body(signal, hidden, steps, chunk, 1e-3, "cosine", "auto", device, args.seed),
-        "autocast-bf16": peer_body(seeded(lambda: textbook_siren(hidden)), coords, targets, steps, chunk, lr,
-                                   "constant", autocast_bf16(device)),
     }
+    if bf16_supported(device):  # emulated bfloat16 GEMMs (no native support) run at a few GFLOP/s: skipped
+        methods["autocast-bf16"] = peer_body(seeded(lambda: textbook_siren(hidden)), coords, targets, steps, chunk,
+                                             lr, "constant", autocast_bf16(device))
     turns = [Turn(name, body, evaluate, args.threads) for name, body in methods.items()]
     run_interleaved(turns, math.ceil(steps / chunk))
     results = {t.name: summarize(t, args.target_psnr) for t in turns}
@@ -332,12 +346,14 @@ def speed_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
         "inrkit_precision": resolve_precision("auto", device),
         "inrkit_defaults_settings": {"lr": 1e-3, "schedule": "cosine to 0.1x", "precision": "auto"},
         "methods": results,
-        "ratios": {name: ratios(results, name, peers) for name in ("inrkit", "inrkit-compiled", "inrkit-defaults")},
+        "ratios": {name: ratios(results, name, peers) for name in ("inrkit", "inrkit-compiled", "inrkit-defaults",
+                                                                   "inrkit-fp32", "inrkit-fp32-compiled")},
         "psnr_gap_inrkit_minus_inrkit_fp32": psnr_per_step_gap(results["inrkit"], results["inrkit-fp32"]),
         "psnr_gap_inrkit_minus_textbook": psnr_per_step_gap(results["inrkit"], results["textbook"]),
         "psnr_gap_inrkit_minus_siren_pytorch": psnr_per_step_gap(results["inrkit"], results["siren-pytorch"]),
-        "psnr_gap_compiled_minus_inrkit": psnr_per_step_gap(results["inrkit-compiled"], results["inrkit"]),
-        "psnr_gap_autocast_minus_textbook": psnr_per_step_gap(results["autocast-bf16"], results["textbook"]),
+        "psnr_gap_compiled_minus_inrkit_fp32": psnr_per_step_gap(results["inrkit-compiled"], results["inrkit-fp32"]),
+        "psnr_gap_autocast_minus_textbook": (psnr_per_step_gap(results["autocast-bf16"], results["textbook"])
+                                             if "autocast-bf16" in results else "skipped: no native bfloat16"),
     }
 
 
@@ -356,25 +372,48 @@ def cli_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         torch.manual_seed(args.seed)
         return textbook_siren(hidden).to(device)
 
-    methods = {
-        "plain-loop": peer_body(plain, coords, targets, steps, chunk, 1e-3, "cosine"),
-        "inrkit-fit-fp32": inrkit_body(signal, hidden, steps, chunk, 1e-3, "cosine", "fp32", device, args.seed),
-        "inrkit-fit-auto": inrkit_body(signal, hidden, steps, chunk, 1e-3, "cosine", "auto", device, args.seed),
-    }
-    turns = [Turn(name, body, evaluate, args.threads) for name, body in methods.items()]
-    run_interleaved(turns, math.ceil(steps / chunk))
-    results = {t.name: summarize(t, 27.0) for t in turns}
-    for r in results.values():
-        r.pop("train_psnr_per_step")
-    plain_speed = results["plain-loop"]["steps_per_second"]
+    def arms(threads: tuple[int, int]) -> dict[str, Any]:
+        methods = {
+            "plain-loop": peer_body(plain, coords, targets, steps, chunk, 1e-3, "cosine"),
+            "inrkit-fit-fp32": inrkit_body(signal, hidden, steps, chunk, 1e-3, "cosine", "fp32", device, args.seed,
+                                           "off"),
+            "inrkit-fit-auto": inrkit_body(signal, hidden, steps, chunk, 1e-3, "cosine", "auto", device, args.seed),
+            "inrkit-fit-fp32-compiled": inrkit_body(signal, hidden, steps, chunk, 1e-3, "cosine", "fp32", device,
+                                                    args.seed, "auto"),
+        }
+        turns = [Turn(name, body, evaluate, threads[0] if name == "plain-loop" else threads[1])
+                 for name, body in methods.items()]
+        run_interleaved(turns, math.ceil(steps / chunk))
+        results = {t.name: summarize(t, 27.0) for t in turns}
+        for r in results.values():
+            r.pop("train_psnr_per_step")
+        plain_speed = results["plain-loop"]["steps_per_second"]
+        total = {name: r["seconds_total"] for name, r in results.items()}
+        return {
+            "threads": {"plain-loop": threads[0], "inrkit": threads[1]}, "methods": results,
+            "speedup_fp32_vs_plain": results["inrkit-fit-fp32"]["steps_per_second"] / plain_speed,
+            "speedup_auto_vs_plain": results["inrkit-fit-auto"]["steps_per_second"] / plain_speed,
+            "speedup_fp32_compiled_vs_plain": results["inrkit-fit-fp32-compiled"]["steps_per_second"] / plain_speed,
+            "total_seconds": total,
+            "total_time_speedup_auto_vs_plain": total["plain-loop"] / total["inrkit-fit-auto"],
+            "total_time_speedup_fp32_compiled_vs_plain": total["plain-loop"] / total["inrkit-fit-fp32-compiled"],
+            "psnr_gap_auto_minus_fp32": psnr_per_step_gap(results["inrkit-fit-auto"], results["inrkit-fit-fp32"]),
+            "reaches_27db": {name: r["psnr_final"] >= 27.0 for name, r in results.items()},
+        }
+
+    from inrkit.cli import default_threads
+
+    equal = arms((args.threads, args.threads))
     out: dict[str, Any] = {
         "image": source, "points": int(coords.shape[0]), "hidden": hidden, "steps": steps,
-        "settings": {"lr": 1e-3, "schedule": "cosine to 0.1x", "batch": "full"}, "methods": results,
-        "speedup_fp32_vs_plain": results["inrkit-fit-fp32"]["steps_per_second"] / plain_speed,
-        "speedup_auto_vs_plain": results["inrkit-fit-auto"]["steps_per_second"] / plain_speed,
-        "psnr_gap_auto_minus_fp32": psnr_per_step_gap(results["inrkit-fit-auto"], results["inrkit-fit-fp32"]),
-        "reaches_27db": {name: r["psnr_final"] >= 27.0 for name, r in results.items()},
+        "settings": {"lr": 1e-3, "schedule": "cosine to 0.1x", "batch": "full"}, **equal,
     }
+    if args.defaults_part:  # the defaults in a clean environment (no $OMP_NUM_THREADS, no $INRKIT_THREADS)
+        torch_default = os.cpu_count() or 1  # torch's own default intra-op threads (all cores)
+        saved = {k: os.environ.pop(k) for k in ("OMP_NUM_THREADS", "INRKIT_THREADS") if k in os.environ}
+        inrkit_default = default_threads()
+        os.environ.update(saved)
+        out["tool_defaults"] = arms((torch_default, inrkit_default))
     if args.cli and KODIM23.is_file():
         out["cli"] = run_cli(args, steps)
     return out
@@ -436,6 +475,113 @@ def precision_part(args: argparse.Namespace, device: torch.device) -> dict[str, 
         "psnr_gap_bf16_minus_fp32": psnr_per_step_gap(results["bf16 (inrkit fast path)"], results["fp32"]),
         "psnr_gap_autocast_minus_fp32": psnr_per_step_gap(results["autocast bf16 (all layers)"], results["fp32"]),
     }
+
+
+# ------------------------------------------------------------ compile cost
+COMPILE_SHAPES = ((32, 64), (64, 256), (256, 128))  # (SIREN width x3, image side)
+
+
+def compile_probe(width: int, side: int) -> int:
+    """Child process: one compiled fit step of SIREN ``width``x3 on a ``side``^2 image; prints its seconds."""
+    torch.set_num_threads(1)
+    pixels, _ = load_pixels(side) if side <= 256 else load_pixels(256)
+    signal = ImageSignal(pixels, name="kodim23")
+    model = siren(2, 3, [width] * 3, generator=torch.Generator().manual_seed(0))
+    torch.optim.Adam([nn.Parameter(torch.zeros(1))])  # imports torch._dynamo: not part of the compile
+    result = fit(model, signal, FitConfig(steps=1, compile="on", progress=False, evaluate=False, precision="fp32"))
+    print(json.dumps({"compile_seconds": result.compile_seconds, "step_path": result.step_path}))
+    return 0
+
+
+def compile_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """First-step seconds of the compiled step in fresh processes: empty inductor cache, then warm."""
+    rows = {}
+    for width, side in COMPILE_SHAPES:
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache, "OMP_NUM_THREADS": "1"}
+            runs = []
+            for _ in ("cold", "warm"):
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--compile-probe", str(width), str(side)]
+                done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+                runs.append(json.loads(done.stdout.strip().splitlines()[-1])["compile_seconds"])
+        rows[f"siren_{width}x3_{side}x{side}"] = {"first_run_seconds": round(runs[0], 2),
+                                                  "warm_cache_seconds": round(runs[1], 2)}
+        print(f"compile {width}x3 {side}^2: {rows[f'siren_{width}x3_{side}x{side}']}", file=sys.stderr)
+    return {"rows": rows, "note": "wall seconds of the first compiled step (compiling it included, one thread) "
+                                  "in a fresh process: an empty $TORCHINDUCTOR_CACHE_DIR, then the same cache"}
+
+
+# -------------------------------------------------------------- docs tables
+DOCS = ROOT.parent / "docs" / "speed.md"
+MARK = "<!-- generated by bench/fit_speed.py --docs: {} -->"
+
+
+def _fmt(v: Any, nd: int = 2) -> str:
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def docs_tables(fs: dict[str, Any], many: dict[str, Any] | None) -> str:
+    """The measured tables of docs/speed.md from fit_speed.json (and many.json)."""
+    part = fs["siren_256x3"]
+    lines = [f"SIREN 256x3 on the {part['points']}-point kodim23 crop, {part['steps']} steps, Adam lr "
+             f"{part['same_settings']['lr']:g} constant for all, {fs['threads']} thread, methods interleaved "
+             f"(`bench/results/fit_speed.json`, {fs['environment'].get('date', '')}, ran alone: "
+             f"{fs['environment'].get('ran_alone')}):", "",
+             "| method | steps/s | x textbook | PSNR @end (dB) | total s (compile incl.) | step path | compile s |",
+             "|---|---|---|---|---|---|---|"]
+    text = part["methods"]["textbook"]["steps_per_second"]
+    for name, r in part["methods"].items():
+        lines.append(f"| {name} | {r['steps_per_second']:.2f} | {r['steps_per_second'] / text:.2f}x | "
+                     f"{r['psnr_final']:.2f} | {r['seconds_total']:.1f} | {r.get('step_path', '-')} | "
+                     f"{_fmt(r.get('compile_seconds'), 1)} |")
+    cli = fs.get("cli_fit_64x3")
+    if cli:
+        for key, title in (("methods", "equal threads"), ("tool_defaults", "each tool's default threads")):
+            block = cli if key == "methods" else cli.get(key)
+            if not block:
+                continue
+            th = block["threads"]
+            lines += ["", f"SIREN 64x3 on the 256x256 crop, {cli['steps']} steps, lr 1e-3 cosine ({title}: plain loop "
+                      f"{th['plain-loop']}, inrkit {th['inrkit']} threads):", "",
+                      "| method | steps/s | x plain loop | total s | PSNR @end (dB) | step path |",
+                      "|---|---|---|---|---|---|"]
+            plain = block["methods"]["plain-loop"]
+            for name, r in block["methods"].items():
+                lines.append(f"| {name} | {r['steps_per_second']:.2f} | "
+                             f"{r['steps_per_second'] / plain['steps_per_second']:.2f}x | {r['seconds_total']:.1f} | "
+                             f"{r['psnr_final']:.2f} | {r.get('step_path', '-')} |")
+    cost = fs.get("compile_cost", {}).get("rows")
+    if cost:
+        lines += ["", "Compiling the step (first fit step, one thread, a fresh process):", "",
+                  "| model | empty inductor cache (first run) s | warm cache s |", "|---|---|---|"]
+        lines += [f"| {k} | {v['first_run_seconds']:.1f} | {v['warm_cache_seconds']:.1f} |" for k, v in cost.items()]
+    if many:
+        t = many["throughput"]
+        lines += ["", f"{t['crops']} Kodak crops {t['size']}x{t['size']}, SIREN {t['hidden']}, {t['steps']} "
+                  f"full-batch steps each, precision {t['fit']['precision']}, {many['threads']} thread "
+                  f"(`bench/results/many.json`, ran alone: {many['environment'].get('ran_alone')}):", "",
+                  "| arm | signals per CPU-minute | per wall minute | mean PSNR (dB) | ran |", "|---|---|---|---|---|"]
+        for name, r in t["arms"].items():
+            ran = ", ".join(r.get("ran", [])) or r.get("compile", "")
+            lines.append(f"| {name} | {r['signals_per_cpu_minute']:.1f} | {r['signals_per_minute']:.1f} | "
+                         f"{sum(r['psnr']) / len(r['psnr']):.2f} | {ran} |")
+    return "\n".join(lines)
+
+
+def write_docs() -> int:
+    """Replace the generated block of docs/speed.md with tables from the committed JSON."""
+    fs = json.loads((RESULTS / "fit_speed.json").read_text())
+    many_path = RESULTS / "many.json"
+    many = json.loads(many_path.read_text()) if many_path.is_file() else None
+    text = DOCS.read_text()
+    start, end = MARK.format("start"), MARK.format("end")
+    if start not in text or end not in text:
+        raise SystemExit(f"{DOCS}: no generated block ({start} ... {end})")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    DOCS.write_text(f"{head}{start}\n{docs_tables(fs, many)}\n{end}{tail}")
+    print(f"wrote {DOCS}")
+    return 0
 
 
 # ------------------------------------------------------------------- plots
@@ -788,6 +934,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study-steps", type=int, default=300, help="steps of the precision study (0 skips it)")
     parser.add_argument("--cli", action="store_true",
                         help="also time one real `inrkit fit --json` run (not interleaved)")
+    parser.add_argument("--no-defaults-part", dest="defaults_part", action="store_false",
+                        help="skip the 64x3 arms at each tool's default threads")
+    parser.add_argument("--no-compile-cost", dest="compile_cost", action="store_false",
+                        help="skip the first-run / warm-cache compile seconds")
+    parser.add_argument("--compile-probe", nargs=2, type=int, metavar=("WIDTH", "SIDE"), help=argparse.SUPPRESS)
+    parser.add_argument("--alone", action="store_true", help="record that the run held the exclusive CPU lock")
+    parser.add_argument("--docs", action="store_true",
+                        help="only rewrite the tables of docs/speed.md from results/fit_speed.json and many.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=str(RESULTS / "fit_speed.json"))
@@ -804,6 +958,10 @@ def main(argv: list[str] | None = None) -> int:
     grid.add_argument("--grid-batch", type=int, default=GRID_BATCH, help="random batch of the grid arms")
     grid.add_argument("--grid-out", default=str(RESULTS / "fit_speed_grid.json"))
     args = parser.parse_args(argv)
+    if args.compile_probe:
+        return compile_probe(*args.compile_probe)
+    if args.docs:
+        return write_docs()
     if args.grid:
         return grid_main(args, argv)
     device = resolve_device(args.device)
@@ -819,13 +977,24 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": platform.processor() or platform.machine(), "bf16_native": bf16_supported(device),
         "full": args.full, "command": " ".join(["bench/fit_speed.py", *(argv if argv is not None else sys.argv[1:])]),
         "timing": "methods interleaved round robin in one process (one at a time, --chunk steps per turn); "
-                  "seconds/step = median over chunks after the first; PSNR = float32 full-image eval per chunk",
+                  "seconds/step = median over chunks after the first; seconds_total = every chunk, the first "
+                  "(compiling) one included; PSNR = float32 full-image eval per chunk",
+        "claim": "steps/s of inrkit fit against a textbook PyTorch SIREN loop and siren-pytorch at equal threads "
+                 "(target 2.5x the textbook loop) and with each tool's default threads (target: faster), "
+                 "at equal PSNR; first-run and warm-cache compile seconds",
+        "environment": {"ran_alone": args.alone, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+                        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "date": time.strftime("%Y-%m-%d")},
     }
     report["siren_256x3"] = speed_part(args, device)
     if not args.skip_cli_part:
         report["cli_fit_64x3"] = cli_part(args, device)
-    if args.study_steps:
+    if args.study_steps and bf16_supported(device):
         report["precision_study"] = precision_part(args, device)
+    elif args.study_steps:
+        report["precision_study"] = {"skipped": "no native bfloat16 GEMMs on this device (emulated: a few GFLOP/s)"}
+    if args.compile_cost:
+        report["compile_cost"] = compile_cost(args)
+    report["environment"]["loadavg_end"] = list(os.getloadavg())
     report["wall_seconds"] = time.perf_counter() - t0
     out = Path(args.out)
     write_json(out, report)
@@ -834,11 +1003,11 @@ def main(argv: list[str] | None = None) -> int:
     if "cli_fit_64x3" in report:
         plot(report["cli_fit_64x3"], out.with_name(out.stem + "_64x3.png"),
              "SIREN 64x3, kodim23 256x256 crop, 1e-3 cosine")
-    if "precision_study" in report:
+    if "methods" in report.get("precision_study", {}):
         plot(report["precision_study"], out.with_name(out.stem + "_precision.png"),
              "precision study: SIREN 256x3, same init, 64x64 subsampled crop, lr 1e-4")
     brief = {k: {m: round(r["steps_per_second"], 3) for m, r in report[k]["methods"].items()}
-             for k in ("siren_256x3", "cli_fit_64x3", "precision_study") if k in report}
+             for k in ("siren_256x3", "cli_fit_64x3", "precision_study") if "methods" in report.get(k, {})}
     print(json.dumps({"steps_per_second": brief, "ratios": report["siren_256x3"]["ratios"]["inrkit"],
                       "json": str(out)}, indent=1))
     return 0

@@ -38,13 +38,15 @@ COMPILE_MODES: tuple[CompileMode, ...] = ("auto", "on", "off")
 SUPPORTED = ("sine", "finer", "relu", "tanh", "identity")
 
 # Measured on this project's reference CPU (AMD EPYC Zen 3, one thread; docs/speed.md, "The compiled step"):
-SAVED_NS_PER_ACTIVATION = 4.0
-"""Eager minus compiled step nanoseconds per hidden activation (points x members x sum of hidden widths);
-the smallest saving measured over SIREN 32x3 to 256x3 and 4096 to 65536 points (GEMMs, which compiling
-does not speed up, dominate the wide layers)."""
+SAVED_NS_PER_ACTIVATION = 4.7
+"""Eager minus compiled step nanoseconds per hidden activation (points x members x sum of hidden widths) of a
+32-wide network, scaled by ``sqrt(32 / mean hidden width)`` for others: measured 5.2 (SIREN 32x3, 4096 points),
+3.7 (64x3, 65536 points) and 1.8 ns (256x3, 16384 points), alone on one thread (bench/results/many.json
+``stack_sweep``, fit_speed.json); 4.7 is 90% of the 32-wide value. Compiling does not speed up the GEMMs, which
+dominate the wide layers."""
 COMPILE_SECONDS = 5.0
-"""Seconds to compile one step when inductor's cache holds it (measured 0.5-3 s; a cold cache: 13-40 s,
-paid once per architecture, shape and machine)."""
+"""Seconds to compile one step when inductor's cache holds it (measured 2.7-3.7 s in a fresh process; an empty
+cache: 17.5-20.9 s, paid once per architecture, shape and machine; bench/results/fit_speed.json ``compile_cost``)."""
 MAX_CACHED = 32
 """Compiled steps kept per process (least recently used dropped first)."""
 
@@ -234,18 +236,18 @@ def unsupported(model: nn.Module, task: Any, optimizer: torch.optim.Optimizer, c
 def compile_pays(model: nn.Module, points: int, steps: int) -> bool:
     """The ``auto`` rule: compile when the estimated seconds saved exceed the compile seconds.
 
-    Saved seconds: ``steps x points x members x sum(hidden widths) x`` :data:`SAVED_NS_PER_ACTIVATION`;
-    cost: :data:`COMPILE_SECONDS` (a warm inductor cache; nothing when this process compiled the step
-    already, which the rule cannot know before the shapes are seen, so it does not count on it). The rule
-    reads only the model, the points and the steps, so a run's choice (and its bits) never depend on timing
-    noise or on the state of the cache.
+    Saved seconds: ``steps x points x members x sum(hidden widths) x`` :data:`SAVED_NS_PER_ACTIVATION`
+    ``x sqrt(32 / mean hidden width)``; cost: :data:`COMPILE_SECONDS` (a warm inductor cache). The rule reads only
+    the model, the points and the steps, so a run's choice (and its bits) never depend on timing noise or on the
+    state of the cache.
     """
     mlp = _mlp_of(model)
-    if mlp is None:
+    if mlp is None or not mlp.hidden_widths:
         return False
     members = int(getattr(model, "copies", 1))
-    saved = steps * points * members * sum(mlp.hidden_widths) * SAVED_NS_PER_ACTIVATION * 1e-9
-    return saved > COMPILE_SECONDS
+    hidden = mlp.hidden_widths
+    per_activation = SAVED_NS_PER_ACTIVATION * 1e-9 * math.sqrt(32.0 * len(hidden) / sum(hidden))
+    return steps * points * members * sum(hidden) * per_activation > COMPILE_SECONDS
 
 
 # ------------------------------------------------------------------ runner
