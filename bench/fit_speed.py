@@ -29,7 +29,8 @@ Compile cost (``--compile-cost``, on by default): the first fit step of SIREN 32
 and 256x3 (128x128) in fresh processes with an empty inductor cache (the first run on a machine) and again
 with that cache warm.
 
-    .venv/bin/python bench/fit_speed.py           # CPU default: 128x128 crop, 1 thread, ~8 min here
+    .venv/bin/python bench/fit_speed.py --alone   # CPU default: 128x128 crop, 1 thread, ~9 min here alone
+    .venv/bin/python bench/fit_speed.py --docs    # rewrite the tables of docs/speed.md from the JSON
     .venv/bin/python bench/fit_speed.py --full    # GPU scale: 512x512 image, 1000 steps
 
 Grid part (``--grid``; writes results/fit_speed_grid.json + .png): time to 30 and 35 dB on

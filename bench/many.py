@@ -30,7 +30,7 @@ the same steps: seconds and PSNR.
 
 Run ALONE on the machine (timings), one thread:
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/many.py --ray        # CPU default, ~6 min here
+    OMP_NUM_THREADS=1 .venv/bin/python bench/many.py --ray --alone   # CPU default, ~4 min here alone
     OMP_NUM_THREADS=1 .venv/bin/python bench/many.py --quick      # smoke run
 """
 from __future__ import annotations
