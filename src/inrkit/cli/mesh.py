@@ -89,9 +89,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_many(p, "model")
     add_config(p, MeshConfig, only=["method", "size", "domain"], choices={"method": MESH_METHODS},
                ranges={"size": (0, None)})
-    p.add_argument("--uniform", type=int, default=None, metavar="LEVEL", help="short for --method uniform --size LEVEL")
+    p.add_argument("--uniform", type=int, default=None, metavar="LEVEL",
+                   help="short for --method uniform --size LEVEL (default: off)")
     p.add_argument("--error-driven", type=int, default=None, metavar="DOFS",
-                   help="short for --method error-driven --size DOFS")
+                   help="short for --method error-driven --size DOFS (default: off)")
     add_config(p, PruningAMRConfig, skip=CONFIG_SKIP, choices={"error": ERROR_MODES, "id_activations": ID_ACTIVATIONS},
                ranges={"eps": (0, 1), "P": (0, 1), "n_id": (1, None), "n_err": (1, None), "max_dofs": (1, None),
                        "max_elements": (1, None), "max_level": (0, MAX_LEVEL)})
