@@ -69,9 +69,6 @@ def image_codec_of(header: dict[str, Any], what: str = ".inrz file") -> ImageCod
 
 
 # ------------------------------------------------------------------ latent
-NETWORK_ONLY = ("hidden", "arch", "finetune_steps", "qat_steps")
-
-
 class LatentCodec(ImageCodec):
     """Latent grids with an auto-regressive context model and a small synthesis (Cool-chic / C3)."""
 
