@@ -259,8 +259,9 @@ class RateTarget:
         psnr: target PSNR in dB.
         overhead_bits: bits of the file besides the latents (header, networks): estimated
             (:func:`overhead_bits`), or measured on an earlier training of the same image.
-        latent_scale: coded latent bits per estimated bit (1 until an earlier training measured it: the ARM still
-            learns after the control ends, and the coder's fixed-point model costs a little more).
+        latent_scale: coded latent bits per steered estimated bit (1 until an earlier training measured it: the
+            ARM still learns after the control ends, the coder's fixed-point model costs a little more, and at a
+            fixed lambda the rate keeps falling while the noise and temperature anneal).
         gain: the controller's step.
     """
 
@@ -524,8 +525,8 @@ def encode_to_target(pixels: np.ndarray, options: LatentOptions, *, bpp: float |
     Each training steers lambda toward the goal (:class:`RateTarget`); if the written file misses it, the next
     training (at most :data:`TARGET_ATTEMPTS`) starts from the last lambda moved by the miss and, for a bit rate,
     steers with what the last file measured: its networks' and header's bytes (``overhead_bits``) and its coded
-    latent bits per steered estimated bit (``latent_scale``). The report says ``target_met``, ``attempts`` and,
-    when missed, ``target_note`` (the closest file is kept).
+    latent bits per latent bit the controller aimed at (``latent_scale``). The report says ``target_met``,
+    ``attempts``, ``trainings`` and, when missed, ``target_note`` (the closest file is kept).
     """
     if (bpp is None) == (target_psnr is None):
         raise InvalidInputError("give one of bpp and target_psnr")
@@ -551,7 +552,7 @@ def encode_to_target(pixels: np.ndarray, options: LatentOptions, *, bpp: float |
         best = enc if best is None or miss(enc) < miss(best) else best
         tried.append({"lambda": enc.report["lambda"], "bpp": enc.report["bpp"], "psnr": enc.report["psnr"]})
         if bpp is not None:
-            control, lmbda = _next_rate_control(enc.report, goal, shape[0] * shape[1])
+            control, lmbda = _next_rate_control(enc.report, goal, shape[0] * shape[1], control)
         else:
             aim += goal + PSNR_SLACK / 2 - enc.report["psnr"]
             control, lmbda = replace(control, psnr=aim), enc.report["lambda"]
@@ -569,18 +570,21 @@ RATE_EXPONENT = 3.0
 0.33-0.35 in log-log), so a latent miss by a factor ``r`` moves the next training's start by ``r**3``."""
 
 
-def _next_rate_control(report: dict[str, Any], goal: float, pixels: int) -> tuple[RateTarget, float]:
-    """The controller and the starting lambda of the next training toward ``goal`` bpp, from a file's report:
-    its measured overhead and latent scale, lambda moved by the latent miss."""
+def _next_rate_control(report: dict[str, Any], goal: float, pixels: int,
+                       control: RateTarget) -> tuple[RateTarget, float]:
+    """The controller and the starting lambda of the next training toward ``goal`` bpp, from a file's report and
+    the controller that steered it: the file's measured overhead; a latent scale that turns what that controller
+    aimed at into what the file coded (it includes the rate's drift after the steering: at a fixed lambda the
+    rate keeps falling while the noise and temperature anneal); lambda moved by the latent miss."""
     parts = report["bytes_by_part"]
     coded = 8.0 * parts["latents"]
     overhead = 8.0 * (report["bytes"] - parts["latents"])
-    steered = float(report.get("control_latent_bits") or 0.0)
-    scale = coded / steered if steered > 0 and coded > 0 else 1.0
+    aimed = max(goal * pixels - control.overhead_bits, 8.0)  # the latent bits the controller steered toward
+    scale = min(max(control.latent_scale * max(coded, 8.0) / aimed, 0.5), 2.0)
     want = max(goal * pixels - overhead, 8.0)
     move = min(max((want / max(coded, 8.0)) ** RATE_EXPONENT, 1 / 16), 16.0)
     lmbda = min(max(report["lambda"] * move, LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
-    return RateTarget(bpp=goal, overhead_bits=overhead, latent_scale=min(max(scale, 0.5), 2.0)), lmbda
+    return RateTarget(bpp=goal, overhead_bits=overhead, latent_scale=scale), lmbda
 
 
 def encode_latent_image(image_path: str | os.PathLike, out_path: str | os.PathLike, *, lmbda: float | None = None,
