@@ -135,9 +135,11 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     every = a.eval_every or max(1, int(resolved.steps or 1) // 10)
     cfg = replace(cfg, eval_every=every)
     model = build(a.arch, meta, a.seed)
+    load_before = os.getloadavg()
     wall = time.perf_counter()
     res = train_nerf(model, scene, cfg)
     train_wall = time.perf_counter() - wall
+    load_after = os.getloadavg()
     curve = [[r["step"], r["seconds"], round(r["eval"]["psnr"], 3)] for r in res.history if "eval" in r]
     full = replace(resolved, eval_views=None)
     start = time.perf_counter()
@@ -154,6 +156,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "eval_every": every, "settings": {k: v for k, v in asdict(resolved).items()
                                           if k not in ("progress", "device", "eval_views", "eval_every")},
         "model": asdict(model.config), "reached_25db": final["psnr"] >= 25.0,
+        "load_average_1min": {"before": round(load_before[0], 2), "after_training": round(load_after[0], 2)},
     }
     if "occupied_fraction" in res.metrics:
         row["occupied_fraction"] = res.metrics["occupied_fraction"]
@@ -181,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"benchmark": "nerf_lego", "claim": CLAIM,
            "timing": "one CPU thread; training seconds exclude the curve evaluations (every eval_every steps on "
                      "curve_views test views); the final PSNR is the mean over all test views, rendered after "
-                     "training; ran_alone: the run held the exclusive CPU lock",
+                     "training; ran_alone: the run held the exclusive CPU lock, else it ran beside other jobs on "
+                     "the 2-core machine (load_average_1min: the machine's load before and after training)",
            "environment": environment(), "reference": REFERENCE, "results": results}
     write_json(out, doc)
     plot(results, RESULTS / f"{a.name}.png")

@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "mean +- std of every arm (the top-level fields are the first seed's)")
     p.add_argument("--eval-views", type=int, default=None, help="test views for PSNR (none: all)")
     p.add_argument("--grid-prune", type=int, default=0, help="also prune a grid field's MLPs to half width "
-                   "after this many training steps (0: not run)")
+                   "after this many training steps, once, at the first seed (0: not run)")
     p.add_argument("--stem", default=None, help="results file stem (default nerf_prune, --full: nerf_prune_full)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = p.parse_args(argv)
@@ -248,8 +248,7 @@ def run_seed(a: argparse.Namespace, device: torch.device) -> dict:
                       "torch": torch.__version__, "python": platform.python_version(), "scene": scene_desc,
                       "config": {k: v for k, v in vars(a).items()}, "train": asdict(cfg),
                       "total_seconds": time.perf_counter() - t0}
-    if a.grid_prune:
-        results["grid"] = grid_prune(a, scene, device)
+    results["scene_object"] = scene
     return results
 
 
@@ -263,7 +262,12 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     seeds = [int(x) for x in a.seeds.split(",")] if a.seeds else [a.seed]
     runs = [run_seed(argparse.Namespace(**{**vars(a), "seed": seed}), device) for seed in seeds]
+    scene = runs[0]["scene_object"]
+    for run in runs:
+        del run["scene_object"]
     results = dict(runs[0])
+    if a.grid_prune:  # once, at the first seed
+        results["grid"] = grid_prune(argparse.Namespace(**{**vars(a), "seed": seeds[0]}), scene, device)
     if len(runs) > 1:
         results["seeds"] = seeds
         results["runs"] = runs
@@ -300,11 +304,7 @@ def summarise(runs: list[dict]) -> dict:
               for name in first["timing"]["seconds_per_100_steps"]}
     ratio = {name: _stats([r["timing"]["ratio_vs_full"][name] for r in runs])
              for name in first["timing"]["ratio_vs_full"]}
-    out = {"arms": arms, "seconds_per_step": timing, "time_ratio_vs_full": ratio}
-    if "grid" in first:
-        out["grid"] = {key: _stats([r["grid"][key] for r in runs])
-                       for key in first["grid"] if isinstance(first["grid"][key], float)}
-    return out
+    return {"arms": arms, "seconds_per_step": timing, "time_ratio_vs_full": ratio}
 
 
 def grid_prune(a: argparse.Namespace, scene, device: torch.device) -> dict:
