@@ -3,12 +3,12 @@
 The field: a point in the scene box is mapped to ``[-1, 1]^3`` and encoded by the project's
 multi-resolution :class:`~inrkit.models.grid.GridEncoding` (dense coarse levels, hashed fine ones);
 a density MLP (one ReLU layer) gives ``1 + geo_features`` outputs, the first through a truncated
-exponential as the density; a colour MLP (two ReLU layers) reads the other outputs and the view
-direction encoded by real spherical harmonics of degree 4 (16 values, as instant-NGP), and ends in a
-sigmoid. The occupancy grid is instant-NGP's: a ``res^3`` grid over the box holding an exponential
-moving maximum of the optical thickness ``density * diagonal / 1024`` (instant-NGP's minimum step,
-``sqrt(3) / 1024`` of its unit cube; decay 0.95), marked occupied above ``min(mean, 0.01)``;
-:mod:`inrkit.nerf.march` skips the samples that fall in unoccupied cells.
+exponential as the density (``exp(z - 1)``, as nerfacc's instant-NGP field); a colour MLP (two ReLU
+layers) reads the other outputs and the view direction encoded by real spherical harmonics of degree 4
+(16 values, as instant-NGP), and ends in a sigmoid. The occupancy grid is instant-NGP's: a ``res^3`` grid
+over the box holding an exponential moving maximum of the optical thickness ``density * diagonal / 1024``
+(instant-NGP's minimum step, ``sqrt(3) / 1024`` of its unit cube; decay 0.95), marked occupied above
+``min(mean, 0.01)``; :mod:`inrkit.nerf.march` skips the samples that fall in unoccupied cells.
 
 The file keeps the weights only; the occupancy grid is rebuilt from the density when a file is loaded
 (:meth:`GridNeRF.rebuild_occupancy`).
@@ -252,6 +252,10 @@ def _config(header: dict) -> GridNeRFConfig:
         raise InvalidFileError(f"invalid grid NeRF architecture in the header ({str(exc)[:200]})") from None
 
 
+def _check(header: dict) -> None:
+    _config(header)
+
+
 def _shapes(header: dict) -> dict[str, tuple[int, ...]]:
     model = GridNeRF(_config(header))  # small to build: the shapes come from the modules themselves
     return {k: tuple(v.shape) for k, v in sorted(model.state_dict().items())}
@@ -265,4 +269,4 @@ def _build(tensors: dict[str, Tensor], header: dict) -> GridNeRF:
 
 MODEL_TYPES.register("nerf-grid", ModelType(
     GridNeRF, lambda m: {k: v.detach().float().cpu().contiguous() for k, v in m.state_dict().items()},
-    lambda m: {"grid_nerf": asdict(m.config)}, lambda h: None if _config(h) else None, _shapes, _build))
+    lambda m: {"grid_nerf": asdict(m.config)}, _check, _shapes, _build))

@@ -40,7 +40,7 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
              "n_samples": None, "n_importance": 0, "precrop_steps": 0},
     # the paper's optimiser (lr 5e-4 -> 5e-5) and sampling (64 + 64; the paper fine pass has 128) are GPU-sized;
     # the defaults are the CPU recipe of docs/nerf.md
-    "mlp": {"steps": 6000, "batch_size": 256, "lr": 2e-3, "lr_final": 2e-4, "encoding_lr": None,
+    "mlp": {"steps": 4000, "batch_size": 256, "lr": 2e-3, "lr_final": 2e-4, "encoding_lr": None,
             "n_samples": 24, "n_importance": 24, "precrop_steps": None},
 }
 """Per-architecture defaults of the :class:`TrainConfig` fields left ``None`` (grid ``n_samples``: one
@@ -52,7 +52,7 @@ class TrainConfig:
     """NeRF optimisation settings; a field left ``None`` takes its architecture's default (:data:`ARCH_DEFAULTS`).
 
     Args:
-        steps: optimisation steps (grid 3000, mlp 6000).
+        steps: optimisation steps (grid 3000, mlp 4000).
         batch_size: random rays per step, from all training images (grid 2048, mlp 256).
         lr: Adam's initial learning rate, decayed exponentially to ``lr_final`` (grid 1e-2, mlp 2e-3).
         lr_final: Adam's learning rate at the last step (grid 1e-3, mlp 2e-4).
