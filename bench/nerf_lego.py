@@ -96,9 +96,11 @@ def side_by_side(model: torch.nn.Module, scene: Any, cfg: TrainConfig, view: int
 
 def turntable(model_path: Path, gif: Path, size: int, views: int) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "inrkit", "nerf-render", str(model_path), "-o", str(gif), "--views", str(views),
-           "--size", str(size), "--json", "--no-progress"]
+           "--size", str(size), "--json"]
     start = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"command": " ".join(cmd[2:]), "error": out.stderr.strip()[-300:]}
     return {"command": "inrkit nerf-render MODEL -o " + gif.name + f" --views {views} --size {size}",
             "wall_seconds": round(time.perf_counter() - start, 2), "bytes": gif.stat().st_size,
             **{k: v for k, v in json.loads(out.stdout).items() if k in ("frames",)}}
