@@ -38,20 +38,17 @@ import argparse
 import io
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from compress_rd import bd_psnr, bd_rate, pareto, published_curves
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compress_rd import bd_psnr, bd_rate, pareto, published_curves  # noqa: E402
-
-from inrkit.compress.encode.latent import encode_pixels, preset_options  # noqa: E402
-from inrkit.utils import write_json  # noqa: E402
+from inrkit.compress.encode.latent import encode_pixels, preset_options
+from inrkit.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "kodak"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -33,20 +32,18 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from compress_rd import PAPER_SAVING, bd_psnr, bd_rate, compressai_json, network, pareto
+from compress_rd import saving_at_equal_psnr as saving
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compress_rd import PAPER_SAVING, bd_psnr, bd_rate, compressai_json, network, pareto  # noqa: E402
-from compress_rd import saving_at_equal_psnr as saving  # noqa: E402
-
-from inrkit.compress.decode.layout import RowModel, SinrOptions  # noqa: E402
-from inrkit.compress.encode.finetune import finetune_codes  # noqa: E402
-from inrkit.compress.encode.model import decode_model  # noqa: E402
-from inrkit.compress.encode.network import NETWORK_CODECS  # noqa: E402
-from inrkit.compress.encode.qat import QAT_LR, quantisation_aware  # noqa: E402
-from inrkit.compress.encode.sparse import sparse_code  # noqa: E402
-from inrkit.signals import ImageSignal  # noqa: E402
-from inrkit.train import FitConfig, fit  # noqa: E402
-from inrkit.utils import write_json  # noqa: E402
+from inrkit.compress.decode.layout import RowModel, SinrOptions
+from inrkit.compress.encode.finetune import finetune_codes
+from inrkit.compress.encode.model import decode_model
+from inrkit.compress.encode.network import NETWORK_CODECS
+from inrkit.compress.encode.qat import QAT_LR, quantisation_aware
+from inrkit.compress.encode.sparse import sparse_code
+from inrkit.signals import ImageSignal
+from inrkit.train import FitConfig, fit
+from inrkit.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+import crafted_limits as cl  # bench/crafted_limits.py (pytest puts bench/ on the path: pyproject's pythonpath)
 import numpy as np
 import pytest
 
+from inrkit.compress.decode.container import unpack
+from inrkit.errors import InvalidFileError
+from inrkit.models.io import load_model
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-import crafted_limits as cl  # noqa: E402
-
-from inrkit.compress.decode.container import unpack  # noqa: E402
-from inrkit.errors import InvalidFileError  # noqa: E402
-from inrkit.models.io import load_model  # noqa: E402
 
 
 def test_npy_header_declares_two_to_the_forty(tmp_path: Path):

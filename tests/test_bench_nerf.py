@@ -4,12 +4,11 @@ method's pruned, retrained model, written to the result JSON."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+import nerf_prune as bench  # bench/nerf_prune.py (pytest puts bench/ on the path: pyproject's pythonpath)
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-import nerf_prune as bench  # noqa: E402
 
 
 def test_tiny_run_writes_every_arm(tmp_path: Path) -> None:

@@ -3,14 +3,12 @@ have H hidden layers, every codec arm runs on them, and runs named per configura
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
 compress_rd = pytest.importorskip("compress_rd")
 sinr_qat = pytest.importorskip("sinr_qat")
 
