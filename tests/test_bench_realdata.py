@@ -1,7 +1,6 @@
 """docs/getting-started.md's results table is generated from bench/results/realdata.json."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,11 +8,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_realdata", ROOT / "bench" / "realdata.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import realdata  # bench/realdata.py (pytest puts bench/ on the path: pyproject's pythonpath)
+
+    return realdata
 
 
 def test_getting_started_table_matches_the_results() -> None:
@@ -34,10 +31,7 @@ def test_every_target_is_recorded_per_row() -> None:
 
 
 def test_choosing_table_matches_the_auto_rule_results() -> None:
-    spec = importlib.util.spec_from_file_location("bench_auto_rule", ROOT / "bench" / "auto_rule.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    import auto_rule as module  # bench/auto_rule.py
     results = json.loads((ROOT / "bench" / "results" / "auto_rule.json").read_text())
     doc = (ROOT / "docs" / "choosing.md").read_text()
     assert module.with_table(doc, results) == doc, "regenerate: python bench/auto_rule.py --docs"

@@ -2,9 +2,7 @@
 recorded command that takes a minute or more carries a time label in the docs."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,12 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("doc_commands", ROOT / "bench" / "doc_commands.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["doc_commands"] = module
-    spec.loader.exec_module(module)
-    return module
+    import doc_commands  # bench/doc_commands.py (pytest puts bench/ on the path: pyproject's pythonpath)
+
+    return doc_commands
 
 
 dc = _module()

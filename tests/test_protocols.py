@@ -3,19 +3,13 @@ a source, every benchmark's own parser accepts the resolved command lines (``--d
 JSON + Markdown table beside the paper's numbers (with a stand-in benchmark: the real ones are not run here)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+import reproduce  # bench/reproduce.py (pytest puts bench/ on the path: pyproject's pythonpath)
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("inrkit_reproduce", ROOT / "bench" / "reproduce.py")
-assert spec is not None and spec.loader is not None
-reproduce = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = reproduce
-spec.loader.exec_module(reproduce)
 
 
 def _values(method: str, protocol: str = "paper") -> dict:

@@ -1,19 +1,13 @@
 """README.md's "Results at a glance" table is ``bench/results_table.py``'s output from ``bench/results/*.json``."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+import results_table  # bench/results_table.py (pytest puts bench/ on the path: pyproject's pythonpath)
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("inrkit_results_table", ROOT / "bench" / "results_table.py")
-assert spec is not None and spec.loader is not None
-results_table = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = results_table
-spec.loader.exec_module(results_table)
 
 
 def test_every_row_names_an_existing_json() -> None:
