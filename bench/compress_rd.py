@@ -279,7 +279,7 @@ def default_rule(out: Path, steps: int) -> dict:
     import platform
     import tempfile
 
-    from inrkit.compress.encode.api import DEFAULT_MAX_LOSS_DB, compress_file
+    from inrkit.compress.encode.api import DEFAULT_MAX_LOSS_DB, CompressConfig, compress_file
     from inrkit.models import save_model
 
     torch.set_num_threads(1)
@@ -308,7 +308,9 @@ def default_rule(out: Path, steps: int) -> dict:
             runs += [("quant", f"{b} bits", {"bits": b}) for b in (6, 8, 10, 12)]
             for codec, setting, kw in runs:
                 t0 = time.perf_counter()
-                rep = compress_file(model_path, Path(tmp) / "m.inrz", codec, progress=False, **kw)
+                signal_path = kw.pop("signal_path", None)
+                rep = compress_file(model_path, Path(tmp) / "m.inrz", CompressConfig(codec, progress=False, **kw),
+                                    signal_path=signal_path)
                 dec, _ = decode_model((Path(tmp) / "m.inrz").read_bytes())
                 psnr = float(signal.evaluate(dec)["psnr"])
                 row["points"].append({"codec": codec, "setting": setting, "bytes": rep["bytes"],

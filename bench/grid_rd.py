@@ -27,6 +27,8 @@ baseline's log-bpp-interpolated curve). CompressAI-format curves under ``curves`
     .venv/bin/python bench/grid_rd.py --full                # 24 full-size Kodak images (GPU), published curves
     .venv/bin/python bench/grid_rd.py --bpp-targets         # encode --bpp: 3 images x 0.25/0.5/1.0 bpp (fast preset)
     .venv/bin/python bench/grid_rd.py --side-info           # bytes by part at 0.1 bpp, format v2 vs v3 (2 images)
+    .venv/bin/python bench/grid_rd.py --full-size --lambdas 600   # kodim20, kodim13 at full size (~40 min)
+    .venv/bin/python bench/grid_rd.py --decode-speed --lambdas 150,2400,20000   # decode s/MP (~10 min)
 
 ``--bpp-targets`` (-> grid_bpp_targets.json): ``encode_to_target`` at 0.25, 0.5 and 1.0 bpp on three 256x256 photos
 (scikit-image's astronaut resized, the centre crops of kodim05 and kodim23), ``--preset`` (default here: fast), plus
@@ -48,7 +50,7 @@ from compress_rd import bd_psnr, bd_rate, pareto, published_curves
 from PIL import Image
 
 from inrkit.compress.encode.latent import encode_pixels, preset_options
-from inrkit.utils import write_json
+from inrkit.utils import run_environment, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
@@ -70,6 +72,14 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rescore", metavar="JSON", help="recompute the comparisons of a saved run's points (no encoding)")
     p.add_argument("--bpp-targets", action="store_true", help="instead: encode --bpp accuracy -> grid_bpp_targets.json")
     p.add_argument("--side-info", action="store_true", help="instead: bytes by part at 0.1 bpp -> grid_side_info.json")
+    p.add_argument("--full-size", metavar="IMAGES", nargs="?", const="kodim20,kodim13",
+                   help="instead: full-size Kodak images (default kodim20,kodim13) at --lambdas against every baseline "
+                        "and Cool-chic's published per-image points, with encode and decode CPU seconds per megapixel "
+                        "(one thread) -> grid_full_size.json")
+    p.add_argument("--decode-speed", action="store_true",
+                   help="instead: decode CPU seconds per megapixel, one thread, of kodim20 at full size and a 384x256 "
+                        "crop over --lambdas (trained --steps) -> grid_decode_speed.json")
+    p.add_argument("--steps", type=int, default=300, help="training steps of the --decode-speed files")
     p.add_argument("--jobs", type=int, default=1,
                    help="images encoded in parallel, one thread each (times then include the sharing)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "grid_rd.json"))
@@ -439,8 +449,104 @@ def side_info(out: Path, preset: str) -> None:
                                      "note": "byte counts and PSNR (no timing claim)"}})
 
 
+COOLCHIC = ROOT.parent / "shared" / "data" / "reference" / "coolchic" / "kodak-v5.0.tsv"
+
+
+def coolchic_points(stem: str) -> list[dict]:
+    """Cool-chic 5's published full-resolution points of one Kodak image (``kodak-v5.0.tsv``), by bpp."""
+    rows = [line.split("\t") for line in COOLCHIC.read_text().splitlines()[1:] if line.strip()]
+    pts = [{"setting": f"lambda{r[0]}", "bpp": float(r[5]), "psnr": float(r[4])} for r in rows if r[1] == stem]
+    return sorted(pts, key=lambda p: p["bpp"])
+
+
+def decode_seconds(data: bytes, repeats: int = 3) -> float:
+    """Least CPU seconds of ``repeats`` decodes (parse, latents, synthesis to 8-bit pixels) of a latent file."""
+    from inrkit.compress.decode import latent as lc
+
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.process_time()
+        lc.read(data).render()
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def full_size(out: Path, stems: list[str], lambdas: list[float], preset: str) -> None:
+    """The codec on full-size Kodak images, one thread: rate-distortion against JPEG, WebP, JPEG 2000, AVIF and
+    Cool-chic's published points of the same images, bytes by part, encode and decode CPU seconds per megapixel
+    (decode: the least of 3, measured after all encoding)."""
+    torch.set_num_threads(1)
+    rows = []
+    for stem in stems:
+        img = np.asarray(Image.open(KODAK / f"{stem}.png").convert("RGB"))
+        mp = img.shape[0] * img.shape[1] / 1e6
+        points, files = [], []
+        for lmbda in lambdas:
+            c0 = time.process_time()
+            enc = encode_pixels(img, preset_options(preset, lmbda=lmbda))
+            cpu = time.process_time() - c0
+            r = enc.report
+            files.append(enc.data)
+            points.append({"setting": f"lambda{lmbda:g}", "bpp": r["bpp"], "psnr": r["psnr"], "steps": r["steps"],
+                           "bytes_by_part": r["bytes_by_part"], "encode_cpu_seconds": cpu,
+                           "encode_cpu_seconds_per_mp": cpu / mp, "encode_wall_seconds": r["encode_seconds"]})
+            print(f"{stem} lambda {lmbda:g}: {r['bpp']:.3f} bpp {r['psnr']:.2f} dB, encode {cpu:.0f} CPU s "
+                  f"({cpu / mp:.0f} s/MP)", flush=True)
+        baselines = {b: classic_points(b, img) for b in BASELINES}
+        baselines["coolchic"] = coolchic_points(stem)
+        for p, data in zip(points, files):
+            p["decode_cpu_seconds"] = decode_seconds(data)
+            p["decode_cpu_seconds_per_mp"] = p["decode_cpu_seconds"] / mp
+            for name, base in baselines.items():
+                p[f"psnr_vs_{name}_at_same_bpp"] = at_same_bpp([p], base)[0]
+            print(f"{stem} {p['setting']}: decode {p['decode_cpu_seconds_per_mp']:.2f} CPU s/MP; vs same bpp "
+                  + ", ".join(f"{n} {p[f'psnr_vs_{n}_at_same_bpp']}" for n in baselines), flush=True)
+        rows.append({"image": stem, "shape": list(img.shape), "megapixels": mp, "grid": points,
+                     "baselines": baselines})
+    write_json(out, {"benchmark": "grid_full_size",
+                     "claim": "the latent codec on full-size Kodak images: PSNR against every baseline and Cool-chic 5 "
+                              "at the same bpp; encode and decode CPU seconds per megapixel on one thread",
+                     "config": {"images": stems, "lambdas": lambdas, "preset": preset,
+                                "coolchic": "../shared/data/reference/coolchic/kodak-v5.0.tsv (published, not run)"},
+                     "images": rows, "environment": run_environment(threads=1)})
+
+
+def decode_speed(out: Path, lambdas: list[float], steps: int) -> None:
+    """Decode CPU seconds per megapixel (least of 5, one thread) of kodim20 at full size and of a 384x256 crop,
+    at each lambda. The files are trained only ``steps`` steps: the decoder's work depends on the image size and
+    the rate (escapes), not on how well the latents were trained."""
+    torch.set_num_threads(1)
+    full = np.asarray(Image.open(KODAK / "kodim20.png").convert("RGB"))
+    images = [("kodim20", full), ("kodim20 crop 384x256 (rows 128:384, cols 192:576)", full[128:384, 192:576])]
+    rows = []
+    for name, img in images:
+        mp = img.shape[0] * img.shape[1] / 1e6
+        for lmbda in lambdas:
+            enc = encode_pixels(img, preset_options("fast", lmbda=lmbda, steps=steps))
+            sec = decode_seconds(enc.data, repeats=5)
+            rows.append({"image": name, "shape": list(img.shape), "lambda": lmbda, "steps": steps,
+                         "bpp": enc.report["bpp"], "psnr": enc.report["psnr"],
+                         "bytes_by_part": enc.report["bytes_by_part"],
+                         "decode_cpu_seconds": sec, "decode_cpu_seconds_per_mp": sec / mp})
+            print(json.dumps(rows[-1]), flush=True)
+    write_json(out, {"benchmark": "grid_decode_speed",
+                     "claim": "the latent decoder (parse, latents, synthesis to 8-bit pixels) takes <= 0.5 CPU s per "
+                              "megapixel on one thread at any rate",
+                     "config": {"lambdas": lambdas, "steps": steps, "repeats": 5},
+                     "rows": rows, "max_seconds_per_mp": max(r["decode_cpu_seconds_per_mp"] for r in rows),
+                     "environment": run_environment(threads=1)})
+
+
 def main(argv: list[str] | None = None) -> None:
     a = _args(argv)
+    if a.decode_speed:
+        decode_speed(Path(a.out).with_name("grid_decode_speed.json"), [float(v) for v in a.lambdas.split(",")],
+                     a.steps)
+        return
+    if a.full_size:
+        full_size(Path(a.out).with_name("grid_full_size.json"), a.full_size.split(","),
+                  [float(v) for v in a.lambdas.split(",")], a.preset)
+        return
     if a.side_info:
         side_info(Path(a.out).with_name("grid_side_info.json"), a.preset if a.preset != "default" else "fast")
         return

@@ -164,12 +164,12 @@ def test_encode_refuses_impossible_rates_before_fitting(files: dict[str, str], c
 
 
 def test_decode_checks_the_reference_before_writing(files: dict[str, str], capsys) -> None:
-    from inrkit.compress.encode.api import compress_to_target, write_bytes
+    from inrkit.compress.encode.api import CompressConfig, compress_to_target, write_bytes
     from inrkit.compress.encode.network import NETWORK_CODECS
 
     model = siren(2, 3, [8, 8], generator=torch.Generator().manual_seed(0))
-    data = compress_to_target(model, None, "coin", options=NETWORK_CODECS.get("coin").make_options(),
-                              meta=_image_meta(24, 32), progress=False).data
+    data = compress_to_target(model, None, CompressConfig("coin", progress=False),
+                              options=NETWORK_CODECS.get("coin").make_options(), meta=_image_meta(24, 32)).data
     inrz = write_bytes(Path(files["tmp"]) / "f.inrz", data)
     bad = Path(files["tmp"]) / "notimg.png"
     bad.write_text("not an image")
@@ -273,13 +273,13 @@ def test_render_is_chunked_and_exact(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_inrz_free_pixels_are_bounded(tmp_path: Path, capsys) -> None:
     """A tiny coin file asking 2048^2 pixels is refused; at the free allowance it decodes quickly."""
-    from inrkit.compress.encode.api import compress_to_target, write_bytes
+    from inrkit.compress.encode.api import CompressConfig, compress_to_target, write_bytes
     from inrkit.compress.encode.network import NETWORK_CODECS
 
     model = siren(2, 3, [16, 16], generator=torch.Generator().manual_seed(0))
     for side, refused in ((2048, True), (int(INRZ_PIXELS_FREE ** 0.5), False)):
-        data = compress_to_target(model, None, "coin", options=NETWORK_CODECS.get("coin").make_options(),
-                                  meta=_image_meta(side, side), progress=False).data
+        data = compress_to_target(model, None, CompressConfig("coin", progress=False),
+                                  options=NETWORK_CODECS.get("coin").make_options(), meta=_image_meta(side, side)).data
         assert len(data) < 1000
         inrz = write_bytes(tmp_path / f"c{side}.inrz", data)
         out = tmp_path / f"c{side}.png"

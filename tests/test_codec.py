@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inrkit.compress import (
+    CompressConfig,
     SinrOptions,
     SparseLayer,
     SparseModel,
@@ -207,37 +208,39 @@ def test_compress_default_rate_rule(tmp_path: Path, fitted):
     img += np.random.default_rng(0).normal(0, 8, img.shape)
     Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).save(tmp_path / "s.png")
     m, s = tmp_path / "m.safetensors", tmp_path / "s.png"
-    rep = compress_file(m, tmp_path / "q.inrz", "quant", signal_path=s, progress=False)
+    rep = compress_file(m, tmp_path / "q.inrz", CompressConfig("quant", progress=False), signal_path=s)
     assert rep["rate_rule"].startswith("within 1 dB") and rep["target_met"]
     assert rep["psnr"] >= rep["model_psnr"] - DEFAULT_MAX_LOSS_DB
-    fewer = compress_file(m, tmp_path / "f.inrz", "quant", bits=rep["bits"] - 1, signal_path=s, progress=False)
+    fewer = compress_file(m, tmp_path / "f.inrz", CompressConfig("quant", bits=rep["bits"] - 1, progress=False),
+                          signal_path=s)
     assert fewer["psnr"] < rep["model_psnr"] - DEFAULT_MAX_LOSS_DB  # the smallest such file
     clean = np.stack([np.sin(6 * x) * 100 + 128, np.cos(5 * y) * 100 + 128, (x + y) * 120], -1)
     Image.fromarray(np.clip(np.rint(clean), 0, 255).astype(np.uint8)).save(tmp_path / "c.png")
     with pytest.warns(InrkitWarning, match="within 1 dB"):  # a 58 dB model: 12-bit weights lose more than 1 dB
-        best = compress_file(m, tmp_path / "c.inrz", "quant", signal_path=tmp_path / "c.png", progress=False)
+        best = compress_file(m, tmp_path / "c.inrz", CompressConfig("quant", progress=False),
+                             signal_path=tmp_path / "c.png")
     assert not best["target_met"] and best["bits"] == 12 and best["psnr"] < best["model_psnr"] - DEFAULT_MAX_LOSS_DB
-    bare = compress_file(m, tmp_path / "b.inrz", "quant", progress=False)
+    bare = compress_file(m, tmp_path / "b.inrz", CompressConfig("quant", progress=False))
     safe = NETWORK_CODECS.get("quant").safe_options
     assert bare["rate_rule"].startswith("conservative") and bare["bits"] == safe["bits"]
-    given = compress_file(m, tmp_path / "g.inrz", "quant", bits=6, progress=False)
+    given = compress_file(m, tmp_path / "g.inrz", CompressConfig("quant", bits=6, progress=False))
     assert given["rate_rule"] == "as given" and given["bits"] == 6 and given["bytes"] < bare["bytes"]
 
 
 def test_target_psnr_and_size_search(fitted):
     model, signal = fitted
     grid = dict(bits_grid=(6, 8), sparsity_grid=(0.1, 0.2, 0.3, 0.4))
-    ref = compress_to_target(model, signal, "sinr", sparsity=0.3, bits=8)
+    ref = compress_to_target(model, signal, CompressConfig("sinr", sparsity=0.3, bits=8))
     target = ref.psnr - 0.01
-    res = compress_to_target(model, signal, "sinr", target_psnr=target, **grid)
+    res = compress_to_target(model, signal, CompressConfig("sinr", target_psnr=target, **grid))
     assert res.target_met and res.psnr >= target and len(res.data) <= len(ref.data)
     assert res.psnr == pytest.approx(signal.evaluate(decode_model(res.data)[0])["psnr"])
     budget = len(ref.data) - 1
-    small = compress_to_target(model, signal, "sinr", target_bytes=budget, **grid)
+    small = compress_to_target(model, signal, CompressConfig("sinr", target_bytes=budget, **grid))
     assert len(small.data) <= budget and small.target_met
-    q = compress_to_target(model, signal, "quant", target_psnr=target - 5)
+    q = compress_to_target(model, signal, CompressConfig("quant", target_psnr=target - 5))
     assert q.target_met and q.params["bits"] in (6, 7, 8, 10)
-    none = compress_to_target(model, signal, "quant", target_psnr=200.0, bits_grid=(4, 6))
+    none = compress_to_target(model, signal, CompressConfig("quant", target_psnr=200.0, bits_grid=(4, 6)))
     assert none.target_met is False and none.params["bits"] == 6
 
 
@@ -384,12 +387,12 @@ def test_registered_codec_round_trips_everywhere(tmp_path: Path, fitted, raw32, 
     assert header["codec"] == "raw32" and architecture(dec) == architecture(model)
     for a, b in zip(list(model.parameters()), list(dec.parameters())):
         assert torch.equal(a, b)  # float32 in, float32 out
-    best = compress_to_target(model, signal, "raw32", target_psnr=0.0, meta=signal.metadata())
+    best = compress_to_target(model, signal, CompressConfig("raw32", target_psnr=0.0), meta=signal.metadata())
     assert best.target_met and best.data == data and best.psnr == pytest.approx(signal.evaluate(model)["psnr"])
     from inrkit.models import load_model, save_model
 
     save_model(model, tmp_path / "m.safetensors", signal=signal.metadata())
-    rep = compress_file(tmp_path / "m.safetensors", tmp_path / "m.inrz", "raw32")
+    rep = compress_file(tmp_path / "m.safetensors", tmp_path / "m.inrz", CompressConfig("raw32"))
     assert rep["codec"] == "raw32" and rep["bytes"] == (tmp_path / "m.inrz").stat().st_size
     assert decompress_file(tmp_path / "m.inrz", tmp_path / "d.safetensors")["codec"] == "raw32"
     assert torch.equal(load_model(tmp_path / "d.safetensors")[0].weights[1], model.weights[1])

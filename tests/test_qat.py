@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from inrkit.compress import compress_model, compress_to_target, decode_model
+from inrkit.compress import CompressConfig, compress_model, compress_to_target, decode_model
 from inrkit.compress.decode.container import dump_value, load_value, pack, unpack, writing_version
 from inrkit.compress.decode.decoder import decode
 from inrkit.compress.encode.network import NETWORK_CODECS
@@ -74,16 +74,16 @@ def test_qat_model_is_what_the_file_decodes_to(fitted):
 
 def test_compress_to_target_with_qat(fitted):
     model, signal = fitted
-    res = compress_to_target(model, signal, "quant", bits=5, qat_steps=20, meta=META)
+    res = compress_to_target(model, signal, CompressConfig("quant", bits=5, qat_steps=20), meta=META)
     assert res.params["per_row"] and res.params["qat_steps"] == 20
     assert res.psnr == pytest.approx(psnr(res.data, signal))
-    sinr = compress_to_target(model, signal, "sinr", bits=6, sparsity=0.3, qat_steps=10, meta=META)
-    coin = compress_to_target(model, signal, "coin", qat_steps=10, meta=META)
+    sinr = compress_to_target(model, signal, CompressConfig("sinr", bits=6, sparsity=0.3, qat_steps=10), meta=META)
+    coin = compress_to_target(model, signal, CompressConfig("coin", qat_steps=10), meta=META)
     assert sinr.psnr and coin.psnr and coin.psnr > 30
     with pytest.raises(InvalidInputError):
-        compress_to_target(model, None, "quant", qat_steps=5)
+        compress_to_target(model, None, CompressConfig("quant", qat_steps=5))
     with pytest.raises(InvalidInputError):
-        compress_to_target(model, signal, "quant", bits=1, qat_steps=5)
+        compress_to_target(model, signal, CompressConfig("quant", bits=1, qat_steps=5))
 
 
 def test_quantisation_aware_coefficient_finetuning(fitted):

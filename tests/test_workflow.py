@@ -96,7 +96,7 @@ def test_threads_out_of_range_is_refused(value: str, tmp_path: Path, capsys: pyt
 
 # ------------------------------------------------------------------ item 4: progress
 def test_compress_search_with_finetune_shows_progress(monkeypatch: pytest.MonkeyPatch) -> None:
-    from inrkit.compress.encode.api import compress_to_target
+    from inrkit.compress.encode.api import CompressConfig, compress_to_target
     from inrkit.signals import GridSignal
 
     y, x = np.mgrid[0:16, 0:16] / 8.0
@@ -104,15 +104,15 @@ def test_compress_search_with_finetune_shows_progress(monkeypatch: pytest.Monkey
     model = siren(2, 1, [16, 16], generator=torch.Generator().manual_seed(0))
     err = _Terminal()
     monkeypatch.setattr(sys, "stderr", err)
-    res = compress_to_target(model, signal, "sinr", target_bytes=400, finetune_steps=3, progress=True,
-                             sparsity_grid=(0.1, 0.2, 0.3), bits_grid=(6,))
+    res = compress_to_target(model, signal, CompressConfig("sinr", target_bytes=400, finetune_steps=3, progress=True,
+                                                           sparsity_grid=(0.1, 0.2, 0.3), bits_grid=(6,)))
     text = err.getvalue()
     assert "compress (sinr)" in text and "fit" in text and res.data
     quiet = _Terminal()
     monkeypatch.setattr(sys, "stderr", quiet)
-    compress_to_target(model, signal, "sinr", target_bytes=400, finetune_steps=3, sparsity_grid=(0.1, 0.2),
-                       bits_grid=(6,))
-    assert quiet.getvalue() == ""  # the library default is quiet
+    compress_to_target(model, signal, CompressConfig("sinr", target_bytes=400, finetune_steps=3, progress=False,
+                                                     sparsity_grid=(0.1, 0.2), bits_grid=(6,)))
+    assert quiet.getvalue() == ""  # progress=False is quiet
 
 
 def test_nerf_evaluation_shows_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

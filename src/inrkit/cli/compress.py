@@ -10,7 +10,13 @@ import argparse
 
 from inrkit.cli.common import add_config, add_json_flag, add_output, build_config, choices_of, emit, parse_crop
 from inrkit.cli.many import add_many, check_single, emit_many
-from inrkit.compress.encode.api import EncodeConfig, check_bpp_target, compress_file, decompress_file
+from inrkit.compress.encode.api import (
+    CompressConfig,
+    EncodeConfig,
+    check_bpp_target,
+    compress_file,
+    decompress_file,
+)
 from inrkit.compress.encode.image import IMAGE_CODECS, decode_image, encode_image
 from inrkit.compress.encode.latent import PRESETS as LATENT_PRESETS
 from inrkit.compress.encode.network import NETWORK_CODECS
@@ -24,7 +30,8 @@ ENCODE_FIT = ["steps", "lr", "batch_size", "schedule", "precision", "seed", "dev
 
 
 def _compress(args: argparse.Namespace) -> int:
-    return emit(compress_file(args.model, args.output, **build_config(compress_file, args)), args.json)
+    return emit(compress_file(args.model, args.output, build_config(CompressConfig, args),
+                              **build_config(compress_file, args)), args.json)
 
 
 def _decompress(args: argparse.Namespace) -> int:
@@ -56,10 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("compress", help=f"compress a model file into .inrz ({', '.join(codecs)})")
     p.add_argument("model", help="model file (.safetensors or .npz)")
     add_output(p, "output .inrz file", (".inrz",))
-    add_config(p, compress_file, flags={"signal_path": "--signal", "finetune_steps": "--finetune"},
-               choices={"codec": codecs}, parsers={"crop": parse_crop},
+    add_config(p, CompressConfig, skip=["bits_grid", "sparsity_grid"], flags={"finetune_steps": "--finetune"},
+               choices={"codec": codecs},
                ranges={"overcomplete": (1, MAX_OVERCOMPLETE), "sparsity": (0, MAX_SPARSITY_COUNT),
                        "bits": (1, 16), "target_bytes": (1, None)})
+    add_config(p, compress_file, skip=["config"], flags={"signal_path": "--signal"}, parsers={"crop": parse_crop})
     add_json_flag(p)
     p.set_defaults(handler=_compress)
 

@@ -28,7 +28,8 @@ _EXPORTS = {
     "finetune_codes": "encode.finetune", "quantisation_aware": "encode.qat",
     "compress_model": "encode.encoder", "encode_coin": "encode.encoder", "encode_quant": "encode.encoder",
     "encode_sinr": "encode.encoder", "decode_model": "encode.model",
-    "Compressed": "encode.api", "compress_file": "encode.api", "compress_to_target": "encode.api",
+    "Compressed": "encode.api", "CompressConfig": "encode.api", "compress_file": "encode.api",
+    "compress_to_target": "encode.api",
     "decode_image": "encode.image", "decompress_file": "encode.api", "EncodeConfig": "encode.api",
     "encode_image": "encode.image",
 }

@@ -86,30 +86,70 @@ def _meets(psnr: float | None, size: int, target_psnr: float | None, target_byte
     return ok
 
 
-def compress_to_target(
-    model: MLP,
-    signal: Signal | None,
-    codec: str = "sinr",
-    *,
-    target_psnr: float | None = None,
-    target_bytes: int | None = None,
-    bits: int | None = None,
-    sparsity: float | None = None,
-    options: Any = None,
-    bits_grid: Sequence[int] | None = None,
-    sparsity_grid: Sequence[float] = SPARSITY_GRID,
-    finetune_steps: int = 0,
-    finetune_lr: float = 1e-4,
-    qat_steps: int = 0,
-    qat_lr: float = QAT_LR,
-    meta: dict | None = None,
-    device: str | None = None,
-    progress: bool = False,
-) -> Compressed:
+@dataclass
+class CompressConfig:
+    """How a network is compressed (:func:`compress_to_target`, :func:`compress_file`, ``inrkit compress``).
+
+    Args:
+        codec: a registered network codec.
+        target_psnr: smallest file reaching this PSNR in dB (needs the signal). Without a target, bits or sparsity,
+            the rate rule of compress_file: with the signal, the smallest file within 1 dB of the model's own PSNR
+            (sinr: fine-tuned 100 steps when the plain codes cannot); without it, the codec's conservative setting
+            (sinr: sparsity 0.48, 10 bits; quant: 12 bits; docs/compress.md).
+        target_bytes: best PSNR within this many bytes.
+        bits: bit depth of coefficients / weights (default: the rate rule, or searched for a target).
+        sparsity: atoms per weight vector: a fraction of its length (<1) or a count (default: the rate rule, or
+            searched for a target).
+        finetune_steps: steps of coefficient fine-tuning after the codec's transform (needs the signal).
+        finetune_lr: fine-tuning learning rate.
+        qat_steps: steps of quantisation-aware fine-tuning before coding, one run per bit depth tried (needs the
+            signal; ``quant`` then stores one learned step per weight row).
+        qat_lr: its learning rate.
+        overcomplete: dictionary atoms per vector length (k2/k1).
+        seed: dictionary seed.
+        bits_grid: bit depths a target search tries (default :data:`BITS_GRID`, with ``qat_steps``
+            :data:`QAT_BITS_GRID`).
+        sparsity_grid: sparsities a target search tries (binary search; quality and size grow along it).
+        device: where the transform and fine-tuning run (cpu, cuda, ...; default: pick automatically).
+        progress: show a progress bar over the search and fine-tuning (on a terminal).
+    """
+
+    codec: str = "sinr"
+    target_psnr: float | None = None
+    target_bytes: int | None = None
+    bits: int | None = None
+    sparsity: float | None = None
+    finetune_steps: int = 0
+    finetune_lr: float = 1e-4
+    qat_steps: int = 0
+    qat_lr: float = QAT_LR
+    overcomplete: float = 8.0
+    seed: int = 0
+    bits_grid: Sequence[int] | None = None
+    sparsity_grid: Sequence[float] = SPARSITY_GRID
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        NETWORK_CODECS.get(self.codec)
+        check_range("overcomplete", self.overcomplete, 1, MAX_OVERCOMPLETE, optional=False)
+        check_fraction_or_count("sparsity", self.sparsity, MAX_SPARSITY_COUNT)
+        check_range("qat_steps", self.qat_steps, 0, optional=False)
+        grid = self.bits_grid if self.bits_grid is not None else QAT_BITS_GRID if self.qat_steps else BITS_GRID
+        _check_args(self.bits, self.sparsity, self.target_bytes, self.finetune_steps, list(grid))
+
+    @property
+    def search_bits(self) -> list[int]:
+        """The bit depths a target search tries."""
+        return list(self.bits_grid if self.bits_grid is not None else QAT_BITS_GRID if self.qat_steps else BITS_GRID)
+
+
+def compress_to_target(model: MLP, signal: Signal | None, config: CompressConfig | None = None, *,
+                       options: Any = None, meta: dict | None = None) -> Compressed:
     """Compress ``model``, choosing the codec's searched options (bit depth, sparsity) for a target.
 
-    With ``target_psnr`` (needs ``signal``) it returns the smallest file that reaches the
-    PSNR; with ``target_bytes`` the best PSNR (or, without a signal, the largest setting)
+    With ``config.target_psnr`` (needs ``signal``) it returns the smallest file that reaches the
+    PSNR; with ``config.target_bytes`` the best PSNR (or, without a signal, the largest setting)
     that fits. Without targets it uses ``sparsity``/``bits`` as given. Fixed ``bits`` or
     ``sparsity`` restrict the search. If nothing meets the target, the closest candidate
     is returned with ``target_met=False``. What is searched is the codec's ``search``.
@@ -117,36 +157,25 @@ def compress_to_target(
     Args:
         model: the fitted network.
         signal: the signal it represents (to measure PSNR and to fine-tune), or ``None``.
-        codec: a name in :data:`inrkit.compress.NETWORK_CODECS`.
-        target_psnr: smallest file reaching this PSNR (dB).
-        target_bytes: best PSNR within this many bytes.
-        bits: a fixed bit depth (else searched over ``bits_grid``).
-        sparsity: a fixed sparsity (else searched over ``sparsity_grid``).
-        options: the codec's options (other fields than the searched ones), default options when ``None``.
-        bits_grid: bit depths tried (default :data:`BITS_GRID`, with ``qat_steps`` :data:`QAT_BITS_GRID`).
-        sparsity_grid: sparsities tried (binary search; quality and size grow along it).
-        finetune_steps: fine-tuning steps after the codec's transform (codecs that support it).
-        finetune_lr: fine-tuning learning rate.
-        qat_steps: steps of quantisation-aware fine-tuning before the codec's transform, one run per bit
-            depth tried (:mod:`inrkit.compress.encode.qat`; ``quant`` then stores per-row steps, needs ``signal``).
-        qat_lr: its learning rate.
+        config: codec, targets, search grids and tuning (:class:`CompressConfig`; defaults when ``None``).
+        options: the codec's options (other fields than the searched ones); default: the codec's options with
+            ``config``'s ``overcomplete`` and ``seed``.
         meta: signal metadata stored in the file.
-        device: where the transform and fine-tuning run.
-        progress: a progress bar on stderr over the candidates tried (and each one's fine-tuning
-            steps); off on a non-terminal stderr.
     """
+    cfg = config or CompressConfig()
+    codec, target_psnr, target_bytes, qat_steps = cfg.codec, cfg.target_psnr, cfg.target_bytes, cfg.qat_steps
+    finetune_steps, device, progress = cfg.finetune_steps, cfg.device, cfg.progress
     c = NETWORK_CODECS.get(codec)
     if target_psnr is not None and signal is None:
         raise InvalidInputError("a target PSNR needs the signal to measure it")
-    bits_grid = bits_grid if bits_grid is not None else QAT_BITS_GRID if qat_steps else BITS_GRID
-    _check_args(bits, sparsity, target_bytes, finetune_steps, list(bits_grid))
-    if qat_steps < 0 or (qat_steps and signal is None):
-        raise InvalidInputError("quantisation-aware training needs the signal and steps >= 0")
-    base = _codec_options(c, options)
+    if qat_steps and signal is None:
+        raise InvalidInputError("quantisation-aware training needs the signal")
+    base = _codec_options(c, options if options is not None else
+                          c.make_options(overcomplete=cfg.overcomplete, seed=cfg.seed))
     base = c.qat_options(base) if qat_steps else base
     targeted = target_psnr is not None or target_bytes is not None
-    bit_list = _axis(c, "bits", bits, bits_grid, base, targeted)
-    sp_list = _axis(c, "sparsity", sparsity, sparsity_grid, base, targeted)
+    bit_list = _axis(c, "bits", cfg.bits, cfg.search_bits, base, targeted)
+    sp_list = _axis(c, "sparsity", cfg.sparsity, cfg.sparsity_grid, base, targeted)
     prepared: dict[Any, Any] = {}
     tuned: dict[Any, Any] = {}
     bar = _search_bar(progress, len(bit_list) * _search_length(len(sp_list), targeted), codec)
@@ -157,7 +186,7 @@ def compress_to_target(
             return model
         key = c.qat_bits(opts)
         if key not in tuned:
-            tuned[key] = c.qat(model, signal, opts, qat_steps, qat_lr, device, progress)
+            tuned[key] = c.qat(model, signal, opts, qat_steps, cfg.qat_lr, device, progress)
         return tuned[key]
 
     def build(sp: float | None, b: int | None) -> Compressed:
@@ -168,7 +197,7 @@ def compress_to_target(
             p = c.prepare(source(opts), opts, device)
             if finetune_steps and signal is not None:
                 tune = {"progress": True} if progress and "progress" in inspect.signature(c.finetune).parameters else {}
-                p = c.finetune(p, signal, finetune_steps, finetune_lr, device, **tune)
+                p = c.finetune(p, signal, finetune_steps, cfg.finetune_lr, device, **tune)
             prepared[key] = p
         data = c.encode_prepared(prepared[key], opts, meta)
         params = dict(c.report(opts), **({"finetune_steps": finetune_steps} if c.can_finetune else {}),
@@ -304,55 +333,24 @@ def _pixels(meta: dict | None) -> int | None:
     return None
 
 
-def compress_file(
-    model_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    codec: str = "sinr",
-    *,
-    sparsity: float | None = None,
-    bits: int | None = None,
-    target_psnr: float | None = None,
-    target_bytes: int | None = None,
-    signal_path: str | os.PathLike | None = None,
-    finetune_steps: int = 0,
-    qat_steps: int = 0,
-    overcomplete: float = 8.0,
-    seed: int = 0,
-    device: str | None = None,
-    crop: Sequence[int] | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
+def compress_file(model_path: str | os.PathLike, out_path: str | os.PathLike, config: CompressConfig | None = None,
+                  *, signal_path: str | os.PathLike | None = None, crop: Sequence[int] | None = None) -> dict[str, Any]:
     """Compress a model file into ``.inrz``; returns the report (``bytes``, ``psnr``, ``bpp``...).
+
+    Without a target, bits or sparsity in ``config``, the rate rule applies (:class:`CompressConfig`'s
+    ``target_psnr``).
 
     Args:
         model_path: the model file (``.safetensors`` or ``.npz``).
         out_path: the ``.inrz`` file to write.
-        codec: a registered codec.
-        sparsity: atoms per weight vector: a fraction of its length (<1) or a count (default: the rate rule).
-        bits: bit depth of coefficients / weights (default: the rate rule).
-        target_psnr: smallest file reaching this PSNR (needs the signal). The rate rule without a target, bits or
-            sparsity: with the signal, the smallest file within 1 dB of the model's own PSNR (sinr: fine-tuned
-            100 steps when the plain codes cannot); without it, the codec's conservative setting (sinr: sparsity
-            0.48, 10 bits; quant: 12 bits; docs/compress.md).
-        target_bytes: best PSNR within this many bytes.
+        config: codec, targets and tuning (:class:`CompressConfig`; defaults when ``None``).
         signal_path: the signal the model represents (to measure PSNR).
-        finetune_steps: steps of coefficient fine-tuning (needs the signal).
-        qat_steps: steps of quantisation-aware fine-tuning before coding (needs the signal; ``quant``
-            then stores one learned step per weight row).
-        overcomplete: dictionary atoms per vector length (k2/k1).
-        seed: dictionary seed.
-        device: where the transform and fine-tuning run (cpu, cuda, ...; default: pick automatically).
         crop: image window of the signal, ROW0:ROW1,COL0:COL1 (as the model was fitted).
-        progress: show a progress bar over the search and fine-tuning (on a terminal).
     """
-    check_range("overcomplete", overcomplete, 1, MAX_OVERCOMPLETE, optional=False)
-    check_fraction_or_count("sparsity", sparsity, MAX_SPARSITY_COUNT)
-    check_range("qat_steps", qat_steps, 0, optional=False)
-    _check_args(bits, sparsity, target_bytes, finetune_steps, [])
-    if (finetune_steps or qat_steps) and not signal_path:
+    cfg = config or CompressConfig()
+    if (cfg.finetune_steps or cfg.qat_steps) and not signal_path:
         raise InvalidInputError("fine-tuning and quantisation-aware training need the signal (--signal)")
-    c = NETWORK_CODECS.get(codec)
-    options = c.make_options(overcomplete=overcomplete, seed=seed)
+    c, codec = NETWORK_CODECS.get(cfg.codec), cfg.codec
     loaded, header = load_model(model_path, device="cpu")
     model = _as_mlp(loaded)
     meta = header.get("signal") or {}
@@ -361,23 +359,11 @@ def compress_file(
         raise InvalidInputError(f"model maps {model.coord_dim}->{model.out_dim} but the signal is "
                                 f"{signal.dim}->{signal.out_dim}")
     t0 = time.perf_counter()
-    rule: dict[str, Any] = {"rate_rule": "as given"}
-    if target_psnr is None and target_bytes is None and bits is None and sparsity is None:
-        if signal is not None:  # the smallest file within DEFAULT_MAX_LOSS_DB of the model's own PSNR
-            own = float(signal.evaluate(model)["psnr"])
-            target_psnr = own - DEFAULT_MAX_LOSS_DB
-            rule = {"rate_rule": f"within {DEFAULT_MAX_LOSS_DB:g} dB of the model's own PSNR", "model_psnr": own}
-        else:  # nothing to measure against: the codec's conservative setting
-            bits, sparsity = c.safe_options.get("bits"), c.safe_options.get("sparsity")
-            rule = {"rate_rule": "conservative setting (no --signal to measure against)"}
-    elif target_psnr is not None or target_bytes is not None:
-        rule = {"rate_rule": "target"}
-    search = functools.partial(compress_to_target, model, signal, codec, target_psnr=target_psnr,
-                               target_bytes=target_bytes, bits=bits, sparsity=sparsity, options=options,
-                               qat_steps=qat_steps, meta=meta, device=device, progress=progress)
-    result = search(finetune_steps=finetune_steps)
-    if "model_psnr" in rule and not result.target_met and c.can_finetune and not finetune_steps:
-        tuned = search(finetune_steps=RULE_FINETUNE_STEPS)  # the rule's second try: coefficients fine-tuned
+    cfg, rule = _rate_rule(cfg, model, signal)
+    result = compress_to_target(model, signal, cfg, meta=meta)
+    if "model_psnr" in rule and not result.target_met and c.can_finetune and not cfg.finetune_steps:
+        # the rule's second try: coefficients fine-tuned
+        tuned = compress_to_target(model, signal, replace(cfg, finetune_steps=RULE_FINETUNE_STEPS), meta=meta)
         result = tuned if tuned.target_met or (tuned.psnr or 0.0) > (result.psnr or 0.0) else result
     write_bytes(out_path, result.data)
     rep = {**result.report(_pixels(meta)), **rule}
@@ -390,6 +376,21 @@ def compress_file(
                compression=4 * model.num_params() / len(result.data), seconds=time.perf_counter() - t0, **size)
     warn_if_larger(size, str(out_path))
     return rep
+
+
+def _rate_rule(cfg: CompressConfig, model: MLP, signal: Signal | None) -> tuple[CompressConfig, dict[str, Any]]:
+    """``cfg`` with the rate rule applied (no target, bits or sparsity given) and the rule's report entries."""
+    if cfg.target_psnr is not None or cfg.target_bytes is not None:
+        return cfg, {"rate_rule": "target"}
+    if cfg.bits is not None or cfg.sparsity is not None:
+        return cfg, {"rate_rule": "as given"}
+    if signal is not None:  # the smallest file within DEFAULT_MAX_LOSS_DB of the model's own PSNR
+        own = float(signal.evaluate(model)["psnr"])
+        return replace(cfg, target_psnr=own - DEFAULT_MAX_LOSS_DB), {
+            "rate_rule": f"within {DEFAULT_MAX_LOSS_DB:g} dB of the model's own PSNR", "model_psnr": own}
+    safe = NETWORK_CODECS.get(cfg.codec).safe_options  # nothing to measure against: the conservative setting
+    return replace(cfg, bits=safe.get("bits"), sparsity=safe.get("sparsity")), {
+        "rate_rule": "conservative setting (no --signal to measure against)"}
 
 
 def decompress_file(inrz_path: str | os.PathLike, out_path: str | os.PathLike) -> dict[str, Any]:

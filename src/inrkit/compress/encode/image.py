@@ -190,8 +190,7 @@ class NetworkImageCodec(ImageCodec):
                target_psnr: float | None, config: Any, steps: int | None = None, **options: Any) -> dict[str, Any]:
         import torch
 
-        from inrkit.compress.encode.api import _as_mlp, compress_to_target, default_hidden, write_bytes
-        from inrkit.compress.encode.network import NETWORK_CODECS
+        from inrkit.compress.encode.api import CompressConfig, _as_mlp, compress_to_target, default_hidden, write_bytes
         from inrkit.compress.encode.qat import QAT_STEPS
         from inrkit.limits import check_hidden
         from inrkit.metrics import size_report
@@ -216,11 +215,11 @@ class NetworkImageCodec(ImageCodec):
         fit_s = time.perf_counter() - t0
         target_bytes = None if bpp is None else int(bpp * pixels / 8)
         qat_steps = options.get("qat_steps")
-        result = compress_to_target(_as_mlp(fitted.model.cpu()), signal, self.name, target_psnr=target_psnr,
-                                    target_bytes=target_bytes, finetune_steps=options.get("finetune_steps", 0),
-                                    qat_steps=QAT_STEPS if qat_steps is None else qat_steps,
-                                    options=NETWORK_CODECS.get(self.name).make_options(seed=config.seed),
-                                    meta=signal.metadata(), device=config.device, progress=config.progress)
+        settings = CompressConfig(self.name, target_psnr=target_psnr, target_bytes=target_bytes,
+                                  finetune_steps=options.get("finetune_steps", 0),
+                                  qat_steps=QAT_STEPS if qat_steps is None else qat_steps, seed=config.seed,
+                                  device=config.device, progress=config.progress)
+        result = compress_to_target(_as_mlp(fitted.model.cpu()), signal, settings, meta=signal.metadata())
         write_bytes(out_path, result.data)
         rep = result.report(pixels)
         rep.update(output=str(out_path), hidden=hidden, fit_psnr=float(fitted.metrics["psnr"]),
