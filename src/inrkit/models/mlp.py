@@ -26,7 +26,7 @@ from inrkit.limits import (
     MIN_OMEGA,
     check_range,
 )
-from inrkit.models.grid import GridConfig, GridEncoding
+from inrkit.models.grid import GridConfig, GridEncoding, grid_batch_size, grid_param_groups
 from inrkit.models.surgery import PrunableGroup
 from inrkit.registry import Registry
 
@@ -177,6 +177,19 @@ class MLP(nn.Module):
     def dense_parameters(self) -> list[nn.Parameter]:
         """The dense layers' weights and biases (everything but the encoding's tables)."""
         return [*self.weights, *self.biases]
+
+    # -------------------------------------------------------------- training
+    def param_groups(self, lr: float, encoding_lr: float | None = None) -> list[dict[str, Any]]:
+        """Optimizer groups: one at ``lr``; with a grid encoding, the layers at ``lr`` and the tables at
+        ``encoding_lr`` (:func:`~inrkit.models.grid.grid_param_groups`)."""
+        if self.encoding is None:
+            return [{"params": list(self.parameters()), "base_lr": lr}]
+        return grid_param_groups(self, self.encoding, lr, encoding_lr)
+
+    def default_batch_size(self, n_points: int) -> int | None:
+        """``None`` (the fit's rule: full batches up to its ``max_full_batch``); with a grid encoding, random
+        batches of :data:`~inrkit.models.grid.GRID_BATCH` for larger sets."""
+        return None if self.encoding is None else grid_batch_size(n_points)
 
     def flops_per_point(self) -> int:
         """FLOPs to evaluate one point: 2 per multiply-add, 1 per activation or encoding output."""

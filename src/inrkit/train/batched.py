@@ -33,7 +33,7 @@ from inrkit.models.fast import resolve_precision
 from inrkit.models.mlp import MLP, apply_activation, fourier_features, layer_output
 from inrkit.signals.base import GridSignal
 from inrkit.train.compiled import CompileMode, compile_pays, resolve_compile
-from inrkit.train.fit import FitConfig, FitResult, FitState, fit
+from inrkit.train.fit import FitConfig, FitResult, FitState, fit, with_defaults
 from inrkit.utils import resolve_device
 
 Params = dict[str, Tensor]
@@ -518,7 +518,8 @@ def _compile_mode(model: nn.Module, points: int, config: FitConfig, runs: int) -
     mode = resolve_compile(config.compile)
     if mode != "auto":
         return mode
-    steps = config.steps if config.steps is not None else 1000
+    steps = with_defaults(config).steps
+    assert steps is not None
     return "on" if compile_pays(model, config.batch_size or points, steps * runs) else "off"
 
 
