@@ -196,8 +196,8 @@ def test_per_group_learning_rates_and_refusals():
 
 
 def test_grid_models_default_to_random_batches():
-    from inrkit.signals.base import GridSignal
     from inrkit.models.grid import GRID_BATCH
+    from inrkit.signals.base import GridSignal
     from inrkit.train.fit import _batch_size
 
     signal = GridSignal(np.random.default_rng(0).random((160, 160, 1)).astype(np.float32), kind="image")

@@ -165,7 +165,8 @@ class GridNeRF(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def param_groups(self, lr: float, encoding_lr: float | None = None) -> list[dict[str, Any]]:
-        """The two MLPs at ``lr``, the grid tables at ``encoding_lr`` (:func:`~inrkit.models.grid.grid_param_groups`)."""
+        """The two MLPs at ``lr``, the grid tables at ``encoding_lr``
+        (:func:`~inrkit.models.grid.grid_param_groups`)."""
         return grid_param_groups(self, self.encoding, lr, encoding_lr)
 
     def default_batch_size(self, n_points: int) -> int | None:
