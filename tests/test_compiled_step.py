@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from inrkit.errors import InvalidInputError
+from inrkit.models import StackedModel
 from inrkit.models.fastsin import fast_cos, fast_sin, fast_sincos
 from inrkit.models.mlp import finer, siren
 from inrkit.signals.grid import ImageSignal
 from inrkit.train import FitConfig, fit
-from inrkit.train.batched import StackedModel, StackedTask
+from inrkit.train.batched import StackedTask
 from inrkit.train.compiled import CompiledStep, compile_pays, resolve_compile, unsupported
 from inrkit.train.task import PointTask
 

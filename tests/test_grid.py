@@ -184,7 +184,7 @@ def test_per_group_learning_rates_and_refusals():
     groups = param_groups(model, FitConfig(lr=1e-3))
     assert [g["base_lr"] for g in groups] == [1e-3, 1e-1] and groups[1]["params"] == [model.encoding.table]
     assert param_groups(model, FitConfig(lr=1e-3, encoding_lr=0.5))[1]["base_lr"] == 0.5
-    from inrkit.train.batched import StackedModel
+    from inrkit.models import StackedModel
 
     with pytest.raises(InvalidInputError, match="cannot be stacked"):
         StackedModel(model, 2)

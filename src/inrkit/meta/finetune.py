@@ -23,8 +23,9 @@ from inrkit.limits import check_range
 from inrkit.metrics import psnr_from_mse, size_report
 from inrkit.models.io import load_model, save_model
 from inrkit.models.mlp import MLP
+from inrkit.models.stacked import StackedModel
 from inrkit.signals.series import VolumeSeries
-from inrkit.train.batched import StackedModel, StackedTask, fit_stacked, stack_size
+from inrkit.train.batched import StackedTask, fit_stacked, stack_size
 from inrkit.train.fit import FitConfig, FitResult, fit
 from inrkit.train.task import PointTask
 from inrkit.utils import write_json

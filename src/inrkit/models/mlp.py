@@ -36,7 +36,7 @@ PERIODIC = ("sine", "finer")
 
 def dense(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """``h W^T + b`` for one network (``W [out, in]``) or a stack of networks (``W [B, out, in]``,
-    ``b [B, out]``, ``h [B, N, in]``; see :class:`inrkit.train.batched.StackedModel`)."""
+    ``b [B, out]``, ``h [B, N, in]``; see :class:`inrkit.models.stacked.StackedModel`)."""
     if weight.dim() == 2:
         return torch.addmm(bias, h, weight.t())
     return torch.baddbmm(bias.unsqueeze(-2), h, weight.transpose(-1, -2))
