@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -61,7 +60,7 @@ from inrkit.signals.series import VolumeSeries
 from inrkit.train import FitConfig, fit, fit_many
 from inrkit.train import batched as batched_module
 from inrkit.train.batched import CPU_STACK_BYTES, stack_size
-from inrkit.utils import write_json
+from inrkit.utils import run_environment, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 5.0
@@ -380,10 +379,8 @@ def main(argv: list[str] | None = None) -> dict:
                   "(compiled steps are forgotten between arms; inductor's on-disk cache is warm)",
         "config": {k: v for k, v in vars(a).items() if k not in ("out", "data")},
         "throughput": throughput, "stack_sweep": sweep, "meta_encode": meta, "ray": ray,
-        "environment": {"torch": torch.__version__, "python": platform.python_version(), "threads": a.threads,
-                        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cpu_count": os.cpu_count(),
-                        "ran_alone": a.alone, "loadavg_end": list(os.getloadavg()), "platform": platform.platform(),
-                        "date": time.strftime("%Y-%m-%d")},
+        "environment": {**run_environment(threads=a.threads), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                        "ran_alone": a.alone, "loadavg_end": list(os.getloadavg())},
     }
     out = Path(a.out)
     tag = a.name or ("many_quick" if a.quick else "many")
