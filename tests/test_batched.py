@@ -151,11 +151,11 @@ def test_encode_series_batched_equals_member_by_member(tmp_path, batch_size):
     cfg = FinetuneConfig(steps=12, lr=1e-3, batch_size=batch_size, eval_every=4, progress=False)
     one = encode_series(series, init, tmp_path / "one", cfg, members=[0, 2, 3], batched=False)
     many = encode_series(series, init, tmp_path / "many", cfg, members=[0, 2, 3], max_stack=2)
-    assert many["batched"] and not one["batched"]
-    for a, b in zip(one["members"], many["members"]):
+    assert many["run"]["batched"] and not one["run"]["batched"]
+    for a, b in zip(one["inputs"], many["inputs"], strict=True):
         assert a["name"] == b["name"] and a["steps"] == b["steps"] == 12
         assert a["psnr"] == pytest.approx(b["psnr"], abs=PSNR_TOL)
-        _close(load_model(tmp_path / "one" / a["model"])[0], load_model(tmp_path / "many" / b["model"])[0])
+        _close(load_model(a["output"])[0], load_model(b["output"])[0])
 
 
 def test_finetune_many_histories_and_early_stop_match_finetune():

@@ -149,7 +149,7 @@ def test_fit_many_measures_its_path_and_says_which(tmp_path) -> None:  # noqa: A
             tmp_path / f"s{i}.png")
     summary = run_job([tmp_path / "s0.png", tmp_path / "s1.png"], tmp_path / "out", config=config,
                       job=JobOptions(batch=2))
-    assert summary["ok"] == 2 and sum(summary["fit_path"].values()) == 2
+    assert summary["totals"]["ok"] == 2 and sum(summary["run"]["fit_path"].values()) == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
