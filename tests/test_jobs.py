@@ -15,6 +15,7 @@ from inrkit.api import ModelSpec, fit_file
 from inrkit.cli import main
 from inrkit.jobs import JobOptions, expand_inputs, make_batches, run_job
 from inrkit.models import load_model
+from inrkit.runner import COLUMNS, SUMMARY_KEYS
 from inrkit.train import FitConfig
 
 SPEC = ModelSpec(hidden=(8, 8))
@@ -51,6 +52,7 @@ def test_in_process_matches_single_fits_and_format(tmp_path: Path) -> None:
     summary = run_job([tmp_path / "in", paths[-1]], tmp_path / "out", SPEC, CONFIG, job=JobOptions(batch=2))
     totals = summary["totals"]
     assert (summary["command"], totals["inputs"], totals["ok"], totals["failed"]) == ("fit-many", 4, 4, 0)
+    assert tuple(summary) == SUMMARY_KEYS and all(set(COLUMNS) <= set(r) for r in summary["inputs"])
     assert len(make_batches(expand_inputs([tmp_path / "in", paths[-1]]), 2)) == 3  # 2 + 1 of 12x12, 1 of 10x10
     for path in paths[:1] + paths[-1:]:
         single = tmp_path / f"single-{path.stem}.safetensors"

@@ -18,6 +18,7 @@ from PIL import Image
 from inrkit.cli import main
 from inrkit.models.fast import bf16_supported
 from inrkit.models.mlp import siren
+from inrkit.runner import COLUMNS, SUMMARY_KEYS
 from inrkit.signals.base import GridSignal
 from inrkit.train import FitConfig, fit, fit_many
 
@@ -69,6 +70,7 @@ def test_encode_many_resumes_and_isolates_failures(tmp_path: Path, capsys: pytes
     code, first = _run(argv, capsys)
     assert code == 2 and (first["totals"]["ok"], first["totals"]["failed"]) == (2, 1)
     assert first["command"] == "encode" and first["settings"]["config"]["steps"] == 5
+    assert tuple(first) == SUMMARY_KEYS and all(set(COLUMNS) <= set(r) for r in first["inputs"])
     rows = {r["name"]: r for r in first["inputs"]}
     assert rows["broken"]["status"] == "failed" and "broken.png" in rows["broken"]["error"]
     assert rows["im0"]["bpp"] > 0 and rows["im0"]["psnr"] is not None

@@ -28,6 +28,7 @@ from inrkit.meta.functional import maml_grad, param_dict
 from inrkit.meta.simulate import write_series
 from inrkit.models.io import load_model
 from inrkit.models.mlp import siren
+from inrkit.runner import COLUMNS, SUMMARY_KEYS
 from inrkit.signals.series import VolumeSeries
 
 
@@ -145,6 +146,7 @@ def test_encode_series_and_tsne(tmp_path):
     init = siren(3, 1, (8, 8), generator=torch.Generator().manual_seed(0))
     summary = encode_series(series, init, tmp_path / "enc", FinetuneConfig(steps=3, lr=1e-3, progress=False))
     assert summary["command"] == "meta-encode" and [m["member"] for m in summary["inputs"]] == list(range(5))
+    assert tuple(summary) == SUMMARY_KEYS and all(set(COLUMNS) <= set(r) for r in summary["inputs"])
     saved = json.loads((tmp_path / "enc" / "summary.json").read_text())
     totals = summary["totals"]
     assert saved["totals"]["mean_psnr"] == pytest.approx(totals["mean_psnr"]) and totals["ok"] == 5

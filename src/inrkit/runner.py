@@ -38,6 +38,8 @@ from inrkit.limits import MAX_JSON_BYTES, parse_json
 from inrkit.utils import atomic_write, run_environment, to_json, write_json
 
 SUMMARY_JSON, SUMMARY_CSV = "summary.json", "summary.csv"
+SUMMARY_KEYS = ("command", "outdir", "settings", "run", "inputs", "totals", "environment")
+"""The keys of every summary."""
 COLUMNS = ("name", "input", "status", "output", "seconds", "bytes", "psnr", "error", "sha256")
 """The first columns of ``summary.csv`` (the command's own numbers follow, sorted)."""
 STATUSES = ("ok", "skipped", "failed")
@@ -181,10 +183,10 @@ class Runner:
         return {s: status.count(s) for s in STATUSES}
 
     def summary(self) -> dict[str, Any]:
-        """The summary now (see the module notes)."""
+        """The summary now (see the module notes; its keys are :data:`SUMMARY_KEYS`)."""
         rows = [self.rows[i.name] for i in self.items if i.name in self.rows]
-        return {"command": self.command, "outdir": str(self.out), "settings": self.settings, "run": self.run,
-                "inputs": rows, "totals": self._totals(rows), "environment": self.environment}
+        values = (self.command, str(self.out), self.settings, self.run, rows, self._totals(rows), self.environment)
+        return dict(zip(SUMMARY_KEYS, values))
 
     def _totals(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         counts = self._counts()
@@ -231,5 +233,5 @@ def _cell(value: Any) -> Any:
     return to_json(value, indent=None) if isinstance(value, (list, dict)) else value
 
 
-__all__ = ["COLUMNS", "SUMMARY_CSV", "SUMMARY_JSON", "Done", "Item", "Runner", "one_line", "read_summary", "sha256",
-           "unchanged_output"]
+__all__ = ["COLUMNS", "SUMMARY_CSV", "SUMMARY_JSON", "SUMMARY_KEYS", "Done", "Item", "Runner", "one_line",
+           "read_summary", "sha256", "unchanged_output"]
