@@ -22,7 +22,6 @@ Run: ``.venv/bin/python bench/aire.py [--images 4] [--full]``.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -42,7 +41,7 @@ from inrkit.prune.model import domain_points, prune_model
 from inrkit.signals import ImageSignal, grid_coords, read_image
 from inrkit.signals.base import Signal
 from inrkit.train import FitConfig, fit
-from inrkit.utils import resolve_device, write_json
+from inrkit.utils import resolve_device, run_environment, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
@@ -442,7 +441,7 @@ def main() -> None:
         f.unlink()
     tmp.rmdir()
     result = {"benchmark": "aire", "full": args.full, "device": device, "torch": torch.__version__,
-              "platform": platform.platform(), "threads": torch.get_num_threads(), "settings": asdict(s),
+              "threads": torch.get_num_threads(), "environment": run_environment(), "settings": asdict(s),
               "images": per_image, "summary": summarise(per_image) if per_image else {}, "paper": PAPER,
               **({"table3_sdf": bench_table3_sdf(s, device, args.seed)} if args.sdf or args.sdf_only else {}),
               "seconds": round(time.perf_counter() - t_start, 1)}

@@ -58,7 +58,7 @@ from inrkit.amr.timeslices import parse_times, slice_field, space_base
 from inrkit.models import MLP, siren
 from inrkit.signals.analytic import AnalyticSignal
 from inrkit.train import FitConfig, fit
-from inrkit.utils import write_json
+from inrkit.utils import run_environment, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -844,7 +844,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     report: dict = {"benchmark": "amr", "full": args.full, "seed": args.seed, "threads": args.threads,
-                    "device": "cpu", "torch": torch.__version__,
+                    "device": "cpu", "torch": torch.__version__, "environment": run_environment(threads=args.threads),
                     "defaults": asdict(PruningAMRConfig()),
                     "notes": ["ms_per_element / seconds were measured on a shared 2-core CPU (other jobs running): "
                               "indicative only",

@@ -21,7 +21,7 @@ import torch
 
 from inrkit.amr import PruningAMRConfig
 from inrkit.amr.timeslices import parse_times, space_base
-from inrkit.utils import write_json
+from inrkit.utils import run_environment, write_json
 
 OUT = amr.RESULTS / "amr_networks.json"
 
@@ -78,6 +78,7 @@ def main() -> None:
     out = Path(args.out)
     report = (json.loads(out.read_text()) if out.exists() else
               {"benchmark": "amr_networks", "device": "cpu", "threads": 1, "torch": torch.__version__,
+               "environment": run_environment(threads=1),
                "notes": ["dof_change_vs_uniform = PruningAMR DOFs / uniform DOFs at equal RMSE - 1 (negative: fewer)",
                          "DOFs summed over the 9 default time slices; RMSE = RMS of the per-slice RMSEs"],
                "rows": []})

@@ -40,7 +40,7 @@ from inrkit.compress.encode.sparse import sparse_code
 from inrkit.models import MLP, siren
 from inrkit.signals import ImageSignal
 from inrkit.train import FitConfig, fit
-from inrkit.utils import resolve_device, write_json
+from inrkit.utils import resolve_device, run_environment, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -276,7 +276,6 @@ RULE_CROP = (192, 320, 320, 448)  # rows, columns of the 768x512 image: its cent
 def default_rule(out: Path, steps: int) -> dict:
     """PSNR loss and size of ``compress_file``'s defaults (with and without the signal) and of fixed settings, on
     64x3 SIRENs fitted to 128x128 Kodak crops."""
-    import platform
     import tempfile
 
     from inrkit.compress.encode.api import DEFAULT_MAX_LOSS_DB, CompressConfig, compress_file
@@ -327,7 +326,7 @@ def default_rule(out: Path, steps: int) -> dict:
               "config": {"images": list(RULE_IMAGES), "crop": list(RULE_CROP), "network": "SIREN 2-64-64-64-3",
                          "fit_steps": steps, "lr": 1e-3},
               "rows": rows,
-              "environment": {"torch": torch.__version__, "threads": 1, "machine": platform.machine(),
+              "environment": {**run_environment(threads=1),
                               "note": "shared lock (sizes and PSNR only; no timing claim)"}}
     write_json(out, result)
     return result
@@ -423,7 +422,7 @@ def main() -> None:
              "finetune_steps": args.finetune, "device": str(device), "full": full, "rd_dir": str(rd_dir),
              "seconds": time.perf_counter() - t_start}
     write_json(out, {"benchmark": "compress_rd", "setup": setup, "summary": summary,
-                     "fronts": fronts, "curves": curves, "points": points})
+                     "fronts": fronts, "curves": curves, "points": points, "environment": run_environment()})
     title = (f"Kodak, {len(paths)} images at 1/{args.scale} size, {args.steps} steps, SIREN depth {args.depth}"
              + ("" if args.scale == 1 else " (published curves: full size, not comparable in bpp)"))
     plot(fronts, refs, out.with_suffix(".png"), title)

@@ -70,7 +70,7 @@ from inrkit.models.mlp import siren
 from inrkit.signals.grid import ImageSignal
 from inrkit.train import FitConfig, fit
 from inrkit.train.fit import lr_factor
-from inrkit.utils import resolve_device, write_json
+from inrkit.utils import resolve_device, run_environment, write_json
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -913,6 +913,7 @@ def grid_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     print("encoding forward+backward: " + json.dumps(report["encoding_step"]), file=sys.stderr)
     report["signals"] = grid_part(args)
     report["wall_seconds"] = time.perf_counter() - t0
+    report["environment"] = run_environment(threads=args.threads or 1)
     out = Path(args.grid_out)
     write_json(out, report)
     plot_grid(report["signals"], out.with_suffix(".png"))
@@ -983,8 +984,8 @@ def main(argv: list[str] | None = None) -> int:
         "claim": "steps/s of inrkit fit against a textbook PyTorch SIREN loop and siren-pytorch at equal threads "
                  "(target 2.5x the textbook loop) and with each tool's default threads (target: faster), "
                  "at equal PSNR; first-run and warm-cache compile seconds",
-        "environment": {"ran_alone": args.alone, "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "date": time.strftime("%Y-%m-%d")},
+        "environment": {**run_environment(threads=args.threads), "ran_alone": args.alone,
+                        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
     }
     report["siren_256x3"] = speed_part(args, device)
     if not args.skip_cli_part:

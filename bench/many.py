@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -61,7 +60,7 @@ from inrkit.signals.series import VolumeSeries
 from inrkit.train import FitConfig, fit, fit_many
 from inrkit.train import batched as batched_module
 from inrkit.train.batched import CPU_STACK_BYTES, stack_size
-from inrkit.utils import write_json
+from inrkit.utils import run_environment, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 5.0
@@ -233,11 +232,12 @@ def meta_part(a: argparse.Namespace, out: Path) -> dict:
     arms = {}
     for name, batched in (("batched", True), ("member_by_member", False)):
         t = time.perf_counter()
-        summary = encode_series(series, meta.model, out / name, cfg, batched=batched)
+        summary = encode_series(series, meta.model, out / name, cfg, batched=batched, redo=True)
         wall = time.perf_counter() - t
-        arms[name] = {"seconds": wall, "training_seconds": summary["total_seconds"],
-                      "mean_psnr": summary["mean_psnr"], "min_psnr": summary["min_psnr"],
-                      "psnr": [m["psnr"] for m in summary["members"]]}
+        totals = summary["totals"]
+        arms[name] = {"seconds": wall, "training_seconds": totals["work_seconds"],
+                      "mean_psnr": totals["mean_psnr"], "min_psnr": totals["min_psnr"],
+                      "psnr": [m["psnr"] for m in summary["inputs"]]}
     diff = np.abs(np.subtract(arms["batched"]["psnr"], arms["member_by_member"]["psnr"]))
     hidden_max = max(hidden)
     stack = stack_size(len(series), int(np.prod(series.dims)), hidden_max, None)
@@ -306,10 +306,11 @@ def ray_part(paths: list[Path], spec: ModelSpec, cfg: FitConfig, out: Path) -> d
         t = time.perf_counter()
         summary = run_job(paths, out / f"ray{workers}", spec, cfg, job=job, progress=False)
         wall = time.perf_counter() - t
-        rows[f"workers_{workers}"] = {"wall_seconds": wall, "ray_startup_seconds": summary.get("ray_startup_seconds"),
-                                      "fit_seconds": summary["seconds"] - (summary.get("ray_startup_seconds") or 0.0),
-                                      "ok": summary["ok"], "tasks": -(-len(paths) // job.batch),
-                                      "fit_path": summary.get("fit_path")}
+        startup = summary["run"].get("ray_startup_seconds")
+        rows[f"workers_{workers}"] = {"wall_seconds": wall, "ray_startup_seconds": startup,
+                                      "fit_seconds": summary["totals"]["seconds"] - (startup or 0.0),
+                                      "ok": summary["totals"]["ok"], "tasks": -(-len(paths) // job.batch),
+                                      "fit_path": summary["run"].get("fit_path")}
     return {"crops": len(paths), "rows": rows,
             "note": "one fit-many call per row; each starts its own local Ray (ray.init) and stops it; "
                     "fit_seconds = the call's seconds minus Ray's start-up (task start-up, imports, compiles "
@@ -380,10 +381,8 @@ def main(argv: list[str] | None = None) -> dict:
                   "(compiled steps are forgotten between arms; inductor's on-disk cache is warm)",
         "config": {k: v for k, v in vars(a).items() if k not in ("out", "data")},
         "throughput": throughput, "stack_sweep": sweep, "meta_encode": meta, "ray": ray,
-        "environment": {"torch": torch.__version__, "python": platform.python_version(), "threads": a.threads,
-                        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cpu_count": os.cpu_count(),
-                        "ran_alone": a.alone, "loadavg_end": list(os.getloadavg()), "platform": platform.platform(),
-                        "date": time.strftime("%Y-%m-%d")},
+        "environment": {**run_environment(threads=a.threads), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                        "ran_alone": a.alone, "loadavg_end": list(os.getloadavg())},
     }
     out = Path(a.out)
     tag = a.name or ("many_quick" if a.quick else "many")

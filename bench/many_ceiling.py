@@ -14,12 +14,12 @@ Writes bench/results/many_ceiling.json.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
+
+from inrkit.utils import run_environment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DIMS = [2, 32, 32, 32, 3]
@@ -85,8 +85,8 @@ def main() -> None:
             rows.append(row)
             print(row)
     best = min(r["compiled_ms_per_member_step"] for r in rows)
-    result = {"benchmark": "many_ceiling", "torch": torch.__version__, "platform": platform.platform(),
-              "cpu_count": os.cpu_count(), "network": DIMS, "points": POINTS, "rows": rows,
+    result = {"benchmark": "many_ceiling", "environment": run_environment(), "network": DIMS, "points": POINTS,
+              "rows": rows,
               "best_ms_per_member_step": best,
               "ceiling_signals_per_minute_200_steps": 60e3 / (200 * best),
               "note": "forward + backward only (no optimiser, loss bookkeeping or I/O): an upper bound on any "

@@ -13,10 +13,8 @@ beside its ground truth and a turntable GIF made by ``inrkit nerf-render``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -41,7 +39,7 @@ from inrkit.nerf import (
 )
 from inrkit.nerf.grid_field import GridNeRF
 from inrkit.nerf.train import grid_field_config
-from inrkit.utils import to_uint8, write_json
+from inrkit.utils import run_environment, to_uint8, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("INRKIT_DATA", ROOT.parent / "shared" / "data"))
@@ -51,12 +49,6 @@ CLAIM = (">= 25 dB mean test PSNR on lego_100 within 15 minutes on one CPU threa
 REFERENCE = {"nerf_800px_db": 32.5, "instant_ngp_800px_db": 36.0,
              "note": "the full-resolution (800x800) lego test split on a GPU (Mildenhall et al. 2020; Müller et al. "
                      "2022); not comparable pixel for pixel with 100 or 200 px images"}
-
-
-def environment() -> dict[str, Any]:
-    return {"machine": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "date": datetime.date.today().isoformat()}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -188,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                      "curve_views test views); the final PSNR is the mean over all test views, rendered after "
                      "training; ran_alone: the run held the exclusive CPU lock, else it ran beside other jobs on "
                      "the 2-core machine (load_average_1min: the machine's load before and after training)",
-           "environment": environment(), "reference": REFERENCE, "results": results}
+           "environment": run_environment(), "reference": REFERENCE, "results": results}
     write_json(out, doc)
     plot(results, RESULTS / f"{a.name}.png")
     print(json.dumps({k: v for k, v in row.items() if k not in ("curve", "psnr_per_view", "settings", "model")}))

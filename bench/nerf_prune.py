@@ -20,7 +20,6 @@ paper's layout) pruned to 32 and 16. ``--full`` (GPU): the paper's width 256 pru
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -46,7 +45,7 @@ from inrkit.nerf.render import render_rays
 from inrkit.nerf.train import scene_rays
 from inrkit.prune.criteria import CRITERIA
 from inrkit.prune.model import prune_group
-from inrkit.utils import resolve_device, write_json
+from inrkit.utils import resolve_device, run_environment, write_json
 
 METHODS = ("uniform", "w_in", "w_out", "product", "coreset")  # the study's; any name of inrkit.prune.CRITERIA works
 STUDY = {"source": "Ding et al. 2025, neuron pruning of NeRF MLPs (Blender scenes, 100k iterations)",
@@ -244,9 +243,9 @@ def run_seed(a: argparse.Namespace, device: torch.device) -> dict:
         "psnr_delta_coreset_half": half["psnr_delta_vs_full"] if half else None,
         "psnr_by_method": {f"{r['method']}@{r['width']}": r["psnr"] for r in rows},
         "study": STUDY}
+    results["environment"] = run_environment()
     results["env"] = {"device": str(device) if device.type != "cpu" else f"cpu ({torch.get_num_threads()} thread)",
-                      "torch": torch.__version__, "python": platform.python_version(), "scene": scene_desc,
-                      "config": {k: v for k, v in vars(a).items()}, "train": asdict(cfg),
+                      "scene": scene_desc, "config": {k: v for k, v in vars(a).items()}, "train": asdict(cfg),
                       "total_seconds": time.perf_counter() - t0}
     results["scene_object"] = scene
     return results

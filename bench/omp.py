@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from inrkit.compress.decode.dictionary import sensing_matrix
 from inrkit.compress.encode.omp import _make_screen, omp, to_dense
-from inrkit.utils import write_json
+from inrkit.utils import run_environment, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -103,7 +103,7 @@ def main() -> None:
               "devices": devices, "torch": torch.__version__,
               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
               "claim": "batched torch OMP >= 10x faster than sklearn orthogonal_mp on thousands of vectors",
-              "results": rows}
+              "results": rows, "environment": run_environment(threads=threads)}
     write_json(args.out, result)
     plot(rows, Path(args.out).with_suffix(".png"))
     print(f"wrote {args.out}")

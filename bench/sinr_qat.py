@@ -24,7 +24,6 @@ and the storage difference at equal PSNR interpolates log-bpp along PSNR.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from functools import partial
 from pathlib import Path
@@ -43,7 +42,7 @@ from inrkit.compress.encode.qat import QAT_LR, quantisation_aware
 from inrkit.compress.encode.sparse import sparse_code
 from inrkit.signals import ImageSignal
 from inrkit.train import FitConfig, fit
-from inrkit.utils import write_json
+from inrkit.utils import run_environment, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -231,8 +230,7 @@ def main() -> None:
                      "compressai": {c: compressai_json(c, f"inrkit {c}, {setup['crop']}, SIREN {args.depth} x {widths}",
                                                        f) for c, f in fronts.items()},
                      "curves": curves, "points": points, "seconds": time.perf_counter() - t_start,
-                     "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                                     "threads": torch.get_num_threads(), "machine": platform.machine()}})
+                     "environment": run_environment()})
     plot(fronts, out.with_suffix(".png"), f"SINR on QAT: {len(IMAGES)} Kodak crops {args.size}x{args.size}, "
                                           f"SIREN {args.depth} x {widths}")
     for key, row in summary.items():

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "inrkit"
-CORE = {"errors", "registry", "limits", "utils", "metrics", "models", "signals", "train", "prune"}
+CORE = {"errors", "registry", "limits", "utils", "metrics", "runner", "models", "signals", "train", "prune"}
 METHODS = {"adapt", "compress", "meta", "amr", "nerf"}
 
 

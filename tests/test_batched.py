@@ -13,7 +13,7 @@ import torch
 
 from inrkit.errors import InvalidInputError
 from inrkit.models.io import load_model, model_header, save_model
-from inrkit.models.mlp import ffn, siren
+from inrkit.models.mlp import ffn, finer, siren
 from inrkit.signals.base import GridSignal
 from inrkit.train import FitConfig, StackedModel, StackedTask, fit, fit_many, fit_stacked
 
@@ -118,6 +118,26 @@ def test_stacked_model_round_trip_with_distinct_buffers():
     torch.testing.assert_close(StackedModel.from_models(sirens)(x)[1], sirens[1](x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("make", [siren, finer])
+def test_stacked_bf16_layers_are_the_single_models_layers(make):
+    """A stack in bfloat16 runs the layers of inrkit.models.fast: each member's output and gradients equal its
+    own reduced-precision MLP's."""
+    from inrkit.models.fast import with_precision
+
+    models = [make(2, 3, (16, 16), generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    stacked = StackedModel.from_models(models)
+    stacked.precision = "bf16"
+    x = torch.rand(40, 2, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    out = stacked(x)
+    out.square().sum().backward()
+    for i, m in enumerate(models):
+        single = with_precision(m, "bf16")(x)
+        single.square().sum().backward()
+        assert torch.equal(out[i].detach(), single.detach())
+        for name, p in zip(stacked.names, stacked.stacked):
+            torch.testing.assert_close(p.grad[i], m.get_parameter(name).grad, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("batch_size", [None, 200])
 def test_encode_series_batched_equals_member_by_member(tmp_path, batch_size):
     from inrkit.meta.finetune import FinetuneConfig, encode_series
@@ -131,11 +151,11 @@ def test_encode_series_batched_equals_member_by_member(tmp_path, batch_size):
     cfg = FinetuneConfig(steps=12, lr=1e-3, batch_size=batch_size, eval_every=4, progress=False)
     one = encode_series(series, init, tmp_path / "one", cfg, members=[0, 2, 3], batched=False)
     many = encode_series(series, init, tmp_path / "many", cfg, members=[0, 2, 3], max_stack=2)
-    assert many["batched"] and not one["batched"]
-    for a, b in zip(one["members"], many["members"]):
+    assert many["run"]["batched"] and not one["run"]["batched"]
+    for a, b in zip(one["inputs"], many["inputs"], strict=True):
         assert a["name"] == b["name"] and a["steps"] == b["steps"] == 12
         assert a["psnr"] == pytest.approx(b["psnr"], abs=PSNR_TOL)
-        _close(load_model(tmp_path / "one" / a["model"])[0], load_model(tmp_path / "many" / b["model"])[0])
+        _close(load_model(a["output"])[0], load_model(b["output"])[0])
 
 
 def test_finetune_many_histories_and_early_stop_match_finetune():

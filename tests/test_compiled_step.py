@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from inrkit.errors import InvalidInputError
+from inrkit.models import StackedModel
 from inrkit.models.fastsin import fast_cos, fast_sin, fast_sincos
 from inrkit.models.mlp import finer, siren
 from inrkit.signals.grid import ImageSignal
 from inrkit.train import FitConfig, fit
-from inrkit.train.batched import StackedModel, StackedTask
+from inrkit.train.batched import StackedTask
 from inrkit.train.compiled import CompiledStep, compile_pays, resolve_compile, unsupported
 from inrkit.train.task import PointTask
 
@@ -148,7 +149,7 @@ def test_fit_many_measures_its_path_and_says_which(tmp_path) -> None:  # noqa: A
             tmp_path / f"s{i}.png")
     summary = run_job([tmp_path / "s0.png", tmp_path / "s1.png"], tmp_path / "out", config=config,
                       job=JobOptions(batch=2))
-    assert summary["ok"] == 2 and sum(summary["fit_path"].values()) == 2
+    assert summary["totals"]["ok"] == 2 and sum(summary["run"]["fit_path"].values()) == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

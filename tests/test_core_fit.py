@@ -192,3 +192,45 @@ def test_tasks_declare_bf16_support(image_signal):
         fit(_model(), NoBf16(image_signal), FitConfig(steps=1, progress=False, precision="bf16"))
     result = fit(_model(), NoBf16(image_signal), FitConfig(steps=2, progress=False))  # auto -> fp32
     assert result.steps == 2 and result.metrics == {}
+
+
+def test_the_model_names_its_parameter_groups_and_default_batch():
+    from inrkit.train import PointTask
+
+    class TwoRates(torch.nn.Module):
+        """A model that owns its training defaults (the protocol of inrkit.models.trainable)."""
+
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(2, 8), torch.nn.Linear(8, 1)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+        def param_groups(self, lr, encoding_lr=None):
+            return [{"params": list(self.a.parameters()), "base_lr": lr, "lr": lr},
+                    {"params": list(self.b.parameters()), "base_lr": 3 * lr, "lr": 3 * lr}]
+
+        def default_batch_size(self, n_points):
+            return 50
+
+    seen = []
+
+    class Spy:
+        def on_step_end(self, state):
+            seen.append([g["lr"] for g in state.optimizer.param_groups])
+
+    class Counting(PointTask):
+        def train_batch(self, batch_size, generator, device):
+            sizes.append(batch_size)
+            return super().train_batch(batch_size, generator, device)
+
+    sizes = []
+    task = Counting(torch.rand(400, 2), torch.rand(400, 1))
+    fit(TwoRates(), task, FitConfig(steps=2, lr=1e-2, schedule="constant", progress=False), callbacks=[Spy()])
+    assert seen[0] == [pytest.approx(1e-2), pytest.approx(3e-2)] and sizes == [50, 50]
+    sizes.clear()
+    fit(TwoRates(), task, FitConfig(steps=1, batch_size=7, progress=False))  # the config's batch wins
+    assert sizes == [7]
+    plain = _model()  # an MLP: one group, the fit's own batch rule
+    assert len(plain.param_groups(1e-3)) == 1 and plain.default_batch_size(10**7) is None

@@ -184,7 +184,7 @@ def test_per_group_learning_rates_and_refusals():
     groups = param_groups(model, FitConfig(lr=1e-3))
     assert [g["base_lr"] for g in groups] == [1e-3, 1e-1] and groups[1]["params"] == [model.encoding.table]
     assert param_groups(model, FitConfig(lr=1e-3, encoding_lr=0.5))[1]["base_lr"] == 0.5
-    from inrkit.train.batched import StackedModel
+    from inrkit.models import StackedModel
 
     with pytest.raises(InvalidInputError, match="cannot be stacked"):
         StackedModel(model, 2)
@@ -196,8 +196,9 @@ def test_per_group_learning_rates_and_refusals():
 
 
 def test_grid_models_default_to_random_batches():
+    from inrkit.models.grid import GRID_BATCH
     from inrkit.signals.base import GridSignal
-    from inrkit.train.fit import GRID_BATCH, _batch_size
+    from inrkit.train.fit import _batch_size
 
     signal = GridSignal(np.random.default_rng(0).random((160, 160, 1)).astype(np.float32), kind="image")
     plain = ModelSpec(arch="relu", hidden=(8,)).build(2, 1)

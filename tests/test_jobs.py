@@ -15,6 +15,7 @@ from inrkit.api import ModelSpec, fit_file
 from inrkit.cli import main
 from inrkit.jobs import JobOptions, expand_inputs, make_batches, run_job
 from inrkit.models import load_model
+from inrkit.runner import COLUMNS, SUMMARY_KEYS
 from inrkit.train import FitConfig
 
 SPEC = ModelSpec(hidden=(8, 8))
@@ -49,19 +50,21 @@ def test_in_process_matches_single_fits_and_format(tmp_path: Path) -> None:
     """Each item is fitted as ``inrkit fit ITEM`` would be: same weights (ATOL), same header layout."""
     paths = _images(tmp_path / "in") + _images(tmp_path / "in2", n=1, size=10, seed=1)  # two shapes
     summary = run_job([tmp_path / "in", paths[-1]], tmp_path / "out", SPEC, CONFIG, job=JobOptions(batch=2))
-    assert (summary["items"], summary["ok"], summary["failed"]) == (4, 4, 0)
+    totals = summary["totals"]
+    assert (summary["command"], totals["inputs"], totals["ok"], totals["failed"]) == ("fit-many", 4, 4, 0)
+    assert tuple(summary) == SUMMARY_KEYS and all(set(COLUMNS) <= set(r) for r in summary["inputs"])
     assert len(make_batches(expand_inputs([tmp_path / "in", paths[-1]]), 2)) == 3  # 2 + 1 of 12x12, 1 of 10x10
     for path in paths[:1] + paths[-1:]:
         single = tmp_path / f"single-{path.stem}.safetensors"
         fit_file(path, single, SPEC, CONFIG)
-        many = next(Path(r["output"]) for r in summary["rows"] if r["source"] == str(path))
+        many = next(Path(r["output"]) for r in summary["inputs"] if r["input"] == str(path))
         assert _close(single, many)
         (_, h1), (_, h2) = load_model(single), load_model(many)
         assert h1.keys() == h2.keys() and h1["signal"] == h2["signal"]
         assert h1["extra"].keys() == h2["extra"].keys() and h1["extra"]["config"] == h2["extra"]["config"]
     rows = list(csv.DictReader((tmp_path / "out" / "summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok"] * 4 and all(float(r["psnr"]) > 0 for r in rows)
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["ok"] == 4
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["totals"]["ok"] == 4
 
 
 def test_resume_redoes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,15 +79,19 @@ def test_resume_redoes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(jobs, "run_batch", refuse)
     again = run_job([tmp_path / "in"], tmp_path / "out", SPEC, CONFIG)
-    assert (again["skipped"], again["ok"]) == (3, 0) and [p.stat().st_mtime_ns for p in outputs] == stamps
-    assert all(r["psnr"] is not None for r in again["rows"])  # numbers carried from the last summary
+    assert (again["totals"]["skipped"], again["totals"]["ok"]) == (3, 0)
+    assert [p.stat().st_mtime_ns for p in outputs] == stamps
+    assert all(r["psnr"] is not None for r in again["inputs"])  # numbers carried from the last summary
+    (tmp_path / "out" / "summary.json").unlink()  # without a summary the models' headers still count
+    bare = run_job([tmp_path / "in"], tmp_path / "out", SPEC, CONFIG)
+    assert bare["totals"]["skipped"] == 3 and all(r["sha256"] for r in bare["inputs"])
     monkeypatch.undo()
     outputs[0].write_bytes(outputs[0].read_bytes()[:100])  # an interrupted/corrupt output is redone
     outputs[1].unlink()
     third = run_job([tmp_path / "in"], tmp_path / "out", SPEC, CONFIG)
-    assert (third["ok"], third["skipped"]) == (2, 1)
+    assert (third["totals"]["ok"], third["totals"]["skipped"]) == (2, 1)
     changed = run_job([tmp_path / "in"], tmp_path / "out", SPEC, FitConfig(steps=5, progress=False))
-    assert changed["ok"] == 3  # other settings: nothing counts as done
+    assert changed["totals"]["ok"] == 3  # other settings: nothing counts as done
 
 
 def test_interrupted_run_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,10 +111,10 @@ def test_interrupted_run_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     with pytest.raises(KeyboardInterrupt):
         run_job([tmp_path / "in"], tmp_path / "out", SPEC, CONFIG, job=JobOptions(batch=2))
     first = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert (first["ok"], first["unfinished"]) == (2, 2)
+    assert (first["totals"]["ok"], first["totals"]["unfinished"]) == (2, 2)
     calls.clear()
     again = run_job([tmp_path / "in"], tmp_path / "out", SPEC, CONFIG, job=JobOptions(batch=2))
-    assert calls == [["img2", "img3"]] and (again["skipped"], again["ok"]) == (2, 2)
+    assert calls == [["img2", "img3"]] and (again["totals"]["skipped"], again["totals"]["ok"]) == (2, 2)
 
 
 def test_corrupt_input_among_good_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,9 +125,9 @@ def test_corrupt_input_among_good_ones(tmp_path: Path, capsys: pytest.CaptureFix
     out, err = capsys.readouterr()
     summary = json.loads(out)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "broken" in err
-    assert (summary["ok"], summary["failed"]) == (3, 1)
-    failed = [r for r in summary["rows"] if r["status"] == "failed"]
-    assert failed[0]["item"] == "broken" and failed[0]["error"]
+    assert (summary["totals"]["ok"], summary["totals"]["failed"]) == (3, 1)
+    failed = [r for r in summary["inputs"] if r["status"] == "failed"]
+    assert failed[0]["name"] == "broken" and failed[0]["error"]
     assert len(list((tmp_path / "out").glob("*.safetensors"))) == 3
 
 
@@ -137,7 +144,7 @@ def test_series_manifest_and_glob(tmp_path: Path) -> None:
     assert [i.name for i in items] == ["t0", "t1", "img0", "img0-2"]
     summary = run_job([series / "manifest.json"], tmp_path / "out", ModelSpec(hidden=(4,)),
                       FitConfig(steps=3, progress=False))
-    assert summary["ok"] == 2
+    assert summary["totals"]["ok"] == 2
 
 
 @pytest.mark.parametrize("argv, name", [
@@ -180,8 +187,8 @@ def test_ray_local_matches_in_process(tmp_path: Path) -> None:
         remote = run_job([tmp_path / "in"], tmp_path / "ray", SPEC, CONFIG, job=JobOptions(batch=2, ray=True))
     finally:
         ray.shutdown()
-    assert (remote["ok"], remote["failed"], remote["ray"]) == (3, 1, True)
-    for a, b in zip(local["rows"], remote["rows"], strict=True):
-        assert a["item"] == b["item"] and a["status"] == b["status"]
+    assert (remote["totals"]["ok"], remote["totals"]["failed"], remote["run"]["ray"]) == (3, 1, True)
+    for a, b in zip(local["inputs"], remote["inputs"], strict=True):
+        assert a["name"] == b["name"] and a["status"] == b["status"]
         if a["status"] == "ok":
             assert _close(Path(a["output"]), Path(b["output"]))

@@ -18,6 +18,7 @@ from PIL import Image
 from inrkit.cli import main
 from inrkit.models.fast import bf16_supported
 from inrkit.models.mlp import siren
+from inrkit.runner import COLUMNS, SUMMARY_KEYS
 from inrkit.signals.base import GridSignal
 from inrkit.train import FitConfig, fit, fit_many
 
@@ -67,8 +68,10 @@ def test_encode_many_resumes_and_isolates_failures(tmp_path: Path, capsys: pytes
     argv = ["encode", str(tmp_path / "imgs"), "-o", str(tmp_path / "enc"), "--codec", "quant", "--steps", "5",
             "--hidden", "8x2", "--no-progress"]
     code, first = _run(argv, capsys)
-    assert code == 2 and (first["ok"], first["failed"]) == (2, 1)
-    rows = {r["item"]: r for r in first["rows"]}
+    assert code == 2 and (first["totals"]["ok"], first["totals"]["failed"]) == (2, 1)
+    assert first["command"] == "encode" and first["settings"]["config"]["steps"] == 5
+    assert tuple(first) == SUMMARY_KEYS and all(set(COLUMNS) <= set(r) for r in first["inputs"])
+    rows = {r["name"]: r for r in first["inputs"]}
     assert rows["broken"]["status"] == "failed" and "broken.png" in rows["broken"]["error"]
     assert rows["im0"]["bpp"] > 0 and rows["im0"]["psnr"] is not None
     assert (tmp_path / "enc" / "im0.inrz").is_file() and (tmp_path / "enc" / "summary.csv").is_file()
@@ -76,11 +79,11 @@ def test_encode_many_resumes_and_isolates_failures(tmp_path: Path, capsys: pytes
     (tmp_path / "imgs" / "broken.png").unlink()
     (tmp_path / "enc" / "im0.inrz").write_bytes(b"tampered")  # an altered output is redone
     code, again = _run(argv, capsys)
-    rows = {r["item"]: r for r in again["rows"]}
+    rows = {r["name"]: r for r in again["inputs"]}
     assert code == 0 and rows["im1"]["status"] == "skipped" and rows["im0"]["status"] == "ok"
     assert (tmp_path / "enc" / "im1.inrz").stat().st_mtime_ns == stamp
     code, changed = _run([*argv[:-1], "--steps", "6", "--no-progress"], capsys)  # other settings: all again
-    assert code == 0 and changed["ok"] == 2
+    assert code == 0 and changed["totals"]["ok"] == 2
     # the single-file form keeps its checks
     assert main(["encode", str(tmp_path / "imgs" / "im0.png"), "-o", str(tmp_path / "x"), "--steps", "2"]) == 2
     assert "expected a .inrz file" in capsys.readouterr().err
@@ -99,15 +102,15 @@ def test_mesh_many(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["mesh", str(tmp_path / "models" / "*.safetensors"), "--many", "-o", str(tmp_path / "meshes"),
             "--uniform", "1"]
     code, first = _run(argv, capsys)
-    assert code == 0 and first["ok"] == 2 and all(r["dofs"] > 0 for r in first["rows"])
+    assert code == 0 and first["totals"]["ok"] == 2 and all(r["dofs"] > 0 for r in first["inputs"])
     assert (tmp_path / "meshes" / "im0.vtu").read_bytes().lstrip().startswith(b"<")
     code, again = _run(argv, capsys)
-    assert code == 0 and again["skipped"] == 2
+    assert code == 0 and again["totals"]["skipped"] == 2
     code, redo = _run([*argv, "--redo"], capsys)
-    assert code == 0 and redo["ok"] == 2
-    assert all(r["dof_change_vs_uniform"] is None for r in redo["rows"])  # a uniform mesh is not compared
+    assert code == 0 and redo["totals"]["ok"] == 2
+    assert all(r["dof_change_vs_uniform"] is None for r in redo["inputs"])  # a uniform mesh is not compared
     code, adaptive = _run([*argv[:-2], "-o", str(tmp_path / "adaptive"), "--error-driven", "40"], capsys)
-    assert code == 0 and all(isinstance(r["dof_change_vs_uniform"], float) for r in adaptive["rows"])
+    assert code == 0 and all(isinstance(r["dof_change_vs_uniform"], float) for r in adaptive["inputs"])
     assert main(["mesh", str(tmp_path / "models"), "-o", str(tmp_path / "m2"), "--preview", str(tmp_path / "p.png"),
                  "--uniform", "1"]) == 2
     assert "--preview" in capsys.readouterr().err
@@ -119,12 +122,12 @@ def test_encode_many_with_the_default_latent_codec(tmp_path: Path, capsys: pytes
     _images(tmp_path / "imgs")
     argv = ["encode", str(tmp_path / "imgs"), "-o", str(tmp_path / "enc"), "--preset", "fast", "--no-progress"]
     code, summary = _run(argv, capsys)
-    assert code == 0 and summary["ok"] == 2
-    for rep in summary["rows"]:
-        out = tmp_path / "enc" / f"{rep['item']}.inrz"
+    assert code == 0 and summary["totals"]["ok"] == 2
+    for rep in summary["inputs"]:
+        out = tmp_path / "enc" / f"{rep['name']}.inrz"
         assert main(["decode", str(out), "-o", str(tmp_path / "d.png"), "--reference",
-                     str(tmp_path / "imgs" / f"{rep['item']}.png"), "--json"]) == 0
+                     str(tmp_path / "imgs" / f"{rep['name']}.png"), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["psnr"] == pytest.approx(rep["psnr"], abs=1e-9)
     capsys.readouterr()
     code, again = _run([*argv, "--steps", "5", "--redo"], capsys)  # --steps overrides the preset, --many too
-    assert code == 0 and again["ok"] == 2
+    assert code == 0 and again["totals"]["ok"] == 2

@@ -28,6 +28,7 @@ from inrkit.meta.functional import maml_grad, param_dict
 from inrkit.meta.simulate import write_series
 from inrkit.models.io import load_model
 from inrkit.models.mlp import siren
+from inrkit.runner import COLUMNS, SUMMARY_KEYS
 from inrkit.signals.series import VolumeSeries
 
 
@@ -144,27 +145,76 @@ def test_encode_series_and_tsne(tmp_path):
     series = _series(t=5, n=8)
     init = siren(3, 1, (8, 8), generator=torch.Generator().manual_seed(0))
     summary = encode_series(series, init, tmp_path / "enc", FinetuneConfig(steps=3, lr=1e-3, progress=False))
-    assert [m["member"] for m in summary["members"]] == list(range(5))
+    assert summary["command"] == "meta-encode" and [m["member"] for m in summary["inputs"]] == list(range(5))
+    assert tuple(summary) == SUMMARY_KEYS and all(set(COLUMNS) <= set(r) for r in summary["inputs"])
     saved = json.loads((tmp_path / "enc" / "summary.json").read_text())
-    assert saved["mean_psnr"] == pytest.approx(summary["mean_psnr"])
+    totals = summary["totals"]
+    assert saved["totals"]["mean_psnr"] == pytest.approx(totals["mean_psnr"]) and totals["ok"] == 5
     model, header = load_model(tmp_path / "enc" / "blobs_0002.safetensors")
     assert header["signal"]["label"] == 2.0 and header["signal"]["shape"] == [8, 8, 8]
-    assert header["extra"]["meta_encode"]["psnr"] == pytest.approx(summary["members"][2]["psnr"])
-    member = summary["members"][2]
+    assert header["extra"]["meta_encode"]["psnr"] == pytest.approx(summary["inputs"][2]["psnr"])
+    member = summary["inputs"][2]
     assert member["bytes"] == (tmp_path / "enc" / "blobs_0002.safetensors").stat().st_size
     assert member["raw_bytes"] == 8 * 8 * 8 * 4 and member["ratio"] == round(member["bytes"] / (8 * 8 * 8 * 4), 4)
-    assert summary["raw_bytes"] == 5 * 8 * 8 * 8 * 4 and summary["bytes"] == sum(m["bytes"] for m in summary["members"])
+    assert totals["raw_bytes"] == 5 * 8 * 8 * 8 * 4 and totals["bytes"] == sum(m["bytes"] for m in summary["inputs"])
     out = tsne_plot(tmp_path / "enc", tmp_path / "tsne.png")
     assert (tmp_path / "tsne.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(out["points"]) == 5 and out["labels"] == [0.0, 1.0, 2.0, 3.0, 4.0]
     # a hostile summary: a model path outside the folder, a repeated model, NaN: refused cleanly
     (tmp_path / "outside.safetensors").write_bytes((tmp_path / "enc" / "blobs_0002.safetensors").read_bytes())
-    for rows in ([{"model": "../outside.safetensors", "label": 0}] * 3,
-                 [{"model": "blobs_0001.safetensors", "label": 0}] * 3,
-                 [{"model": "blobs_0001.safetensors", "label": float("nan")}]):
-        (tmp_path / "enc" / "summary.json").write_text(json.dumps({"members": rows}))
+    link = tmp_path / "enc" / "link.safetensors"
+    link.symlink_to(tmp_path / "outside.safetensors")
+    for rows in ([{"output": str(link), "label": 0, "status": "ok"}] * 3,
+                 [{"output": "blobs_0001.safetensors", "label": 0, "status": "ok"}] * 3,
+                 [{"output": "blobs_0001.safetensors", "label": float("nan"), "status": "ok"}]):
+        (tmp_path / "enc" / "summary.json").write_text(json.dumps(
+            {**saved, "inputs": rows}))
         with pytest.raises(InvalidFileError):
             tsne_plot(tmp_path / "enc", tmp_path / "tsne2.png")
+
+
+def test_encode_series_resumes(tmp_path, monkeypatch):
+    """A rerun skips the members an earlier run finished (same series, initialisation and settings, outputs
+    unchanged); an interrupted run keeps its finished stacks; other settings or --redo fine-tune everything."""
+    import importlib
+
+    ft = importlib.import_module("inrkit.meta.finetune")  # the module (inrkit.meta.finetune is also a function)
+    series = _series(t=3, n=8)
+    init = siren(3, 1, (8, 8), generator=torch.Generator().manual_seed(0))
+    cfg, out = FinetuneConfig(steps=2, lr=1e-3, progress=False), tmp_path / "enc"
+    real, calls = ft.finetune_many, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ft, "finetune_many", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        encode_series(series, init, out, cfg, max_stack=1)
+    first = json.loads((out / "summary.json").read_text())
+    assert (first["totals"]["ok"], first["totals"]["unfinished"]) == (1, 2)
+    monkeypatch.setattr(ft, "finetune_many", real)
+    done = encode_series(series, init, out, cfg)
+    assert (done["totals"]["skipped"], done["totals"]["ok"]) == (1, 2)
+    stamps = [(out / f"blobs_{i:04d}.safetensors").stat().st_mtime_ns for i in range(3)]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished member was fine-tuned again")
+
+    monkeypatch.setattr(ft, "finetune_many", refuse)
+    again = encode_series(series, init, out, cfg)
+    assert again["totals"]["skipped"] == 3 and [r["psnr"] for r in again["inputs"]] == [
+        r["psnr"] for r in done["inputs"]]
+    assert [(out / f"blobs_{i:04d}.safetensors").stat().st_mtime_ns for i in range(3)] == stamps
+    monkeypatch.setattr(ft, "finetune_many", real)
+    (out / "blobs_0001.safetensors").write_bytes(b"altered")  # an altered output is redone
+    fixed = encode_series(series, init, out, cfg)
+    assert [r["status"] for r in fixed["inputs"]] == ["skipped", "ok", "skipped"]
+    other = siren(3, 1, (8, 8), generator=torch.Generator().manual_seed(1))
+    assert encode_series(series, other, out, cfg)["totals"]["ok"] == 3  # another initialisation: all again
+    assert encode_series(series, other, out, cfg, redo=True)["totals"]["ok"] == 3
 
 
 def test_cli_meta_commands(tmp_path, capsys):
@@ -180,7 +230,11 @@ def test_cli_meta_commands(tmp_path, capsys):
     assert main(["meta-encode", str(tmp_path / "s"), "--init", str(meta), "-o", str(tmp_path / "enc"),
                  "--steps", "2", "--no-progress", "--json"]) == 0
     enc = json.loads(capsys.readouterr().out)
-    assert len(enc["members"]) == 4
+    assert len(enc["inputs"]) == 4 and enc["totals"]["ok"] == 4
+    argv = ["meta-encode", str(tmp_path / "s"), "--init", str(meta), "-o", str(tmp_path / "enc"), "--steps", "2",
+            "--no-progress", "--json"]
+    assert main(argv) == 0 and json.loads(capsys.readouterr().out)["totals"]["skipped"] == 4  # resumed
+    assert main([*argv, "--redo"]) == 0 and json.loads(capsys.readouterr().out)["totals"]["ok"] == 4
     assert main(["meta-tsne", str(tmp_path / "enc"), "-o", str(tmp_path / "t.png"), "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["points"]) == 4
     assert main(["meta-train", str(tmp_path / "missing"), "-o", str(meta), "--json"]) == 2

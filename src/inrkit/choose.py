@@ -24,7 +24,7 @@ from typing import Any
 from inrkit.metrics import raw_bytes
 from inrkit.models.grid import GridConfig
 from inrkit.signals.base import GridSignal
-from inrkit.train.fit import DEFAULT_LR, DEFAULT_STEPS, FitConfig, with_defaults
+from inrkit.train.fit import FitConfig, with_defaults
 
 BYTES_RATIO = 0.4
 """Largest file size of an auto model as a fraction of the raw data's bytes (reached by 8-bit data)."""
@@ -63,7 +63,7 @@ class Choice:
 
     def fit_config(self, config: FitConfig) -> FitConfig:
         """``config`` with this choice's steps and learning rate where it names none."""
-        return with_defaults(config, self.steps or DEFAULT_STEPS, self.lr or DEFAULT_LR)
+        return with_defaults(config, self.steps or None, self.lr or None)
 
     def summary(self) -> dict[str, Any]:
         """Plain values for the header and the JSON summary."""

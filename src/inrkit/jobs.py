@@ -1,30 +1,28 @@
-"""The job layer behind ``inrkit fit-many``: many signals, fitted in batches, in-process or on Ray.
+"""The job layer behind ``inrkit fit-many``, ``encode --many`` and ``mesh --many``: many inputs, one output each.
 
-A dataset (files, folders, globs, series manifests) is expanded into :class:`Item` s, grouped by
-signal shape and cut into batches of at most ``batch`` items; each batch is one
+A dataset (files, folders, globs, series manifests) is expanded into :class:`~inrkit.runner.Item` s. ``fit-many``
+groups them by signal shape and cuts them into batches of at most ``batch`` items; each batch is one
 :func:`inrkit.train.batched.fit_many` run (all members trained at once), run in this process or as
 a Ray task (``ray.init()`` with no address starts a local Ray; ``ray_address`` joins a cluster).
+``encode --many`` and ``mesh --many`` (:func:`run_each`) process one item after the other.
 
-- **Resumable**: an item whose output exists, loads with :func:`~inrkit.models.load_model` and was
-  fitted from the same source with the same settings is skipped (status ``skipped``).
-- **Atomic**: every model file is written by :func:`~inrkit.models.save_model` (temp file, then
-  rename), by the driver, as each batch finishes; an interrupted run keeps every finished batch.
-- **Isolated failures**: an item that cannot be read, or whose fit fails, gives one ``failed`` row;
+All of them run through :class:`inrkit.runner.Runner`, which gives them one behaviour and one summary:
+
+- **Resumable**: an item whose output a previous run finished is skipped (status ``skipped``): for ``fit-many``
+  an output that loads with :func:`~inrkit.models.load_model` and was fitted from the same source with the same
+  settings; for the others an output unchanged since the last run wrote it (SHA-256) that still validates.
+- **Atomic**: every output is written to a temporary file and renamed into place; an interrupted run keeps
+  every finished item.
+- **Isolated failures**: an item that cannot be read, or whose work fails, gives one ``failed`` row;
   the other items complete.
-- Every item is fitted exactly as ``inrkit fit ITEM --seed S`` would be (same initial weights, same
+- Every ``fit-many`` item is fitted exactly as ``inrkit fit ITEM --seed S`` would be (same initial weights, same
   seed), and its file is identical in format (header ``extra``: arch, seed, steps, source, config).
-- A summary per run: ``summary.json`` and ``summary.csv`` in the output folder (item, status, psnr,
-  bytes, seconds, error, ...).
+- One summary per run: ``summary.json`` and ``summary.csv`` in the output folder (see :mod:`inrkit.runner`).
 """
 from __future__ import annotations
 
-import csv
 import glob
-import io
-import json
-import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,21 +31,18 @@ from typing import Any, Callable, Sequence, cast
 import numpy as np
 
 from inrkit.api import AUTO, ModelSpec, run_config
-from inrkit.errors import InrkitError, InvalidFileError, InvalidInputError
-from inrkit.limits import MAX_JSON_BYTES, parse_json
+from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.metrics import size_report
 from inrkit.models import load_model, save_model
 from inrkit.models.mlp import MLP
+from inrkit.runner import Done, Item, Runner, one_line, unchanged_output
 from inrkit.signals import SignalOptions, load_signal
 from inrkit.signals.kinds import suffixes as signal_suffixes
 from inrkit.train import FitConfig
-from inrkit.utils import atomic_write, to_json, write_json
 
 MAX_ITEMS = 1 << 20  # items one job may list (inputs after expanding folders, globs and manifests)
 MAX_BATCH = 4096  # signals one batched fit may hold
-SUMMARY_JSON, SUMMARY_CSV = "summary.json", "summary.csv"
 MODEL_SUFFIX = ".safetensors"
-COLUMNS = ("item", "status", "psnr", "bytes", "seconds", "error", "steps", "source", "output", "raw_bytes", "ratio")
 GLOB_CHARS = set("*?[")
 
 
@@ -82,17 +77,9 @@ class JobOptions:
             raise InvalidInputError(f"--ray-workers must be an integer in [1, 1024], got {self.ray_workers}")
 
 
-@dataclass(frozen=True)
-class Item:
-    """One signal of a job: its name (the output's stem), source path and ``load_signal`` options."""
-
-    name: str
-    source: str
-    options: tuple[tuple[str, Any], ...] = ()
-    group: Any = None  # a cheap shape key (items of one batch share it)
-
-    def output(self, outdir: str | os.PathLike) -> Path:
-        return Path(outdir) / f"{self.name}{MODEL_SUFFIX}"
+def model_path(item: Item, outdir: str | os.PathLike) -> Path:
+    """Where ``fit-many`` writes ``item``'s model."""
+    return Path(outdir) / f"{item.name}{MODEL_SUFFIX}"
 
 
 @dataclass
@@ -224,11 +211,6 @@ def make_batches(items: Sequence[Item], batch: int) -> list[list[Item]]:
 
 
 # ------------------------------------------------------------------ one batch (in-process or a Ray task)
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if isinstance(exc, InrkitError) else f"{type(exc).__name__}: {text}"
-
-
 def _fit_many(models: list[MLP], signals: list[Any], config: FitConfig) -> list[Any]:
     from inrkit.train.batched import fit_many
 
@@ -251,7 +233,7 @@ def run_batch(items: Sequence[Item], spec: ModelSpec, config: FitConfig,
             key = (signal.dim, signal.out_dim, repr(signal.metadata().get("shape")), type(signal).__name__)
             loaded.setdefault(key, []).append((item, signal))
         except Exception as exc:  # one bad input: one failed row
-            outcomes[item.name] = Outcome(item.name, "failed", error=_one_line(exc))
+            outcomes[item.name] = Outcome(item.name, "failed", error=one_line(exc))
 
     def fit_group(group: list[tuple[Item, Any]]) -> None:
         start = time.perf_counter()
@@ -268,40 +250,32 @@ def run_batch(items: Sequence[Item], spec: ModelSpec, config: FitConfig,
             fit_group(group)
         except Exception as exc:
             if len(group) == 1:
-                outcomes[group[0][0].name] = Outcome(group[0][0].name, "failed", error=_one_line(exc))
+                outcomes[group[0][0].name] = Outcome(group[0][0].name, "failed", error=one_line(exc))
                 continue
             for member in group:  # find the member that breaks the batch; the others still complete
                 try:
                     fit_group([member])
                 except Exception as inner:
-                    outcomes[member[0].name] = Outcome(member[0].name, "failed", error=_one_line(inner))
+                    outcomes[member[0].name] = Outcome(member[0].name, "failed", error=one_line(inner))
     return [outcomes[item.name] for item in items]
 
 
 # ------------------------------------------------------------------ the job
-def _done(item: Item, out: Path, expected: dict[str, Any]) -> bool:
-    """``out`` exists, validates, and was fitted from ``item`` with the ``expected`` settings."""
-    if not out.is_file():
-        return False
-    try:
-        _, header = load_model(out)
-    except Exception:
-        return False
-    extra = header.get("extra") or {}
-    return bool(extra.get("source") == item.source and extra.get("config") == expected)
+def _fitted(outdir: Path, expected: dict[str, Any]) -> Done:
+    """``fit-many``'s resume rule: the item's model exists, loads, and was fitted from the same source with the
+    ``expected`` settings (read from its header, so a run without a summary resumes too)."""
+    def done(item: Item, row: dict[str, Any] | None) -> Path | None:
+        out = model_path(item, outdir)
+        if not out.is_file():
+            return None
+        try:
+            _, header = load_model(out)
+        except Exception:
+            return None
+        extra = header.get("extra") or {}
+        return out if extra.get("source") == item.source and extra.get("config") == expected else None
 
-
-def _previous_rows(outdir: Path) -> dict[str, dict[str, Any]]:
-    """Rows of the last run's ``summary.json`` (for the numbers of skipped items); empty if unreadable."""
-    path = outdir / SUMMARY_JSON
-    try:
-        if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
-            return {}
-        data = parse_json(path.read_bytes(), str(path))
-        rows = data.get("rows", []) if isinstance(data, dict) else []
-        return {r["item"]: r for r in rows if isinstance(r, dict) and isinstance(r.get("item"), str)}
-    except (InrkitError, OSError):
-        return {}
+    return done
 
 
 def check_ray() -> None:
@@ -342,7 +316,7 @@ def _batches_on_ray(batches: list[list[Item]], spec: ModelSpec, config: FitConfi
                 try:
                     outcomes = ray.get(ref)
                 except Exception as exc:  # a task that died (worker lost, ...): its items fail
-                    outcomes = [Outcome(i.name, "failed", error=_one_line(exc)) for i in batch]
+                    outcomes = [Outcome(i.name, "failed", error=one_line(exc)) for i in batch]
                 on_done(batch, outcomes)
     finally:
         if started:
@@ -363,7 +337,8 @@ def run_job(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, spec
         progress: a progress bar on stderr (items done/failed, items/s); default ``config.progress``
             when stderr is a terminal.
 
-    Returns the summary (counts, seconds, items/s, one row per item). Failed items do not raise.
+    Returns the summary (:mod:`inrkit.runner`; rows with ``psnr``, ``steps``, ``raw_bytes``, ``ratio``; ``run``:
+    ``stack``, ``ray``, ``fit_path``, ``ray_startup_seconds``). Failed items do not raise.
     """
     spec, config = spec or ModelSpec(), config or FitConfig()
     if spec.arch == AUTO:  # stacked fits need one architecture for every signal: a SIREN
@@ -373,103 +348,54 @@ def run_job(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, spec
     if job.ray:
         check_ray()
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
     expected = run_config(spec, config, options)
-    previous = _previous_rows(out)
-    rows: dict[str, dict[str, Any]] = {}
-    todo: list[Item] = []
-    for item in items:
-        target = item.output(out)
-        if not job.redo and _done(item, target, expected):
-            old = previous.get(item.name, {})
-            rows[item.name] = _row(item, target, "skipped", psnr=old.get("psnr"), seconds=old.get("seconds"),
-                                   steps=old.get("steps"))
-        else:
-            todo.append(item)
-    batches = make_batches(todo, job.batch)
     show = config.progress if progress is None else progress
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(items), initial=len(items) - len(todo), desc="fit-many", unit="item", file=sys.stderr,
-               disable=not (show and sys.stderr.isatty()), dynamic_ncols=True)
-    counts = {"ok": 0, "failed": 0}
-    start = time.perf_counter()
-    paths = {"batched": 0, "one_at_a_time": 0}
-    ray_startup: float | None = None
+    runner = Runner("fit-many", items, out, expected, _fitted(out, expected), redo=job.redo, progress=show,
+                    run={"stack": job.batch, "ray": job.ray})
+    paths = {"batched": 0, "one_at_a_time": 0}  # fit_many's measured choice (inrkit.train.batched.choose_path)
 
     def on_done(batch: list[Item], outcomes: list[Outcome]) -> None:
         by_name = {o.name: o for o in outcomes}
         for item in batch:
             outcome = by_name.get(item.name) or Outcome(item.name, "failed", error="no result")
-            target = item.output(out)
             if outcome.status == "ok" and outcome.model is not None:
-                try:
-                    extra = {"arch": spec.arch, "seed": config.seed, "steps": outcome.steps,
-                             "source": item.source, "config": expected}
-                    save_model(outcome.model, target, signal=outcome.signal, extra=extra)
-                except Exception as exc:
-                    outcome = replace(outcome, status="failed", error=_one_line(exc))
-            counts[outcome.status] += 1
+                outcome = _save(item, outcome, out, spec, config, expected)
             if outcome.batched is not None:
                 paths["batched" if outcome.batched else "one_at_a_time"] += 1
-            rows[item.name] = _row(item, target, outcome.status, psnr=outcome.metrics.get("psnr"),
-                                   seconds=round(outcome.seconds, 4), steps=outcome.steps or None,
-                                   error=outcome.error, signal=outcome.signal)
-        bar.update(len(batch))
-        elapsed = time.perf_counter() - start
-        bar.set_postfix(done=counts["ok"], failed=counts["failed"],
-                        rate=f"{(counts['ok'] + counts['failed']) / max(elapsed, 1e-9):.2f}/s")
+            if outcome.status != "ok":
+                runner.record(item, error=outcome.error or "failed", seconds=outcome.seconds)
+                continue
+            target = model_path(item, out)
+            report = size_report(target.stat().st_size, outcome.signal)
+            runner.record(item, target, seconds=outcome.seconds, psnr=outcome.metrics.get("psnr"),
+                          steps=outcome.steps or None, raw_bytes=report.get("raw_bytes"), ratio=report.get("ratio"))
+        runner.save()
 
+    startup: list[float] = []
     try:
+        batches = make_batches(runner.todo, job.batch)
         if job.ray:
-            ray_startup = _batches_on_ray(batches, spec, config, options, job.ray_address, on_done, job.ray_workers)
+            startup.append(_batches_on_ray(batches, spec, config, options, job.ray_address, on_done, job.ray_workers))
         else:
             _batches_in_process(batches, lambda b: run_batch(b, spec, config, options), on_done)
     finally:
-        bar.close()
-        seconds = time.perf_counter() - start
-        summary = _summary(out, [rows[i.name] for i in items if i.name in rows], len(items), seconds, job)
-        summary["fit_path"] = paths  # fit_many's measured choice per fitted item (inrkit.train.batched.choose_path)
-        if ray_startup is not None:
-            summary["ray_startup_seconds"] = round(ray_startup, 3)
-        _write_summary(out, summary)
+        summary = runner.close(fit_path=paths, **({"ray_startup_seconds": round(startup[0], 3)} if startup else {}))
     return summary
 
 
-def _row(item: Item, target: Path, status: str, *, psnr: Any = None, seconds: Any = None, steps: Any = None,
-         error: str = "", signal: dict[str, Any] | None = None) -> dict[str, Any]:
-    psnr = float(psnr) if isinstance(psnr, (int, float)) and math.isfinite(psnr) else None
-    size = target.stat().st_size if status != "failed" and target.is_file() else None
-    report = size_report(size, signal) if size else {}
-    return {"item": item.name, "status": status, "psnr": psnr, "bytes": size, "seconds": seconds,
-            "error": error, "steps": steps, "source": item.source, "output": str(target) if size else None,
-            "raw_bytes": report.get("raw_bytes"), "ratio": report.get("ratio")}
-
-
-def _summary(out: Path, rows: list[dict[str, Any]], total: int, seconds: float, job: JobOptions) -> dict[str, Any]:
-    status = [r["status"] for r in rows]
-    fitted = status.count("ok") + status.count("failed")
-    return {"outdir": str(out), "items": total, "ok": status.count("ok"), "skipped": status.count("skipped"),
-            "failed": status.count("failed"), "unfinished": total - len(rows), "seconds": round(seconds, 3),
-            "items_per_s": round(fitted / seconds, 4) if seconds > 0 else None,
-            "batch": job.batch, "ray": job.ray, "summary_json": str(out / SUMMARY_JSON),
-            "summary_csv": str(out / SUMMARY_CSV), "rows": rows}
-
-
-def _write_summary(out: Path, summary: dict[str, Any]) -> None:
-    write_json(out / SUMMARY_JSON, summary)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in summary["rows"]:
-        writer.writerow({k: "" if row.get(k) is None else row[k] for k in COLUMNS})
-    with atomic_write(out / SUMMARY_CSV, "w") as handle:
-        handle.write(text.getvalue())
+def _save(item: Item, outcome: Outcome, out: Path, spec: ModelSpec, config: FitConfig,
+          expected: dict[str, Any]) -> Outcome:
+    """Write a fitted model as ``inrkit fit`` would (atomically); a failed write fails the item."""
+    try:
+        extra = {"arch": spec.arch, "seed": config.seed, "steps": outcome.steps, "source": item.source,
+                 "config": expected}
+        save_model(cast(MLP, outcome.model), model_path(item, out), signal=outcome.signal, extra=extra)
+    except Exception as exc:
+        return replace(outcome, status="failed", error=one_line(exc))
+    return outcome
 
 
 # ------------------------------------------------------------------ per-item jobs (encode --many, mesh --many)
-EACH_COLUMNS = ("item", "status", "psnr", "bytes", "seconds", "error", "source", "output", "sha256")
-
 
 @dataclass
 class ManyOptions:
@@ -490,130 +416,39 @@ def wants_many(source: str | os.PathLike, options: ManyOptions) -> bool:
     return bool(options.many or Path(source).is_dir())
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _each_done(row: dict[str, Any] | None, item: Item, validate: Callable[[Path], None]) -> bool:
-    """The last run's ``row`` finished ``item`` and its output is still the file it wrote and validates."""
-    if not row or row.get("status") not in ("ok", "skipped") or row.get("source") != item.source:
-        return False
-    out = row.get("output")
-    if not isinstance(out, str) or not Path(out).is_file() or row.get("sha256") != _sha256(Path(out)):
-        return False
-    try:
-        validate(Path(out))
-    except Exception:
-        return False
-    return True
-
-
 def run_each(items: Sequence[Item], outdir: str | os.PathLike, work: Callable[[Item, Path], dict[str, Any]],
-             validate: Callable[[Path], None], settings: dict[str, Any], *, redo: bool = False,
-             progress: bool = False, desc: str = "items") -> dict[str, Any]:
-    """Run ``work`` once per item into ``outdir``: resumable, failures isolated, summary JSON/CSV.
+             validate: Callable[[Path], None], settings: dict[str, Any], *, command: str, redo: bool = False,
+             progress: bool = False) -> dict[str, Any]:
+    """Run ``work`` once per item into ``outdir``: resumable, failures isolated, one summary (:mod:`inrkit.runner`).
 
     Args:
         items: the inputs (:func:`expand_inputs`).
         outdir: the output folder (created); ``summary.json`` and ``summary.csv`` are rewritten after every item.
         work: ``work(item, outdir)`` writes the item's output atomically and returns its row numbers:
-            ``output`` (the path written, required), and e.g. ``psnr``, ``bytes``, ``bpp``.
+            ``output`` (the path written, required), and e.g. ``psnr``, ``bpp``.
         validate: raises for an output that does not load (run on outputs of earlier runs before skipping them).
         settings: the settings of the run (JSON); an item is skipped only when the last run's summary has the
-            same settings, an ``ok`` row for the same source, and the output it wrote is unchanged
+            same command and settings, an ``ok`` row for the same input, and the output it wrote is unchanged
             (SHA-256) and validates; ``redo`` processes everything.
+        command: the command's name in the summary (and the bar's label).
         progress: a progress bar on stderr (when it is a terminal).
-        desc: the bar's label.
 
-    Returns the summary (counts, seconds, items/s, settings, one row per item). Failed items do not raise.
+    Returns the summary. Failed items do not raise.
     """
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = json.loads(to_json(settings, indent=None))
-    previous = _previous_summary(out)
-    same = previous.get("settings") == settings
-    old_rows = {r["item"]: r for r in previous.get("rows", [])
-                if isinstance(r, dict) and isinstance(r.get("item"), str)}
-    rows: dict[str, dict[str, Any]] = {}
-    todo: list[Item] = []
-    for item in items:
-        old = old_rows.get(item.name)
-        if not redo and same and _each_done(old, item, validate):
-            rows[item.name] = {**cast(dict, old), "status": "skipped", "error": ""}
-        else:
-            todo.append(item)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=desc, unit="item", file=sys.stderr,
-               disable=not (progress and sys.stderr.isatty()), dynamic_ncols=True)
-    counts = {"ok": 0, "failed": 0}
-    start = time.perf_counter()
-
-    def summary() -> dict[str, Any]:
-        done = [rows[i.name] for i in items if i.name in rows]
-        status = [r["status"] for r in done]
-        seconds = time.perf_counter() - start
-        worked = status.count("ok") + status.count("failed")
-        return {"outdir": str(out), "items": len(items), "ok": status.count("ok"), "skipped": status.count("skipped"),
-                "failed": status.count("failed"), "unfinished": len(items) - len(done), "seconds": round(seconds, 3),
-                "items_per_s": round(worked / seconds, 4) if seconds > 0 and worked else None,
-                "settings": settings, "summary_json": str(out / SUMMARY_JSON),
-                "summary_csv": str(out / SUMMARY_CSV), "rows": done}
-
+    runner = Runner(command, items, outdir, settings, unchanged_output(validate), redo=redo, progress=progress)
     try:
-        for item in todo:
+        for item in runner.todo:
             t0 = time.perf_counter()
             try:
-                numbers = dict(work(item, out))
+                numbers = dict(work(item, runner.out))
                 target = Path(numbers.pop("output"))
-                row: dict[str, Any] = {"item": item.name, "status": "ok", "error": "", "source": item.source,
-                                       "output": str(target), "bytes": target.stat().st_size,
-                                       "sha256": _sha256(target), **numbers}
+                runner.record(item, target, seconds=time.perf_counter() - t0, **numbers)
             except Exception as exc:  # one bad input: one failed row, the others go on
-                row = {"item": item.name, "status": "failed", "error": _one_line(exc), "source": item.source,
-                       "output": None, "bytes": None, "sha256": None}
-            row["seconds"] = round(time.perf_counter() - t0, 4)
-            psnr = row.get("psnr")
-            row["psnr"] = float(psnr) if isinstance(psnr, (int, float)) and math.isfinite(psnr) else None
-            rows[item.name] = row
-            counts[row["status"]] += 1
-            _write_each_summary(out, summary())  # after every item: an interrupted run resumes from it
-            bar.update(1)
-            bar.set_postfix(done=counts["ok"], failed=counts["failed"])
+                runner.record(item, error=one_line(exc), seconds=time.perf_counter() - t0)
+            runner.save()  # after every item: an interrupted run resumes from it
     finally:
-        bar.close()
-        result = summary()
-        _write_each_summary(out, result)
-    return result
-
-
-def _previous_summary(outdir: Path) -> dict[str, Any]:
-    path = outdir / SUMMARY_JSON
-    try:
-        if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
-            return {}
-        data = parse_json(path.read_bytes(), str(path))
-        return data if isinstance(data, dict) else {}
-    except (InrkitError, OSError):
-        return {}
-
-
-def _write_each_summary(out: Path, summary: dict[str, Any]) -> None:
-    write_json(out / SUMMARY_JSON, summary)
-    extra = sorted({k for r in summary["rows"] for k in r} - set(EACH_COLUMNS))
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=[*EACH_COLUMNS, *extra], extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in summary["rows"]:
-        writer.writerow({k: "" if row.get(k) is None else row[k] for k in (*EACH_COLUMNS, *extra)})
-    with atomic_write(out / SUMMARY_CSV, "w") as handle:
-        handle.write(text.getvalue())
+        summary = runner.close()
+    return summary
 
 
 # ------------------------------------------------------------------ encode --many, mesh --many
@@ -653,7 +488,7 @@ def encode_many(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
         return {"output": rep["output"], "psnr": rep.get("psnr"), "bpp": rep.get("bpp"),
                 "fit_psnr": rep.get("fit_psnr"), "hidden": "x".join(str(h) for h in rep.get("hidden", []))}
 
-    return run_each(items, outdir, work, _valid_inrz, settings, redo=redo, progress=progress, desc="encode")
+    return run_each(items, outdir, work, _valid_inrz, settings, command="encode", redo=redo, progress=progress)
 
 
 def mesh_many(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *, config: Any = None,
@@ -685,4 +520,4 @@ def mesh_many(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *,
                 "rmse": rep.get("rmse"),
                 "dof_change_vs_uniform": (rep.get("uniform_comparison") or {}).get("dof_change")}
 
-    return run_each(items, outdir, work, _valid_mesh, settings, redo=redo, progress=progress, desc="mesh")
+    return run_each(items, outdir, work, _valid_mesh, settings, command="mesh", redo=redo, progress=progress)

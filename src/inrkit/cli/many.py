@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from inrkit.api import ARCH_CHOICES, WEIGHT_DTYPE_CHOICES, ModelSpec
@@ -26,6 +27,7 @@ from inrkit.cli.suggest import deprecate
 from inrkit.errors import InvalidInputError
 from inrkit.jobs import MAX_BATCH, JobOptions, ManyOptions, check_ray, expand_inputs, run_job
 from inrkit.models import ACTIVATIONS, parse_hidden
+from inrkit.runner import SUMMARY_JSON
 from inrkit.signals import SignalOptions
 from inrkit.train import FitConfig
 
@@ -45,13 +47,17 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
 
 
 def emit_many(summary: dict[str, Any], as_json: bool) -> int:
-    """Print a job summary (``--json``: with its rows) and, when items failed, one error line; exit 2 then."""
-    shown = summary if as_json else {k: v for k, v in summary.items() if k not in ("rows", "settings")}
+    """Print a run's summary (:mod:`inrkit.runner`; ``--json``: all of it, else the totals and how it ran) and,
+    when inputs failed, one error line; exit 2 then."""
+    path = Path(summary["outdir"]) / SUMMARY_JSON
+    shown = summary if as_json else {"command": summary["command"], "outdir": summary["outdir"],
+                                     **summary["totals"], **summary["run"], "summary": str(path)}
     emit(shown, as_json)
-    if summary["failed"]:
-        first = next(r for r in summary["rows"] if r["status"] == "failed")
-        print(f"inrkit: error: {summary['failed']} of {summary['items']} items failed (first: {first['item']}: "
-              f"{first['error'][:300]}); see {summary['summary_json']}", file=sys.stderr)
+    totals = summary["totals"]
+    if totals["failed"]:
+        first = next(r for r in summary["inputs"] if r["status"] == "failed")
+        print(f"inrkit: error: {totals['failed']} of {totals['inputs']} inputs failed (first: {first['name']}: "
+              f"{first['error'][:300]}); see {path}", file=sys.stderr)
         return 2
     return 0
 

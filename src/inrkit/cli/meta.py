@@ -32,13 +32,12 @@ def _cmd_meta_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_meta_encode(args: argparse.Namespace) -> int:
+    from inrkit.cli.many import emit_many
     from inrkit.meta import FinetuneConfig
     from inrkit.meta.api import meta_encode_file
 
-    summary = meta_encode_file(args.series, args.init, args.output, build_config(FinetuneConfig, args))
-    if not args.json:
-        summary = {k: v for k, v in summary.items() if k != "members"} | {"summary": f"{args.output}/summary.json"}
-    return emit(summary, args.json)
+    summary = meta_encode_file(args.series, args.init, args.output, build_config(FinetuneConfig, args), redo=args.redo)
+    return emit_many(summary, args.json)
 
 
 def _cmd_meta_tsne(args: argparse.Namespace) -> int:
@@ -65,6 +64,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     from inrkit.meta import PRESETS, FinetuneConfig, MetaConfig, tsne_plot
+    from inrkit.meta.api import meta_encode_file
 
     p = commands.add_parser("meta-train", help="meta-pretrain a SIREN initialisation on a volume series (Meta-INR)")
     p.add_argument("series", help="series folder (manifest.json + .npy/.raw/.vti members)")
@@ -80,8 +80,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("meta-encode", help="adapt a meta-initialisation to every volume of a series")
     p.add_argument("series")
     p.add_argument("--init", required=True, help="meta-model from meta-train (or any 3D->1D model)")
-    add_output(p, "folder for one model per member and summary.json (created)", folder=True)
+    add_output(p, "folder for one model per member, summary.json and summary.csv (created; a rerun resumes)",
+               folder=True)
     add_config(p, FinetuneConfig, aliases={"steps": ["--iters"], "batch_size": ["--batch"]})
+    add_config(p, meta_encode_file, only=["redo"])
     add_json_flag(p)
     p.set_defaults(handler=_cmd_meta_encode)
 

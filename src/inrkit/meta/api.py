@@ -27,6 +27,14 @@ def meta_train_file(series_path: str | Path, output: str | Path, config: MetaCon
 
 
 def meta_encode_file(series_path: str | Path, init: str | Path, out_dir: str | Path,
-                     config: FinetuneConfig | None = None) -> dict[str, Any]:
-    """Fine-tune the initialisation ``init`` to every member of a series; one model per member."""
-    return encode_series(load_series(series_path), init, out_dir, config)
+                     config: FinetuneConfig | None = None, redo: bool = False) -> dict[str, Any]:
+    """Fine-tune the initialisation ``init`` to every member of a series; one model per member, resumable.
+
+    Args:
+        series_path: the series folder (or its manifest).
+        init: the meta-model (or any 3D -> 1D model file).
+        out_dir: the output folder: one model per member and the summary (:func:`~inrkit.meta.finetune.encode_series`).
+        config: the fine-tuning settings.
+        redo: fine-tune every member again, also those an earlier run finished with the same settings.
+    """
+    return encode_series(load_series(series_path), init, out_dir, config, redo=redo)

@@ -1,6 +1,6 @@
 """A batch of meta-learning tasks trained by :func:`inrkit.train.fit` in one go.
 
-:class:`~inrkit.train.batched.StackedModel` (moved to :mod:`inrkit.train.batched`, re-exported here)
+:class:`~inrkit.models.stacked.StackedModel` (re-exported here)
 holds ``B`` copies of one network's parameters stacked on a leading axis and evaluates them at once.
 :class:`TaskBatch` is the task: targets ``[B, N, C]`` at shared coordinates ``[N, d]``; its loss
 is the sum of the per-task MSEs, so Adam (elementwise) adapts every copy exactly as if it
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from inrkit.errors import InvalidInputError
 from inrkit.metrics import psnr_from_mse
-from inrkit.train.batched import StackedModel
+from inrkit.models.stacked import StackedModel
 from inrkit.train.compiled import CompileMode
 from inrkit.train.fit import FitConfig, FitState, fit
 

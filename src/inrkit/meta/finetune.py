@@ -9,25 +9,26 @@ update comes for free from the loss; with mini-batches the whole volume is evalu
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
+import hashlib
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from inrkit.errors import InvalidInputError
 from inrkit.limits import check_range
 from inrkit.metrics import psnr_from_mse, size_report
 from inrkit.models.io import load_model, save_model
 from inrkit.models.mlp import MLP
+from inrkit.models.stacked import StackedModel
+from inrkit.runner import Item, Runner, unchanged_output
 from inrkit.signals.series import VolumeSeries
-from inrkit.train.batched import StackedModel, StackedTask, fit_stacked, stack_size
+from inrkit.train.batched import StackedTask, fit_stacked, stack_size
 from inrkit.train.fit import FitConfig, FitResult, fit
 from inrkit.train.task import PointTask
-from inrkit.utils import write_json
 
 
 @dataclass
@@ -176,14 +177,16 @@ def first_reaching(history: Sequence[dict[str, float]], target: float) -> dict[s
 
 def encode_series(series: VolumeSeries, init: MLP | str | Path, out_dir: str | Path,
                   config: FinetuneConfig | None = None, members: Sequence[int] | None = None,
-                  batched: bool = True, max_stack: int | None = None) -> dict[str, Any]:
+                  batched: bool = True, max_stack: int | None = None, redo: bool = False) -> dict[str, Any]:
     """Fine-tune ``init`` to every member (or ``members``) of ``series``; write one model each.
 
-    Writes ``out_dir/<member>.safetensors`` and ``out_dir/summary.json`` with per-volume PSNR,
-    steps and training seconds; returns the summary. ``batched`` (default) adapts all members
-    at once (:func:`finetune_many`; each member's seconds are its share of the run), ``False``
-    one after the other (:func:`finetune`); both give the same models up to float round-off.
-    ``max_stack``: members per stack (default: all on a GPU, cache-sized on a CPU; see
+    Writes ``out_dir/<member>.safetensors`` and the run's summary (:mod:`inrkit.runner`: ``summary.json`` and
+    ``summary.csv``; per member its ``member`` index, ``label``, ``psnr``, ``steps``, training ``seconds``, ``bytes``,
+    ``raw_bytes``, ``ratio``); returns the summary. Resumable: a member whose model an earlier run with the same
+    series, initialisation and settings wrote, unchanged since, is skipped (``redo``: fine-tune every member).
+    ``batched`` (default) adapts the members in stacks (:func:`finetune_many`; each member's seconds are its share
+    of its stack's run), ``False`` one after the other (:func:`finetune`); both give the same models up to float
+    round-off. ``max_stack``: members per stack (default: all on a GPU, cache-sized on a CPU; see
     :func:`inrkit.train.batched.stack_size`).
     """
     config = config or FinetuneConfig()
@@ -192,33 +195,61 @@ def encode_series(series: VolumeSeries, init: MLP | str | Path, out_dir: str | P
         raise InvalidInputError(f"the initialisation must be an inrkit MLP, not a {type(model).__name__}")
     if model.coord_dim != 3 or model.out_dim != 1:
         raise InvalidInputError(f"the initialisation maps {model.coord_dim}D -> {model.out_dim}D; need 3D -> 1D")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     idx = list(range(len(series))) if members is None else [int(i) for i in members]
     if any(i < 0 or i >= len(series) for i in idx):
         raise InvalidInputError(f"members must be in [0, {len(series) - 1}]")
+    items = {_member_item(series, i): i for i in idx}
+    runner = Runner("meta-encode", list(items), out_dir, _encode_settings(series, model, config),
+                    unchanged_output(_valid_model), redo=redo, progress=config.progress,
+                    run={"batched": bool(batched), "max_stack": max_stack})
+    todo = [items[item] for item in runner.todo]
     coords = series.coords()
-    rows = []
-    if batched and idx:
-        fitted = iter(finetune_many(model, coords, series.targets(idx), config, max_stack))
-    else:
-        fitted = (finetune(model, coords, series.targets([i])[0], config) for i in idx)
-    for i, res in zip(tqdm(idx, desc="meta-encode", disable=not config.progress), fitted):
-        fname = f"{series.member_names[i]}.safetensors"
-        row = {"member": i, "name": series.member_names[i], "label": float(series.labels[i]),
-               "model": fname, "psnr": res.psnr, "steps": res.steps, "seconds": res.seconds}
-        save_model(res.model, out / fname, signal=series.metadata(i), extra={"meta_encode": row})
-        rows.append({**row, **size_report((out / fname).stat().st_size, series.metadata(i))})
-    psnrs = [r["psnr"] for r in rows]
-    summary = {
-        "series": series.name, "label_name": series.label_name, "dims": list(series.dims),
-        "steps": config.steps, "lr": config.lr, "batch_size": config.batch_size, "batched": bool(batched),
-        "members": rows, "mean_psnr": float(np.mean(psnrs)) if rows else float("nan"),
-        "min_psnr": float(np.min(psnrs)) if rows else float("nan"),
-        "total_seconds": float(sum(r["seconds"] for r in rows)),
-        "bytes": sum(r["bytes"] for r in rows),
-    }
-    summary.update(size_report(summary["bytes"], {**series.metadata(idx[0]), "shape": [len(idx), *series.dims]})
-                   if idx else {})
-    write_json(out / "summary.json", summary)
+    try:
+        if batched and todo:
+            size = stack_size(len(todo), int(coords.shape[0]), max(model.widths), config.device, max_stack)
+            for start in range(0, len(todo), size):
+                part = todo[start:start + size]
+                for i, res in zip(part, finetune_many(model, coords, series.targets(part), config, size)):
+                    _record_member(runner, series, i, res)
+                runner.save()
+        else:
+            for i in todo:
+                _record_member(runner, series, i, finetune(model, coords, series.targets([i])[0], config))
+                runner.save()
+    finally:
+        summary = runner.close()
     return summary
+
+
+def _valid_model(path: Path) -> None:
+    load_model(path)
+
+
+def _member_item(series: VolumeSeries, i: int) -> Item:
+    """Member ``i`` as a runner input: its name and file (inside the series folder when it has one)."""
+    source = str(series.folder / series.files[i]) if series.folder is not None else f"{series.name}/{series.files[i]}"
+    return Item(series.member_names[i], source)
+
+
+def _encode_settings(series: VolumeSeries, model: MLP, config: FinetuneConfig) -> dict[str, Any]:
+    """What decides meta-encode's models: the series (values and normalisation), the initialisation, the settings."""
+    values = hashlib.sha256(np.ascontiguousarray(series.values).tobytes()).hexdigest()
+    init = hashlib.sha256()
+    for tensor in [*model.parameters(), *(b for b in model.buffers() if b is not None)]:
+        init.update(tensor.detach().cpu().numpy().tobytes())
+    return {"series": {"name": series.name, "dims": list(series.dims), "label_name": series.label_name,
+                       "offset": series.offset, "scale": series.scale, "values_sha256": values},
+            "init_sha256": init.hexdigest(),
+            "config": {k: v for k, v in asdict(config).items() if k not in ("progress", "device")}}
+
+
+def _record_member(runner: Runner, series: VolumeSeries, i: int, res: FinetuneResult) -> None:
+    """Write member ``i``'s model (atomically) and record its row."""
+    item = _member_item(series, i)
+    target = runner.out / f"{item.name}.safetensors"
+    row = {"member": i, "name": item.name, "label": float(series.labels[i]), "model": target.name,
+           "psnr": res.psnr, "steps": res.steps, "seconds": res.seconds}
+    save_model(res.model, target, signal=series.metadata(i), extra={"meta_encode": row})
+    report = size_report(target.stat().st_size, series.metadata(i))
+    runner.record(item, target, seconds=res.seconds, member=i, label=row["label"], psnr=res.psnr, steps=res.steps,
+                  raw_bytes=report.get("raw_bytes"), ratio=report.get("ratio"))

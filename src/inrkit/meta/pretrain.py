@@ -28,8 +28,8 @@ from inrkit.limits import check_hidden, check_range
 from inrkit.meta.batched import InnerAdamState, adapt_tasks
 from inrkit.meta.functional import maml_grad, param_dict, stack_params, task_losses
 from inrkit.models.mlp import MLP, siren
+from inrkit.models.stacked import StackedModel
 from inrkit.signals.series import VolumeSeries
-from inrkit.train.batched import StackedModel
 from inrkit.train.checkpoint import load_checkpoint, restore_model, restore_optimizer, save_checkpoint
 from inrkit.train.compiled import CompileMode, compile_pays, resolve_compile
 from inrkit.train.fit import FitConfig, fit

@@ -22,11 +22,14 @@ def weight_vectors(models_dir: str | Path) -> tuple[np.ndarray, np.ndarray, str,
         raise InvalidFileError(f"{folder}: no summary.json (run 'inrkit meta-encode' first)")
     summary = read_json_file(summary_path)
     try:
-        rows = summary["members"]
+        if summary["command"] != "meta-encode":
+            raise ValueError(f"written by {str(summary['command'])[:40]}")
+        rows = [r for r in summary["inputs"] if r["status"] != "failed"]
         if len(rows) > MAX_SERIES_MEMBERS:
             raise InvalidFileError(f"{summary_path}: {len(rows)} members (at most {MAX_SERIES_MEMBERS})")
-        files = [str(r["model"]) for r in rows]
+        files = [Path(str(r["output"])).name for r in rows]
         labels = np.asarray([float(r["label"]) for r in rows])
+        label_name = str(summary["settings"]["series"]["label_name"])
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidFileError(f"{summary_path}: not a meta-encode summary ({exc})") from None
     if len(set(files)) != len(files):
@@ -39,7 +42,7 @@ def weight_vectors(models_dir: str | Path) -> tuple[np.ndarray, np.ndarray, str,
             raise InvalidFileError(f"{folder / name}: architecture differs from the other members")
         size = vec.size
         vectors.append(vec)
-    return np.stack(vectors), labels, str(summary.get("label_name", "member")), [Path(f).stem for f in files]
+    return np.stack(vectors), labels, label_name, [Path(f).stem for f in files]
 
 
 def tsne_embedding(vectors: np.ndarray, perplexity: float | None = None, seed: int = 0) -> np.ndarray:

@@ -20,12 +20,14 @@ with ``create_graph=True`` (e.g. the SDF eikonal term) must use ``fp32``;
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from inrkit.errors import InvalidInputError
-from inrkit.models.mlp import MLP, apply_activation
+from inrkit.models.mlp import MLP, apply_activation, dense
 
 PRECISIONS = ("fp32", "bf16", "auto")
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16}
@@ -59,9 +61,16 @@ def resolve_precision(precision: str, device: torch.device | str, plain_mse: boo
 
 
 # ---------------------------------------------------------------- layer math
+def _mm(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for one network (2D) or a stack of networks (3D, batched)."""
+    return torch.bmm(a, b) if a.dim() == 3 else a @ b
+
+
 class _SineLayer(torch.autograd.Function):
     """``sin(omega * (h W^T + b))`` with the GEMM in ``dtype`` and ``omega`` folded into ``W``.
 
+    One network (``h [N, in]``, ``W [out, in]``) or a stack of networks (``h [B, N, in]``,
+    ``W [B, out, in]``, ``b [B, out]``; see :class:`~inrkit.models.stacked.StackedModel`).
     ``first=True`` keeps the GEMM and the phase in float32 (coordinates in, phases of
     tens of radians) and rounds only ``sin``'s output to ``dtype``. The backward pass works
     in ``dtype`` (``cos(z) * grad``, two GEMMs, one reduction) and hands float32
@@ -73,7 +82,7 @@ class _SineLayer(torch.autograd.Function):
         gemm_dtype = torch.float32 if first else dtype
         w = (weight * omega).to(gemm_dtype)
         hx = h.to(gemm_dtype)
-        z = torch.addmm((bias * omega).to(gemm_dtype), hx, w.t())
+        z = dense(hx, w, (bias * omega).to(gemm_dtype))
         ctx.save_for_backward(hx, w, z)
         ctx.omega, ctx.in_dtype, ctx.dtype = omega, h.dtype, dtype
         return torch.sin(z).to(dtype)  # (a separate cast is faster than sin(..., out=bf16) on CPU)
@@ -86,35 +95,48 @@ class _SineLayer(torch.autograd.Function):
         gz = torch.cos(z).to(dtype).mul_(grad.to(dtype))
         gh = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gh = (gz.to(w.dtype) @ w).to(ctx.in_dtype)
+            gh = _mm(gz.to(w.dtype), w).to(ctx.in_dtype)
         if ctx.needs_input_grad[1]:
-            gw = (gz.t() @ hx.to(dtype)).float().mul_(ctx.omega)
+            gw = _mm(gz.transpose(-1, -2), hx.to(dtype)).float().mul_(ctx.omega)
         if ctx.needs_input_grad[2]:
-            gb = gz.sum(0).float().mul_(ctx.omega)
+            gb = gz.sum(-2).float().mul_(ctx.omega)
         return gh, gw, gb, None, None, None
 
 
 def _dense(h: Tensor, weight: Tensor, bias: Tensor, dtype: torch.dtype) -> Tensor:
-    return torch.addmm(bias.to(dtype), h.to(dtype), weight.to(dtype).t())
+    return dense(h.to(dtype), weight.to(dtype), bias.to(dtype))
 
 
-def layer_forward(model, i: int, h: Tensor, dtype: torch.dtype) -> Tensor:
+def reduced_layer(h: Tensor, weight: Tensor, bias: Tensor, activation: str, omega: float, dtype: torch.dtype,
+                  first: bool, last: bool) -> Tensor:
+    """One layer with ``dtype`` GEMMs, for one network or a stack of networks (see the module notes).
+
+    Args:
+        h: the layer's input (``[N, in]``, or ``[B, N, in]`` for a stack).
+        weight, bias: ``[out, in]`` and ``[out]`` (a stack: ``[B, out, in]`` and ``[B, out]``), float32.
+        activation, omega: the layer's activation and frequency.
+        dtype: the GEMM dtype (``torch.bfloat16``).
+        first: the layer reads raw coordinates (a periodic layer then keeps its GEMM in float32).
+        last: the output layer (its output is float32).
+    """
+    if activation == "sine":
+        return cast(Tensor, _SineLayer.apply(h, weight, bias, omega, dtype, first))
+    if activation == "finer":
+        z = dense(h.float(), weight, bias) if first else _dense(h, weight, bias, dtype).float()
+        return torch.sin(omega * (z.abs() + 1.0) * z).to(dtype)
+    z = _dense(h, weight, bias, dtype)
+    if last:
+        z = z.float()
+    return apply_activation(z, activation)
+
+
+def layer_forward(model: MLP, i: int, h: Tensor, dtype: torch.dtype) -> Tensor:
     """Layer ``i`` of ``model`` computed with ``dtype`` GEMMs (see the module notes).
 
     Hidden outputs are ``dtype``; the last layer's output is float32.
     """
-    weight, bias = model.weights[i], model.biases[i]
-    activation, omega = model.activations[i], float(model.omegas[i])
-    first = i == 0 and model.fourier is None
-    if activation == "sine":
-        return _SineLayer.apply(h, weight, bias, omega, dtype, first)
-    if activation == "finer":
-        z = torch.addmm(bias, h.float(), weight.t()) if first else _dense(h, weight, bias, dtype).float()
-        return torch.sin(omega * (z.abs() + 1.0) * z).to(dtype)
-    z = _dense(h, weight, bias, dtype)
-    if i == len(model.weights) - 1:
-        z = z.float()
-    return apply_activation(z, activation)
+    return reduced_layer(h, model.weights[i], model.biases[i], model.activations[i], float(model.omegas[i]), dtype,
+                         i == 0 and model.fourier is None, i == len(model.weights) - 1)
 
 
 # ------------------------------------------------------------------ wrapper

@@ -43,6 +43,10 @@ HASH_PRIMES = (1, 2654435761, 805459861, 3674653429)
 """instant-NGP's primes, one per axis (x first)."""
 INIT_SCALE = 1e-4  # tables start as U(-1e-4, 1e-4), as instant-NGP
 _MASK32 = (1 << 32) - 1
+ENCODING_LR_FACTOR = 100.0
+"""Default ratio of a grid encoding's learning rate to the MLP's (measured; docs/grid.md)."""
+GRID_BATCH = 16384
+"""Default points per step of a model with a grid encoding (docs/grid.md: batch 16384 vs full batch)."""
 
 
 @dataclass(frozen=True)
@@ -337,3 +341,19 @@ class GridEncoding(nn.Module):
         c = self.config
         return (f"dim={c.dim}, levels={c.levels}, features={c.features}, base={c.base}, finest={c.finest}, "
                 f"table_size={c.table_size}, dense_levels={self.n_dense}")
+
+
+def grid_param_groups(model: nn.Module, encoding: GridEncoding, lr: float,
+                      encoding_lr: float | None = None) -> list[dict[str, Any]]:
+    """Two optimizer groups of a model with a grid ``encoding``: everything else at ``lr``, then the tables at
+    ``encoding_lr`` (``None``: :data:`ENCODING_LR_FACTOR` x ``lr``); each with the ``base_lr`` its schedule scales."""
+    tables = {id(p) for p in encoding.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in tables]
+    enc_lr = encoding_lr if encoding_lr is not None else lr * ENCODING_LR_FACTOR
+    return [{"params": rest, "base_lr": lr, "lr": lr},
+            {"params": list(encoding.parameters()), "base_lr": enc_lr, "lr": enc_lr}]
+
+
+def grid_batch_size(n_points: int) -> int | None:
+    """Random batches of :data:`GRID_BATCH` for more points than that, else ``None`` (the fit's own rule)."""
+    return GRID_BATCH if n_points > GRID_BATCH else None

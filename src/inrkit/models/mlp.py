@@ -26,7 +26,7 @@ from inrkit.limits import (
     MIN_OMEGA,
     check_range,
 )
-from inrkit.models.grid import GridConfig, GridEncoding
+from inrkit.models.grid import GridConfig, GridEncoding, grid_batch_size, grid_param_groups
 from inrkit.models.surgery import PrunableGroup
 from inrkit.registry import Registry
 
@@ -36,7 +36,7 @@ PERIODIC = ("sine", "finer")
 
 def dense(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """``h W^T + b`` for one network (``W [out, in]``) or a stack of networks (``W [B, out, in]``,
-    ``b [B, out]``, ``h [B, N, in]``; see :class:`inrkit.train.batched.StackedModel`)."""
+    ``b [B, out]``, ``h [B, N, in]``; see :class:`inrkit.models.stacked.StackedModel`)."""
     if weight.dim() == 2:
         return torch.addmm(bias, h, weight.t())
     return torch.baddbmm(bias.unsqueeze(-2), h, weight.transpose(-1, -2))
@@ -177,6 +177,19 @@ class MLP(nn.Module):
     def dense_parameters(self) -> list[nn.Parameter]:
         """The dense layers' weights and biases (everything but the encoding's tables)."""
         return [*self.weights, *self.biases]
+
+    # -------------------------------------------------------------- training
+    def param_groups(self, lr: float, encoding_lr: float | None = None) -> list[dict[str, Any]]:
+        """Optimizer groups: one at ``lr``; with a grid encoding, the layers at ``lr`` and the tables at
+        ``encoding_lr`` (:func:`~inrkit.models.grid.grid_param_groups`)."""
+        if self.encoding is None:
+            return [{"params": list(self.parameters()), "base_lr": lr}]
+        return grid_param_groups(self, self.encoding, lr, encoding_lr)
+
+    def default_batch_size(self, n_points: int) -> int | None:
+        """``None`` (the fit's rule: full batches up to its ``max_full_batch``); with a grid encoding, random
+        batches of :data:`~inrkit.models.grid.GRID_BATCH` for larger sets."""
+        return None if self.encoding is None else grid_batch_size(n_points)
 
     def flops_per_point(self) -> int:
         """FLOPs to evaluate one point: 2 per multiply-add, 1 per activation or encoding output."""

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.limits import check_range
-from inrkit.models.grid import GridConfig, GridEncoding
+from inrkit.models.grid import GridConfig, GridEncoding, grid_batch_size, grid_param_groups
 from inrkit.models.io import MODEL_TYPES, ModelType
 from inrkit.models.surgery import PrunableGroup
 
@@ -163,6 +163,16 @@ class GridNeRF(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def param_groups(self, lr: float, encoding_lr: float | None = None) -> list[dict[str, Any]]:
+        """The two MLPs at ``lr``, the grid tables at ``encoding_lr``
+        (:func:`~inrkit.models.grid.grid_param_groups`)."""
+        return grid_param_groups(self, self.encoding, lr, encoding_lr)
+
+    def default_batch_size(self, n_points: int) -> int | None:
+        """Random batches of :data:`~inrkit.models.grid.GRID_BATCH` rays for larger sets (the NeRF config names
+        its own batch)."""
+        return grid_batch_size(n_points)
 
     def mlp_params(self) -> int:
         """Parameters of the two MLPs (what neuron pruning can remove)."""

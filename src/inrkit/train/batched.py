@@ -1,9 +1,7 @@
-"""Many networks of one architecture trained as one: stacked weights, batched matmuls, one optimiser.
+"""Many networks of one architecture trained as one: a stacked model, one task, one optimiser.
 
-:class:`StackedModel` holds ``B`` networks' parameters stacked on a leading axis and evaluates
-all of them at once: for an inrkit :class:`~inrkit.models.mlp.MLP` with batched matmuls
-(``torch.baddbmm``; a sine layer computes ``h (omega W)^T + omega b``), for any other
-module with ``torch.func.vmap`` of ``functional_call``. :class:`StackedTask` is the task: targets
+:class:`~inrkit.models.stacked.StackedModel` (re-exported here) holds ``B`` networks' parameters stacked on a
+leading axis and evaluates all of them at once. :class:`StackedTask` is the task: targets
 ``[B, N, C]`` at shared coordinates ``[N, d]``; its loss is the *sum* of the per-member MSEs, so
 each member's gradient is its own and Adam (elementwise) moves every member exactly as if it were
 trained alone. :func:`fit_many` fits ``N`` models to ``N`` same-shape grid signals through
@@ -12,205 +10,27 @@ trained alone. :func:`fit_many` fits ``N`` models to ``N`` same-shape grid signa
 Batched and single fits agree to float round-off (the batched layers fold ``omega`` into the weights);
 ``tests/test_batched.py`` states the tolerance. Precision follows the single fit: ``precision="bf16"`` (or
 ``"auto"`` where :func:`inrkit.models.fast.resolve_precision` picks bf16) multiplies the stacked layers in
-bfloat16 exactly as :mod:`inrkit.models.fast` does for one MLP (first periodic layer in float32, hidden sine
-layers fused, last layer float32, float32 master weights); ``tests/test_many_forms.py`` states that tolerance.
+bfloat16 through the layers of :mod:`inrkit.models.fast` that one MLP uses; ``tests/test_many_forms.py`` states
+that tolerance.
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import replace
-from typing import Any, Sequence, cast
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
-from torch.func import functional_call, vmap
 
 from inrkit.errors import InvalidInputError
 from inrkit.metrics import psnr_from_mse
 from inrkit.models.fast import resolve_precision
-from inrkit.models.mlp import MLP, apply_activation, fourier_features, layer_output
+from inrkit.models.mlp import MLP
+from inrkit.models.stacked import GRID_STACK_ERROR, StackedModel, architecture
 from inrkit.signals.base import GridSignal
 from inrkit.train.compiled import CompileMode, compile_pays, resolve_compile
-from inrkit.train.fit import FitConfig, FitResult, FitState, fit
+from inrkit.train.fit import FitConfig, FitResult, FitState, fit, with_defaults
 from inrkit.utils import resolve_device
-
-Params = dict[str, Tensor]
-
-
-def _architecture(model: nn.Module) -> tuple[Any, ...]:
-    """What must agree between members: type, parameter names and shapes, MLP activations and omegas."""
-    shapes = tuple((name, tuple(p.shape)) for name, p in model.named_parameters())
-    if isinstance(model, MLP):
-        return type(model), shapes, tuple(model.activations), tuple(model.omegas), model.fourier is None
-    return type(model), shapes
-
-GRID_STACK_ERROR = ("models with a grid encoding cannot be stacked (fit-many, Meta-INR): each grid is a large "
-                    "table of its own; fit them one by one with `inrkit fit --arch grid`")
-
-
-class _StackedSine(torch.autograd.Function):
-    """``sin(omega (h W^T + b))`` for a stack (``h [B, N, in]``, ``W [B, out, in]``) with ``dtype`` GEMMs.
-
-    The batched twin of :class:`inrkit.models.fast._SineLayer`: ``omega`` folded into the weights,
-    ``first=True`` keeps the GEMM in float32 and rounds only the output, the backward pass works in
-    ``dtype`` and hands float32 gradients to the float32 master weights.
-    """
-
-    @staticmethod
-    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor, omega: float, dtype: torch.dtype,  # noqa: ANN001
-                first: bool) -> Tensor:
-        gemm_dtype = torch.float32 if first else dtype
-        w = (weight * omega).to(gemm_dtype)
-        hx = h.to(gemm_dtype)
-        z = torch.baddbmm((bias * omega).to(gemm_dtype).unsqueeze(-2), hx, w.transpose(-1, -2))
-        ctx.save_for_backward(hx, w, z)
-        ctx.omega, ctx.in_dtype, ctx.dtype = omega, h.dtype, dtype
-        return torch.sin(z).to(dtype)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):  # noqa: ANN001, ANN205
-        hx, w, z = ctx.saved_tensors
-        dtype = ctx.dtype
-        gz = torch.cos(z).to(dtype).mul_(grad.to(dtype))
-        gh = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gh = torch.bmm(gz.to(w.dtype), w).to(ctx.in_dtype)
-        if ctx.needs_input_grad[1]:
-            gw = torch.bmm(gz.transpose(-1, -2), hx.to(dtype)).float().mul_(ctx.omega)
-        if ctx.needs_input_grad[2]:
-            gb = gz.sum(-2).float().mul_(ctx.omega)
-        return gh, gw, gb, None, None, None
-
-
-def _stacked_dense(h: Tensor, weight: Tensor, bias: Tensor, dtype: torch.dtype) -> Tensor:
-    return torch.baddbmm(bias.to(dtype).unsqueeze(-2), h.to(dtype), weight.to(dtype).transpose(-1, -2))
-
-
-def stacked_layer_reduced(h: Tensor, weight: Tensor, bias: Tensor, activation: str, omega: float,
-                          dtype: torch.dtype, first: bool, last: bool) -> Tensor:
-    """One stacked layer with ``dtype`` GEMMs, as :func:`inrkit.models.fast.layer_forward` for one MLP.
-
-    ``first``: the first layer reads raw coordinates (periodic layers keep it in float32); ``last``:
-    the output layer (its output is float32)."""
-    if activation == "sine":
-        return cast(Tensor, _StackedSine.apply(h, weight, bias, omega, dtype, first))
-    if activation == "finer":
-        z = (torch.baddbmm(bias.unsqueeze(-2), h.float(), weight.transpose(-1, -2)) if first
-             else _stacked_dense(h, weight, bias, dtype).float())
-        return torch.sin(omega * (z.abs() + 1.0) * z).to(dtype)
-    z = _stacked_dense(h, weight, bias, dtype)
-    if last:
-        z = z.float()
-    return apply_activation(z, activation)
-
-
-class StackedModel(nn.Module):
-    """``copies`` independent copies of ``base`` (same initial weights), evaluated together.
-
-    Use :meth:`from_models` for members with distinct weights and :meth:`members` to get
-    ordinary models back.
-
-    Args:
-        base: the network (its architecture; its parameters are copied, never changed).
-        copies: number of stacked copies ``B``.
-    """
-
-    base: nn.Module
-
-    def __init__(self, base: nn.Module, copies: int) -> None:
-        super().__init__()
-        if copies < 1:
-            raise InvalidInputError(f"a stacked model needs at least one member, got {copies}")
-        if getattr(base, "encoding", None) is not None:
-            raise InvalidInputError(GRID_STACK_ERROR)
-        self.__dict__["base"] = base  # not a submodule: its own parameters are not trained
-        self.copies = int(copies)
-        self.precision = "fp32"  # "bf16": the stacked MLP layers multiply in bfloat16 (set by fit_stacked)
-        self.names = [name for name, _ in base.named_parameters()]
-        self.stacked = nn.ParameterList(
-            nn.Parameter(p.detach().unsqueeze(0).expand(copies, *p.shape).clone()) for p in base.parameters())
-        self.buffer_names = [name for name, b in base.named_buffers() if b is not None]
-        for k, name in enumerate(self.buffer_names):  # per-member buffers (e.g. Fourier features)
-            buf = base.get_buffer(name)
-            self.register_buffer(f"member_buffer_{k}", buf.detach().unsqueeze(0).expand(copies, *buf.shape).clone())
-
-    @classmethod
-    def from_models(cls, models: Sequence[nn.Module]) -> "StackedModel":
-        """Stack ``models`` (same architecture, distinct weights and buffers); the models are not changed."""
-        models = list(models)
-        if not models:
-            raise InvalidInputError("no models to stack")
-        arch = _architecture(models[0])
-        for i, m in enumerate(models[1:], 1):
-            if _architecture(m) != arch:
-                raise InvalidInputError(f"model {i} differs in architecture from model 0; stacked models "
-                                        f"must share type, widths, activations and frequencies")
-        stacked = cls(models[0], len(models))
-        with torch.no_grad():
-            for name, p in zip(stacked.names, stacked.stacked):
-                p.copy_(torch.stack([m.get_parameter(name).detach() for m in models]))
-            for k, name in enumerate(stacked.buffer_names):
-                stacked.get_buffer(f"member_buffer_{k}").copy_(torch.stack([m.get_buffer(name) for m in models]))
-        return stacked
-
-    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001 - nn.Module's signature
-        self.base._apply(fn, *args, **kwargs)  # buffers of the base follow
-        return super()._apply(fn, *args, **kwargs)
-
-    def _buffers_of_members(self) -> Params:
-        return {name: self.get_buffer(f"member_buffer_{k}") for k, name in enumerate(self.buffer_names)}
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Outputs ``[B, N, C]`` for shared ``x [N, d]`` or per-member ``x [B, N, d]``."""
-        if isinstance(self.base, MLP):
-            return self._mlp_forward(x)
-        params = {**dict(zip(self.names, self.stacked)), **self._buffers_of_members()}
-        call = lambda p, xi: functional_call(self.base, p, (xi,))  # noqa: E731
-        return vmap(call, in_dims=(0, 0 if x.dim() == 3 else None))(params, x)
-
-    def _mlp_forward(self, x: Tensor) -> Tensor:
-        """The MLP's layers with batched matmuls: ``act(omega * (h W^T + b))`` per member."""
-        base = self.base
-        assert isinstance(base, MLP)
-        params = dict(zip(self.names, self.stacked))
-        h = x if x.dim() == 3 else x.unsqueeze(0).expand(self.copies, *x.shape)
-        if base.fourier is not None:
-            h = fourier_features(h, self._buffers_of_members()["fourier"])
-        if self.precision == "bf16":
-            last = len(base.activations) - 1
-            for i, (act, omega) in enumerate(zip(base.activations, base.omegas)):
-                h = stacked_layer_reduced(h, params[f"weights.{i}"], params[f"biases.{i}"], act, float(omega),
-                                          torch.bfloat16, i == 0 and base.fourier is None, i == last)
-            return h.float()
-        for i, (act, omega) in enumerate(zip(base.activations, base.omegas)):
-            h = layer_output(h, params[f"weights.{i}"], params[f"biases.{i}"], act, omega)
-        return h
-
-    def member_params(self) -> Params:
-        """The stacked parameters ``{name: [B, ...]}``, detached."""
-        return {name: p.detach() for name, p in zip(self.names, self.stacked)}
-
-    def member(self, i: int) -> nn.Module:
-        """Member ``i`` as an ordinary model (a copy of its current weights, on the stack's device)."""
-        model = copy.deepcopy(self.base)
-        with torch.no_grad():
-            for name, p in zip(self.names, self.stacked):
-                model.get_parameter(name).data = p[i].detach().clone()
-            for name, buf in self._buffers_of_members().items():
-                _set_buffer(model, name, buf[i].detach().clone())
-        return model.to(self.stacked[0].device)
-
-    def members(self) -> list[MLP]:
-        """Every member as an ordinary model (copies of the current weights): MLPs for a stack of MLPs."""
-        return [self.member(i) for i in range(self.copies)]  # type: ignore[misc]
-
-
-def _set_buffer(model: nn.Module, name: str, value: Tensor) -> None:
-    owner, _, leaf = name.rpartition(".")
-    (model.get_submodule(owner) if owner else model).register_buffer(leaf, value)
 
 
 class StackedTask:
@@ -467,8 +287,8 @@ def fit_many(models: Sequence[MLP], signals: Sequence[Any], config: FitConfig | 
             raise InvalidInputError(f"model {i} maps {m.coord_dim}D -> {m.out_dim}D; its signal needs "
                                     f"{signals[i].dim}D -> {signals[i].out_dim}D")
     coords, targets = _signal_batch(signals)
-    arch = _architecture(models[0])
-    if any(_architecture(m) != arch for m in models):
+    arch = architecture(models[0])
+    if any(architecture(m) != arch for m in models):
         raise InvalidInputError("the models differ in architecture; stacked models must share type, widths, "
                                 "activations and frequencies")
     size = stack_size(len(models), int(coords.shape[0]), max(models[0].widths), config.device, max_stack)
@@ -518,7 +338,8 @@ def _compile_mode(model: nn.Module, points: int, config: FitConfig, runs: int) -
     mode = resolve_compile(config.compile)
     if mode != "auto":
         return mode
-    steps = config.steps if config.steps is not None else 1000
+    steps = with_defaults(config).steps
+    assert steps is not None
     return "on" if compile_pays(model, config.batch_size or points, steps * runs) else "off"
 
 
@@ -543,7 +364,7 @@ def choose_path(model: MLP, signals: Sequence[Any], coords: Tensor, targets: Ten
     device = resolve_device(config.device)
     if device.type != "cpu":
         return "batched", {"reason": "not a CPU: batched, unmeasured"}
-    key = (_architecture(model), tuple(coords.shape), tuple(targets.shape), config.batch_size, config.steps,
+    key = (architecture(model), tuple(coords.shape), tuple(targets.shape), config.batch_size, config.steps,
            config.compile, config.precision, config.optimizer)
     if key in _CHOSEN:
         return _CHOSEN[key]
@@ -571,5 +392,4 @@ def choose_path(model: MLP, signals: Sequence[Any], coords: Tensor, targets: Ten
 
 
 __all__ = ["CPU_STACK_BYTES", "MANY_PATHS", "StackedModel", "StackedTask", "choose_path", "fit_many", "fit_stacked",
-           "stack_size",
-           "stacked_layer_reduced", "stacked_precision"]
+           "stack_size", "stacked_precision"]

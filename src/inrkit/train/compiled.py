@@ -2,7 +2,7 @@
 
 :func:`inrkit.train.fit` trains an :class:`~inrkit.models.mlp.MLP` (SIREN, FINER, or any MLP of
 ``sine``/``finer``/``relu``/``tanh``/``identity`` layers without a grid encoding), or a
-:class:`~inrkit.train.batched.StackedModel` of them, on a plain-MSE task through :class:`CompiledStep`
+:class:`~inrkit.models.stacked.StackedModel` of them, on a plain-MSE task through :class:`CompiledStep`
 when ``FitConfig.compile`` asks for it (``"on"``, or ``"auto"`` where :func:`compile_pays` says so).
 
 The step is written out by hand (no autograd): the forward pass keeps each layer's input and the

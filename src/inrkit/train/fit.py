@@ -18,6 +18,8 @@ from inrkit.metrics import psnr_from_mse
 from inrkit.models.fast import PRECISIONS, resolve_precision, with_precision
 from inrkit.models.mlp import MLP
 from inrkit.models.surgery import StateMap
+from inrkit.models.trainable import default_batch_size
+from inrkit.models.trainable import param_groups as model_param_groups
 from inrkit.train.checkpoint import (
     check_fingerprint,
     load_checkpoint,
@@ -43,14 +45,15 @@ class FitConfig:
         steps: maximum number of optimisation steps (default: 1000, or what --arch auto chose).
         lr: initial learning rate (default: 1e-3, or what --arch auto chose).
         encoding_lr: initial learning rate of a grid encoding's tables (the MLP after it uses ``lr``;
-            None: 100 x ``lr``, see docs/grid.md).
+            None: the model's default, 100 x ``lr`` for a grid, see docs/grid.md).
         adam_eps: Adam's epsilon (instant-NGP uses 1e-15 for its hash tables; PyTorch's default 1e-8).
         schedule: ``constant``, ``cosine`` (to ``lr * lr_min_factor``) or ``exponential``
             (``lr * lr_min_factor ** (step / steps)``).
         lr_min_factor: final learning rate as a fraction of ``lr``.
-        batch_size: points per step; ``None`` uses the full set when it has at most
-            ``max_full_batch`` samples, else random batches of ``max_full_batch``; a model with a grid
-            encoding: random batches of 16384 (measured 10x faster to 30 dB than full batches, docs/grid.md).
+        batch_size: points per step; ``None``: the model's default batch where it names one (a model with a
+            grid encoding: random batches of 16384, measured 10x faster to 30 dB than full batches, docs/grid.md),
+            else the full set when it has at most ``max_full_batch`` samples, else random batches of
+            ``max_full_batch``.
         max_full_batch: largest set trained in full batches when ``batch_size`` is ``None``.
         optimizer: ``adam`` (default) or ``sgd`` (plain gradient steps, no momentum).
         target_psnr: stop once the PSNR reaches this (dB): the training PSNR, or the
@@ -139,17 +142,25 @@ DEFAULT_LR = 1e-3
 """Learning rate of a fit whose config names none."""
 
 
-def with_defaults(config: FitConfig, steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR) -> FitConfig:
-    """``config`` with ``steps`` and ``lr`` filled in where it names none."""
+def with_defaults(config: FitConfig, steps: int | None = None, lr: float | None = None) -> FitConfig:
+    """``config`` with ``steps`` and ``lr`` filled in where it names none: the one place that fills them
+    (:func:`fit` calls it once; everything after reads the filled config).
+
+    Args:
+        config: the settings.
+        steps, lr: what to fill in (e.g. an automatic choice's); ``None``: :data:`DEFAULT_STEPS`, :data:`DEFAULT_LR`.
+    """
     if config.steps is not None and config.lr is not None:
         return config
-    return replace(config, steps=config.steps if config.steps is not None else steps,
-                   lr=config.lr if config.lr is not None else lr)
+    steps = config.steps if config.steps is not None else (steps if steps is not None else DEFAULT_STEPS)
+    lr = config.lr if config.lr is not None else (lr if lr is not None else DEFAULT_LR)
+    return replace(config, steps=steps, lr=lr)
 
 
-def _steps(config: FitConfig) -> int:
-    """The steps of ``config`` (:data:`DEFAULT_STEPS` when it names none; 0 is 0)."""
-    return DEFAULT_STEPS if config.steps is None else config.steps
+def _total_steps(config: FitConfig) -> int:
+    """The steps of a config filled by :func:`with_defaults`."""
+    assert config.steps is not None, "fill the config with with_defaults first"
+    return config.steps
 
 
 def lr_factor(schedule: str, step: int, total: int, min_factor: float) -> float:
@@ -170,27 +181,17 @@ class Callback(Protocol):
     def on_step_end(self, state: "FitState") -> None: ...
 
 
-ENCODING_LR_FACTOR = 100.0
-"""Default ratio of a grid encoding's learning rate to the MLP's (measured; docs/grid.md)."""
-
-
 def make_optimizer(kind: str, params: Iterable[Any], lr: float, eps: float = 1e-8) -> torch.optim.Optimizer:
     """``torch.optim.Adam`` or plain ``torch.optim.SGD`` over ``params`` (parameters or parameter groups)."""
     return torch.optim.Adam(params, lr=lr, eps=eps) if kind == "adam" else torch.optim.SGD(params, lr=lr)
 
 
 def param_groups(model: nn.Module, config: FitConfig) -> list[dict[str, Any]]:
-    """Optimizer parameter groups: one, or for a model with a grid encoding, the tables (``encoding_lr``)
-    and everything else (``lr``). Each group's ``base_lr`` is what the schedule scales."""
-    lr = config.lr if config.lr is not None else DEFAULT_LR
-    encoding = getattr(model, "encoding", None)
-    if encoding is None:
-        return [{"params": list(model.parameters()), "base_lr": lr}]
-    tables = {id(p) for p in encoding.parameters()}
-    rest = [p for p in model.parameters() if id(p) not in tables]
-    enc_lr = config.encoding_lr if config.encoding_lr is not None else lr * ENCODING_LR_FACTOR
-    return [{"params": rest, "base_lr": lr, "lr": lr},
-            {"params": list(encoding.parameters()), "base_lr": enc_lr, "lr": enc_lr}]
+    """The model's optimizer parameter groups (:func:`inrkit.models.trainable.param_groups`) at the config's
+    ``lr`` and ``encoding_lr``. Each group's ``base_lr`` is what the schedule scales."""
+    lr = with_defaults(config).lr
+    assert lr is not None
+    return model_param_groups(model, lr, config.encoding_lr)
 
 
 @dataclass
@@ -339,9 +340,10 @@ def _duration(seconds: float) -> str:
 
 
 def _faster(state: FitState) -> str:
-    """A faster choice to name when a fit is long."""
+    """A faster choice to name when a fit is long: for a model that trains even a huge sampled signal in full
+    batches (a plain MLP), one that batches it (``--arch auto``)."""
     grid_signal = getattr(state.task, "kind", None) in ("image", "volume", "field")
-    if grid_signal and getattr(state.model, "encoding", None) is None:
+    if grid_signal and default_batch_size(state.model, sys.maxsize) is None:
         return "a faster choice: --arch auto (a grid model sized to the data), or fewer --steps / --time-budget"
     return "a faster choice: fewer --steps, a smaller --hidden, a --batch-size, or --time-budget SECONDS"
 
@@ -387,8 +389,8 @@ def _resume(state: FitState, path: str) -> float:
     """
     ckpt = load_checkpoint(path, "fit")
     check_fingerprint(path, ckpt, state.fingerprint)
-    steps = with_defaults(state.config).steps
-    if steps is not None and ckpt.step > steps:  # the run would report (and have trained) more steps than asked
+    steps = _total_steps(state.config)
+    if ckpt.step > steps:  # the run would report (and have trained) more steps than asked
         raise InvalidInputError(f"{path}: the checkpoint is at step {ckpt.step}, past the {steps} steps asked; "
                                 "ask for at least that many --steps or use another --checkpoint")
     state.replace_model(restore_model(ckpt, state.model, state.device))
@@ -405,23 +407,24 @@ def _checkpoint(state: FitState, path: str, seconds: float) -> None:
                     kind="fit", signal=meta() if callable(meta) else None, fingerprint=state.fingerprint)
 
 
-GRID_BATCH = 16384  # default batch of a model with a grid encoding (docs/grid.md: batch 16384 vs full batch)
-
-
 def _batch_size(config: FitConfig, task: Task, model: nn.Module) -> int | None:
+    """Points per step: the config's, else the model's default, else the full set up to ``max_full_batch``."""
     n = task.num_samples()
-    if config.batch_size is None and getattr(model, "encoding", None) is not None and n > GRID_BATCH:
-        return GRID_BATCH
-    return config.batch_size or (None if 0 < n <= config.max_full_batch or n == 0 else config.max_full_batch)
+    if config.batch_size is not None:
+        return config.batch_size
+    own = default_batch_size(model, n)
+    if own is not None:
+        return own
+    return None if 0 < n <= config.max_full_batch or n == 0 else config.max_full_batch
 
 
 def _step(state: FitState, forward: _Forward, batch_size: int | None, callbacks: list,
           runner: CompiledStep | None = None) -> tuple[Tensor, Tensor | None]:
     """One optimisation step (through ``runner``, the compiled step, when given); returns the loss and MSE."""
     cfg = state.config
-    state.lr_factor = lr_factor(cfg.schedule, state.step, _steps(cfg), cfg.lr_min_factor)
+    state.lr_factor = lr_factor(cfg.schedule, state.step, _total_steps(cfg), cfg.lr_min_factor)
     for group in state.optimizer.param_groups:
-        group["lr"] = group.get("base_lr", cfg.lr or DEFAULT_LR) * state.lr_factor
+        group["lr"] = group["base_lr"] * state.lr_factor
     batch = state.task.train_batch(batch_size, state.generator, state.device)
     if runner is not None:
         return _compiled_step(state, runner, batch, callbacks)
@@ -460,7 +463,7 @@ def _runner(state: FitState, precision: str, batch_size: int | None, callbacks: 
     points = batch_size or state.task.num_samples()
     stack_precision = getattr(state.model, "precision", precision)
     if mode == "auto" and ("bf16" in (precision, stack_precision)
-                           or not compile_pays(state.model, points, _steps(state.config) - state.step)):
+                           or not compile_pays(state.model, points, _total_steps(state.config) - state.step)):
         return None  # bf16: the eager fused layers of models.fast measured as fast as the compiled step
     return CompiledStep(precision=precision)
 
@@ -526,8 +529,8 @@ def _start(model: nn.Module, task: Task, config: FitConfig) -> tuple[FitState, _
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    optimizer = make_optimizer(config.optimizer, param_groups(model, config), config.lr or DEFAULT_LR,
-                               config.adam_eps)
+    groups = param_groups(model, config)
+    optimizer = make_optimizer(config.optimizer, groups, groups[0]["base_lr"], config.adam_eps)
     state = FitState(model, optimizer, task, config, device, generator)
     if config.checkpoint_path:
         state.fingerprint = run_fingerprint(model, task)
@@ -558,7 +561,7 @@ def fit(model: nn.Module, task: Task, config: FitConfig | None = None, callbacks
     stopped_by = "steps"
     pace = _Pace(state, clock)
     with _progress(config, state.step) as bar:
-        while state.step < _steps(config):
+        while state.step < _total_steps(config):
             if runner is not None and unsupported(state.model, task, state.optimizer, callbacks, precision):
                 runner = None  # a callback replaced the model by one the compiled step cannot train
             loss, mse = _step(state, forward, batch_size, callbacks, runner)
