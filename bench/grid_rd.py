@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -318,8 +317,7 @@ def time_presets(out: Path) -> None:
         rows[preset]["psnr_vs_jpeg2000_at_same_bpp"] = at_same_bpp([r], classic_points("jpeg2000", img))[0]
         print(preset, rows[preset], flush=True)
     write_json(out, {"benchmark": "grid_presets", "image": "kodim23 downscaled 2x (384x256)", "lambda": 600.0,
-                     "presets": rows, "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                                                      "machine": platform.machine()}})
+                     "presets": rows, "environment": run_environment()})
 
 
 def target_images() -> list[tuple[str, np.ndarray]]:
@@ -360,8 +358,8 @@ def bpp_targets(out: Path, preset: str) -> None:
                                 "extra": "astronaut at 0.5 bpp with the default preset"},
                      "rows": rows, "within": f"{within} of {len(rows)}",
                      "max_abs_error": max(abs(r["error"]) for r in rows),
-                     "environment": {"torch": torch.__version__, "threads": 1, "machine": platform.machine(),
-                                     "note": "shared lock: seconds are indicative, the claim is about bpp"}})
+                     "environment": {**run_environment(threads=1),
+                                     "note": "seconds are indicative, the claim is about bpp"}})
 
 
 def previous_format_bytes(img: Any, feats: np.ndarray, target: np.ndarray, lmbda: float) -> dict[str, int]:
@@ -445,8 +443,7 @@ def side_info(out: Path, preset: str) -> None:
                      "claim": "at 0.1 bpp on 384x256 images, networks and header are less than half of the file",
                      "config": {"preset": preset, "steered_to_bpp": 0.1, "images": [r["image"] for r in rows]},
                      "rows": rows,
-                     "environment": {"torch": torch.__version__, "threads": 1, "machine": platform.machine(),
-                                     "note": "byte counts and PSNR (no timing claim)"}})
+                     "environment": {**run_environment(threads=1), "note": "byte counts and PSNR (no timing claim)"}})
 
 
 COOLCHIC = ROOT.parent / "shared" / "data" / "reference" / "coolchic" / "kodak-v5.0.tsv"
@@ -460,14 +457,18 @@ def coolchic_points(stem: str) -> list[dict]:
 
 
 def decode_seconds(data: bytes, repeats: int = 3) -> float:
-    """Least CPU seconds of ``repeats`` decodes (parse, latents, synthesis to 8-bit pixels) of a latent file."""
+    """Least CPU seconds of ``repeats`` decodes (parse, latents, synthesis to 8-bit pixels) of a latent file, NumPy's
+    BLAS limited to one thread."""
+    from threadpoolctl import threadpool_limits
+
     from inrkit.compress.decode import latent as lc
 
     best = float("inf")
-    for _ in range(repeats):
-        t0 = time.process_time()
-        lc.read(data).render()
-        best = min(best, time.process_time() - t0)
+    with threadpool_limits(1, user_api="blas"):  # one thread (OpenBLAS's second one only spins: 2x the CPU)
+        for _ in range(repeats):
+            t0 = time.process_time()
+            lc.read(data).render()
+            best = min(best, time.process_time() - t0)
     return best
 
 
@@ -575,9 +576,7 @@ def main(argv: list[str] | None = None) -> None:
               "config": {"kodak": a.kodak, "other": a.other, "preset": a.preset, "lambdas": lambdas,
                          "full": a.full, "kodak_scale": 1 if a.full else 2, "jobs": a.jobs},
               "sets": sets, "bpp_window": list(BPP_WINDOW), "seconds": time.perf_counter() - t0,
-              "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                              "threads": 1 if a.jobs > 1 else torch.get_num_threads(),
-                              "machine": platform.machine()}}
+              "environment": run_environment(threads=1 if a.jobs > 1 else None)}
     out = Path(a.out)
     write_json(out, result)
     plot(sets, out.with_suffix(".png"))

@@ -57,7 +57,7 @@ def test_eval_codec_writes_compressai_json(folder: Path, tmp_path: Path, capsys:
     out = tmp_path / "rd" / "inrkit.json"
     baselines = [b for b in ("jpeg", "webp") if b in available_baselines()]
     argv = ["eval-codec", str(folder), "-o", str(out), "--codec", "quant", "--bpp", "0.5,2", "--steps", "15",
-            "--hidden", "16x2", "--no-progress", "--json"]
+            "--hidden", "16x2", "--qat-steps", "0", "--no-progress", "--json"]
     assert main(argv + (["--baseline", ",".join(baselines)] if baselines else [])) == 0
     summary = json.loads(capsys.readouterr().out)
     data = json.loads(out.read_text())
@@ -84,7 +84,7 @@ def test_eval_codec_writes_compressai_json(folder: Path, tmp_path: Path, capsys:
 
 def test_eval_codec_crop_and_max_images(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval-codec", str(folder), "--codec", "quant", "--bpp", "2", "--steps", "5", "--hidden", "8",
-                 "--crop", "0:32,0:40", "--max-images", "1", "--no-progress", "--json"]) == 0
+                 "--qat-steps", "0", "--crop", "0:32,0:40", "--max-images", "1", "--no-progress", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)  # without -o: the whole result
     assert data["images"] == ["im0.png"] and data["settings"]["crop"] == [0, 32, 0, 40]
     assert data["per_image"]["im0.png"]["ms-ssim-rgb"] == [None]  # 32x40 is too small for 5 scales

@@ -183,6 +183,13 @@ def test_cli_encode_decode_and_refusals(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["decode", str(out), "-o", str(tmp_path / "b.png"), "--signal", str(src), "--json"]) == 0
     dec = json.loads(capsys.readouterr().out)
     assert dec["psnr"] == pytest.approx(enc["psnr"], abs=1e-9) and dec["bytes_by_part"] == enc["bytes_by_part"]
+    assert 0 < dec["decode_cpu_seconds"] and 0 < dec["decode_seconds"]
+    from threadpoolctl import threadpool_info
+
+    before = [p["num_threads"] for p in threadpool_info()]
+    assert main(["decode", str(out), "-o", str(tmp_path / "c.png"), "--json"]) == 0  # BLAS limit undone after
+    assert [p["num_threads"] for p in threadpool_info()] == before
+    capsys.readouterr()
     assert main(["encode", str(src), "-o", str(out), "--codec", "latent", "--hidden", "8x2"]) == 2
     assert main(["decompress", str(out), "-o", str(tmp_path / "m.safetensors")]) == 2
 

@@ -72,6 +72,7 @@ def evaluate_codec(
     hidden: Sequence[int] | None = None,
     arch: str = "siren",
     finetune_steps: int = 0,
+    qat_steps: int | None = None,
     crop: Sequence[int] | None = None,
     max_images: int | None = None,
     config: EncodeConfig | None = None,
@@ -88,6 +89,8 @@ def evaluate_codec(
         hidden: hidden widths of the fitted networks (default: sized to each target).
         arch: architecture of the fitted networks.
         finetune_steps: coefficient fine-tuning steps after sparse coding (sinr).
+        qat_steps: network codecs: steps of quantisation-aware fine-tuning per bit depth tried (default
+            :data:`inrkit.compress.encode.qat.QAT_STEPS`; 0: off).
         crop: evaluate this window ROW0:ROW1,COL0:COL1 of every image (CPU-sized runs).
         max_images: the first N images (by name) only.
         config: fitting settings (default :class:`~inrkit.compress.encode.api.EncodeConfig`); its
@@ -99,6 +102,7 @@ def evaluate_codec(
     for b in targets:
         check_range("bpp", b, 0, MAX_BPP, optional=False, low_open=True)
     check_range("finetune_steps", finetune_steps, 0, optional=False)
+    check_range("qat_steps", qat_steps, 0)
     check_range("max_images", max_images, 1)
     if hidden:
         check_hidden(hidden)
@@ -121,7 +125,8 @@ def evaluate_codec(
                           f"for the largest file within each target", "results": {}, "per_image": {}}
                       for n in names},
         "settings": {"folder": str(folder), "codec": codec, "arch": arch, "hidden": list(hidden) if hidden else None,
-                     "finetune_steps": finetune_steps, "crop": list(window) if window else None,
+                     "finetune_steps": finetune_steps, "qat_steps": qat_steps,
+                     "crop": list(window) if window else None,
                      "steps": config.steps, "lr": config.lr, "seed": config.seed, "precision": config.precision},
     }
     from tqdm.auto import tqdm
@@ -136,7 +141,8 @@ def evaluate_codec(
             rows: list[dict[str, Any]] = []
             for b in targets:
                 bar.set_postfix_str(f"{path.name} @ {b:g} bpp")
-                rows.append(_inrkit_point(source, original, b, work, codec, hidden, arch, finetune_steps, config))
+                rows.append(_inrkit_point(source, original, b, work, config, codec=codec, hidden=hidden, arch=arch,
+                                          finetune_steps=finetune_steps, qat_steps=qat_steps))
                 bar.update(1)
             result["images"].append(path.name)
             result["per_image"][path.name] = _columns(rows)
@@ -189,12 +195,13 @@ def _quality(decoded: np.ndarray, original: np.ndarray) -> dict[str, float | Non
     return {"psnr-rgb": psnr(decoded, original, data_range=255.0), "ms-ssim-rgb": mss}
 
 
-def _inrkit_point(source: Path, original: np.ndarray, bpp: float, work: Path, codec: str,
-                  hidden: Sequence[int] | None, arch: str, finetune_steps: int, config: EncodeConfig) -> dict[str, Any]:
+def _inrkit_point(source: Path, original: np.ndarray, bpp: float, work: Path, config: EncodeConfig,
+                  **options: Any) -> dict[str, Any]:
+    """One RD point: :func:`encode_image` of ``source`` at ``bpp`` with ``options`` (codec, hidden, arch, tuning
+    steps), then :func:`decode_image`, timed."""
     inrz, png = work / "point.inrz", work / "point.png"
     start = time.perf_counter()
-    encode_image(source, inrz, bpp=bpp, codec=codec, hidden=hidden, arch=arch, config=config,
-                 finetune_steps=finetune_steps)
+    encode_image(source, inrz, bpp=bpp, config=config, **options)
     encoded = time.perf_counter()
     decode_image(inrz, png)
     decoded = time.perf_counter()
