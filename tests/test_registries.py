@@ -16,7 +16,7 @@ import pytest
 from inrkit.api import ModelSpec
 from inrkit.cli import build_parser, main
 from inrkit.cli.common import add_config, build_config, docstring_args
-from inrkit.errors import InvalidFileError
+from inrkit.errors import InvalidFileError, InvalidInputError
 from inrkit.models import ARCHITECTURES, load_model
 from inrkit.prune import CRITERIA
 from inrkit.signals import KINDS, GridSignal, SDFSignal, Signal, SignalKind, check_metadata, load_signal
@@ -169,3 +169,27 @@ def test_field_to_flag_helper():
     cfg = build_config(_Demo, parser.parse_args(["--w", "5", "--depth", "2", "--widths", "4,5,6", "--no-quiet"]))
     assert cfg == _Demo(width=5, depth=2, widths=(4, 5, 6), quiet=False)
     assert "(default: 1,2)" in parser.format_help()
+
+
+def test_model_spec_passes_each_builder_the_options_it_names() -> None:
+    """A registered architecture gets the ModelSpec options its builder's signature names, and its default widths."""
+    import torch
+
+    from inrkit.api import ModelSpec
+    from inrkit.models import siren
+
+    seen: dict = {}
+
+    def wide_siren(in_dim, out_dim, hidden=(24, 24), omega0=30.0, generator=None):
+        seen.update(hidden=list(hidden), omega0=omega0)
+        return siren(in_dim, out_dim, hidden, omega0=omega0, generator=generator)
+
+    ARCHITECTURES.register("test-wide-siren", wide_siren)
+    try:
+        spec = ModelSpec(arch="test-wide-siren", omega0=12.0)
+        model = spec.build(2, 1, torch.Generator().manual_seed(0))
+        assert seen == {"hidden": [24, 24], "omega0": 12.0} and model.widths == [2, 24, 24, 1]
+        with pytest.raises(InvalidInputError, match="levels"):
+            ModelSpec(arch="test-wide-siren", levels=4)  # a grid option its builder does not take
+    finally:
+        ARCHITECTURES.unregister("test-wide-siren")

@@ -1,11 +1,12 @@
 """File-level workflows behind the core CLI commands (fit, eval, info, render, synth)."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence, cast
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -70,9 +71,10 @@ class ModelSpec:
             self.hidden = tuple(int(h) for h in self.hidden)
             if not self.hidden or min(self.hidden) < 1:
                 raise InvalidInputError(f"hidden widths must be positive, got {list(self.hidden)}")
-        grid_fields = {k: getattr(self, k) for k in GRID_FIELDS if getattr(self, k) is not None}
-        if grid_fields and self.arch != "grid":
-            raise InvalidInputError(f"{', '.join(sorted(grid_fields))} apply to arch grid only, not {self.arch!r}")
+        given = {k for k in GRID_FIELDS if getattr(self, k) is not None}
+        unused = given - (set(_builder_params(self.arch)) if self.arch != AUTO else set())
+        if unused:
+            raise InvalidInputError(f"{', '.join(sorted(unused))} apply to arch grid only, not {self.arch!r}")
         for name in ("levels", "features", "table_size", "finest", "base"):
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < 1):
@@ -83,7 +85,11 @@ class ModelSpec:
     @property
     def widths(self) -> tuple[int, ...]:
         """The hidden widths, the architecture's default when not given."""
-        return self.hidden if self.hidden is not None else GRID_HIDDEN if self.arch == "grid" else (256, 256, 256)
+        if self.hidden is not None:
+            return self.hidden
+        param = _builder_params(self.arch).get("hidden") if self.arch != AUTO else None
+        default: Any = param.default if param is not None else None
+        return tuple(int(w) for w in default) if isinstance(default, (tuple, list)) else (256, 256, 256)
 
     def build(self, in_dim: int, out_dim: int, generator: torch.Generator | None = None,
               resolution: int | None = None) -> MLP:
@@ -93,18 +99,22 @@ class ModelSpec:
         """
         if self.arch == AUTO:
             raise InvalidInputError("arch auto is chosen for a signal: use resolve_spec(spec, signal) first")
-        kwargs: dict[str, Any] = {}
-        if self.arch in ("siren", "finer"):
-            kwargs = {"omega0": self.omega0, "omega_hidden": self.omega0}
-        elif self.arch == "grid":
-            kwargs = {k: getattr(self, k) for k in GRID_FIELDS if getattr(self, k) is not None}
-            if self.finest is None and resolution:
-                kwargs["finest"] = max(int(resolution), 2)
+        offered: dict[str, Any] = {"omega0": self.omega0, "omega_hidden": self.omega0,
+                                   **{k: getattr(self, k) for k in GRID_FIELDS}}
+        if self.finest is None and resolution:
+            offered["finest"] = max(int(resolution), 2)
+        params = _builder_params(self.arch)  # each architecture takes the options its builder names
+        kwargs = {k: v for k, v in offered.items() if k in params and v is not None}
         return build_model(self.arch, in_dim, out_dim, self.widths, generator=generator, **kwargs)
 
 
 GRID_FIELDS = ("levels", "features", "table_size", "finest", "activation", "base")
-GRID_HIDDEN = (64, 64)
+"""ModelSpec fields of a grid encoding (passed to any builder that names them)."""
+
+
+def _builder_params(arch: str) -> Mapping[str, inspect.Parameter]:
+    """The parameters of architecture ``arch``'s builder (:data:`inrkit.models.ARCHITECTURES`)."""
+    return inspect.signature(ARCHITECTURES.get(arch)).parameters
 
 
 def _require_mlp(model: torch.nn.Module, path: str | os.PathLike, what: str) -> MLP:
