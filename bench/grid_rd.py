@@ -29,6 +29,7 @@ baseline's log-bpp-interpolated curve). CompressAI-format curves under ``curves`
     .venv/bin/python bench/grid_rd.py --side-info           # bytes by part at 0.1 bpp, format v2 vs v3 (2 images)
     .venv/bin/python bench/grid_rd.py --full-size --lambdas 600   # kodim20, kodim13 at full size (~40 min)
     .venv/bin/python bench/grid_rd.py --decode-speed --lambdas 150,2400,20000   # decode s/MP (~10 min)
+    .venv/bin/python bench/grid_rd.py --artefacts --lambdas 150   # kodim13 /2 beside JPEG 2000, AVIF (~4 min)
 
 ``--bpp-targets`` (-> grid_bpp_targets.json): ``encode_to_target`` at 0.25, 0.5 and 1.0 bpp on three 256x256 photos
 (scikit-image's astronaut resized, the centre crops of kodim05 and kodim23), ``--preset`` (default here: fast), plus
@@ -79,6 +80,9 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="instead: decode CPU seconds per megapixel, one thread, of kodim20 at full size and a 384x256 "
                         "crop over --lambdas (trained --steps) -> grid_decode_speed.json")
     p.add_argument("--steps", type=int, default=300, help="training steps of the --decode-speed files")
+    p.add_argument("--artefacts", metavar="IMAGE", nargs="?", const="kodim13",
+                   help="instead: a Kodak image (default kodim13) downscaled 2x at a low rate (--lambdas, the first), "
+                        "side by side with JPEG 2000 and AVIF at the same bpp -> grid_artefacts.png/.json")
     p.add_argument("--jobs", type=int, default=1,
                    help="images encoded in parallel, one thread each (times then include the sharing)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "grid_rd.json"))
@@ -538,8 +542,71 @@ def decode_speed(out: Path, lambdas: list[float], steps: int) -> None:
                      "environment": run_environment(threads=1)})
 
 
+def closest_below(name: str, img: np.ndarray, bpp: float) -> tuple[dict, np.ndarray]:
+    """A classical codec's file of the largest bpp not above ``bpp`` (its smallest if none is): point and pixels."""
+    if name == "jpeg2000":
+        settings = [(f"{bpp:.4f}bpp", _pil("JPEG2000", quality_mode="rates", quality_layers=[24.0 / bpp],
+                                           irreversible=True, mct=1), _pil_decode)]
+    else:
+        import imagecodecs
+
+        settings = [(f"q{q}", lambda im, q=q: imagecodecs.avif_encode(im, level=q), imagecodecs.avif_decode)
+                    for q in range(5, 96, 2)]
+    best = None
+    for setting, enc, dec in settings:
+        data = enc(img)
+        rate = 8.0 * len(data) / (img.shape[0] * img.shape[1])
+        if best is None or (rate <= bpp and (best[0]["bpp"] > bpp or rate > best[0]["bpp"])) \
+                or (rate > bpp and best[0]["bpp"] > bpp and rate < best[0]["bpp"]):
+            out = np.asarray(dec(data))[..., :3]
+            best = ({"setting": setting, "bpp": rate, "psnr": _psnr(img, out)}, out)
+    assert best is not None
+    return best
+
+
+def artefacts(out: Path, stem: str, lmbda: float, preset: str) -> None:
+    """The latent codec at a low rate beside JPEG 2000 and AVIF at the same bpp (or just below): one PNG of the
+    three decoded images and the original, with a 2x enlarged detail, for looking at the artefacts."""
+    torch.set_num_threads(1)
+    img = dict(kodak_images(24, 2))[stem]
+    enc = encode_pixels(img, preset_options(preset, lmbda=lmbda))
+    from inrkit.compress.decode import latent as lc
+
+    ours = lc.read(enc.data).render()
+    rows = {"latent": ({"setting": f"lambda{lmbda:g}", "bpp": enc.report["bpp"], "psnr": enc.report["psnr"]}, ours)}
+    for name in ("jpeg2000", "avif"):
+        rows[name] = closest_below(name, img, enc.report["bpp"])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h, w = img.shape[:2]
+    y0, x0 = h // 4, w // 4  # the detail: the centre quarter, enlarged 2x (nearest neighbour)
+    panels = [("original", img)] + [(f"{n}: {p['bpp']:.3f} bpp, {p['psnr']:.2f} dB", px) for n, (p, px) in rows.items()]
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5))
+    for col, (title, px) in enumerate(panels):
+        axes[0, col].imshow(px)
+        axes[0, col].set_title(title, fontsize=10)
+        axes[1, col].imshow(np.repeat(np.repeat(px[y0:y0 + h // 2, x0:x0 + w // 2], 2, 0), 2, 1))
+        axes[1, col].set_title("centre, 2x", fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(f"{stem} downscaled 2x ({w}x{h}): latent codec ({preset} preset) and the classical codecs at "
+                 f"the same bpp or just below", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=80)
+    write_json(out, {"benchmark": "grid_artefacts", "image": f"{stem} downscaled 2x", "preset": preset,
+                     "points": {n: p for n, (p, _) in rows.items()},
+                     "environment": run_environment(threads=1)})
+
+
 def main(argv: list[str] | None = None) -> None:
     a = _args(argv)
+    if a.artefacts:
+        artefacts(Path(a.out).with_name("grid_artefacts.json"), a.artefacts, float(a.lambdas.split(",")[0]),
+                  a.preset)
+        return
     if a.decode_speed:
         decode_speed(Path(a.out).with_name("grid_decode_speed.json"), [float(v) for v in a.lambdas.split(",")],
                      a.steps)
