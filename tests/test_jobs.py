@@ -188,6 +188,8 @@ def test_ray_local_matches_in_process(tmp_path: Path) -> None:
     finally:
         ray.shutdown()
     assert (remote["totals"]["ok"], remote["totals"]["failed"], remote["run"]["ray"]) == (3, 1, True)
+    assert remote["run"]["ray_address"] is None and remote["run"]["ray_startup_seconds"] >= 0
+    assert "ray_address" not in local["run"]
     for a, b in zip(local["inputs"], remote["inputs"], strict=True):
         assert a["name"] == b["name"] and a["status"] == b["status"]
         if a["status"] == "ok":

@@ -338,7 +338,8 @@ def run_job(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, spec
             when stderr is a terminal.
 
     Returns the summary (:mod:`inrkit.runner`; rows with ``psnr``, ``steps``, ``raw_bytes``, ``ratio``; ``run``:
-    ``stack``, ``ray``, ``fit_path``, ``ray_startup_seconds``). Failed items do not raise.
+    ``stack``, ``ray``, ``fit_path``; with Ray ``ray_address`` (``None``: a local Ray), ``ray_workers``,
+    ``ray_startup_seconds``). Failed items do not raise.
     """
     spec, config = spec or ModelSpec(), config or FitConfig()
     if spec.arch == AUTO:  # stacked fits need one architecture for every signal: a SIREN
@@ -351,7 +352,9 @@ def run_job(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, spec
     expected = run_config(spec, config, options)
     show = config.progress if progress is None else progress
     runner = Runner("fit-many", items, out, expected, _fitted(out, expected), redo=job.redo, progress=show,
-                    run={"stack": job.batch, "ray": job.ray})
+                    run={"stack": job.batch, "ray": job.ray,
+                         **({"ray_address": job.ray_address, "ray_workers": job.ray_workers} if job.ray
+                            else {})})
     paths = {"batched": 0, "one_at_a_time": 0}  # fit_many's measured choice (inrkit.train.batched.choose_path)
 
     def on_done(batch: list[Item], outcomes: list[Outcome]) -> None:
