@@ -135,8 +135,7 @@ class CompressConfig:
         check_range("overcomplete", self.overcomplete, 1, MAX_OVERCOMPLETE, optional=False)
         check_fraction_or_count("sparsity", self.sparsity, MAX_SPARSITY_COUNT)
         check_range("qat_steps", self.qat_steps, 0, optional=False)
-        grid = self.bits_grid if self.bits_grid is not None else QAT_BITS_GRID if self.qat_steps else BITS_GRID
-        _check_args(self.bits, self.sparsity, self.target_bytes, self.finetune_steps, list(grid))
+        _check_args(self.bits, self.sparsity, self.target_bytes, self.finetune_steps, self.search_bits)
 
     @property
     def search_bits(self) -> list[int]:
