@@ -42,7 +42,7 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -131,19 +131,22 @@ def _pil_decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def baseline_settings(name: str) -> list[tuple[str, Callable[[np.ndarray], bytes], Callable]]:
-    """``(setting, encode, decode)`` of a classical codec."""
+def baseline_settings(name: str, values: Sequence[float] | None = None,
+                      ) -> list[tuple[str, Callable[[np.ndarray], bytes], Callable]]:
+    """``(setting, encode, decode)`` of a classical codec, at ``values`` (its qualities, or JPEG 2000's bpp) or
+    the codec's default grid."""
     if name == "jpeg":
-        return [(f"q{q}", _pil("JPEG", quality=q), _pil_decode) for q in (10, 20, 30, 45, 60, 75, 85, 95)]
+        return [(f"q{q}", _pil("JPEG", quality=q), _pil_decode) for q in values or (10, 20, 30, 45, 60, 75, 85, 95)]
     if name == "webp":
-        return [(f"q{q}", _pil("WEBP", quality=q, method=6), _pil_decode) for q in (5, 15, 30, 50, 70, 85, 95)]
+        return [(f"q{q}", _pil("WEBP", quality=q, method=6), _pil_decode)
+                for q in values or (5, 15, 30, 50, 70, 85, 95)]
     if name == "jpeg2000":
         return [(f"{b}bpp", _pil("JPEG2000", quality_mode="rates", quality_layers=[24.0 / b], irreversible=True,
-                                 mct=1), _pil_decode) for b in (0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)]
+                                 mct=1), _pil_decode) for b in values or (0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)]
     import imagecodecs
 
     return [(f"q{q}", lambda img, q=q: imagecodecs.avif_encode(img, level=q), imagecodecs.avif_decode)
-            for q in (20, 35, 50, 60, 70, 80, 90)]
+            for q in values or (20, 35, 50, 60, 70, 80, 90)]
 
 
 def classic_points(name: str, img: np.ndarray) -> list[dict]:
@@ -543,25 +546,15 @@ def decode_speed(out: Path, lambdas: list[float], steps: int) -> None:
 
 
 def closest_below(name: str, img: np.ndarray, bpp: float) -> tuple[dict, np.ndarray]:
-    """A classical codec's file of the largest bpp not above ``bpp`` (its smallest if none is): point and pixels."""
-    if name == "jpeg2000":
-        settings = [(f"{bpp:.4f}bpp", _pil("JPEG2000", quality_mode="rates", quality_layers=[24.0 / bpp],
-                                           irreversible=True, mct=1), _pil_decode)]
-    else:
-        import imagecodecs
-
-        settings = [(f"q{q}", lambda im, q=q: imagecodecs.avif_encode(im, level=q), imagecodecs.avif_decode)
-                    for q in range(5, 96, 2)]
-    best = None
-    for setting, enc, dec in settings:
-        data = enc(img)
-        rate = 8.0 * len(data) / (img.shape[0] * img.shape[1])
-        if best is None or (rate <= bpp and (best[0]["bpp"] > bpp or rate > best[0]["bpp"])) \
-                or (rate > bpp and best[0]["bpp"] > bpp and rate < best[0]["bpp"]):
-            out = np.asarray(dec(data))[..., :3]
-            best = ({"setting": setting, "bpp": rate, "psnr": _psnr(img, out)}, out)
-    assert best is not None
-    return best
+    """A classical codec's file of the largest bpp not above ``bpp`` (its smallest if none is): point and pixels.
+    JPEG 2000 is asked for ``bpp`` itself; AVIF's qualities 5..95 are tried in steps of 2."""
+    files = [(8.0 * len(data) / (img.shape[0] * img.shape[1]), setting, data, dec)
+             for setting, enc, dec in baseline_settings(name, [bpp] if name == "jpeg2000" else range(5, 96, 2))
+             for data in [enc(img)]]
+    under = [f for f in files if f[0] <= bpp]
+    rate, setting, data, dec = max(under, key=lambda f: f[0]) if under else min(files, key=lambda f: f[0])
+    out = np.asarray(dec(data))[..., :3]
+    return {"setting": setting, "bpp": rate, "psnr": _psnr(img, out)}, out
 
 
 def artefacts(out: Path, stem: str, lmbda: float, preset: str) -> None:
