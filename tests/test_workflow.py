@@ -8,10 +8,12 @@ default is shown; fit --arch relu/tanh from the CLI.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -86,6 +88,30 @@ def test_threads_is_applied_before_the_command_and_restored(tmp_path: Path, monk
     monkeypatch.setenv("INRKIT_THREADS", "1")
     assert main(["synth", "sin-radial", "-o", str(tmp_path / "g.npy"), "--size", "8"]) == 0
     assert seen == [2, 1]
+
+
+def test_threads_also_limits_numpy_blas_while_the_command_runs(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_info
+
+    import inrkit.cli.core as core
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+    real = core.synth_sin_radial
+
+    @functools.wraps(real)
+    def record(*args: Any, **kwargs: Any) -> Any:
+        seen.append(blas_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core, "synth_sin_radial", record)
+    before = blas_threads()
+    assert main(["synth", "sin-radial", "-o", str(tmp_path / "f.npy"), "--size", "8", "--threads", "1"]) == 0
+    assert seen and seen[0] and set(seen[0]) == {1}
+    assert blas_threads() == before
 
 
 @pytest.mark.parametrize("value", ["0", "2000"])

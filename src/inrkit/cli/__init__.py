@@ -17,6 +17,8 @@ import threading
 import warnings
 from typing import Any, Iterator, Sequence
 
+from threadpoolctl import threadpool_limits
+
 from inrkit import _program
 from inrkit.cli.common import ArgumentParser, _number, check_outputs, shorten
 from inrkit.errors import InrkitError
@@ -75,7 +77,7 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
             _add_threads(sub)
     if not subs and "--threads" not in parser._option_string_actions:
         parser.add_argument("--threads", type=_number(int, "--threads", False, (1, MAX_THREADS)), default=None,
-                            metavar="N", help="CPU threads of PyTorch (intra- and inter-op) "
+                            metavar="N", help="CPU threads of PyTorch (intra- and inter-op) and of NumPy's BLAS "
                             f"(default: ${THREADS_ENV}, else $OMP_NUM_THREADS, else min(cores, "
                             f"{THREADS_CAP}); range [1, {MAX_THREADS}])")
 
@@ -182,8 +184,9 @@ def _main(argv: Sequence[str] | None) -> int:
     threads = _current_threads()
     try:
         check_outputs(args)
-        set_threads(getattr(args, "threads", None) or default_threads())
-        with _warnings_as_lines():
+        count = getattr(args, "threads", None) or default_threads()
+        set_threads(count)
+        with _warnings_as_lines(), threadpool_limits(count, user_api="blas"):  # NumPy's BLAS too, restored after
             result = args.handler(args)
     except _Terminated:
         print("inrkit: terminated", file=sys.stderr)
