@@ -21,7 +21,9 @@ baseline's log-bpp-interpolated curve). CompressAI-format curves under ``curves`
 
     .venv/bin/python bench/grid_rd.py --jobs 2    # CPU default: 6 Kodak + 3 other images, 34 min (2 x 1 thread)
     .venv/bin/python bench/grid_rd.py --kodak 2 --other 1 --preset fast   # what fits in ~10 min
-    .venv/bin/python bench/grid_rd.py --presets             # seconds of each preset (5 min)
+    .venv/bin/python bench/grid_rd.py --presets             # CPU s of each preset, uncompiled and compiled (11 min)
+    .venv/bin/python bench/grid_rd.py --encode-speed        # encode CPU s/MP, uncompiled vs compiled (~25 min)
+    .venv/bin/python bench/grid_rd.py --encode-speed kodim23,kodim20 --seeds 1,2,3   # their spread (~20 min)
     .venv/bin/python bench/grid_rd.py --rescore bench/results/grid_rd.json  # comparisons again, no encoding
     .venv/bin/python bench/grid_rd.py --all --jobs 2        # all 24 Kodak images (downscaled), 3 other
     .venv/bin/python bench/grid_rd.py --full                # 24 full-size Kodak images (GPU), published curves
@@ -76,6 +78,11 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="instead: full-size Kodak images (default kodim20,kodim13) at --lambdas against every baseline "
                         "and Cool-chic's published per-image points, with encode and decode CPU seconds per megapixel "
                         "(one thread) -> grid_full_size.json")
+    p.add_argument("--encode-speed", metavar="IMAGES", nargs="?", const="kodim23,kodim20,kodim13,kodim05",
+                   help="instead: encode CPU s/MP uncompiled vs compiled (half size; kodim20 full size, compiled) "
+                        "-> grid_encode_speed.json")
+    p.add_argument("--seeds", default="0", help="--encode-speed seeds (other than 0 alone: half size only, "
+                                                "-> grid_encode_seeds.json)")
     p.add_argument("--decode-speed", action="store_true",
                    help="instead: decode CPU seconds per megapixel, one thread, of kodim20 at full size and a 384x256 "
                         "crop over --lambdas (trained --steps) -> grid_decode_speed.json")
@@ -312,19 +319,68 @@ def report(sets: dict[str, Any]) -> None:
                   f"{c['bd_rate_percent_window']}, BD-PSNR {c['bd_psnr_db']}")
 
 
+def timed_encode(img: np.ndarray, preset: str, lmbda: float, compile: str, seed: int = 0) -> dict[str, Any]:
+    """One encode on one thread (PyTorch and NumPy's BLAS): bpp, PSNR, CPU seconds (per megapixel) and whether the
+    noise phase was compiled (``compile``: the codec's ``auto`` rule, or ``off``)."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    with threadpool_limits(1, user_api="blas"):
+        c0 = time.process_time()
+        r = encode_pixels(img, preset_options(preset, lmbda=lmbda, compile=compile, seed=seed)).report
+        cpu = time.process_time() - c0
+    mp = img.shape[0] * img.shape[1] / 1e6
+    return {"seed": seed, "compile": compile, "compiled": r["compiled"], "compile_seconds": r["compile_seconds"],
+            "steps": r["steps"], "bpp": r["bpp"], "psnr": r["psnr"], "encode_cpu_seconds": cpu,
+            "encode_cpu_seconds_per_mp": cpu / mp, "decode_seconds": r["decode_seconds"]}
+
+
 def time_presets(out: Path) -> None:
-    """Encode and decode seconds, bpp and PSNR of every preset on one image (kodim23 /2, lambda 600)."""
+    """Every preset on one image (kodim23 /2, lambda 600), uncompiled and with the ``auto`` rule: encode CPU
+    seconds (one thread), bpp, PSNR, and the PSNR against JPEG 2000 at the same bpp."""
     from inrkit.compress.encode.latent import PRESETS
 
     img = dict(kodak_images(24, 2))["kodim23"]
-    rows = {}
+    jpeg2000 = classic_points("jpeg2000", img)
+    rows: dict[str, dict[str, Any]] = {}
     for preset in PRESETS:
-        r = encode_pixels(img, preset_options(preset, lmbda=600.0)).report
-        rows[preset] = {k: r[k] for k in ("steps", "bpp", "psnr", "encode_seconds", "decode_seconds")}
-        rows[preset]["psnr_vs_jpeg2000_at_same_bpp"] = at_same_bpp([r], classic_points("jpeg2000", img))[0]
-        print(preset, rows[preset], flush=True)
+        for compile in ("off", "auto"):
+            row = timed_encode(img, preset, 600.0, compile)
+            row["psnr_vs_jpeg2000_at_same_bpp"] = at_same_bpp([row], jpeg2000)[0]
+            rows.setdefault(preset, {})[compile] = row
+            print(preset, json.dumps(row), flush=True)
     write_json(out, {"benchmark": "grid_presets", "image": "kodim23 downscaled 2x (384x256)", "lambda": 600.0,
-                     "presets": rows, "environment": run_environment()})
+                     "claim": "encode CPU seconds of each preset on one thread, uncompiled and compiled (auto rule)",
+                     "presets": rows, "environment": run_environment(threads=1)})
+
+
+def encode_speed(out: Path, stems: list[str], full: str, seeds: list[int]) -> None:
+    """Default preset, lambda 600: encode CPU seconds per megapixel on one thread, uncompiled and with the ``auto``
+    rule (which compiles the noise phase at these sizes), on half-size Kodak images ``stems`` at every seed and,
+    ``auto`` only, on the full-size image ``full``; bpp and PSNR of each, to show the compiled files are as good
+    (the seeds give the spread of one setting: compiled, the noise comes from another generator)."""
+    images = dict(kodak_images(24, 2))
+    rows = []
+    for stem in stems:
+        for seed in seeds:
+            for compile in ("off", "auto"):
+                rows.append({"image": f"{stem} /2", **timed_encode(images[stem], "default", 600.0, compile, seed)})
+                print(json.dumps(rows[-1]), flush=True)
+    if full:
+        img = np.asarray(Image.open(KODAK / f"{full}.png").convert("RGB"))
+        rows.append({"image": full, **timed_encode(img, "default", 600.0, "auto")})
+        print(json.dumps(rows[-1]), flush=True)
+    pairs = [(a, b) for a, b in zip(rows[0::2], rows[1::2]) if a["image"] == b["image"] and a["seed"] == b["seed"]]
+    write_json(out, {"benchmark": "grid_encode_speed",
+                     "claim": "compiling the noise phase encodes faster at the same rate-distortion (default preset, "
+                              "lambda 600, one thread)",
+                     "config": {"preset": "default", "lambda": 600.0, "half_size": stems, "seeds": seeds,
+                                "full_size": full},
+                     "rows": rows,
+                     "speedup": [a["encode_cpu_seconds"] / b["encode_cpu_seconds"] for a, b in pairs],
+                     "bpp_change_percent": [100 * (b["bpp"] / a["bpp"] - 1) for a, b in pairs],
+                     "psnr_change_db": [b["psnr"] - a["psnr"] for a, b in pairs],
+                     "environment": run_environment(threads=1)})
 
 
 def target_images() -> list[tuple[str, np.ndarray]]:
@@ -599,6 +655,11 @@ def main(argv: list[str] | None = None) -> None:
     if a.artefacts:
         artefacts(Path(a.out).with_name("grid_artefacts.json"), a.artefacts, float(a.lambdas.split(",")[0]),
                   a.preset)
+        return
+    if a.encode_speed:
+        seeds = [int(v) for v in a.seeds.split(",")]
+        name = "grid_encode_speed.json" if seeds == [0] else "grid_encode_seeds.json"
+        encode_speed(Path(a.out).with_name(name), a.encode_speed.split(","), "kodim20" if seeds == [0] else "", seeds)
         return
     if a.decode_speed:
         decode_speed(Path(a.out).with_name("grid_decode_speed.json"), [float(v) for v in a.lambdas.split(",")],

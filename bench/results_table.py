@@ -210,9 +210,21 @@ def grid_full_size() -> Row:
     rates = [r["decode_cpu_seconds_per_mp"] for r in speed["rows"]]
     measured = ("full-size Kodak, default preset, one thread (`images[].grid[].psnr_vs_*_at_same_bpp`): "
                 + "; ".join(parts) + f". Decode (`grid_decode_speed.json`, `rows[].decode_cpu_seconds_per_mp`): "
-                f"{min(rates):.2f}-{max(rates):.2f} CPU s/MP")
+                f"{min(rates):.2f}-{max(rates):.2f} CPU s/MP" + _encode_speed())
     return measured, "BD-rate <= 0 against AVIF; decode <= 0.5 and encode <= 300 CPU s per megapixel", \
         _date("grid_full_size.json", (d.get("environment") or {}).get("date"))
+
+
+def _encode_speed() -> str:
+    """Encode CPU s/MP of the default (compiled) encoder from ``grid_encode_speed.json``, if there."""
+    if not (RESULTS / "grid_encode_speed.json").exists():
+        return ""
+    rows = [r for r in _load("grid_encode_speed.json")["rows"] if r["compiled"]]
+    half = [r["encode_cpu_seconds_per_mp"] for r in rows if r["image"].endswith("/2")]
+    full = [r["encode_cpu_seconds_per_mp"] for r in rows if not r["image"].endswith("/2")]
+    text = (". Encode, alone (`grid_encode_speed.json`, `rows[].encode_cpu_seconds_per_mp`, compiled): "
+            f"{_span(half, '{:,.0f}')} CPU s/MP at half size")
+    return text + (f", {_span(full, '{:,.0f}')} at full size" if full else "")
 
 
 def nerf_lego() -> Row:
