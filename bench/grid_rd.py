@@ -19,7 +19,7 @@ restricted to 0.2-1.0 bpp, ``bd_rate_percent_window``: the PSNR interval where b
 codec's encode and decode seconds, and ``psnr_vs_<codec>_at_same_bpp`` (each grid point against the
 baseline's log-bpp-interpolated curve). CompressAI-format curves under ``curves``.
 
-    .venv/bin/python bench/grid_rd.py --jobs 2    # CPU default: 6 Kodak + 3 other images, 34 min (2 x 1 thread)
+    .venv/bin/python bench/grid_rd.py --jobs 2    # CPU default: 6 Kodak + 3 other images, 30 min (2 x 1 thread)
     .venv/bin/python bench/grid_rd.py --kodak 2 --other 1 --preset fast   # what fits in ~10 min
     .venv/bin/python bench/grid_rd.py --presets             # CPU s of each preset, uncompiled and compiled (11 min)
     .venv/bin/python bench/grid_rd.py --encode-speed        # encode CPU s/MP, uncompiled vs compiled (~25 min)
