@@ -191,9 +191,10 @@ def grid_rd() -> Row:
                            (("jpeg", "JPEG"), ("webp", "WebP"), ("jpeg2000", "JPEG 2000"), ("avif", "AVIF"))
                            if codec in c)
         parts.append(f"{key} ({len(cmp['images'])} images): {codecs}")
-    measured = (f"BD-rate of the grid image codec over {lo:.1f}-{hi:.1f} bpp "
+    measured = (f"BD-rate of the latent image codec over {lo:.1f}-{hi:.1f} bpp "
                 "(`sets.*.comparison.*.bd_rate_percent_window`, negative = fewer bytes): " + "; ".join(parts))
-    return measured, "negative BD-rate against JPEG 2000 on Kodak/2, beats WebP on other images", _date("grid_rd.json")
+    return measured, "negative BD-rate against JPEG 2000 on Kodak/2, beats WebP on other images", \
+        _date("grid_rd.json", (d.get("environment") or {}).get("date"))
 
 
 def grid_full_size() -> Row:
@@ -289,7 +290,7 @@ ROWS: list[tuple[str, str, Callable[[], Row]]] = [
     ("`inrkit fit` with defaults on real photos and volumes", "realdata.json", realdata),
     ("fitting speed (SIREN)", "fit_speed.json", fit_speed),
     ("many small signals (`fit-many`)", "many.json", many),
-    ("grid image codec vs JPEG, WebP, JPEG 2000, AVIF", "grid_rd.json", grid_rd),
+    ("latent image codec vs JPEG, WebP, JPEG 2000, AVIF", "grid_rd.json", grid_rd),
     ("latent image codec at full size vs AVIF and Cool-chic", "grid_full_size.json", grid_full_size),
     ("SINR compression", "compress_rd.json", sinr),
     ("sparse coding (OMP) for SINR", "omp_2threads.json", omp),
