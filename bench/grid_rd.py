@@ -319,20 +319,22 @@ def report(sets: dict[str, Any]) -> None:
                   f"{c['bd_rate_percent_window']}, BD-PSNR {c['bd_psnr_db']}")
 
 
-def timed_encode(img: np.ndarray, preset: str, lmbda: float, compile: str, seed: int = 0) -> dict[str, Any]:
-    """One encode on one thread (PyTorch and NumPy's BLAS): bpp, PSNR, CPU seconds (per megapixel) and whether the
-    noise phase was compiled (``compile``: the codec's ``auto`` rule, or ``off``)."""
+def timed_encode(img: np.ndarray, preset: str, lmbda: float, compile: str = "auto",
+                 seed: int = 0) -> tuple[dict[str, Any], bytes]:
+    """One encode on one thread (PyTorch and NumPy's BLAS): its row (bpp, PSNR, bytes by part, CPU seconds per
+    megapixel, whether the noise phase was compiled; ``compile``: the codec's ``auto`` rule, or ``off``) and file."""
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
     with threadpool_limits(1, user_api="blas"):
         c0 = time.process_time()
-        r = encode_pixels(img, preset_options(preset, lmbda=lmbda, compile=compile, seed=seed)).report
+        enc = encode_pixels(img, preset_options(preset, lmbda=lmbda, compile=compile, seed=seed))
         cpu = time.process_time() - c0
-    mp = img.shape[0] * img.shape[1] / 1e6
+    r, mp = enc.report, img.shape[0] * img.shape[1] / 1e6
     return {"seed": seed, "compile": compile, "compiled": r["compiled"], "compile_seconds": r["compile_seconds"],
-            "steps": r["steps"], "bpp": r["bpp"], "psnr": r["psnr"], "encode_cpu_seconds": cpu,
-            "encode_cpu_seconds_per_mp": cpu / mp, "decode_seconds": r["decode_seconds"]}
+            "steps": r["steps"], "bpp": r["bpp"], "psnr": r["psnr"], "bytes_by_part": r["bytes_by_part"],
+            "encode_cpu_seconds": cpu, "encode_cpu_seconds_per_mp": cpu / mp,
+            "encode_wall_seconds": r["encode_seconds"], "decode_seconds": r["decode_seconds"]}, enc.data
 
 
 def time_presets(out: Path) -> None:
@@ -345,7 +347,7 @@ def time_presets(out: Path) -> None:
     rows: dict[str, dict[str, Any]] = {}
     for preset in PRESETS:
         for compile in ("off", "auto"):
-            row = timed_encode(img, preset, 600.0, compile)
+            row, _ = timed_encode(img, preset, 600.0, compile)
             row["psnr_vs_jpeg2000_at_same_bpp"] = at_same_bpp([row], jpeg2000)[0]
             rows.setdefault(preset, {})[compile] = row
             print(preset, json.dumps(row), flush=True)
@@ -364,11 +366,11 @@ def encode_speed(out: Path, stems: list[str], full: str, seeds: list[int]) -> No
     for stem in stems:
         for seed in seeds:
             for compile in ("off", "auto"):
-                rows.append({"image": f"{stem} /2", **timed_encode(images[stem], "default", 600.0, compile, seed)})
+                rows.append({"image": f"{stem} /2", **timed_encode(images[stem], "default", 600.0, compile, seed)[0]})
                 print(json.dumps(rows[-1]), flush=True)
     if full:
         img = np.asarray(Image.open(KODAK / f"{full}.png").convert("RGB"))
-        rows.append({"image": full, **timed_encode(img, "default", 600.0, "auto")})
+        rows.append({"image": full, **timed_encode(img, "default", 600.0)[0]})
         print(json.dumps(rows[-1]), flush=True)
     pairs = [(a, b) for a, b in zip(rows[0::2], rows[1::2]) if a["image"] == b["image"] and a["seed"] == b["seed"]]
     write_json(out, {"benchmark": "grid_encode_speed",
@@ -539,23 +541,17 @@ def full_size(out: Path, stems: list[str], lambdas: list[float], preset: str) ->
     """The codec on full-size Kodak images, one thread: rate-distortion against JPEG, WebP, JPEG 2000, AVIF and
     Cool-chic's published points of the same images, bytes by part, encode and decode CPU seconds per megapixel
     (decode: the least of 3, measured after all encoding)."""
-    torch.set_num_threads(1)
     rows = []
     for stem in stems:
         img = np.asarray(Image.open(KODAK / f"{stem}.png").convert("RGB"))
         mp = img.shape[0] * img.shape[1] / 1e6
         points, files = [], []
         for lmbda in lambdas:
-            c0 = time.process_time()
-            enc = encode_pixels(img, preset_options(preset, lmbda=lmbda))
-            cpu = time.process_time() - c0
-            r = enc.report
-            files.append(enc.data)
-            points.append({"setting": f"lambda{lmbda:g}", "bpp": r["bpp"], "psnr": r["psnr"], "steps": r["steps"],
-                           "bytes_by_part": r["bytes_by_part"], "encode_cpu_seconds": cpu,
-                           "encode_cpu_seconds_per_mp": cpu / mp, "encode_wall_seconds": r["encode_seconds"]})
-            print(f"{stem} lambda {lmbda:g}: {r['bpp']:.3f} bpp {r['psnr']:.2f} dB, encode {cpu:.0f} CPU s "
-                  f"({cpu / mp:.0f} s/MP)", flush=True)
+            row, data = timed_encode(img, preset, lmbda)
+            points.append({"setting": f"lambda{lmbda:g}", **row})
+            files.append(data)
+            print(f"{stem} lambda {lmbda:g}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB, encode "
+                  f"{row['encode_cpu_seconds']:.0f} CPU s ({row['encode_cpu_seconds_per_mp']:.0f} s/MP)", flush=True)
         baselines = {b: classic_points(b, img) for b in BASELINES}
         baselines["coolchic"] = coolchic_points(stem)
         for p, data in zip(points, files):

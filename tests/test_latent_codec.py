@@ -412,5 +412,7 @@ def test_compiling_is_chosen_where_it_pays() -> None:
     assert not compile_pays(24 * 20, 1500)  # a test image: eager
     assert compile_pays(384 * 256, 1500)  # half-size Kodak, default preset
     assert not encode_pixels(_image(), LatentOptions(steps=5, hidden=(8,), arm_hidden=(8,))).report["compiled"]
-    with pytest.raises(Exception, match="compile"):
+    from inrkit.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="compile"):
         LatentOptions(compile="always")  # type: ignore[arg-type]

@@ -154,7 +154,7 @@ speed"). In the last phase (latents rounded, no latent gradients) compiling meas
 
 def compile_pays(pixels: int, noise_steps: int) -> bool:
     """The ``auto`` rule: compile the noise phase when ``pixels x noise_steps x`` :data:`SAVED_NS_PER_PIXEL_STEP`
-    exceeds :data:`~inrkit.train.compiled.COMPILE_SECONDS` (a warm inductor cache; a cold one measured 12 s)."""
+    exceeds :data:`~inrkit.train.compiled.COMPILE_SECONDS` (a warm inductor cache; a cold one measured 12-16 s)."""
     return pixels * noise_steps * SAVED_NS_PER_PIXEL_STEP * 1e-9 > COMPILE_SECONDS
 
 
